@@ -1,0 +1,268 @@
+//! Client commands for people (`buy`, `stock`): readable output, or `--json` for scripts.
+
+use anyhow::{Context, anyhow};
+use restock_proto::v1::{
+    GetProductRequest, ListProductsRequest, Outcome, Product, PurchaseRequest,
+    inventory_service_client::InventoryServiceClient, sales_service_client::SalesServiceClient,
+};
+use serde_json::json;
+use tonic::transport::Channel;
+
+/// Where the gateway is.
+#[derive(Debug, clap::Args)]
+pub struct ServerArgs {
+    /// The gateway's gRPC address (host:port or http://host:port).
+    #[arg(long, env = "RESTOCK_GRPC_ADDR", default_value = "127.0.0.1:50051")]
+    server: String,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+impl ServerArgs {
+    async fn channel(&self) -> anyhow::Result<Channel> {
+        let url = if self.server.contains("://") {
+            self.server.clone()
+        } else {
+            format!("http://{}", self.server)
+        };
+        Channel::from_shared(url.clone())
+            .map_err(|_| anyhow!("{:?} is not a valid gateway address", self.server))?
+            .connect_timeout(std::time::Duration::from_secs(5))
+            .connect()
+            .await
+            .with_context(|| {
+                format!("cannot reach the gateway at {url}: is `restock gateway` (or `restock dev`) running? (RESTOCK_GRPC_ADDR)")
+            })
+    }
+}
+
+/// Turns a gRPC error status into a message a person can act on.
+fn explain(status: tonic::Status) -> anyhow::Error {
+    let hint = match status.code() {
+        tonic::Code::NotFound => " (list products with `restock stock`)",
+        tonic::Code::Unavailable => " (the gateway or its database is down; try again shortly)",
+        _ => "",
+    };
+    anyhow!("{}{hint} [{:?}]", status.message(), status.code())
+}
+
+/// `restock buy` flags.
+#[derive(Debug, clap::Args)]
+pub struct BuyArgs {
+    /// The product to buy, e.g. CP-502101.
+    sku: String,
+    /// Units to buy.
+    #[arg(short, long, default_value_t = 1)]
+    quantity: u32,
+    /// Idempotency key: repeating the command with the same key sells nothing more.
+    #[arg(long, default_value = "")]
+    key: String,
+    /// Who buys.
+    #[arg(long, default_value = "restock-cli")]
+    requester: String,
+    #[command(flatten)]
+    server: ServerArgs,
+}
+
+/// Buys a product.
+pub async fn buy(args: BuyArgs) -> anyhow::Result<()> {
+    let mut client = SalesServiceClient::new(args.server.channel().await?);
+    let reply = client
+        .purchase(PurchaseRequest {
+            sku: args.sku.clone(),
+            quantity: args.quantity,
+            idempotency_key: args.key.clone(),
+            requester: args.requester.clone(),
+        })
+        .await
+        .map_err(explain)?
+        .into_inner();
+    let outcome = reply.outcome();
+    if args.server.json {
+        println!(
+            "{}",
+            json!({
+                "outcome": match outcome {
+                    Outcome::Sold => "SOLD",
+                    Outcome::OutOfStock => "OUT_OF_STOCK",
+                    Outcome::Unspecified => "UNSPECIFIED",
+                },
+                "sku": args.sku,
+                "quantity": args.quantity,
+                "remaining_stock": reply.remaining_stock,
+                "sale_id": reply.sale_id,
+                "replenishment_id": reply.replenishment_id,
+                "replayed": reply.replayed,
+                "message": reply.message,
+            })
+        );
+        return Ok(());
+    }
+    match outcome {
+        Outcome::Sold => {
+            println!(
+                "SOLD  {} x {}  ({} left)  sale {}",
+                args.quantity, args.sku, reply.remaining_stock, reply.sale_id
+            );
+            if !reply.replenishment_id.is_empty() {
+                println!(
+                    "      stock is at the reorder point: replenishment {} requested",
+                    reply.replenishment_id
+                );
+            }
+        }
+        Outcome::OutOfStock => {
+            println!(
+                "OUT OF STOCK  {}: {} left, {} asked for; nothing sold",
+                args.sku, reply.remaining_stock, args.quantity
+            );
+            println!(
+                "      replenishment {} requested from the factory",
+                reply.replenishment_id
+            );
+        }
+        Outcome::Unspecified => println!("{}", reply.message),
+    }
+    Ok(())
+}
+
+/// `restock stock` flags.
+#[derive(Debug, clap::Args)]
+pub struct StockArgs {
+    /// One product's sku; all products when omitted.
+    sku: Option<String>,
+    #[command(flatten)]
+    server: ServerArgs,
+}
+
+/// Shows stock.
+pub async fn stock(args: StockArgs) -> anyhow::Result<()> {
+    let mut client = InventoryServiceClient::new(args.server.channel().await?);
+    let products = match &args.sku {
+        Some(sku) => vec![
+            client
+                .get_product(GetProductRequest { sku: sku.clone() })
+                .await
+                .map_err(explain)?
+                .into_inner(),
+        ],
+        None => {
+            let mut all = Vec::new();
+            let mut page_token = String::new();
+            loop {
+                let page = client
+                    .list_products(ListProductsRequest {
+                        page_size: 500,
+                        page_token: page_token.clone(),
+                    })
+                    .await
+                    .map_err(explain)?
+                    .into_inner();
+                all.extend(page.products);
+                if page.next_page_token.is_empty() {
+                    break all;
+                }
+                page_token = page.next_page_token;
+            }
+        }
+    };
+    if args.server.json {
+        let rows: Vec<_> = products.iter().map(product_json).collect();
+        println!("{}", serde_json::Value::Array(rows));
+        return Ok(());
+    }
+    print!("{}", stock_table(&products));
+    Ok(())
+}
+
+fn product_json(p: &Product) -> serde_json::Value {
+    json!({
+        "sku": p.sku, "name": p.name, "price": p.price, "stock": p.stock,
+        "reorder_point": p.reorder_point, "reorder_quantity": p.reorder_quantity,
+        "factory_id": p.factory_id, "ad_active": p.ad_active,
+    })
+}
+
+/// Display width of a string: East Asian wide characters take two columns.
+fn width(s: &str) -> usize {
+    s.chars()
+        .map(|c| match c as u32 {
+            0x1100..=0x115F
+            | 0x2E80..=0xA4CF
+            | 0xAC00..=0xD7A3
+            | 0xF900..=0xFAFF
+            | 0xFF00..=0xFF60 => 2,
+            _ => 1,
+        })
+        .sum()
+}
+
+fn pad(s: &str, w: usize) -> String {
+    format!("{s}{}", " ".repeat(w.saturating_sub(width(s))))
+}
+
+/// The products as an aligned table.
+fn stock_table(products: &[Product]) -> String {
+    if products.is_empty() {
+        return "no products (load the demo catalogue with `restock migrate --demo`)\n".to_owned();
+    }
+    let name_w = products
+        .iter()
+        .map(|p| width(&p.name))
+        .max()
+        .unwrap_or(4)
+        .max(4);
+    let sku_w = products
+        .iter()
+        .map(|p| p.sku.len())
+        .max()
+        .unwrap_or(3)
+        .max(3);
+    let mut out = format!(
+        "{}  {}  {:>10}  {:>6}  {:>10}  {:>9}  {:<10}  AD\n",
+        pad("SKU", sku_w),
+        pad("NAME", name_w),
+        "PRICE",
+        "STOCK",
+        "REORDER AT",
+        "REORDER Q",
+        "FACTORY"
+    );
+    for p in products {
+        out.push_str(&format!(
+            "{}  {}  {:>10}  {:>6}  {:>10}  {:>9}  {:<10}  {}\n",
+            pad(&p.sku, sku_w),
+            pad(&p.name, name_w),
+            p.price,
+            p.stock,
+            p.reorder_point,
+            p.reorder_quantity,
+            p.factory_id,
+            if p.ad_active { "on" } else { "paused" }
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wide_names_line_up() {
+        let p = |sku: &str, name: &str| Product {
+            sku: sku.into(),
+            name: name.into(),
+            ..Default::default()
+        };
+        let table = stock_table(&[
+            p("CP-502101", "부산도너츠"),
+            p("CP-700001", "Seoul Croissant"),
+        ]);
+        // Same columns in every data row, so the same display width, wide characters or not.
+        let widths: Vec<usize> = table.lines().skip(1).map(width).collect();
+        assert_eq!(widths.len(), 2);
+        assert_eq!(widths[0], widths[1], "{table}");
+    }
+}

@@ -1,0 +1,33 @@
+//! `restock migrate`: applies the schema; `--demo` also loads the demo catalogue.
+
+use anyhow::Context;
+
+use crate::config::DatabaseArgs;
+
+/// `restock migrate` flags.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    db: DatabaseArgs,
+    /// Also load the demo catalogue (CP-502101 부산도너츠 and a few more); stock is set only
+    /// for products that do not exist yet.
+    #[arg(long)]
+    demo: bool,
+}
+
+/// Runs the migrations.
+pub async fn run(args: Args) -> anyhow::Result<()> {
+    let store = args.db.connect().await?;
+    store.migrate().await.context("applying migrations")?;
+    println!("schema is up to date");
+    if args.demo {
+        restock_inventory::demo::load(&store)
+            .await
+            .context("loading the demo catalogue")?;
+        println!(
+            "demo catalogue loaded ({} products)",
+            restock_inventory::demo::products().len()
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,5 @@
+//! One module per subcommand.
+
+pub mod client;
+pub mod gateway;
+pub mod migrate;

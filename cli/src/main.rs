@@ -1,0 +1,60 @@
+//! `restock`: one binary for every part of the system and the client commands people use.
+//!
+//! # Layout
+//! - [`config`]: flags with environment fallbacks (`RESTOCK_DATABASE_URL`, ...), shared by
+//!   the subcommands.
+//! - [`commands`]: one module per subcommand; each is a thin shell over a library crate.
+
+mod commands;
+mod config;
+
+use clap::{Parser, Subcommand};
+
+/// Automatic stock replenishment: sell, run out, reorder from the factory, restock.
+#[derive(Debug, Parser)]
+#[command(name = "restock", version, about, propagate_version = true)]
+struct Cli {
+    #[command(flatten)]
+    log: config::LogArgs,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Create or update the database schema (and optionally load the demo catalogue).
+    Migrate(commands::migrate::Args),
+    /// Run the gRPC gateway (sales, inventory) and its HTTP listener.
+    Gateway(commands::gateway::Args),
+    /// Buy a product through the gateway.
+    Buy(commands::client::BuyArgs),
+    /// Show stock: one product, or all of them.
+    Stock(commands::client::StockArgs),
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    config::init_tracing(&cli.log);
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(err) => {
+            eprintln!("error: cannot start the async runtime: {err}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Migrate(args) => commands::migrate::run(args).await,
+            Command::Gateway(args) => commands::gateway::run(args).await,
+            Command::Buy(args) => commands::client::buy(args).await,
+            Command::Stock(args) => commands::client::stock(args).await,
+        }
+    });
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

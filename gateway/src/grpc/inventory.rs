@@ -1,0 +1,132 @@
+//! `restock.v1.InventoryService`: the catalogue and manual stock changes.
+
+use restock_inventory::{AdjustStock, NewProduct, ProductView, Store};
+use restock_proto::v1::{
+    AdjustStockRequest, GetProductRequest, ListProductsRequest, ListProductsResponse, Product,
+    UpsertProductRequest, inventory_service_server::InventoryService,
+};
+use tonic::{Request, Response, Status};
+
+use super::status::from_store;
+
+/// Products per page when the client asks for 0.
+const DEFAULT_PAGE_SIZE: u32 = 50;
+/// Most products per page.
+const MAX_PAGE_SIZE: u32 = 500;
+
+/// InventoryService on top of the store.
+#[derive(Debug, Clone)]
+pub struct InventoryApi {
+    store: Store,
+}
+
+impl InventoryApi {
+    /// An InventoryService over `store`.
+    pub fn new(store: Store) -> Self {
+        Self { store }
+    }
+}
+
+/// The wire form of a product.
+pub fn to_pb(view: ProductView) -> Product {
+    let p = view.product;
+    Product {
+        sku: p.sku,
+        name: p.name,
+        price: p.price,
+        stock: p.stock,
+        reorder_point: p.reorder_point,
+        reorder_quantity: p.reorder_quantity,
+        factory_id: p.factory_id,
+        ad_active: view.ad_active,
+    }
+}
+
+#[tonic::async_trait]
+impl InventoryService for InventoryApi {
+    async fn get_product(
+        &self,
+        request: Request<GetProductRequest>,
+    ) -> Result<Response<Product>, Status> {
+        let sku = request.into_inner().sku;
+        let view = self.store.product(&sku).await.map_err(from_store)?;
+        Ok(Response::new(to_pb(view)))
+    }
+
+    async fn list_products(
+        &self,
+        request: Request<ListProductsRequest>,
+    ) -> Result<Response<ListProductsResponse>, Status> {
+        let r = request.into_inner();
+        let page_size = match r.page_size {
+            0 => DEFAULT_PAGE_SIZE,
+            n => n.min(MAX_PAGE_SIZE),
+        };
+        // The page token is the last sku of the previous page.
+        let after = (!r.page_token.is_empty()).then_some(r.page_token.as_str());
+        if let Some(token) = after {
+            restock_inventory::validate::sku(token).map_err(|_| {
+                Status::invalid_argument("page_token is not one this server issued")
+            })?;
+        }
+        let mut views = self
+            .store
+            .list_products(after, u64::from(page_size) + 1)
+            .await
+            .map_err(from_store)?;
+        let more = views.len() > page_size as usize;
+        views.truncate(page_size as usize);
+        let next_page_token = if more {
+            views
+                .last()
+                .map(|v| v.product.sku.clone())
+                .unwrap_or_default()
+        } else {
+            String::new()
+        };
+        Ok(Response::new(ListProductsResponse {
+            products: views.into_iter().map(to_pb).collect(),
+            next_page_token,
+        }))
+    }
+
+    async fn upsert_product(
+        &self,
+        request: Request<UpsertProductRequest>,
+    ) -> Result<Response<Product>, Status> {
+        let Some(p) = request.into_inner().product else {
+            return Err(Status::invalid_argument("product is required"));
+        };
+        let view = self
+            .store
+            .upsert_product(&NewProduct {
+                sku: p.sku,
+                name: p.name,
+                price: p.price,
+                stock: p.stock,
+                reorder_point: p.reorder_point,
+                reorder_quantity: p.reorder_quantity,
+                factory_id: p.factory_id,
+            })
+            .await
+            .map_err(from_store)?;
+        Ok(Response::new(to_pb(view)))
+    }
+
+    async fn adjust_stock(
+        &self,
+        request: Request<AdjustStockRequest>,
+    ) -> Result<Response<Product>, Status> {
+        let r = request.into_inner();
+        let view = self
+            .store
+            .adjust_stock(&AdjustStock {
+                sku: r.sku,
+                delta: r.delta,
+                reason: r.reason,
+            })
+            .await
+            .map_err(from_store)?;
+        Ok(Response::new(to_pb(view)))
+    }
+}

@@ -1,0 +1,77 @@
+//! `restock.v1.SalesService`: the sale.
+
+use restock_inventory::{PurchaseOutcome, PurchaseRequest, Store};
+use restock_proto::v1::{
+    Outcome, PurchaseRequest as PurchaseRequestPb, PurchaseResponse,
+    sales_service_server::SalesService,
+};
+use tonic::{Request, Response, Status};
+
+use super::status::from_store;
+
+/// SalesService on top of the store.
+#[derive(Debug, Clone)]
+pub struct SalesApi {
+    store: Store,
+}
+
+impl SalesApi {
+    /// A SalesService selling from `store`.
+    pub fn new(store: Store) -> Self {
+        Self { store }
+    }
+}
+
+#[tonic::async_trait]
+impl SalesService for SalesApi {
+    async fn purchase(
+        &self,
+        request: Request<PurchaseRequestPb>,
+    ) -> Result<Response<PurchaseResponse>, Status> {
+        let r = request.into_inner();
+        let purchase = PurchaseRequest::new(&r.sku, r.quantity, &r.idempotency_key, &r.requester)
+            .map_err(from_store)?;
+        let outcome = self.store.purchase(&purchase).await.map_err(from_store)?;
+        let reply = match outcome {
+            PurchaseOutcome::Sold {
+                sale_id,
+                remaining_stock,
+                replenishment_id,
+                replayed,
+            } => {
+                let mut message =
+                    format!("sold {} x {}; {remaining_stock} left", r.quantity, r.sku);
+                if replayed {
+                    message.push_str(" (repeated request: this is the first sale's result)");
+                }
+                if replenishment_id.is_some() {
+                    message.push_str("; replenishment requested");
+                }
+                PurchaseResponse {
+                    outcome: Outcome::Sold.into(),
+                    remaining_stock,
+                    sale_id,
+                    replenishment_id: replenishment_id.unwrap_or_default(),
+                    message,
+                    replayed,
+                }
+            }
+            PurchaseOutcome::OutOfStock {
+                stock,
+                replenishment_id,
+            } => PurchaseResponse {
+                outcome: Outcome::OutOfStock.into(),
+                remaining_stock: stock,
+                sale_id: String::new(),
+                message: format!(
+                    "out of stock: {} has {stock} left, {} asked for; nothing sold, replenishment {replenishment_id} requested",
+                    r.sku, r.quantity
+                ),
+                replenishment_id,
+                replayed: false,
+            },
+        };
+        tracing::debug!(sku = %r.sku, outcome = ?reply.outcome(), "purchase");
+        Ok(Response::new(reply))
+    }
+}

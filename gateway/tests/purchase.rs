@@ -1,0 +1,373 @@
+//! The sale through real gRPC on a port-0 gateway, on SQLite, PostgreSQL and MariaDB:
+//! no oversell under concurrency, idempotent retries, bad input rejected with nothing changed,
+//! and UNAVAILABLE (then recovery) while the database is unreachable.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use restock_inventory::entity::{advertisement, product, replenish_outbox, sale, stock_receipt};
+use restock_inventory::{NewProduct, Store};
+use restock_proto::v1::{Outcome, PurchaseRequest};
+use restock_testkit::{
+    Backend, FlakyProxy, TestApp, TestDb, spawn_app, spawn_gateway_on, url_addr,
+};
+use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
+use tonic::Code;
+
+const CLIENTS: usize = 64;
+
+fn buy(sku: &str, quantity: u32, key: &str) -> PurchaseRequest {
+    PurchaseRequest {
+        sku: sku.to_owned(),
+        quantity,
+        idempotency_key: key.to_owned(),
+        requester: "test".to_owned(),
+    }
+}
+
+async fn add_product(store: &Store, sku: &str, stock: i64) {
+    store
+        .upsert_product(&NewProduct {
+            sku: sku.to_owned(),
+            name: format!("test product {sku}"),
+            price: 1000,
+            stock,
+            reorder_point: 0,
+            reorder_quantity: 10,
+            factory_id: restock_inventory::demo::DEMO_FACTORY.to_owned(),
+        })
+        .await
+        .unwrap();
+}
+
+/// Everything the store holds, as text, to compare before and after.
+async fn snapshot(store: &Store) -> String {
+    let db = store.connection();
+    let mut products = product::Entity::find().all(db).await.unwrap();
+    products.sort_by(|a, b| a.sku.cmp(&b.sku));
+    format!(
+        "{:?}\n{:?}\n{:?}\n{:?}\n{:?}",
+        products,
+        sale::Entity::find().all(db).await.unwrap(),
+        replenish_outbox::Entity::find().all(db).await.unwrap(),
+        stock_receipt::Entity::find().all(db).await.unwrap(),
+        advertisement::Entity::find().all(db).await.unwrap(),
+    )
+}
+
+async fn stock_of(store: &Store, sku: &str) -> i64 {
+    store.product(sku).await.unwrap().product.stock
+}
+
+async fn outbox_rows(store: &Store, sku: &str) -> u64 {
+    replenish_outbox::Entity::find()
+        .filter(replenish_outbox::Column::Sku.eq(sku))
+        .count(store.connection())
+        .await
+        .unwrap()
+}
+
+async fn concurrent_clients_never_oversell(app: TestApp) {
+    const STOCK: i64 = 300;
+    let sku = "HOT-1";
+    add_product(&app.store, sku, STOCK).await;
+    let sold = Arc::new(AtomicU64::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..CLIENTS {
+        let mut client = app.sales().await;
+        let sold = sold.clone();
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let reply = client.purchase(buy(sku, 1, "")).await.unwrap().into_inner();
+                match reply.outcome() {
+                    Outcome::Sold => {
+                        assert!(reply.remaining_stock >= 0);
+                        sold.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Outcome::OutOfStock => return,
+                    Outcome::Unspecified => panic!("no outcome: {reply:?}"),
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    assert_eq!(sold.load(Ordering::Relaxed), STOCK as u64, "SOLD replies");
+    assert_eq!(stock_of(&app.store, sku).await, 0, "final stock");
+    let sales: i64 = sale::Entity::find()
+        .filter(sale::Column::Sku.eq(sku))
+        .all(app.store.connection())
+        .await
+        .unwrap()
+        .iter()
+        .map(|s| s.quantity)
+        .sum();
+    assert_eq!(sales, STOCK, "units in sales rows");
+    assert_eq!(
+        outbox_rows(&app.store, sku).await,
+        1,
+        "pending outbox intents"
+    );
+    app.stop().await;
+}
+
+async fn same_key_sells_once(app: TestApp) {
+    let sku = restock_inventory::demo::DEMO_SKU;
+    let before = stock_of(&app.store, sku).await;
+    let mut client = app.sales().await;
+
+    let first = client
+        .purchase(buy(sku, 1, "order-42"))
+        .await
+        .unwrap()
+        .into_inner();
+    let again = client
+        .purchase(buy(sku, 1, "order-42"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(first.outcome(), Outcome::Sold);
+    assert_eq!(again.outcome(), Outcome::Sold);
+    assert_eq!(first.sale_id, again.sale_id);
+    assert_eq!(first.remaining_stock, again.remaining_stock);
+    assert!(!first.replayed && again.replayed);
+    assert_eq!(stock_of(&app.store, sku).await, before - 1);
+
+    // The same new key from 16 clients at once: still one sale.
+    let mut tasks = Vec::new();
+    for _ in 0..16 {
+        let mut c = app.sales().await;
+        tasks.push(tokio::spawn(async move {
+            c.purchase(buy(sku, 1, "order-43"))
+                .await
+                .unwrap()
+                .into_inner()
+        }));
+    }
+    let mut ids = Vec::new();
+    for t in tasks {
+        let reply = t.await.unwrap();
+        assert_eq!(reply.outcome(), Outcome::Sold, "{reply:?}");
+        ids.push(reply.sale_id);
+    }
+    ids.dedup();
+    assert_eq!(ids.len(), 1, "one sale id for one key: {ids:?}");
+    assert_eq!(stock_of(&app.store, sku).await, before - 2);
+    let rows = sale::Entity::find()
+        .filter(sale::Column::IdempotencyKey.eq("order-43"))
+        .count(app.store.connection())
+        .await
+        .unwrap();
+    assert_eq!(rows, 1);
+
+    // The key reused for a different purchase is refused, and sells nothing.
+    let err = client.purchase(buy(sku, 2, "order-42")).await.unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition, "{err:?}");
+    assert_eq!(stock_of(&app.store, sku).await, before - 2);
+    app.stop().await;
+}
+
+async fn bad_input_changes_nothing(app: TestApp) {
+    let sku = restock_inventory::demo::DEMO_SKU;
+    let before = snapshot(&app.store).await;
+    let huge = "X".repeat(10 * 1024);
+    let cases: Vec<(&str, PurchaseRequest, Code)> = vec![
+        ("empty sku", buy("", 1, ""), Code::InvalidArgument),
+        ("10 KB sku", buy(&huge, 1, ""), Code::InvalidArgument),
+        (
+            "replacement characters",
+            buy("\u{FFFD}\u{FFFD}", 1, ""),
+            Code::InvalidArgument,
+        ),
+        (
+            "NUL in sku",
+            buy("CP-502101\u{0}", 1, ""),
+            Code::InvalidArgument,
+        ),
+        (
+            "non-ASCII sku",
+            buy("부산도너츠", 1, ""),
+            Code::InvalidArgument,
+        ),
+        (
+            "SQL in sku",
+            buy("x' OR '1'='1", 1, ""),
+            Code::InvalidArgument,
+        ),
+        ("quantity 0", buy(sku, 0, ""), Code::InvalidArgument),
+        (
+            "quantity 2^32-1",
+            buy(sku, u32::MAX, ""),
+            Code::InvalidArgument,
+        ),
+        ("unknown sku", buy("NOPE-1", 1, ""), Code::NotFound),
+        (
+            "unknown sku with key",
+            buy("NOPE-1", 1, "k-1"),
+            Code::NotFound,
+        ),
+        (
+            "oversized key",
+            buy(sku, 1, &"k".repeat(129)),
+            Code::InvalidArgument,
+        ),
+        (
+            "key with spaces",
+            buy(sku, 1, "my key"),
+            Code::InvalidArgument,
+        ),
+        (
+            "oversized requester",
+            PurchaseRequest {
+                requester: "r".repeat(200),
+                ..buy(sku, 1, "")
+            },
+            Code::InvalidArgument,
+        ),
+    ];
+    let mut client = app.sales().await;
+    for (what, request, code) in cases {
+        let err = client
+            .purchase(request)
+            .await
+            .expect_err(&format!("{what}: accepted"));
+        assert_eq!(err.code(), code, "{what}: {err:?}");
+        assert!(!err.message().is_empty(), "{what}: no message");
+        assert!(
+            err.message().len() < 300,
+            "{what}: message echoes the input: {}",
+            err.message().len()
+        );
+    }
+    assert_eq!(
+        snapshot(&app.store).await,
+        before,
+        "a rejected purchase changed something"
+    );
+    app.stop().await;
+}
+
+async fn database_unreachable_gives_unavailable(backend: Backend) {
+    let Some(db) = TestDb::new(backend).await else {
+        return;
+    };
+    db.store().await; // migrate + demo catalogue directly
+    let proxy = FlakyProxy::start(url_addr(&db.url)).await;
+    let options = restock_inventory::StoreOptions {
+        acquire_timeout: std::time::Duration::from_secs(2),
+        connect_timeout: std::time::Duration::from_secs(2),
+        ..Default::default()
+    };
+    let store = Store::connect(&proxy.url_through(&db.url), &options)
+        .await
+        .unwrap();
+    let direct = db.store().await;
+    let app = spawn_gateway_on(db, store).await;
+    let sku = restock_inventory::demo::DEMO_SKU;
+    let mut client = app.sales().await;
+    assert_eq!(
+        client
+            .purchase(buy(sku, 1, ""))
+            .await
+            .unwrap()
+            .into_inner()
+            .outcome(),
+        Outcome::Sold
+    );
+    let health = format!("http://{}/healthz", app.http_addr);
+    assert_eq!(http_status(&health).await, 200);
+
+    proxy.take_down();
+    let before = snapshot(&direct).await;
+    for _ in 0..3 {
+        let err = client.purchase(buy(sku, 1, "")).await.unwrap_err();
+        assert_eq!(err.code(), Code::Unavailable, "{err:?}");
+        assert!(err.message().contains("unavailable"), "{}", err.message());
+    }
+    assert_eq!(http_status(&health).await, 503);
+    assert_eq!(
+        snapshot(&direct).await,
+        before,
+        "a failed sale changed something"
+    );
+
+    proxy.bring_up();
+    let mut recovered = false;
+    for _ in 0..50 {
+        if let Ok(reply) = client.purchase(buy(sku, 1, "")).await {
+            assert_eq!(reply.into_inner().outcome(), Outcome::Sold);
+            recovered = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(
+        recovered,
+        "sales did not recover after the database came back"
+    );
+    assert_eq!(stock_of(&direct, sku).await, 1);
+    assert_eq!(http_status(&health).await, 200);
+    app.stop().await;
+}
+
+/// A bare HTTP/1.1 GET, returning the status code.
+async fn http_status(url: &str) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let rest = url.strip_prefix("http://").unwrap();
+    let (host, path) = rest.split_at(rest.find('/').unwrap());
+    let mut stream = tokio::net::TcpStream::connect(host).await.unwrap();
+    stream
+        .write_all(
+            format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+        .await
+        .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    response.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+macro_rules! on_every_database {
+    ($($name:ident => $body:ident;)*) => {
+        mod sqlite {
+            use super::*;
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn $name() {
+                if let Some(app) = spawn_app(Backend::Sqlite).await { super::$body(app).await }
+            })*
+        }
+        mod postgres {
+            use super::*;
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn $name() {
+                if let Some(app) = spawn_app(Backend::Postgres).await { super::$body(app).await }
+            })*
+        }
+        mod mariadb {
+            use super::*;
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn $name() {
+                if let Some(app) = spawn_app(Backend::MySql).await { super::$body(app).await }
+            })*
+        }
+    };
+}
+
+on_every_database! {
+    concurrent_clients_never_oversell => concurrent_clients_never_oversell;
+    same_key_sells_once => same_key_sells_once;
+    bad_input_changes_nothing => bad_input_changes_nothing;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_unreachable_gives_unavailable_then_recovers() {
+    database_unreachable_gives_unavailable(Backend::Postgres).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn mariadb_unreachable_gives_unavailable_then_recovers() {
+    database_unreachable_gives_unavailable(Backend::MySql).await;
+}

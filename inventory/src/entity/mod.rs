@@ -1,0 +1,9 @@
+//! sea-orm entities, one module per table. Times are Unix milliseconds (`i64`) so the same
+//! columns mean the same thing on SQLite, PostgreSQL and MySQL/MariaDB.
+
+pub mod advertisement;
+pub mod factory;
+pub mod product;
+pub mod replenish_outbox;
+pub mod sale;
+pub mod stock_receipt;

@@ -1,0 +1,31 @@
+//! `replenish_outbox`: replenishment intents written in the same transaction as the sale that
+//! triggered them. At most one pending intent per product (unique sku); the relay starts the
+//! workflow and deletes the row, so Temporal being down loses nothing.
+
+use sea_orm::entity::prelude::*;
+
+/// A pending replenishment intent.
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+#[sea_orm(table_name = "replenish_outbox")]
+pub struct Model {
+    /// Row id.
+    #[sea_orm(primary_key)]
+    pub id: i64,
+    /// Product to replenish; unique: one pending intent per product.
+    #[sea_orm(unique)]
+    pub sku: String,
+    /// Why: `out_of_stock` or `reorder_point`.
+    pub reason: String,
+    /// Unix ms when first requested.
+    pub requested_at: i64,
+    /// Relay attempts so far.
+    pub attempts: i32,
+    /// The relay's last error, for operators.
+    pub last_error: Option<String>,
+}
+
+/// Relations of `replenish_outbox`.
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {}
+
+impl ActiveModelBehavior for ActiveModel {}

@@ -1,0 +1,31 @@
+//! restock's inventory store: products, stock and the atomic sale, on SQLite, PostgreSQL or
+//! MySQL/MariaDB (chosen by the database URL alone).
+//!
+//! # Layout
+//! - [`entity`]: sea-orm entities, one per table.
+//! - [`migration`]: the schema, as sea-orm-migration migrations ([`Store::migrate`]).
+//! - [`validate`]: the rules for skus, quantities, keys and names, shared by every entry point.
+//! - [`store`]: [`Store`], the only code that writes: the sale (one conditional `UPDATE` plus
+//!   inserts in one transaction, never read-then-write), stock adjustments, the outbox.
+//! - [`demo`]: the demo catalogue that `restock migrate --demo` and the tests load.
+//! - [`error`]: [`StoreError`], what callers map to gRPC statuses.
+
+pub mod demo;
+pub mod entity;
+pub mod error;
+pub mod migration;
+pub mod store;
+pub mod validate;
+
+pub use error::StoreError;
+pub use sea_orm::DbErr;
+pub use store::{
+    AdjustStock, NewFactory, NewProduct, ProductView, PurchaseOutcome, PurchaseRequest, Store,
+    StoreOptions,
+};
+
+/// The replenishment (and replenish-stock workflow) id for a product: `replenish-<sku>`.
+/// One open replenishment per product, however many sales ask for it.
+pub fn replenishment_id(sku: &str) -> String {
+    format!("replenish-{sku}")
+}

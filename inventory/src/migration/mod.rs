@@ -1,0 +1,16 @@
+//! Schema migrations (sea-orm-migration). Applied migrations are recorded in
+//! `seaql_migrations`, so running them again is a no-op on every backend.
+
+use sea_orm_migration::prelude::*;
+
+mod m0001_initial;
+
+/// All migrations, oldest first.
+pub struct Migrator;
+
+#[sea_orm_migration::async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m0001_initial::Migration)]
+    }
+}

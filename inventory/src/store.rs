@@ -1,0 +1,685 @@
+//! [`Store`]: the inventory's only writer.
+//!
+//! The sale is one conditional `UPDATE products SET stock = stock - q WHERE sku = ? AND
+//! stock >= q` plus the sale row (and, at the reorder point, the outbox intent) in one
+//! transaction. The row count of the `UPDATE` decides; the new stock is read inside the same
+//! transaction (MySQL has no `UPDATE ... RETURNING`), while the row is still locked.
+
+use std::path::Path;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use sea_orm::sea_query::{Expr, ExprTrait, OnConflict};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, ConnectOptions, Database, DatabaseConnection,
+    DatabaseTransaction, DbBackend, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    SqliteTransactionMode, TransactionOptions, TransactionTrait,
+};
+use sea_orm_migration::MigratorTrait;
+
+use crate::entity::{advertisement, factory, product, replenish_outbox, sale};
+use crate::error::{DbErrKind, classify};
+use crate::migration::Migrator;
+use crate::{StoreError, replenishment_id, validate};
+
+/// How often a transaction that hit a deadlock, serialization failure or busy SQLite file is
+/// tried in all before the caller gets UNAVAILABLE.
+const TRANSACTION_ATTEMPTS: u32 = 8;
+
+/// Connection settings; [`Default`] suits a gateway or worker.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// Pool size for PostgreSQL/MySQL (SQLite uses one writer plus this many readers).
+    pub max_connections: u32,
+    /// How long a request waits for a connection before it answers UNAVAILABLE.
+    pub acquire_timeout: Duration,
+    /// How long opening one connection may take.
+    pub connect_timeout: Duration,
+    /// How long SQLite waits for another process's write lock.
+    pub sqlite_busy_timeout: Duration,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        Self {
+            max_connections: 16,
+            acquire_timeout: Duration::from_secs(5),
+            connect_timeout: Duration::from_secs(5),
+            sqlite_busy_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// The inventory store: a handle to the database (cheap to clone).
+#[derive(Clone, Debug)]
+pub struct Store {
+    /// Where writes go. On SQLite a single connection, so writers queue in the pool instead of
+    /// failing with SQLITE_BUSY; elsewhere the same pool as `reader`.
+    writer: DatabaseConnection,
+    reader: DatabaseConnection,
+    backend: DbBackend,
+}
+
+/// A validated purchase, built by [`PurchaseRequest::new`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PurchaseRequest {
+    sku: String,
+    quantity: u32,
+    idempotency_key: Option<String>,
+    requester: String,
+}
+
+impl PurchaseRequest {
+    /// Checks a purchase's input against [`crate::validate`]. An empty key means "no
+    /// deduplication"; an empty requester becomes `anonymous`.
+    pub fn new(
+        sku: &str,
+        quantity: u32,
+        idempotency_key: &str,
+        requester: &str,
+    ) -> Result<Self, StoreError> {
+        validate::sku(sku)?;
+        validate::purchase_quantity(quantity)?;
+        validate::token("idempotency_key", idempotency_key)?;
+        validate::token("requester", requester)?;
+        Ok(Self {
+            sku: sku.to_owned(),
+            quantity,
+            idempotency_key: (!idempotency_key.is_empty()).then(|| idempotency_key.to_owned()),
+            requester: if requester.is_empty() {
+                "anonymous".to_owned()
+            } else {
+                requester.to_owned()
+            },
+        })
+    }
+
+    /// The product asked for.
+    pub fn sku(&self) -> &str {
+        &self.sku
+    }
+}
+
+/// What a purchase did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PurchaseOutcome {
+    /// The whole quantity was sold.
+    Sold {
+        /// The sale's id.
+        sale_id: String,
+        /// Stock left right after this sale.
+        remaining_stock: i64,
+        /// Set when the sale took stock to the reorder point or below and so requested a
+        /// replenishment.
+        replenishment_id: Option<String>,
+        /// True when this repeats an earlier sale with the same idempotency key.
+        replayed: bool,
+    },
+    /// Too little stock: nothing was sold and a replenishment was requested.
+    OutOfStock {
+        /// Stock found.
+        stock: i64,
+        /// The replenishment requested.
+        replenishment_id: String,
+    },
+}
+
+/// A product as clients see it (with its advertisement's state).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProductView {
+    /// The product row.
+    pub product: product::Model,
+    /// Whether its advertisement runs.
+    pub ad_active: bool,
+}
+
+/// A product to create or update.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewProduct {
+    /// Sku.
+    pub sku: String,
+    /// Name.
+    pub name: String,
+    /// Price in minor units.
+    pub price: i64,
+    /// Initial stock (used only when the product is created).
+    pub stock: i64,
+    /// Reorder point.
+    pub reorder_point: i64,
+    /// Units per factory order.
+    pub reorder_quantity: i64,
+    /// Factory id; the factory must exist.
+    pub factory_id: String,
+}
+
+/// A factory to create or update.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewFactory {
+    /// Factory id.
+    pub id: String,
+    /// Name.
+    pub name: String,
+    /// Manager's email.
+    pub manager_email: String,
+    /// Base URL of its legacy API, if it differs from `RESTOCK_FACTORY_URL`.
+    pub api_url: Option<String>,
+}
+
+/// A manual stock change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdjustStock {
+    /// Sku.
+    pub sku: String,
+    /// Units to add (or remove when negative); not zero.
+    pub delta: i64,
+    /// Why.
+    pub reason: String,
+}
+
+/// Unix milliseconds now.
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+/// Makes sure the directory of a `sqlite://path?...` URL exists, so a fresh checkout works.
+fn ensure_sqlite_dir(url: &str) -> Result<(), StoreError> {
+    let Some(rest) = url.strip_prefix("sqlite:") else {
+        return Ok(());
+    };
+    let path = rest.trim_start_matches("//");
+    let path = path.split('?').next().unwrap_or_default();
+    if path.is_empty() || path == ":memory:" {
+        return Ok(());
+    }
+    if let Some(dir) = Path::new(path)
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+    {
+        std::fs::create_dir_all(dir).map_err(|e| {
+            StoreError::InvalidInput(format!(
+                "cannot create the SQLite directory {}: {e}",
+                dir.display()
+            ))
+        })?;
+    }
+    Ok(())
+}
+
+impl Store {
+    /// Connects to the database named by `url` (`sqlite://file.db?mode=rwc`,
+    /// `postgres://...`, `mysql://...`). SQLite gets WAL, a busy timeout and foreign keys.
+    pub async fn connect(url: &str, options: &StoreOptions) -> Result<Self, StoreError> {
+        let backend = if url.starts_with("sqlite:") {
+            DbBackend::Sqlite
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            DbBackend::Postgres
+        } else if url.starts_with("mysql:") || url.starts_with("mariadb:") {
+            DbBackend::MySql
+        } else {
+            return Err(StoreError::InvalidInput(
+                "the database URL must start with sqlite:, postgres: or mysql:".to_owned(),
+            ));
+        };
+        // sqlx speaks MySQL's protocol to MariaDB under the mysql: scheme.
+        let url = match url.strip_prefix("mariadb:") {
+            Some(rest) => format!("mysql:{rest}"),
+            None => url.to_owned(),
+        };
+        let connect = |max: u32| {
+            let mut opts = ConnectOptions::new(url.clone());
+            opts.max_connections(max)
+                .min_connections(0)
+                .acquire_timeout(options.acquire_timeout)
+                .connect_timeout(options.connect_timeout)
+                .sqlx_logging(false);
+            let busy = options.sqlite_busy_timeout;
+            opts.map_sqlx_sqlite_opts(move |o| {
+                use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
+                o.journal_mode(SqliteJournalMode::Wal)
+                    .synchronous(SqliteSynchronous::Normal)
+                    .busy_timeout(busy)
+                    .foreign_keys(true)
+                    .create_if_missing(true)
+            });
+            Database::connect(opts)
+        };
+        let (writer, reader) = if backend == DbBackend::Sqlite {
+            ensure_sqlite_dir(&url)?;
+            let writer = connect(1).await?;
+            let reader = connect(options.max_connections.clamp(1, 8)).await?;
+            (writer, reader)
+        } else {
+            let pool = connect(std::cmp::max(options.max_connections, 1)).await?;
+            (pool.clone(), pool)
+        };
+        Ok(Self {
+            writer,
+            reader,
+            backend,
+        })
+    }
+
+    /// Which database this is.
+    pub fn backend(&self) -> DbBackend {
+        self.backend
+    }
+
+    /// The underlying connection, for tests and tools that inspect tables directly.
+    pub fn connection(&self) -> &DatabaseConnection {
+        &self.writer
+    }
+
+    /// Applies every pending migration (a no-op when there are none).
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        Migrator::up(&self.writer, None).await?;
+        Ok(())
+    }
+
+    /// How many migrations have not been applied yet.
+    pub async fn pending_migrations(&self) -> Result<usize, StoreError> {
+        Ok(Migrator::get_pending_migrations(&self.reader).await?.len())
+    }
+
+    /// Checks that the database answers.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        self.reader.ping().await?;
+        Ok(())
+    }
+
+    /// Begins a write transaction. On SQLite it begins as a writer (`BEGIN IMMEDIATE`): a
+    /// deferred transaction that later upgrades fails with SQLITE_BUSY instead of waiting.
+    async fn begin_write(&self) -> Result<DatabaseTransaction, sea_orm::DbErr> {
+        self.writer
+            .begin_with_options(TransactionOptions {
+                sqlite_transaction_mode: (self.backend == DbBackend::Sqlite)
+                    .then_some(SqliteTransactionMode::Immediate),
+                ..Default::default()
+            })
+            .await
+    }
+
+    /// Sells `request.quantity` units, or reports OUT_OF_STOCK and requests a replenishment.
+    pub async fn purchase(&self, request: &PurchaseRequest) -> Result<PurchaseOutcome, StoreError> {
+        if let Some(outcome) = self.replay(request).await? {
+            return Ok(outcome);
+        }
+        for attempt in 1..=TRANSACTION_ATTEMPTS {
+            match self.try_purchase(request).await {
+                Ok(outcome) => return Ok(outcome),
+                Err(sea_orm::DbErr::RecordNotFound(sku)) => return Err(not_found(&sku)),
+                Err(err) => match classify(&err) {
+                    // Another purchase with the same key committed first: answer as it did.
+                    DbErrKind::UniqueViolation if request.idempotency_key.is_some() => {
+                        if let Some(outcome) = self.replay(request).await? {
+                            return Ok(outcome);
+                        }
+                        return Err(err.into());
+                    }
+                    DbErrKind::Transient if attempt < TRANSACTION_ATTEMPTS => {
+                        tracing::debug!(attempt, error = %err, "purchase transaction retried");
+                        tokio::time::sleep(backoff(attempt)).await;
+                    }
+                    _ => return Err(err.into()),
+                },
+            }
+        }
+        unreachable_attempts()
+    }
+
+    /// The first result of an earlier purchase with the same idempotency key, if any.
+    async fn replay(
+        &self,
+        request: &PurchaseRequest,
+    ) -> Result<Option<PurchaseOutcome>, StoreError> {
+        let Some(key) = &request.idempotency_key else {
+            return Ok(None);
+        };
+        let Some(sale) = sale::Entity::find()
+            .filter(sale::Column::IdempotencyKey.eq(key.as_str()))
+            .one(&self.reader)
+            .await?
+        else {
+            return Ok(None);
+        };
+        if sale.sku != request.sku || sale.quantity != i64::from(request.quantity) {
+            return Err(StoreError::FailedPrecondition(format!(
+                "idempotency key {key:?} was already used for a purchase of {} x {}; use a new key for a different purchase",
+                sale.quantity, sale.sku
+            )));
+        }
+        Ok(Some(PurchaseOutcome::Sold {
+            replenishment_id: sale
+                .requested_replenishment
+                .then(|| replenishment_id(&sale.sku)),
+            sale_id: sale.id,
+            remaining_stock: sale.remaining_stock,
+            replayed: true,
+        }))
+    }
+
+    async fn try_purchase(
+        &self,
+        request: &PurchaseRequest,
+    ) -> Result<PurchaseOutcome, sea_orm::DbErr> {
+        let quantity = i64::from(request.quantity);
+        let txn = self.begin_write().await?;
+        let updated = product::Entity::update_many()
+            .col_expr(
+                product::Column::Stock,
+                Expr::col(product::Column::Stock).sub(quantity),
+            )
+            .col_expr(product::Column::UpdatedAt, Expr::value(now_ms()))
+            .filter(product::Column::Sku.eq(request.sku.as_str()))
+            .filter(product::Column::Stock.gte(quantity))
+            .exec(&txn)
+            .await?;
+        if updated.rows_affected == 0 {
+            // Nothing sold: either no such product or too little stock. Request a
+            // replenishment in the same transaction (still no read-then-write on stock).
+            let Some(found) = product::Entity::find_by_id(request.sku.as_str())
+                .one(&txn)
+                .await?
+            else {
+                txn.rollback().await?;
+                return Err(sea_orm::DbErr::RecordNotFound(request.sku.clone()));
+            };
+            insert_outbox_intent(&txn, &request.sku, "out_of_stock").await?;
+            txn.commit().await?;
+            return Ok(PurchaseOutcome::OutOfStock {
+                stock: found.stock,
+                replenishment_id: replenishment_id(&request.sku),
+            });
+        }
+        let Some(after) = product::Entity::find_by_id(request.sku.as_str())
+            .one(&txn)
+            .await?
+        else {
+            return Err(sea_orm::DbErr::RecordNotFound(request.sku.clone()));
+        };
+        let reorder = after.stock <= after.reorder_point;
+        let sale_id = uuid::Uuid::new_v4().to_string();
+        sale::Entity::insert(sale::ActiveModel {
+            id: Set(sale_id.clone()),
+            sku: Set(request.sku.clone()),
+            quantity: Set(quantity),
+            remaining_stock: Set(after.stock),
+            idempotency_key: Set(request.idempotency_key.clone()),
+            requester: Set(request.requester.clone()),
+            requested_replenishment: Set(reorder),
+            created_at: Set(now_ms()),
+        })
+        .exec_without_returning(&txn)
+        .await?;
+        if reorder {
+            insert_outbox_intent(&txn, &request.sku, "reorder_point").await?;
+        }
+        txn.commit().await?;
+        Ok(PurchaseOutcome::Sold {
+            sale_id,
+            remaining_stock: after.stock,
+            replenishment_id: reorder.then(|| replenishment_id(&request.sku)),
+            replayed: false,
+        })
+    }
+
+    /// One product with its advertisement state.
+    pub async fn product(&self, sku: &str) -> Result<ProductView, StoreError> {
+        validate::sku(sku)?;
+        let Some(found) = product::Entity::find_by_id(sku).one(&self.reader).await? else {
+            return Err(not_found(sku));
+        };
+        let ad = advertisement::Entity::find_by_id(sku)
+            .one(&self.reader)
+            .await?;
+        Ok(ProductView {
+            product: found,
+            ad_active: ad.is_some_and(|a| a.active),
+        })
+    }
+
+    /// Up to `limit` products with skus after `after`, in sku order.
+    pub async fn list_products(
+        &self,
+        after: Option<&str>,
+        limit: u64,
+    ) -> Result<Vec<ProductView>, StoreError> {
+        let mut query = product::Entity::find().order_by_asc(product::Column::Sku);
+        if let Some(after) = after {
+            validate::sku(after)?;
+            query = query.filter(product::Column::Sku.gt(after));
+        }
+        let products = query.limit(limit).all(&self.reader).await?;
+        let skus: Vec<&str> = products.iter().map(|p| p.sku.as_str()).collect();
+        let ads = advertisement::Entity::find()
+            .filter(advertisement::Column::Sku.is_in(skus))
+            .all(&self.reader)
+            .await?;
+        Ok(products
+            .into_iter()
+            .map(|p| {
+                let ad_active = ads.iter().any(|a| a.sku == p.sku && a.active);
+                ProductView {
+                    product: p,
+                    ad_active,
+                }
+            })
+            .collect())
+    }
+
+    /// Creates a factory or updates its fields.
+    pub async fn upsert_factory(&self, f: &NewFactory) -> Result<(), StoreError> {
+        validate::id("factory id", &f.id)?;
+        validate::name("factory name", &f.name)?;
+        validate::name("manager email", &f.manager_email)?;
+        factory::Entity::insert(factory::ActiveModel {
+            id: Set(f.id.clone()),
+            name: Set(f.name.clone()),
+            manager_email: Set(f.manager_email.clone()),
+            api_url: Set(f.api_url.clone()),
+        })
+        .on_conflict(
+            OnConflict::column(factory::Column::Id)
+                .update_columns([
+                    factory::Column::Name,
+                    factory::Column::ManagerEmail,
+                    factory::Column::ApiUrl,
+                ])
+                .to_owned(),
+        )
+        .exec_without_returning(&self.writer)
+        .await?;
+        Ok(())
+    }
+
+    /// Creates a product (with a running advertisement) or updates its catalogue fields.
+    /// Stock is taken from `p.stock` only on creation.
+    pub async fn upsert_product(&self, p: &NewProduct) -> Result<ProductView, StoreError> {
+        validate::sku(&p.sku)?;
+        validate::name("name", &p.name)?;
+        validate::units("price", p.price, 0)?;
+        validate::units("stock", p.stock, 0)?;
+        validate::units("reorder_point", p.reorder_point, 0)?;
+        validate::units("reorder_quantity", p.reorder_quantity, 1)?;
+        validate::id("factory_id", &p.factory_id)?;
+        let Some(maker) = factory::Entity::find_by_id(p.factory_id.as_str())
+            .one(&self.reader)
+            .await?
+        else {
+            return Err(StoreError::FailedPrecondition(format!(
+                "factory {:?} does not exist; create it first",
+                p.factory_id
+            )));
+        };
+        let txn = self.begin_write().await?;
+        let now = now_ms();
+        product::Entity::insert(product::ActiveModel {
+            sku: Set(p.sku.clone()),
+            name: Set(p.name.clone()),
+            price: Set(p.price),
+            stock: Set(p.stock),
+            reorder_point: Set(p.reorder_point),
+            reorder_quantity: Set(p.reorder_quantity),
+            factory_id: Set(p.factory_id.clone()),
+            updated_at: Set(now),
+        })
+        .on_conflict(
+            OnConflict::column(product::Column::Sku)
+                .update_columns([
+                    product::Column::Name,
+                    product::Column::Price,
+                    product::Column::ReorderPoint,
+                    product::Column::ReorderQuantity,
+                    product::Column::FactoryId,
+                    product::Column::UpdatedAt,
+                ])
+                .to_owned(),
+        )
+        .exec_without_returning(&txn)
+        .await?;
+        advertisement::Entity::insert(advertisement::ActiveModel {
+            sku: Set(p.sku.clone()),
+            active: Set(true),
+            manager_email: Set(maker.manager_email),
+            updated_at: Set(now),
+        })
+        .on_conflict(
+            OnConflict::column(advertisement::Column::Sku)
+                .do_nothing_on([advertisement::Column::Sku])
+                .to_owned(),
+        )
+        .exec_without_returning(&txn)
+        .await?;
+        txn.commit().await?;
+        self.product(&p.sku).await
+    }
+
+    /// Adds or removes stock by hand. Never below zero; falling to the reorder point requests
+    /// a replenishment like a sale does.
+    pub async fn adjust_stock(&self, change: &AdjustStock) -> Result<ProductView, StoreError> {
+        validate::sku(&change.sku)?;
+        validate::reason(&change.reason)?;
+        if change.delta == 0 {
+            return Err(StoreError::InvalidInput(
+                "delta must not be zero".to_owned(),
+            ));
+        }
+        if change.delta.abs() > validate::MAX_UNITS {
+            return Err(StoreError::InvalidInput(format!(
+                "delta must be within ±{}",
+                validate::MAX_UNITS
+            )));
+        }
+        for attempt in 1..=TRANSACTION_ATTEMPTS {
+            match self.try_adjust(change).await {
+                Ok(Some(())) => {
+                    tracing::info!(sku = %change.sku, delta = change.delta, reason = %change.reason, "stock adjusted");
+                    return self.product(&change.sku).await;
+                }
+                Ok(None) => {
+                    let current = self.product(&change.sku).await?;
+                    return Err(StoreError::FailedPrecondition(format!(
+                        "{} has {} in stock; removing {} would take it below zero",
+                        change.sku, current.product.stock, -change.delta
+                    )));
+                }
+                Err(err)
+                    if classify(&err) == DbErrKind::Transient && attempt < TRANSACTION_ATTEMPTS =>
+                {
+                    tokio::time::sleep(backoff(attempt)).await;
+                }
+                Err(sea_orm::DbErr::RecordNotFound(sku)) => return Err(not_found(&sku)),
+                Err(err) => return Err(err.into()),
+            }
+        }
+        unreachable_attempts()
+    }
+
+    /// `Some(())` when applied, `None` when it would go below zero.
+    async fn try_adjust(&self, change: &AdjustStock) -> Result<Option<()>, sea_orm::DbErr> {
+        let txn = self.begin_write().await?;
+        let updated = product::Entity::update_many()
+            .col_expr(
+                product::Column::Stock,
+                Expr::col(product::Column::Stock).add(change.delta),
+            )
+            .col_expr(product::Column::UpdatedAt, Expr::value(now_ms()))
+            .filter(product::Column::Sku.eq(change.sku.as_str()))
+            .filter(Expr::col(product::Column::Stock).add(change.delta).gte(0))
+            .filter(
+                Expr::col(product::Column::Stock)
+                    .add(change.delta)
+                    .lte(validate::MAX_UNITS),
+            )
+            .exec(&txn)
+            .await?;
+        let Some(after) = product::Entity::find_by_id(change.sku.as_str())
+            .one(&txn)
+            .await?
+        else {
+            txn.rollback().await?;
+            return Err(sea_orm::DbErr::RecordNotFound(change.sku.clone()));
+        };
+        if updated.rows_affected == 0 {
+            txn.rollback().await?;
+            return Ok(None);
+        }
+        if change.delta < 0 && after.stock <= after.reorder_point {
+            insert_outbox_intent(&txn, &change.sku, "reorder_point").await?;
+        }
+        txn.commit().await?;
+        Ok(Some(()))
+    }
+
+    /// Pending replenishment intents, oldest first.
+    pub async fn pending_outbox(
+        &self,
+        limit: u64,
+    ) -> Result<Vec<replenish_outbox::Model>, StoreError> {
+        Ok(replenish_outbox::Entity::find()
+            .order_by_asc(replenish_outbox::Column::Id)
+            .limit(limit)
+            .all(&self.reader)
+            .await?)
+    }
+}
+
+/// Records "replenish this product" unless an intent is already pending (unique sku).
+async fn insert_outbox_intent(
+    txn: &DatabaseTransaction,
+    sku: &str,
+    reason: &str,
+) -> Result<(), sea_orm::DbErr> {
+    replenish_outbox::Entity::insert(replenish_outbox::ActiveModel {
+        sku: Set(sku.to_owned()),
+        reason: Set(reason.to_owned()),
+        requested_at: Set(now_ms()),
+        attempts: Set(0),
+        last_error: Set(None),
+        ..Default::default()
+    })
+    .on_conflict(
+        OnConflict::column(replenish_outbox::Column::Sku)
+            .do_nothing_on([replenish_outbox::Column::Sku])
+            .to_owned(),
+    )
+    .exec_without_returning(txn)
+    .await?;
+    Ok(())
+}
+
+fn not_found(sku: &str) -> StoreError {
+    StoreError::NotFound(format!("no product with sku {sku:?}"))
+}
+
+/// 2, 4, 8 ... ms, capped at 100 ms, for transactions that met a deadlock or a busy file.
+fn backoff(attempt: u32) -> Duration {
+    Duration::from_millis(std::cmp::min(1u64 << std::cmp::min(attempt, 6), 100))
+}
+
+fn unreachable_attempts<T>() -> Result<T, StoreError> {
+    Err(StoreError::Unavailable(sea_orm::DbErr::Custom(
+        "the database stayed busy; try again".to_owned(),
+    )))
+}

@@ -1,0 +1,168 @@
+//! The rules for what the store accepts. Every entry point (gRPC, CLI, callbacks) checks input
+//! with these before anything touches the database, so a rejected request changes nothing.
+
+use crate::StoreError;
+
+/// Longest sku or factory id.
+pub const MAX_ID_LEN: usize = 64;
+/// Longest idempotency key or requester.
+pub const MAX_KEY_LEN: usize = 128;
+/// Longest product or factory name.
+pub const MAX_NAME_LEN: usize = 200;
+/// Most units one purchase may ask for: more is surely a client bug.
+pub const MAX_PURCHASE_QUANTITY: u32 = 10_000;
+/// Largest stock adjustment, reorder quantity or stock level we accept.
+pub const MAX_UNITS: i64 = 1_000_000_000;
+/// Longest free-text reason.
+pub const MAX_REASON_LEN: usize = 500;
+
+fn invalid(msg: impl Into<String>) -> StoreError {
+    StoreError::InvalidInput(msg.into())
+}
+
+/// Shows at most the first 40 characters of untrusted input in an error message.
+fn excerpt(s: &str) -> String {
+    let mut out: String = s.chars().take(40).collect();
+    if s.chars().count() > 40 {
+        out.push('…');
+    }
+    out.escape_debug().to_string()
+}
+
+/// An identifier: a sku (`CP-502101`) or a factory id (`FF-500293`): 1 to 64 ASCII letters,
+/// digits, `-`, `_` or `.`.
+pub fn id(what: &str, value: &str) -> Result<(), StoreError> {
+    if value.is_empty() {
+        return Err(invalid(format!("{what} is empty")));
+    }
+    if value.len() > MAX_ID_LEN {
+        return Err(invalid(format!(
+            "{what} is {} bytes long; at most {MAX_ID_LEN} are allowed",
+            value.len()
+        )));
+    }
+    if let Some(bad) = value
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')))
+    {
+        return Err(invalid(format!(
+            "{what} \"{}\" contains {bad:?}; only ASCII letters, digits, '-', '_' and '.' are allowed",
+            excerpt(value)
+        )));
+    }
+    Ok(())
+}
+
+/// A sku.
+pub fn sku(value: &str) -> Result<(), StoreError> {
+    id("sku", value)
+}
+
+/// A purchase quantity: 1 to [`MAX_PURCHASE_QUANTITY`].
+pub fn purchase_quantity(quantity: u32) -> Result<(), StoreError> {
+    if quantity == 0 {
+        return Err(invalid("quantity must be at least 1"));
+    }
+    if quantity > MAX_PURCHASE_QUANTITY {
+        return Err(invalid(format!(
+            "quantity {quantity} is more than one purchase may take (at most {MAX_PURCHASE_QUANTITY})"
+        )));
+    }
+    Ok(())
+}
+
+/// An optional token (idempotency key, requester): at most [`MAX_KEY_LEN`] bytes of printable
+/// ASCII without spaces.
+pub fn token(what: &str, value: &str) -> Result<(), StoreError> {
+    if value.len() > MAX_KEY_LEN {
+        return Err(invalid(format!(
+            "{what} is {} bytes long; at most {MAX_KEY_LEN} are allowed",
+            value.len()
+        )));
+    }
+    if let Some(bad) = value.chars().find(|c| !c.is_ascii_graphic()) {
+        return Err(invalid(format!(
+            "{what} \"{}\" contains {bad:?}; only printable ASCII without spaces is allowed",
+            excerpt(value)
+        )));
+    }
+    Ok(())
+}
+
+/// A display name: 1 to [`MAX_NAME_LEN`] characters, no control characters.
+pub fn name(what: &str, value: &str) -> Result<(), StoreError> {
+    if value.trim().is_empty() {
+        return Err(invalid(format!("{what} is empty")));
+    }
+    if value.chars().count() > MAX_NAME_LEN {
+        return Err(invalid(format!(
+            "{what} is longer than {MAX_NAME_LEN} characters"
+        )));
+    }
+    if value.chars().any(char::is_control) {
+        return Err(invalid(format!("{what} contains control characters")));
+    }
+    Ok(())
+}
+
+/// A free-text reason (may be empty).
+pub fn reason(value: &str) -> Result<(), StoreError> {
+    if value.chars().count() > MAX_REASON_LEN {
+        return Err(invalid(format!(
+            "reason is longer than {MAX_REASON_LEN} characters"
+        )));
+    }
+    if value.chars().any(|c| c.is_control() && c != '\n') {
+        return Err(invalid("reason contains control characters"));
+    }
+    Ok(())
+}
+
+/// A count of units (`0..=MAX_UNITS`), `min` allowing 1 where zero makes no sense.
+pub fn units(what: &str, value: i64, min: i64) -> Result<(), StoreError> {
+    if value < min || value > MAX_UNITS {
+        return Err(invalid(format!(
+            "{what} must be between {min} and {MAX_UNITS}, not {value}"
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn skus() {
+        assert!(sku("CP-502101").is_ok());
+        assert!(sku("a.b_c-1").is_ok());
+        assert!(sku("").is_err());
+        assert!(sku(&"A".repeat(65)).is_err());
+        assert!(sku("CP 1").is_err());
+        assert!(sku("부산").is_err());
+        assert!(sku("CP\u{0}1").is_err());
+        assert!(sku("CP-\u{FFFD}").is_err());
+    }
+
+    #[test]
+    fn quantities() {
+        assert!(purchase_quantity(1).is_ok());
+        assert!(purchase_quantity(MAX_PURCHASE_QUANTITY).is_ok());
+        assert!(purchase_quantity(0).is_err());
+        assert!(purchase_quantity(u32::MAX).is_err());
+    }
+
+    #[test]
+    fn tokens() {
+        assert!(token("key", "").is_ok());
+        assert!(token("key", "0b5c-9f").is_ok());
+        assert!(token("key", "a b").is_err());
+        assert!(token("key", &"k".repeat(129)).is_err());
+    }
+
+    #[test]
+    fn error_messages_do_not_echo_huge_input() {
+        let err = sku(&format!("{}!", "x".repeat(10_000))).unwrap_err();
+        assert!(err.to_string().len() < 200, "{err}");
+    }
+}
