@@ -7,6 +7,8 @@
 //! - [`validate`]: the rules for skus, quantities, keys and names, shared by every entry point.
 //! - [`store`]: [`Store`], the only code that writes: the sale (one conditional `UPDATE` plus
 //!   inserts in one transaction, never read-then-write), stock adjustments, the outbox.
+//! - [`replenishment`]: the outbox the relay drains, factory-order records (never send an
+//!   order twice), the idempotent stock increment, the `replenishments` read model.
 //! - [`demo`]: the demo catalogue that `restock migrate --demo` and the tests load.
 //! - [`error`]: [`StoreError`], what callers map to gRPC statuses.
 
@@ -14,10 +16,12 @@ pub mod demo;
 pub mod entity;
 pub mod error;
 pub mod migration;
+pub mod replenishment;
 pub mod store;
 pub mod validate;
 
 pub use error::StoreError;
+pub use replenishment::{Received, ReplenishmentRecord, SendDecision};
 pub use sea_orm::DbErr;
 pub use store::{
     AdjustStock, NewFactory, NewProduct, ProductView, PurchaseOutcome, PurchaseRequest, Store,

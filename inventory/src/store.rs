@@ -261,6 +261,14 @@ impl Store {
         })
     }
 
+    pub(crate) fn reader(&self) -> &DatabaseConnection {
+        &self.reader
+    }
+
+    pub(crate) fn writer(&self) -> &DatabaseConnection {
+        &self.writer
+    }
+
     /// Which database this is.
     pub fn backend(&self) -> DbBackend {
         self.backend
@@ -290,7 +298,7 @@ impl Store {
 
     /// Begins a write transaction. On SQLite it begins as a writer (`BEGIN IMMEDIATE`): a
     /// deferred transaction that later upgrades fails with SQLITE_BUSY instead of waiting.
-    async fn begin_write(&self) -> Result<DatabaseTransaction, sea_orm::DbErr> {
+    pub(crate) async fn begin_write(&self) -> Result<DatabaseTransaction, sea_orm::DbErr> {
         self.writer
             .begin_with_options(TransactionOptions {
                 sqlite_transaction_mode: (self.backend == DbBackend::Sqlite)
@@ -631,21 +639,10 @@ impl Store {
         txn.commit().await?;
         Ok(Some(()))
     }
-
-    /// Pending replenishment intents, oldest first.
-    pub async fn pending_outbox(
-        &self,
-        limit: u64,
-    ) -> Result<Vec<replenish_outbox::Model>, StoreError> {
-        Ok(replenish_outbox::Entity::find()
-            .order_by_asc(replenish_outbox::Column::Id)
-            .limit(limit)
-            .all(&self.reader)
-            .await?)
-    }
 }
 
-/// Records "replenish this product" unless an intent is already pending (unique sku).
+/// Records "replenish this product": a new intent, or a revision bump of the one pending
+/// (unique sku: at most one pending intent per product).
 async fn insert_outbox_intent(
     txn: &DatabaseTransaction,
     sku: &str,
@@ -655,13 +652,17 @@ async fn insert_outbox_intent(
         sku: Set(sku.to_owned()),
         reason: Set(reason.to_owned()),
         requested_at: Set(now_ms()),
+        revision: Set(0),
         attempts: Set(0),
         last_error: Set(None),
         ..Default::default()
     })
     .on_conflict(
         OnConflict::column(replenish_outbox::Column::Sku)
-            .do_nothing_on([replenish_outbox::Column::Sku])
+            .value(
+                replenish_outbox::Column::Revision,
+                Expr::col((replenish_outbox::Entity, replenish_outbox::Column::Revision)).add(1),
+            )
             .to_owned(),
     )
     .exec_without_returning(txn)

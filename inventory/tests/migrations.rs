@@ -14,7 +14,7 @@ async fn migrations_run_twice_and_guard_the_data(backend: Backend) {
     let store = Store::connect(&db.url, &StoreOptions::default())
         .await
         .unwrap();
-    assert_eq!(store.pending_migrations().await.unwrap(), 1);
+    assert!(store.pending_migrations().await.unwrap() >= 2);
     store.migrate().await.unwrap();
     store.migrate().await.unwrap();
     assert_eq!(store.pending_migrations().await.unwrap(), 0);

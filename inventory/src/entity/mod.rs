@@ -3,7 +3,9 @@
 
 pub mod advertisement;
 pub mod factory;
+pub mod factory_order;
 pub mod product;
 pub mod replenish_outbox;
+pub mod replenishment;
 pub mod sale;
 pub mod stock_receipt;

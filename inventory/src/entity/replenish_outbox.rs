@@ -18,6 +18,9 @@ pub struct Model {
     pub reason: String,
     /// Unix ms when first requested.
     pub requested_at: i64,
+    /// Bumped each time another sale asks again while this intent is pending; the relay
+    /// deletes the row only at the revision it acted on, so no request is lost.
+    pub revision: i64,
     /// Relay attempts so far.
     pub attempts: i32,
     /// The relay's last error, for operators.

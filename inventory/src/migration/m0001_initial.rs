@@ -224,6 +224,12 @@ impl MigrationTrait for Migration {
                             .not_null(),
                     )
                     .col(
+                        ColumnDef::new(ReplenishOutbox::Revision)
+                            .big_integer()
+                            .not_null()
+                            .default(0),
+                    )
+                    .col(
                         ColumnDef::new(ReplenishOutbox::Attempts)
                             .integer()
                             .not_null()
@@ -302,6 +308,7 @@ enum ReplenishOutbox {
     Sku,
     Reason,
     RequestedAt,
+    Revision,
     Attempts,
     LastError,
 }

@@ -1,0 +1,171 @@
+//! Replenishment tables: `factory_orders` (what was sent to a factory, so nothing is sent
+//! twice) and `replenishments` (the read model of the workflows).
+
+use sea_orm_migration::prelude::*;
+
+#[derive(DeriveMigrationName)]
+pub struct Migration;
+
+const ID_LEN: u32 = 64;
+const KEY_LEN: u32 = 128;
+
+#[sea_orm_migration::async_trait::async_trait]
+impl MigrationTrait for Migration {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .create_table(
+                Table::create()
+                    .table(FactoryOrders::Table)
+                    .if_not_exists()
+                    .col(
+                        ColumnDef::new(FactoryOrders::OrderId)
+                            .string_len(KEY_LEN)
+                            .not_null()
+                            .primary_key(),
+                    )
+                    .col(
+                        ColumnDef::new(FactoryOrders::Sku)
+                            .string_len(ID_LEN)
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(FactoryOrders::Quantity)
+                            .big_integer()
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(FactoryOrders::FactoryId)
+                            .string_len(ID_LEN)
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(FactoryOrders::Status)
+                            .string_len(16)
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(FactoryOrders::FactoryReference)
+                            .string_len(KEY_LEN)
+                            .null(),
+                    )
+                    .col(
+                        ColumnDef::new(FactoryOrders::Attempts)
+                            .integer()
+                            .not_null()
+                            .default(0),
+                    )
+                    .col(
+                        ColumnDef::new(FactoryOrders::LastError)
+                            .string_len(1024)
+                            .null(),
+                    )
+                    .col(
+                        ColumnDef::new(FactoryOrders::CreatedAt)
+                            .big_integer()
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(FactoryOrders::UpdatedAt)
+                            .big_integer()
+                            .not_null(),
+                    )
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_table(
+                Table::create()
+                    .table(Replenishments::Table)
+                    .if_not_exists()
+                    .col(
+                        ColumnDef::new(Replenishments::OrderId)
+                            .string_len(KEY_LEN)
+                            .not_null()
+                            .primary_key(),
+                    )
+                    .col(
+                        ColumnDef::new(Replenishments::WorkflowId)
+                            .string_len(KEY_LEN)
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(Replenishments::Sku)
+                            .string_len(ID_LEN)
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(Replenishments::State)
+                            .string_len(32)
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(Replenishments::Quantity)
+                            .big_integer()
+                            .not_null(),
+                    )
+                    .col(ColumnDef::new(Replenishments::Overdue).boolean().not_null())
+                    .col(
+                        ColumnDef::new(Replenishments::StartedAt)
+                            .big_integer()
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(Replenishments::UpdatedAt)
+                            .big_integer()
+                            .not_null(),
+                    )
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_index(
+                Index::create()
+                    .name("idx_replenishments_started")
+                    .table(Replenishments::Table)
+                    .col(Replenishments::StartedAt)
+                    .if_not_exists()
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_index(
+                Index::create()
+                    .name("idx_replenishments_sku")
+                    .table(Replenishments::Table)
+                    .col(Replenishments::Sku)
+                    .col(Replenishments::StartedAt)
+                    .if_not_exists()
+                    .to_owned(),
+            )
+            .await?;
+        Ok(())
+    }
+}
+
+#[derive(DeriveIden)]
+enum FactoryOrders {
+    Table,
+    OrderId,
+    Sku,
+    Quantity,
+    FactoryId,
+    Status,
+    FactoryReference,
+    Attempts,
+    LastError,
+    CreatedAt,
+    UpdatedAt,
+}
+
+#[derive(DeriveIden)]
+enum Replenishments {
+    Table,
+    OrderId,
+    WorkflowId,
+    Sku,
+    State,
+    Quantity,
+    Overdue,
+    StartedAt,
+    UpdatedAt,
+}

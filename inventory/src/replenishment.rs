@@ -1,0 +1,374 @@
+//! The store's side of replenishment: the outbox the relay drains, factory-order records that
+//! keep an order from being sent twice, the idempotent stock increment, and the
+//! `replenishments` read model.
+
+use sea_orm::sea_query::{Expr, ExprTrait, OnConflict};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
+    QuerySelect,
+};
+
+use crate::entity::factory_order::{self, OrderStatus};
+use crate::entity::{factory, product, replenish_outbox, replenishment, stock_receipt};
+use crate::error::{DbErrKind, classify};
+use crate::store::now_ms;
+use crate::{Store, StoreError, validate};
+
+/// What [`Store::receive_stock`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Received {
+    /// False when this order's delivery had already been applied (nothing added this time).
+    pub applied: bool,
+    /// Stock after the call.
+    pub stock: i64,
+}
+
+/// Whether a factory order may be sent ([`Store::begin_factory_order`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SendDecision {
+    /// Send it now; this is attempt number `attempt` (1 = first).
+    Send {
+        /// Attempt number.
+        attempt: i32,
+    },
+    /// The factory already accepted it: do not send again.
+    AlreadyAccepted {
+        /// The factory's id for it.
+        factory_reference: Option<String>,
+    },
+    /// The factory refused it as invalid (4xx): sending again will not help.
+    Rejected {
+        /// What the factory said.
+        error: String,
+    },
+    /// The factory may or may not have it: never send again.
+    Uncertain,
+}
+
+/// A replenishment's state, as the workflow reports it to the read model.
+pub type ReplenishmentRecord = replenishment::Model;
+
+impl Store {
+    /// Pending replenishment intents, oldest first.
+    pub async fn pending_outbox(
+        &self,
+        limit: u64,
+    ) -> Result<Vec<replenish_outbox::Model>, StoreError> {
+        Ok(replenish_outbox::Entity::find()
+            .order_by_asc(replenish_outbox::Column::Id)
+            .limit(limit)
+            .all(self.reader())
+            .await?)
+    }
+
+    /// How many intents wait for the relay.
+    pub async fn outbox_depth(&self) -> Result<u64, StoreError> {
+        Ok(replenish_outbox::Entity::find()
+            .count(self.reader())
+            .await?)
+    }
+
+    /// Removes an intent once Temporal has it, unless another sale asked again since the relay
+    /// read it (its revision moved on): then it stays for the next pass. True when removed.
+    pub async fn delete_outbox(&self, id: i64, revision: i64) -> Result<bool, StoreError> {
+        let deleted = replenish_outbox::Entity::delete_many()
+            .filter(replenish_outbox::Column::Id.eq(id))
+            .filter(replenish_outbox::Column::Revision.eq(revision))
+            .exec(self.writer())
+            .await?;
+        Ok(deleted.rows_affected == 1)
+    }
+
+    /// Records a failed relay attempt on an intent, for operators.
+    pub async fn outbox_attempt_failed(&self, id: i64, error: &str) -> Result<(), StoreError> {
+        replenish_outbox::Entity::update_many()
+            .col_expr(
+                replenish_outbox::Column::Attempts,
+                Expr::col(replenish_outbox::Column::Attempts).add(1),
+            )
+            .col_expr(
+                replenish_outbox::Column::LastError,
+                Expr::value(truncate(error, 1000)),
+            )
+            .filter(replenish_outbox::Column::Id.eq(id))
+            .exec(self.writer())
+            .await?;
+        Ok(())
+    }
+
+    /// The factory that makes a product.
+    pub async fn factory(&self, id: &str) -> Result<factory::Model, StoreError> {
+        validate::id("factory id", id)?;
+        factory::Entity::find_by_id(id)
+            .one(self.reader())
+            .await?
+            .ok_or_else(|| StoreError::NotFound(format!("no factory with id {id:?}")))
+    }
+
+    /// Decides whether a factory order may be sent now, and if so claims the attempt (status
+    /// `sending`) atomically, so two concurrent attempts cannot both send. An order found
+    /// `sending` was interrupted mid-request (the worker died or the activity timed out): the
+    /// factory may have it, so it becomes `uncertain` and is never sent again.
+    pub async fn begin_factory_order(
+        &self,
+        order_id: &str,
+        sku: &str,
+        quantity: i64,
+        factory_id: &str,
+    ) -> Result<SendDecision, StoreError> {
+        let now = now_ms();
+        factory_order::Entity::insert(factory_order::ActiveModel {
+            order_id: Set(order_id.to_owned()),
+            sku: Set(sku.to_owned()),
+            quantity: Set(quantity),
+            factory_id: Set(factory_id.to_owned()),
+            status: Set(OrderStatus::NotPlaced.as_str().to_owned()),
+            factory_reference: Set(None),
+            attempts: Set(0),
+            last_error: Set(None),
+            created_at: Set(now),
+            updated_at: Set(now),
+        })
+        .on_conflict(
+            OnConflict::column(factory_order::Column::OrderId)
+                .do_nothing_on([factory_order::Column::OrderId])
+                .to_owned(),
+        )
+        .exec_without_returning(self.writer())
+        .await?;
+        let claimed = factory_order::Entity::update_many()
+            .col_expr(
+                factory_order::Column::Status,
+                Expr::value(OrderStatus::Sending.as_str()),
+            )
+            .col_expr(
+                factory_order::Column::Attempts,
+                Expr::col(factory_order::Column::Attempts).add(1),
+            )
+            .col_expr(factory_order::Column::UpdatedAt, Expr::value(now_ms()))
+            .filter(factory_order::Column::OrderId.eq(order_id))
+            .filter(factory_order::Column::Status.eq(OrderStatus::NotPlaced.as_str()))
+            .exec(self.writer())
+            .await?;
+        let Some(order) = factory_order::Entity::find_by_id(order_id)
+            .one(self.writer())
+            .await?
+        else {
+            return Err(StoreError::NotFound(format!(
+                "factory order {order_id} vanished"
+            )));
+        };
+        if claimed.rows_affected == 1 {
+            return Ok(SendDecision::Send {
+                attempt: order.attempts,
+            });
+        }
+        Ok(match OrderStatus::parse(&order.status) {
+            Some(OrderStatus::Accepted) => SendDecision::AlreadyAccepted {
+                factory_reference: order.factory_reference,
+            },
+            Some(OrderStatus::Rejected) => SendDecision::Rejected {
+                error: order.last_error.unwrap_or_default(),
+            },
+            Some(OrderStatus::Sending) => {
+                self.finish_factory_order(
+                    order_id,
+                    OrderStatus::Uncertain,
+                    None,
+                    Some("an earlier attempt was interrupted mid-request; the factory may have the order"),
+                )
+                .await?;
+                SendDecision::Uncertain
+            }
+            _ => SendDecision::Uncertain,
+        })
+    }
+
+    /// Records how a send attempt ended.
+    pub async fn finish_factory_order(
+        &self,
+        order_id: &str,
+        status: OrderStatus,
+        factory_reference: Option<&str>,
+        error: Option<&str>,
+    ) -> Result<(), StoreError> {
+        let mut update = factory_order::Entity::update_many()
+            .col_expr(factory_order::Column::Status, Expr::value(status.as_str()))
+            .col_expr(factory_order::Column::UpdatedAt, Expr::value(now_ms()))
+            .col_expr(
+                factory_order::Column::LastError,
+                Expr::value(error.map(|e| truncate(e, 1000))),
+            )
+            .filter(factory_order::Column::OrderId.eq(order_id));
+        if let Some(reference) = factory_reference {
+            update = update.col_expr(
+                factory_order::Column::FactoryReference,
+                Expr::value(truncate(reference, 128)),
+            );
+        }
+        update.exec(self.writer()).await?;
+        Ok(())
+    }
+
+    /// The record of a factory order, if any.
+    pub async fn factory_order(
+        &self,
+        order_id: &str,
+    ) -> Result<Option<factory_order::Model>, StoreError> {
+        Ok(factory_order::Entity::find_by_id(order_id)
+            .one(self.reader())
+            .await?)
+    }
+
+    /// Adds a delivery to stock exactly once: the `stock_receipts` row (unique on the order
+    /// id) and the increment commit together, so a repeated call adds nothing.
+    pub async fn receive_stock(
+        &self,
+        order_id: &str,
+        sku: &str,
+        quantity: i64,
+        replenishment_id: &str,
+    ) -> Result<Received, StoreError> {
+        validate::sku(sku)?;
+        validate::units("quantity", quantity, 1)?;
+        for attempt in 1..=8u32 {
+            match self
+                .try_receive(order_id, sku, quantity, replenishment_id)
+                .await
+            {
+                Ok(Some(stock)) => {
+                    return Ok(Received {
+                        applied: true,
+                        stock,
+                    });
+                }
+                Ok(None) => break,
+                Err(err) => match classify(&err) {
+                    DbErrKind::UniqueViolation => break,
+                    DbErrKind::Transient if attempt < 8 => {
+                        tokio::time::sleep(std::time::Duration::from_millis(5 << attempt)).await;
+                    }
+                    _ => return Err(err.into()),
+                },
+            }
+        }
+        // Already applied by an earlier attempt.
+        let stock = self.product(sku).await?.product.stock;
+        Ok(Received {
+            applied: false,
+            stock,
+        })
+    }
+
+    async fn try_receive(
+        &self,
+        order_id: &str,
+        sku: &str,
+        quantity: i64,
+        replenishment_id: &str,
+    ) -> Result<Option<i64>, sea_orm::DbErr> {
+        let txn = self.begin_write().await?;
+        let inserted = stock_receipt::Entity::insert(stock_receipt::ActiveModel {
+            factory_order_id: Set(order_id.to_owned()),
+            sku: Set(sku.to_owned()),
+            quantity: Set(quantity),
+            replenishment_id: Set(replenishment_id.to_owned()),
+            received_at: Set(now_ms()),
+        })
+        .on_conflict(
+            OnConflict::column(stock_receipt::Column::FactoryOrderId)
+                .do_nothing_on([stock_receipt::Column::FactoryOrderId])
+                .to_owned(),
+        )
+        .exec_without_returning(&txn)
+        .await?;
+        if inserted == 0 {
+            txn.rollback().await?;
+            return Ok(None);
+        }
+        let updated = product::Entity::update_many()
+            .col_expr(
+                product::Column::Stock,
+                Expr::col(product::Column::Stock).add(quantity),
+            )
+            .col_expr(product::Column::UpdatedAt, Expr::value(now_ms()))
+            .filter(product::Column::Sku.eq(sku))
+            .exec(&txn)
+            .await?;
+        if updated.rows_affected == 0 {
+            txn.rollback().await?;
+            return Err(sea_orm::DbErr::RecordNotFound(sku.to_owned()));
+        }
+        let stock = product::Entity::find_by_id(sku)
+            .one(&txn)
+            .await?
+            .map(|p| p.stock)
+            .unwrap_or_default();
+        txn.commit().await?;
+        Ok(Some(stock))
+    }
+
+    /// Stock receipts applied for a product (all of them, oldest first).
+    pub async fn stock_receipts(&self, sku: &str) -> Result<Vec<stock_receipt::Model>, StoreError> {
+        Ok(stock_receipt::Entity::find()
+            .filter(stock_receipt::Column::Sku.eq(sku))
+            .order_by_asc(stock_receipt::Column::ReceivedAt)
+            .all(self.reader())
+            .await?)
+    }
+
+    /// Writes a replenishment's current state to the read model (insert or update).
+    pub async fn record_replenishment(&self, r: &ReplenishmentRecord) -> Result<(), StoreError> {
+        replenishment::Entity::insert(replenishment::ActiveModel::from(r.clone()))
+        .on_conflict(
+            OnConflict::column(replenishment::Column::OrderId)
+                .update_columns([
+                    replenishment::Column::State,
+                    replenishment::Column::Quantity,
+                    replenishment::Column::Overdue,
+                    replenishment::Column::UpdatedAt,
+                ])
+                .to_owned(),
+        )
+        .exec_without_returning(self.writer())
+        .await?;
+        Ok(())
+    }
+
+    /// Replenishments newest first, optionally in one state; `offset` pages.
+    pub async fn list_replenishments(
+        &self,
+        state: Option<&str>,
+        offset: u64,
+        limit: u64,
+    ) -> Result<Vec<ReplenishmentRecord>, StoreError> {
+        let mut query = replenishment::Entity::find()
+            .order_by_desc(replenishment::Column::StartedAt)
+            .order_by_desc(replenishment::Column::OrderId);
+        if let Some(state) = state {
+            query = query.filter(replenishment::Column::State.eq(state));
+        }
+        Ok(query
+            .offset(offset)
+            .limit(limit)
+            .all(self.reader())
+            .await?)
+    }
+
+    /// The newest replenishment of a product, if it ever had one.
+    pub async fn latest_replenishment(
+        &self,
+        sku: &str,
+    ) -> Result<Option<ReplenishmentRecord>, StoreError> {
+        validate::sku(sku)?;
+        Ok(replenishment::Entity::find()
+            .filter(replenishment::Column::Sku.eq(sku))
+            .order_by_desc(replenishment::Column::StartedAt)
+            .one(self.reader())
+            .await?)
+    }
+}
+
+fn truncate(s: &str, max_chars: usize) -> String {
+    s.chars().take(max_chars).collect()
+}
