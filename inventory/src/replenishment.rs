@@ -320,18 +320,18 @@ impl Store {
     /// Writes a replenishment's current state to the read model (insert or update).
     pub async fn record_replenishment(&self, r: &ReplenishmentRecord) -> Result<(), StoreError> {
         replenishment::Entity::insert(replenishment::ActiveModel::from(r.clone()))
-        .on_conflict(
-            OnConflict::column(replenishment::Column::OrderId)
-                .update_columns([
-                    replenishment::Column::State,
-                    replenishment::Column::Quantity,
-                    replenishment::Column::Overdue,
-                    replenishment::Column::UpdatedAt,
-                ])
-                .to_owned(),
-        )
-        .exec_without_returning(self.writer())
-        .await?;
+            .on_conflict(
+                OnConflict::column(replenishment::Column::OrderId)
+                    .update_columns([
+                        replenishment::Column::State,
+                        replenishment::Column::Quantity,
+                        replenishment::Column::Overdue,
+                        replenishment::Column::UpdatedAt,
+                    ])
+                    .to_owned(),
+            )
+            .exec_without_returning(self.writer())
+            .await?;
         Ok(())
     }
 
@@ -348,11 +348,7 @@ impl Store {
         if let Some(state) = state {
             query = query.filter(replenishment::Column::State.eq(state));
         }
-        Ok(query
-            .offset(offset)
-            .limit(limit)
-            .all(self.reader())
-            .await?)
+        Ok(query.offset(offset).limit(limit).all(self.reader()).await?)
     }
 
     /// The newest replenishment of a product, if it ever had one.
