@@ -1,2 +1,20 @@
-//! Temporal activities of the replenish-stock workflow — all of its I/O: check stock, order
-//! from the factory, increment stock (idempotently), notify. Filled in by the workflow issue.
+//! Temporal activities of the replenish-stock workflow: all of its I/O. Every activity is
+//! idempotent, so Temporal may retry it freely (the retries replace the old DLQ):
+//! the factory order is keyed by the replenishment's order id and never sent twice, the
+//! increment is keyed by the same id in `stock_receipts`.
+//!
+//! # Layout
+//! - [`types`]: activity inputs and outputs (shared with the workflow crate).
+//! - [`replenish`]: [`ReplenishActivities`], the activities themselves, and their names.
+//! - [`errors`]: which failures are retryable and which end the workflow.
+
+pub mod errors;
+pub mod replenish;
+pub mod types;
+
+pub use replenish::{ActivitySettings, ReplenishActivities};
+
+/// The sku rule, for the workflow's input check (pure, deterministic).
+pub fn validate_sku(sku: &str) -> Result<(), String> {
+    restock_inventory::validate::sku(sku).map_err(|e| e.to_string())
+}

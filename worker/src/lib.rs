@@ -1,2 +1,89 @@
-//! The Temporal worker that hosts the replenish-stock workflow and its activities. Filled in by
-//! the workflow issue.
+//! The Temporal worker: hosts the replenish-stock workflow and its activities on the task
+//! queue `restock`. Stateless: run as many as the load needs.
+//!
+//! # Layout
+//! - [`WorkerSettings`]: task queue, concurrency, shutdown grace.
+//! - [`run`]: connects (retrying until Temporal answers), polls until `shutdown`, then drains
+//!   in-flight tasks for the grace period.
+
+use std::future::Future;
+use std::time::Duration;
+
+use anyhow::anyhow;
+use restock_activities::ReplenishActivities;
+use restock_workflows::ReplenishStock;
+use temporalio_sdk::runtime::worker_tuner::{FixedSizeSlotSupplier, TunerHolder};
+use temporalio_sdk::{Runtime, Worker, WorkerOptions};
+
+/// How the worker runs.
+#[derive(Debug, Clone)]
+pub struct WorkerSettings {
+    /// Temporal frontend, `host:port`.
+    pub temporal_address: String,
+    /// Temporal namespace.
+    pub namespace: String,
+    /// Task queue (`restock`).
+    pub task_queue: String,
+    /// Most workflow tasks processed at once.
+    pub max_concurrent_workflow_tasks: usize,
+    /// Most activities run at once.
+    pub max_concurrent_activities: usize,
+    /// How long in-flight tasks may finish after shutdown is asked.
+    pub graceful_shutdown: Duration,
+}
+
+/// Runs the worker until `shutdown` resolves. Waits (retrying) for Temporal when it is not up
+/// yet, instead of exiting or polling nothing.
+pub async fn run(
+    settings: WorkerSettings,
+    activities: ReplenishActivities,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let shutdown = futures::FutureExt::shared(futures::FutureExt::boxed(shutdown));
+    let Some(client) = restock_workflows::client::connect_with_retry(
+        &settings.temporal_address,
+        &settings.namespace,
+        shutdown.clone(),
+    )
+    .await
+    else {
+        tracing::info!("shutdown before Temporal answered");
+        return Ok(());
+    };
+    let runtime = Runtime::from_current_tokio(Default::default())
+        .map_err(|e| anyhow!("cannot start the Temporal runtime: {e}"))?;
+    let tuner = TunerHolder::builder()
+        .workflow_task_slot_supplier(FixedSizeSlotSupplier::new(
+            settings.max_concurrent_workflow_tasks.max(2),
+        ))
+        .activity_task_slot_supplier(FixedSizeSlotSupplier::new(
+            settings.max_concurrent_activities.max(1),
+        ))
+        .local_activity_task_slot_supplier(FixedSizeSlotSupplier::new(
+            settings.max_concurrent_activities.max(1),
+        ))
+        .nexus_task_slot_supplier(FixedSizeSlotSupplier::new(1))
+        .build();
+    let options = WorkerOptions::new(settings.task_queue.clone())
+        .register_workflow::<ReplenishStock>()
+        .map_err(|e| anyhow!("cannot register the workflow: {e}"))?
+        .register_activities(activities)
+        .tuner(tuner)
+        .graceful_shutdown_period(settings.graceful_shutdown)
+        .build();
+    let mut worker = Worker::new(&runtime, client, options)
+        .map_err(|e| anyhow!("cannot create the Temporal worker: {e}"))?;
+    let stop = worker.shutdown_handle();
+    tokio::spawn(async move {
+        shutdown.await;
+        tracing::info!("worker shutting down");
+        stop();
+    });
+    tracing::info!(task_queue = %settings.task_queue, "worker polling");
+    worker
+        .run()
+        .await
+        .map_err(|e| anyhow!("the Temporal worker failed: {e}"))?;
+    tracing::info!("worker stopped");
+    Ok(())
+}

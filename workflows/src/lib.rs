@@ -1,2 +1,23 @@
-//! The replenish-stock state machine: deterministic workflow code only (no database, network
-//! or tokio). Filled in by the workflow issue.
+//! The replenish-stock workflow: a Step Functions-style state machine on Temporal.
+//!
+//! Workflow code is deterministic only: no database, network, clock or tokio. All I/O is in
+//! `restock-activities`; time and randomness come from the workflow context. ([`client`] is
+//! the starter's side, used by the gateway and CLI, never inside a workflow.)
+//!
+//! # Layout
+//! - [`state`]: [`RestockState`] and [`Event`], with every allowed transition in one function
+//!   ([`state::next`]) — pure, unit-tested.
+//! - [`client`]: the starter side: connect, start (UseExisting), signal, query.
+//! - [`replenish`]: [`ReplenishStock`], the workflow (type `replenish-stock`): its input,
+//!   signals (`factory-completed`, `cancel`), query (`status`) and search attributes.
+
+pub mod client;
+pub mod replenish;
+pub mod state;
+
+pub use replenish::{
+    CancelRequest, FactoryCompleted, ReplenishInput, ReplenishOutcome, ReplenishRequested,
+    ReplenishSettings, ReplenishStatus, ReplenishStock, SEARCH_ATTRIBUTE_SKU,
+    SEARCH_ATTRIBUTE_STATE, WORKFLOW_TYPE,
+};
+pub use state::{Event, RestockState};

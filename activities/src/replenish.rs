@@ -1,0 +1,277 @@
+//! [`ReplenishActivities`]: check stock, order from the factory, increment stock, and record
+//! the workflow's state in the read model.
+
+// The #[activities] macro generates undocumented marker constants for each activity.
+#![allow(missing_docs)]
+
+use std::sync::Arc;
+
+use restock_factory::callback::CallbackSigner;
+use restock_factory::client::{FactoryClient, OrderError};
+use restock_factory::wire::ManufactureRequest;
+use restock_inventory::entity::factory_order::OrderStatus;
+use restock_inventory::{ReplenishmentRecord, SendDecision, Store};
+use temporalio_common::ActivityError;
+use temporalio_macros::activities;
+use temporalio_sdk::activities::ActivityContext;
+
+use crate::errors::{FACTORY_REJECTED, fatal, from_store};
+use crate::types::{
+    FactoryOrderInput, FactoryOrderPlaced, IncrementInput, ReplenishmentSnapshot, StockIncremented,
+    StockLevel,
+};
+
+/// Where the activities send orders and how they sign callback URLs.
+#[derive(Debug, Clone)]
+pub struct ActivitySettings {
+    /// Factory base URL for factories without their own `api_url` (`RESTOCK_FACTORY_URL`).
+    pub default_factory_url: Option<String>,
+    /// Base of the callback URL given to the factory (`RESTOCK_CALLBACK_BASE_URL`).
+    pub callback_base_url: String,
+    /// `MessageAttributeRequester` on orders.
+    pub requester: String,
+}
+
+/// The replenish-stock activities, sharing one store, factory client and signer.
+#[derive(Debug, Clone)]
+pub struct ReplenishActivities {
+    store: Store,
+    factory: FactoryClient,
+    signer: CallbackSigner,
+    settings: ActivitySettings,
+}
+
+impl ReplenishActivities {
+    /// Activities over `store`, ordering through `factory`.
+    pub fn new(
+        store: Store,
+        factory: FactoryClient,
+        signer: CallbackSigner,
+        settings: ActivitySettings,
+    ) -> Self {
+        Self {
+            store,
+            factory,
+            signer,
+            settings,
+        }
+    }
+
+    fn placed(
+        order_id: &str,
+        reference: Option<String>,
+        confirmed: bool,
+        attempts: i32,
+    ) -> FactoryOrderPlaced {
+        FactoryOrderPlaced {
+            order_id: order_id.to_owned(),
+            factory_reference: reference,
+            confirmed,
+            attempts: u32::try_from(attempts).unwrap_or_default(),
+        }
+    }
+}
+
+#[activities]
+impl ReplenishActivities {
+    /// Reads the product's stock level and reorder settings.
+    #[activity(name = "check-stock")]
+    pub async fn check_stock(
+        self: Arc<Self>,
+        _ctx: ActivityContext,
+        sku: String,
+    ) -> Result<StockLevel, ActivityError> {
+        let view = self.store.product(&sku).await.map_err(from_store)?;
+        let p = view.product;
+        Ok(StockLevel {
+            sku: p.sku,
+            stock: p.stock,
+            reorder_point: p.reorder_point,
+            reorder_quantity: p.reorder_quantity,
+            factory_id: p.factory_id,
+        })
+    }
+
+    /// Sends the order to the factory, at most once per order id: a retry after an accepted
+    /// order returns it; a retry after an attempt that may have reached the factory (timeout,
+    /// or a worker that died mid-request) does not send again and reports it unconfirmed.
+    #[activity(name = "order-from-factory")]
+    pub async fn order_from_factory(
+        self: Arc<Self>,
+        _ctx: ActivityContext,
+        input: FactoryOrderInput,
+    ) -> Result<FactoryOrderPlaced, ActivityError> {
+        let order_id = input.order_id.as_str();
+        // Resolve where to send before claiming the attempt: a missing URL is retried
+        // (once configured) without ever marking the order as possibly sent.
+        let base_url = self.factory_url(&input.factory_id).await?;
+        let decision = self
+            .store
+            .begin_factory_order(
+                order_id,
+                &input.sku,
+                i64::from(input.quantity),
+                &input.factory_id,
+            )
+            .await
+            .map_err(from_store)?;
+        let attempt = match decision {
+            SendDecision::Send { attempt } => attempt,
+            SendDecision::AlreadyAccepted { factory_reference } => {
+                tracing::info!(order_id, "factory order already accepted; not sent again");
+                return Ok(Self::placed(order_id, factory_reference, true, 0));
+            }
+            SendDecision::Rejected { error } => {
+                return Err(fatal(
+                    FACTORY_REJECTED,
+                    format!("the factory rejected order {order_id}: {error}"),
+                ));
+            }
+            SendDecision::Uncertain => {
+                tracing::warn!(
+                    order_id,
+                    "factory order may have been received; not sent again"
+                );
+                return Ok(Self::placed(order_id, None, false, 0));
+            }
+        };
+        let request = ManufactureRequest {
+            group_id: order_id.to_owned(),
+            product_id: input.sku.clone(),
+            product_count: input.quantity.to_string(),
+            factory_id: input.factory_id.clone(),
+            requester: self.settings.requester.clone(),
+            callback_url: self
+                .signer
+                .url(&self.settings.callback_base_url, &input.sku, order_id),
+        };
+        match self.factory.place_order(&base_url, &request).await {
+            Ok(placed) => {
+                self.store
+                    .finish_factory_order(
+                        order_id,
+                        OrderStatus::Accepted,
+                        Some(&placed.factory_reference),
+                        None,
+                    )
+                    .await
+                    .map_err(from_store)?;
+                tracing::info!(order_id, sku = %input.sku, quantity = input.quantity, attempt, "factory order placed");
+                Ok(Self::placed(
+                    order_id,
+                    Some(placed.factory_reference),
+                    true,
+                    attempt,
+                ))
+            }
+            Err(err @ (OrderError::NotSent(_) | OrderError::ServerError { .. })) => {
+                self.store
+                    .finish_factory_order(
+                        order_id,
+                        OrderStatus::NotPlaced,
+                        None,
+                        Some(&err.to_string()),
+                    )
+                    .await
+                    .map_err(from_store)?;
+                tracing::warn!(order_id, attempt, error = %err, "factory order failed; will retry");
+                Err(anyhow::Error::new(err).into())
+            }
+            Err(err @ (OrderError::Rejected { .. } | OrderError::Invalid(_))) => {
+                self.store
+                    .finish_factory_order(
+                        order_id,
+                        OrderStatus::Rejected,
+                        None,
+                        Some(&err.to_string()),
+                    )
+                    .await
+                    .map_err(from_store)?;
+                Err(fatal(FACTORY_REJECTED, err.to_string()))
+            }
+            Err(err @ OrderError::Ambiguous(_)) => {
+                self.store
+                    .finish_factory_order(
+                        order_id,
+                        OrderStatus::Uncertain,
+                        None,
+                        Some(&err.to_string()),
+                    )
+                    .await
+                    .map_err(from_store)?;
+                tracing::warn!(order_id, error = %err, "factory order outcome unknown; waiting for its callback");
+                Ok(Self::placed(order_id, None, false, attempt))
+            }
+        }
+    }
+
+    /// Adds the delivered units to stock, once per order id.
+    #[activity(name = "increment-stock")]
+    pub async fn increment_stock(
+        self: Arc<Self>,
+        _ctx: ActivityContext,
+        input: IncrementInput,
+    ) -> Result<StockIncremented, ActivityError> {
+        let received = self
+            .store
+            .receive_stock(
+                &input.order_id,
+                &input.sku,
+                i64::from(input.quantity),
+                &input.replenishment_id,
+            )
+            .await
+            .map_err(from_store)?;
+        tracing::info!(
+            order_id = %input.order_id,
+            sku = %input.sku,
+            quantity = input.quantity,
+            applied = received.applied,
+            stock = received.stock,
+            "delivery received"
+        );
+        Ok(StockIncremented {
+            stock: received.stock,
+            applied: received.applied,
+        })
+    }
+
+    /// Writes the workflow's state to the `replenishments` read model.
+    #[activity(name = "record-replenishment")]
+    pub async fn record_replenishment(
+        self: Arc<Self>,
+        _ctx: ActivityContext,
+        snapshot: ReplenishmentSnapshot,
+    ) -> Result<(), ActivityError> {
+        self.store
+            .record_replenishment(&ReplenishmentRecord {
+                order_id: snapshot.order_id,
+                workflow_id: snapshot.workflow_id,
+                sku: snapshot.sku,
+                state: snapshot.state,
+                quantity: i64::from(snapshot.quantity),
+                overdue: snapshot.overdue,
+                started_at: snapshot.started_at,
+                updated_at: snapshot.updated_at,
+            })
+            .await
+            .map_err(from_store)
+    }
+}
+
+impl ReplenishActivities {
+    /// The factory's own API URL, else the configured default.
+    async fn factory_url(&self, factory_id: &str) -> Result<String, ActivityError> {
+        let factory = self.store.factory(factory_id).await.map_err(from_store)?;
+        factory
+            .api_url
+            .filter(|u| !u.is_empty())
+            .or_else(|| self.settings.default_factory_url.clone())
+            .ok_or_else(|| {
+                anyhow::anyhow!(
+                    "factory {factory_id} has no api_url and RESTOCK_FACTORY_URL is not set; set it and the order will be retried"
+                )
+                .into()
+            })
+    }
+}
