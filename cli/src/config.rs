@@ -48,6 +48,73 @@ impl DatabaseArgs {
     }
 }
 
+/// Temporal flags.
+#[derive(Debug, Clone, Args)]
+pub struct TemporalArgs {
+    /// Temporal frontend address (host:port).
+    #[arg(long, env = "TEMPORAL_ADDRESS", default_value = "localhost:7233")]
+    pub temporal_address: String,
+    /// Temporal namespace.
+    #[arg(long, env = "TEMPORAL_NAMESPACE", default_value = "default")]
+    pub temporal_namespace: String,
+    /// Task queue of the restock workflows.
+    #[arg(long, env = "RESTOCK_TASK_QUEUE", default_value = "restock")]
+    pub task_queue: String,
+}
+
+/// A secret from configuration: never printed (not even by `{:?}`).
+#[derive(Clone)]
+pub struct Secret(String);
+
+impl std::str::FromStr for Secret {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Secret(s.to_owned()))
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// Factory callback flags, shared by the gateway (verifies) and the worker (signs).
+#[derive(Debug, Clone, Args)]
+pub struct CallbackArgs {
+    /// Shared secret for callback URL tokens (at least 16 bytes; same value on gateway and
+    /// worker). Required.
+    #[arg(long, env = "RESTOCK_CALLBACK_SECRET", hide_env_values = true)]
+    pub callback_secret: Option<Secret>,
+    /// Base URL the factory calls back (default: http:// + RESTOCK_HTTP_ADDR).
+    #[arg(long, env = "RESTOCK_CALLBACK_BASE_URL")]
+    pub callback_base_url: Option<String>,
+    /// The gateway's HTTP address (for the default callback base URL).
+    #[arg(long, env = "RESTOCK_HTTP_ADDR", default_value = "127.0.0.1:8080")]
+    pub http_addr: std::net::SocketAddr,
+}
+
+impl CallbackArgs {
+    /// The signer, or why the process must not start.
+    pub fn signer(&self) -> anyhow::Result<restock_factory::callback::CallbackSigner> {
+        let Some(Secret(secret)) = &self.callback_secret else {
+            anyhow::bail!(
+                "RESTOCK_CALLBACK_SECRET is not set: the gateway and the worker need the same secret to sign and verify factory callbacks (e.g. `export RESTOCK_CALLBACK_SECRET=$(openssl rand -hex 32)`; `restock dev` makes one for you)"
+            );
+        };
+        restock_factory::callback::CallbackSigner::new(secret)
+            .map_err(|e| anyhow::anyhow!("RESTOCK_CALLBACK_SECRET: {e}"))
+    }
+
+    /// Where the factory calls back.
+    pub fn base_url(&self) -> String {
+        self.callback_base_url
+            .clone()
+            .filter(|u| !u.is_empty())
+            .unwrap_or_else(|| format!("http://{}", self.http_addr))
+    }
+}
+
 /// The URL with any password replaced by `***`, for messages.
 pub fn redact_url(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
@@ -108,6 +175,12 @@ pub async fn shutdown_signal() {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn secrets_do_not_print() {
+        let secret: Secret = "hunter2-hunter2-hunter2".parse().unwrap();
+        assert_eq!(format!("{secret:?}"), "<redacted>");
+    }
 
     #[test]
     fn passwords_are_redacted() {

@@ -26,6 +26,10 @@ enum Command {
     Migrate(commands::migrate::Args),
     /// Run the gRPC gateway (sales, inventory) and its HTTP listener.
     Gateway(commands::gateway::Args),
+    /// Run the Temporal worker (the replenish-stock workflow and its activities).
+    Worker(commands::worker::Args),
+    /// Run the legacy factory simulator.
+    Factory(commands::factory::Args),
     /// Buy a product through the gateway.
     Buy(commands::client::BuyArgs),
     /// Show stock: one product, or all of them.
@@ -33,6 +37,8 @@ enum Command {
 }
 
 fn main() -> std::process::ExitCode {
+    // One TLS crypto provider for the whole process (reqwest is built without one).
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let cli = Cli::parse();
     config::init_tracing(&cli.log);
     let runtime = match tokio::runtime::Runtime::new() {
@@ -46,6 +52,8 @@ fn main() -> std::process::ExitCode {
         match cli.command {
             Command::Migrate(args) => commands::migrate::run(args).await,
             Command::Gateway(args) => commands::gateway::run(args).await,
+            Command::Worker(args) => commands::worker::run(args).await,
+            Command::Factory(args) => commands::factory::run(args).await,
             Command::Buy(args) => commands::client::buy(args).await,
             Command::Stock(args) => commands::client::stock(args).await,
         }

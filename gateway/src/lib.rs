@@ -1,17 +1,26 @@
 //! The restock gateway: the gRPC API that sells and maintains stock, and the HTTP listener for
 //! health (and, with the workflow, the factory's callbacks).
 //!
-//! It needs only the database to sell: Temporal is not on the sale's path.
+//! It needs only the database to sell: Temporal is not on the sale's path. It connects to
+//! Temporal in the background and relays replenishment intents once it answers.
 //!
 //! # Layout
 //! - [`server`]: [`run`], which serves gRPC and HTTP on listeners it is given until `shutdown`
 //!   resolves (tests start it on port 0).
 //! - [`grpc`]: one module per `restock.v1` service, and [`grpc::status`], the one place store
 //!   errors become gRPC statuses.
-//! - [`http`]: `GET /healthz`.
+//! - [`http`]: `GET /healthz` and the routes of [`callback`], the factory's completion
+//!   callback (HMAC token in the URL, then a `factory-completed` signal).
+//! - [`relay`]: the outbox relay: intents written with sales become replenish-stock workflows.
+//! - [`temporal`]: the background connection to Temporal.
 
+pub mod callback;
 pub mod grpc;
 pub mod http;
+pub mod relay;
 pub mod server;
+pub mod temporal;
 
-pub use server::run;
+pub use relay::RelaySettings;
+pub use server::{GatewaySettings, run};
+pub use temporal::{TemporalLink, TemporalSettings};

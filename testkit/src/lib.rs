@@ -7,6 +7,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
+pub mod stack;
+pub mod temporal;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
@@ -282,10 +285,33 @@ pub fn url_addr(url: &str) -> SocketAddr {
         .unwrap()
 }
 
-/// Starts a gateway on `store` (already migrated) on port 0.
+/// The callback secret every test process uses.
+pub const TEST_CALLBACK_SECRET: &str = "test-callback-secret-0123456789abcdef";
+
+/// Gateway settings without Temporal (sales only).
+pub fn sales_only_settings() -> restock_gateway::GatewaySettings {
+    restock_gateway::GatewaySettings {
+        temporal: None,
+        signer: restock_factory::callback::CallbackSigner::new(TEST_CALLBACK_SECRET).unwrap(),
+        relay: restock_gateway::RelaySettings::default(),
+    }
+}
+
+/// Starts a gateway on `store` (already migrated) on port 0, selling only.
 pub async fn spawn_gateway_on(db: TestDb, store: Store) -> TestApp {
     let grpc = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let http = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    spawn_gateway_with(db, store, grpc, http, sales_only_settings())
+}
+
+/// Starts a gateway on listeners the caller bound, with `settings`.
+pub fn spawn_gateway_with(
+    db: TestDb,
+    store: Store,
+    grpc: TcpListener,
+    http: TcpListener,
+    settings: restock_gateway::GatewaySettings,
+) -> TestApp {
     let grpc_addr = grpc.local_addr().unwrap();
     let http_addr = http.local_addr().unwrap();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
@@ -293,6 +319,7 @@ pub async fn spawn_gateway_on(db: TestDb, store: Store) -> TestApp {
         grpc,
         http,
         store.clone(),
+        settings,
         async move {
             let _ = rx.await;
         },

@@ -5,7 +5,12 @@ use std::net::SocketAddr;
 use anyhow::{Context, bail};
 use tokio::net::TcpListener;
 
-use crate::config::{DatabaseArgs, shutdown_signal};
+use std::time::Duration;
+
+use restock_gateway::{GatewaySettings, RelaySettings, TemporalSettings};
+use restock_workflows::ReplenishSettings;
+
+use crate::config::{CallbackArgs, DatabaseArgs, TemporalArgs, shutdown_signal};
 
 /// `restock gateway` flags.
 #[derive(Debug, clap::Args)]
@@ -15,13 +20,49 @@ pub struct Args {
     /// Address of the gRPC API.
     #[arg(long, env = "RESTOCK_GRPC_ADDR", default_value = "127.0.0.1:50051")]
     grpc_addr: SocketAddr,
-    /// Address of the HTTP listener (health, factory callbacks).
-    #[arg(long, env = "RESTOCK_HTTP_ADDR", default_value = "127.0.0.1:8080")]
-    http_addr: SocketAddr,
+    #[command(flatten)]
+    callback: CallbackArgs,
+    #[command(flatten)]
+    temporal: TemporalArgs,
+    #[command(flatten)]
+    workflow: WorkflowArgs,
+}
+
+/// Durations given to every replenish-stock workflow (and the relay's pace).
+#[derive(Debug, Clone, clap::Args)]
+pub struct WorkflowArgs {
+    /// How long to wait for the factory's callback before a replenishment is Overdue.
+    #[arg(long, env = "RESTOCK_FACTORY_SLA_SECS", default_value_t = 600)]
+    pub factory_sla_secs: u64,
+    /// Start-to-close timeout of one activity attempt.
+    #[arg(long, env = "RESTOCK_ACTIVITY_TIMEOUT_SECS", default_value_t = 30)]
+    pub activity_timeout_secs: u64,
+    /// Longest pause between activity retries (they back off exponentially up to this).
+    #[arg(long, env = "RESTOCK_RETRY_MAX_INTERVAL_SECS", default_value_t = 60)]
+    pub retry_max_interval_secs: u64,
+    /// How often the outbox relay sweeps for intents (it also wakes right after each sale).
+    #[arg(long, env = "RESTOCK_RELAY_SWEEP_SECS", default_value_t = 5)]
+    pub relay_sweep_secs: u64,
+}
+
+impl WorkflowArgs {
+    /// The relay settings these flags describe.
+    pub fn relay(&self) -> RelaySettings {
+        RelaySettings {
+            sweep_interval: Duration::from_secs(self.relay_sweep_secs.max(1)),
+            workflow: ReplenishSettings {
+                factory_sla_secs: self.factory_sla_secs.max(1),
+                activity_timeout_secs: self.activity_timeout_secs.max(1),
+                retry_initial_secs: 1,
+                retry_max_interval_secs: self.retry_max_interval_secs.max(1),
+            },
+        }
+    }
 }
 
 /// Runs the gateway.
 pub async fn run(args: Args) -> anyhow::Result<()> {
+    let signer = args.callback.signer()?;
     let store = args.db.connect().await?;
     let pending = store
         .pending_migrations()
@@ -36,11 +77,18 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             args.grpc_addr
         )
     })?;
-    let http = TcpListener::bind(args.http_addr).await.with_context(|| {
-        format!(
-            "cannot listen for HTTP on {} (RESTOCK_HTTP_ADDR)",
-            args.http_addr
-        )
-    })?;
-    restock_gateway::run(grpc, http, store, shutdown_signal()).await
+    let http_addr = args.callback.http_addr;
+    let http = TcpListener::bind(http_addr)
+        .await
+        .with_context(|| format!("cannot listen for HTTP on {http_addr} (RESTOCK_HTTP_ADDR)"))?;
+    let settings = GatewaySettings {
+        temporal: Some(TemporalSettings {
+            address: args.temporal.temporal_address.clone(),
+            namespace: args.temporal.temporal_namespace.clone(),
+            task_queue: args.temporal.task_queue.clone(),
+        }),
+        signer,
+        relay: args.workflow.relay(),
+    };
+    restock_gateway::run(grpc, http, store, settings, shutdown_signal()).await
 }

@@ -1,61 +1,220 @@
-//! `restock.v1.ReplenishmentService`: answers UNIMPLEMENTED until the replenish-stock
-//! workflow lands; its messages are already part of the contract.
+//! `restock.v1.ReplenishmentService`: live state from the workflow (its `status` query), lists
+//! from the database read model, and the operator's completion and cancellation as signals.
 
-use restock_inventory::Store;
+use std::time::Duration;
+
+use restock_inventory::{ReplenishmentRecord, Store};
 use restock_proto::v1::{
     CancelReplenishmentRequest, CompleteFactoryOrderRequest, GetReplenishmentRequest,
     ListReplenishmentsRequest, ListReplenishmentsResponse, Replenishment,
     replenishment_service_server::ReplenishmentService,
 };
+use restock_workflows::client::{self, Delivery};
+use restock_workflows::{CancelRequest, FactoryCompleted, ReplenishStatus, RestockState};
+use temporalio_client::Client;
 use tonic::{Request, Response, Status};
 
-/// ReplenishmentService (not yet backed by Temporal).
+use super::status::from_store;
+use crate::temporal::TemporalLink;
+
+/// Replenishments per page when the client asks for 0.
+const DEFAULT_PAGE_SIZE: u32 = 50;
+/// Most replenishments per page.
+const MAX_PAGE_SIZE: u32 = 500;
+/// How long a live query may take before the read model answers instead.
+const QUERY_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// ReplenishmentService over Temporal and the read model.
 #[derive(Debug, Clone)]
 pub struct ReplenishmentApi {
-    #[allow(dead_code)]
     store: Store,
+    temporal: TemporalLink,
 }
 
 impl ReplenishmentApi {
-    /// A ReplenishmentService over `store`.
-    pub fn new(store: Store) -> Self {
-        Self { store }
+    /// A ReplenishmentService.
+    pub fn new(store: Store, temporal: TemporalLink) -> Self {
+        Self { store, temporal }
+    }
+
+    fn client(&self) -> Result<&Client, Status> {
+        self.temporal.client().ok_or_else(|| {
+            Status::unavailable(
+                "Temporal is not reachable yet; sales go on and replenishments start when it is back",
+            )
+        })
+    }
+
+    /// The live state, or the read model's when the workflow cannot answer in time.
+    async fn current(&self, sku: &str) -> Result<Replenishment, Status> {
+        restock_inventory::validate::sku(sku).map_err(from_store)?;
+        if let Some(client) = self.temporal.client() {
+            match tokio::time::timeout(QUERY_TIMEOUT, client::query_status(client, sku)).await {
+                Ok(Ok(Some(status))) => return Ok(from_status(&status)),
+                Ok(Ok(None)) => {}
+                Ok(Err(err)) => {
+                    tracing::warn!(%sku, error = %err, "status query failed; answering from the read model")
+                }
+                Err(_) => {
+                    tracing::warn!(%sku, "status query timed out (no worker?); answering from the read model")
+                }
+            }
+        }
+        match self
+            .store
+            .latest_replenishment(sku)
+            .await
+            .map_err(from_store)?
+        {
+            Some(record) => Ok(from_record(&record)),
+            None => Err(Status::not_found(format!(
+                "{sku} has no replenishment (one starts when it sells out)"
+            ))),
+        }
     }
 }
 
-fn not_yet() -> Status {
-    Status::unimplemented(
-        "replenishments are not available yet in this version; use the Temporal UI or CLI",
-    )
+fn rfc3339(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+        .unwrap_or_default()
+}
+
+/// The wire form of a live status.
+pub fn from_status(s: &ReplenishStatus) -> Replenishment {
+    Replenishment {
+        id: client::workflow_id(&s.sku),
+        sku: s.sku.clone(),
+        state: s.state.as_str().to_owned(),
+        quantity: s.ordered_quantity,
+        factory_order_id: s.factory_order_id.clone(),
+        started_at: rfc3339(s.started_at),
+        updated_at: rfc3339(s.updated_at),
+        overdue: s.overdue,
+    }
+}
+
+/// The wire form of a read-model row.
+pub fn from_record(r: &ReplenishmentRecord) -> Replenishment {
+    Replenishment {
+        id: r.workflow_id.clone(),
+        sku: r.sku.clone(),
+        state: r.state.clone(),
+        quantity: u32::try_from(r.quantity).unwrap_or_default(),
+        factory_order_id: r.order_id.clone(),
+        started_at: rfc3339(r.started_at),
+        updated_at: rfc3339(r.updated_at),
+        overdue: r.overdue,
+    }
+}
+
+fn not_running(sku: &str) -> Status {
+    Status::failed_precondition(format!(
+        "{sku} has no replenishment running (see `restock replenishments`)"
+    ))
 }
 
 #[tonic::async_trait]
 impl ReplenishmentService for ReplenishmentApi {
     async fn get_replenishment(
         &self,
-        _request: Request<GetReplenishmentRequest>,
+        request: Request<GetReplenishmentRequest>,
     ) -> Result<Response<Replenishment>, Status> {
-        Err(not_yet())
+        let sku = request.into_inner().sku;
+        Ok(Response::new(self.current(&sku).await?))
     }
 
     async fn list_replenishments(
         &self,
-        _request: Request<ListReplenishmentsRequest>,
+        request: Request<ListReplenishmentsRequest>,
     ) -> Result<Response<ListReplenishmentsResponse>, Status> {
-        Err(not_yet())
+        let r = request.into_inner();
+        let state = match r.state.as_str() {
+            "" => None,
+            name => Some(RestockState::parse(name).ok_or_else(|| {
+                Status::invalid_argument(format!(
+                    "unknown state {:?}; one of: {}",
+                    name.chars().take(40).collect::<String>(),
+                    RestockState::ALL.map(RestockState::as_str).join(", ")
+                ))
+            })?),
+        };
+        let page_size = match r.page_size {
+            0 => DEFAULT_PAGE_SIZE,
+            n => n.min(MAX_PAGE_SIZE),
+        };
+        // The page token is the offset of the next page.
+        let offset: u64 = match r.page_token.as_str() {
+            "" => 0,
+            token => token.parse().map_err(|_| {
+                Status::invalid_argument("page_token is not one this server issued")
+            })?,
+        };
+        let mut rows = self
+            .store
+            .list_replenishments(
+                state.map(RestockState::as_str),
+                offset,
+                u64::from(page_size) + 1,
+            )
+            .await
+            .map_err(from_store)?;
+        let more = rows.len() > page_size as usize;
+        rows.truncate(page_size as usize);
+        Ok(Response::new(ListReplenishmentsResponse {
+            replenishments: rows.iter().map(from_record).collect(),
+            next_page_token: if more {
+                (offset + u64::from(page_size)).to_string()
+            } else {
+                String::new()
+            },
+        }))
     }
 
     async fn complete_factory_order(
         &self,
-        _request: Request<CompleteFactoryOrderRequest>,
+        request: Request<CompleteFactoryOrderRequest>,
     ) -> Result<Response<Replenishment>, Status> {
-        Err(not_yet())
+        let r = request.into_inner();
+        restock_inventory::validate::sku(&r.sku).map_err(from_store)?;
+        if r.quantity > 1_000_000 {
+            return Err(Status::invalid_argument("quantity must be at most 1000000"));
+        }
+        let signal = FactoryCompleted {
+            quantity: (r.quantity > 0).then_some(r.quantity),
+            factory_order_id: None,
+        };
+        match client::signal_factory_completed(self.client()?, &r.sku, signal)
+            .await
+            .map_err(|e| Status::unavailable(e.to_string()))?
+        {
+            Delivery::Delivered => {
+                tracing::info!(sku = %r.sku, quantity = r.quantity, "factory order completed by an operator");
+                Ok(Response::new(self.current(&r.sku).await?))
+            }
+            Delivery::NotRunning => Err(not_running(&r.sku)),
+        }
     }
 
     async fn cancel_replenishment(
         &self,
-        _request: Request<CancelReplenishmentRequest>,
+        request: Request<CancelReplenishmentRequest>,
     ) -> Result<Response<Replenishment>, Status> {
-        Err(not_yet())
+        let r = request.into_inner();
+        restock_inventory::validate::sku(&r.sku).map_err(from_store)?;
+        restock_inventory::validate::reason(&r.reason).map_err(from_store)?;
+        let cancel = CancelRequest {
+            reason: (!r.reason.is_empty()).then(|| r.reason.clone()),
+        };
+        match client::signal_cancel(self.client()?, &r.sku, cancel)
+            .await
+            .map_err(|e| Status::unavailable(e.to_string()))?
+        {
+            Delivery::Delivered => {
+                tracing::info!(sku = %r.sku, reason = %r.reason, "replenishment cancel requested");
+                Ok(Response::new(self.current(&r.sku).await?))
+            }
+            Delivery::NotRunning => Err(not_running(&r.sku)),
+        }
     }
 }

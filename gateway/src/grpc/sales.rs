@@ -5,6 +5,9 @@ use restock_proto::v1::{
     Outcome, PurchaseRequest as PurchaseRequestPb, PurchaseResponse,
     sales_service_server::SalesService,
 };
+use std::sync::Arc;
+
+use tokio::sync::Notify;
 use tonic::{Request, Response, Status};
 
 use super::status::from_store;
@@ -13,12 +16,14 @@ use super::status::from_store;
 #[derive(Debug, Clone)]
 pub struct SalesApi {
     store: Store,
+    /// Wakes the outbox relay right after a sale commits a replenishment intent.
+    relay_wake: Arc<Notify>,
 }
 
 impl SalesApi {
-    /// A SalesService selling from `store`.
-    pub fn new(store: Store) -> Self {
-        Self { store }
+    /// A SalesService selling from `store`, waking `relay_wake` after each new intent.
+    pub fn new(store: Store, relay_wake: Arc<Notify>) -> Self {
+        Self { store, relay_wake }
     }
 }
 
@@ -32,6 +37,17 @@ impl SalesService for SalesApi {
         let purchase = PurchaseRequest::new(&r.sku, r.quantity, &r.idempotency_key, &r.requester)
             .map_err(from_store)?;
         let outcome = self.store.purchase(&purchase).await.map_err(from_store)?;
+        if matches!(
+            outcome,
+            PurchaseOutcome::OutOfStock { .. }
+                | PurchaseOutcome::Sold {
+                    replenishment_id: Some(_),
+                    replayed: false,
+                    ..
+                }
+        ) {
+            self.relay_wake.notify_one();
+        }
         let reply = match outcome {
             PurchaseOutcome::Sold {
                 sale_id,

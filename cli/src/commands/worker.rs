@@ -1,0 +1,65 @@
+//! `restock worker`: the Temporal worker (replenish-stock workflow + activities).
+
+use std::time::Duration;
+
+use anyhow::{Context, anyhow};
+use restock_activities::{ActivitySettings, ReplenishActivities};
+use restock_factory::FactoryClient;
+
+use crate::config::{CallbackArgs, DatabaseArgs, TemporalArgs, shutdown_signal};
+
+/// `restock worker` flags.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    db: DatabaseArgs,
+    #[command(flatten)]
+    temporal: TemporalArgs,
+    #[command(flatten)]
+    callback: CallbackArgs,
+    /// Base URL of the legacy factory API, for factories without their own api_url.
+    #[arg(long, env = "RESTOCK_FACTORY_URL")]
+    factory_url: Option<String>,
+    /// How long one factory order request may take before its outcome counts as unknown.
+    #[arg(long, env = "RESTOCK_FACTORY_TIMEOUT_SECS", default_value_t = 10)]
+    factory_timeout_secs: u64,
+    /// Most activities run at once.
+    #[arg(long, env = "RESTOCK_WORKER_MAX_ACTIVITIES", default_value_t = 32)]
+    max_concurrent_activities: usize,
+    /// Most workflow tasks processed at once.
+    #[arg(long, env = "RESTOCK_WORKER_MAX_WORKFLOW_TASKS", default_value_t = 16)]
+    max_concurrent_workflow_tasks: usize,
+    /// How long in-flight work may finish after SIGINT/SIGTERM.
+    #[arg(long, env = "RESTOCK_WORKER_SHUTDOWN_SECS", default_value_t = 10)]
+    shutdown_grace_secs: u64,
+}
+
+/// Runs the worker until SIGINT/SIGTERM.
+pub async fn run(args: Args) -> anyhow::Result<()> {
+    let signer = args.callback.signer()?;
+    let store = args.db.connect().await?;
+    let factory =
+        FactoryClient::with_timeout(Duration::from_secs(args.factory_timeout_secs.max(1)))
+            .map_err(|e| anyhow!("{e}"))?;
+    let activities = ReplenishActivities::new(
+        store,
+        factory,
+        signer,
+        ActivitySettings {
+            default_factory_url: args.factory_url.clone().filter(|u| !u.is_empty()),
+            callback_base_url: args.callback.base_url(),
+            requester: "restock".to_owned(),
+        },
+    );
+    let settings = restock_worker::WorkerSettings {
+        temporal_address: args.temporal.temporal_address.clone(),
+        namespace: args.temporal.temporal_namespace.clone(),
+        task_queue: args.temporal.task_queue.clone(),
+        max_concurrent_workflow_tasks: args.max_concurrent_workflow_tasks,
+        max_concurrent_activities: args.max_concurrent_activities,
+        graceful_shutdown: Duration::from_secs(args.shutdown_grace_secs),
+    };
+    restock_worker::run(settings, activities, shutdown_signal())
+        .await
+        .context("the worker stopped with an error")
+}

@@ -1,0 +1,123 @@
+//! The outbox relay: hands each replenishment intent (written with the sale that caused it)
+//! to Temporal, then deletes it. It wakes right after a sale commits an intent and also sweeps
+//! on an interval, so intents left by a crash or by a Temporal outage are started later.
+//! Nothing is lost: an intent is deleted only after Temporal holds the request, and only at
+//! the revision the relay acted on.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use restock_inventory::Store;
+use restock_inventory::entity::replenish_outbox;
+use restock_workflows::{ReplenishInput, ReplenishSettings};
+use tokio::sync::Notify;
+
+use crate::temporal::TemporalLink;
+
+/// Intents handed to Temporal at once.
+const CONCURRENT_STARTS: usize = 8;
+/// Intents read per pass.
+const BATCH: u64 = 64;
+
+/// How the relay runs.
+#[derive(Debug, Clone)]
+pub struct RelaySettings {
+    /// How often to look for intents nobody woke us for.
+    pub sweep_interval: Duration,
+    /// Durations passed to every workflow.
+    pub workflow: ReplenishSettings,
+}
+
+impl Default for RelaySettings {
+    fn default() -> Self {
+        Self {
+            sweep_interval: Duration::from_secs(5),
+            workflow: ReplenishSettings::default(),
+        }
+    }
+}
+
+/// Runs the relay until `shutdown`.
+pub async fn run(
+    store: Store,
+    link: TemporalLink,
+    wake: Arc<Notify>,
+    settings: RelaySettings,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    tokio::pin!(shutdown);
+    loop {
+        if link.client().is_some() {
+            drain(&store, &link, &settings).await;
+        }
+        tokio::select! {
+            () = &mut shutdown => return,
+            () = wake.notified() => {}
+            () = tokio::time::sleep(settings.sweep_interval) => {}
+            _ = link.wait_connected(), if link.client().is_none() => {}
+        }
+    }
+}
+
+/// Hands every pending intent to Temporal; stops at the first pass that makes no progress.
+async fn drain(store: &Store, link: &TemporalLink, settings: &RelaySettings) {
+    loop {
+        let intents = match store.pending_outbox(BATCH).await {
+            Ok(intents) => intents,
+            Err(err) => {
+                tracing::warn!(error = %err, "relay cannot read the outbox");
+                return;
+            }
+        };
+        if intents.is_empty() {
+            return;
+        }
+        let count = intents.len();
+        let done: usize = futures::stream::iter(intents)
+            .map(|intent| hand_over(store, link, settings, intent))
+            .buffer_unordered(CONCURRENT_STARTS)
+            .map(usize::from)
+            .fold(0, |a, b| async move { a + b })
+            .await;
+        if done < count || (count as u64) < BATCH {
+            return;
+        }
+    }
+}
+
+/// Starts (or signals) one intent's workflow; true when the intent is gone afterwards.
+async fn hand_over(
+    store: &Store,
+    link: &TemporalLink,
+    settings: &RelaySettings,
+    intent: replenish_outbox::Model,
+) -> bool {
+    let Some(client) = link.client() else {
+        return false;
+    };
+    let input = ReplenishInput {
+        sku: intent.sku.clone(),
+        reason: intent.reason.clone(),
+        settings: settings.workflow.clone(),
+    };
+    match restock_workflows::client::request_replenishment(client, link.task_queue(), input).await {
+        Ok(run_id) => match store.delete_outbox(intent.id, intent.revision).await {
+            Ok(removed) => {
+                tracing::info!(sku = %intent.sku, %run_id, reason = %intent.reason, "replenishment requested");
+                removed
+            }
+            Err(err) => {
+                tracing::warn!(sku = %intent.sku, error = %err, "cannot delete a relayed intent; it will be relayed again (harmless)");
+                false
+            }
+        },
+        Err(err) => {
+            tracing::warn!(sku = %intent.sku, error = %err, "cannot start the replenishment yet; will retry");
+            let _ = store
+                .outbox_attempt_failed(intent.id, &err.to_string())
+                .await;
+            false
+        }
+    }
+}

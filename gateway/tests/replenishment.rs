@@ -1,0 +1,431 @@
+//! The replenish-stock workflow end to end, against a real Temporal dev server: the gateway,
+//! a worker and the factory simulator, over SQLite.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::Duration;
+
+use restock_factory::SimulatorConfig;
+use restock_inventory::NewProduct;
+use restock_inventory::entity::{factory_order, stock_receipt};
+use restock_proto::v1::{
+    CompleteFactoryOrderRequest, ListReplenishmentsRequest, Outcome, PurchaseRequest,
+};
+use restock_testkit::stack::{Stack, StackOptions, spawn_stack};
+use restock_workflows::RestockState;
+use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
+
+const WAIT: Duration = Duration::from_secs(60);
+
+fn buy(sku: &str) -> PurchaseRequest {
+    PurchaseRequest {
+        sku: sku.to_owned(),
+        quantity: 1,
+        idempotency_key: String::new(),
+        requester: "test".to_owned(),
+    }
+}
+
+async fn stock(stack: &Stack, sku: &str) -> i64 {
+    stack.app.store.product(sku).await.unwrap().product.stock
+}
+
+async fn add_product(stack: &Stack, sku: &str, stock: i64, reorder_point: i64) {
+    stack
+        .app
+        .store
+        .upsert_product(&NewProduct {
+            sku: sku.to_owned(),
+            name: format!("product {sku}"),
+            price: 500,
+            stock,
+            reorder_point,
+            reorder_quantity: 10,
+            factory_id: restock_inventory::demo::DEMO_FACTORY.to_owned(),
+        })
+        .await
+        .unwrap();
+}
+
+async fn receipts(stack: &Stack, sku: &str) -> u64 {
+    stock_receipt::Entity::find()
+        .filter(stock_receipt::Column::Sku.eq(sku))
+        .count(stack.app.store.connection())
+        .await
+        .unwrap()
+}
+
+fn states(status: &restock_workflows::ReplenishStatus) -> Vec<RestockState> {
+    status.history.iter().map(|t| t.state).collect()
+}
+
+/// Saves the run's history (SDK `fetch_history` JSON) for the replay test, when asked.
+async fn maybe_save_history(stack: &Stack, sku: &str, name: &str) {
+    let Ok(dir) = std::env::var("RESTOCK_SAVE_HISTORIES") else {
+        return;
+    };
+    let handle = stack
+        .temporal_client
+        .get_workflow_handle::<restock_workflows::ReplenishStock>(
+            restock_workflows::client::workflow_id(sku),
+        );
+    let json = handle
+        .fetch_history(Default::default())
+        .to_json()
+        .await
+        .unwrap();
+    std::fs::write(format!("{dir}/{name}.json"), json).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sell_out_order_callback_restock() {
+    let stack = spawn_stack(StackOptions::default()).await.unwrap();
+    let sku = restock_inventory::demo::DEMO_SKU; // stock 3, reorder quantity 10
+    let mut sales = stack.app.sales().await;
+    for left in [2, 1, 0] {
+        let r = sales.purchase(buy(sku)).await.unwrap().into_inner();
+        assert_eq!(r.outcome(), Outcome::Sold);
+        assert_eq!(r.remaining_stock, left);
+    }
+    let r = sales.purchase(buy(sku)).await.unwrap().into_inner();
+    assert_eq!(r.outcome(), Outcome::OutOfStock);
+    assert_eq!(r.replenishment_id, format!("replenish-{sku}"));
+
+    let done = stack
+        .wait_for_status(sku, WAIT, |s| s.state == RestockState::Completed)
+        .await;
+    assert_eq!(
+        states(&done),
+        [
+            RestockState::CheckingStock,
+            RestockState::OrderingFromFactory,
+            RestockState::AwaitingFactory,
+            RestockState::Restocking,
+            RestockState::Completed
+        ]
+    );
+    assert_eq!(done.ordered_quantity, 10);
+    assert_eq!(done.received_quantity, Some(10));
+    assert!(done.factory_confirmed);
+    let factory = stack.factory_stats();
+    assert_eq!(factory.total, 1, "one factory order: {factory:?}");
+    assert_eq!(factory.orders_for(&done.factory_order_id), 1);
+    assert_eq!(stock(&stack, sku).await, 10);
+    assert_eq!(receipts(&stack, sku).await, 1);
+
+    // The read model and the gRPC API agree.
+    let mut api = stack.replenishments().await;
+    let listed = api
+        .list_replenishments(ListReplenishmentsRequest {
+            state: "Completed".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(listed.replenishments.len(), 1);
+    assert_eq!(listed.replenishments[0].sku, sku);
+    assert_eq!(listed.replenishments[0].quantity, 10);
+
+    let r = sales.purchase(buy(sku)).await.unwrap().into_inner();
+    assert_eq!(r.outcome(), Outcome::Sold);
+    assert_eq!(r.remaining_stock, 9);
+    maybe_save_history(&stack, sku, "completed_by_callback").await;
+    stack.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn fifty_concurrent_out_of_stock_purchases_make_one_order() {
+    let stack = spawn_stack(StackOptions::default()).await.unwrap();
+    let sku = "RUSH-1";
+    add_product(&stack, sku, 0, 0).await;
+    let mut tasks = Vec::new();
+    for _ in 0..50 {
+        let mut sales = stack.app.sales().await;
+        tasks.push(tokio::spawn(async move {
+            sales.purchase(buy(sku)).await.unwrap().into_inner()
+        }));
+    }
+    for t in tasks {
+        assert_eq!(t.await.unwrap().outcome(), Outcome::OutOfStock);
+    }
+    stack
+        .wait_for_status(sku, WAIT, |s| s.state == RestockState::Completed)
+        .await;
+    // Let the relay finish any late intents before counting.
+    stack
+        .wait_until("outbox drained", WAIT, || async {
+            stack.app.store.outbox_depth().await.unwrap() == 0
+        })
+        .await;
+    assert_eq!(stack.factory_stats().total, 1);
+    let runs = stack.temporal.temporal_cli_ok(&[
+        "workflow",
+        "count",
+        "--query",
+        &format!("WorkflowId = 'replenish-{sku}'"),
+    ]);
+    assert!(runs.contains("Total: 1"), "runs: {runs}");
+    assert_eq!(stock(&stack, sku).await, 10);
+    stack.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn temporal_cli_signal_completes_a_waiting_replenishment() {
+    let options = StackOptions {
+        factory: SimulatorConfig {
+            drop_callbacks: true,
+            ..StackOptions::default().factory
+        },
+        ..StackOptions::default()
+    };
+    let stack = spawn_stack(options).await.unwrap();
+    let sku = "CP-502102"; // stock 5, reorder quantity 20
+    stack
+        .app
+        .store
+        .adjust_stock(&restock_inventory::AdjustStock {
+            sku: sku.into(),
+            delta: -5,
+            reason: "test".into(),
+        })
+        .await
+        .unwrap();
+    stack
+        .wait_for_status(sku, WAIT, |s| s.state == RestockState::AwaitingFactory)
+        .await;
+    let workflow_id = format!("replenish-{sku}");
+    stack.temporal.temporal_cli_ok(&[
+        "workflow",
+        "signal",
+        "--workflow-id",
+        &workflow_id,
+        "--name",
+        "factory-completed",
+        "--input",
+        "{}",
+    ]);
+    let done = stack
+        .wait_for_status(sku, WAIT, |s| s.state == RestockState::Completed)
+        .await;
+    assert_eq!(done.received_quantity, Some(20));
+    assert_eq!(stock(&stack, sku).await, 20);
+    maybe_save_history(&stack, sku, "completed_by_cli_signal").await;
+
+    // A second signal changes nothing (the workflow has ended).
+    let again = stack.temporal.temporal_cli(&[
+        "workflow",
+        "signal",
+        "--workflow-id",
+        &workflow_id,
+        "--name",
+        "factory-completed",
+        "--input",
+        "{}",
+    ]);
+    let _ = again; // refused by the server: the workflow is closed
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(stock(&stack, sku).await, 20);
+    assert_eq!(receipts(&stack, sku).await, 1);
+    stack.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn duplicated_callback_adds_once_and_forged_token_is_refused() {
+    let options = StackOptions {
+        factory: SimulatorConfig {
+            duplicate_callbacks: true,
+            ..StackOptions::default().factory
+        },
+        ..StackOptions::default()
+    };
+    let stack = spawn_stack(options).await.unwrap();
+    let sku = "DUP-1";
+    add_product(&stack, sku, 0, 0).await;
+    let mut sales = stack.app.sales().await;
+    sales.purchase(buy(sku)).await.unwrap();
+    let done = stack
+        .wait_for_status(sku, WAIT, |s| s.state == RestockState::Completed)
+        .await;
+    stack
+        .wait_until("both callbacks sent", WAIT, || async {
+            stack.factory_stats().callbacks_sent >= 2
+        })
+        .await;
+    assert_eq!(stock(&stack, sku).await, 10, "stock added once");
+    assert_eq!(receipts(&stack, sku).await, 1);
+
+    // A forged token: 401 and nothing changes.
+    let body = serde_json_body(sku, &done.factory_order_id, "10");
+    let http = reqwest_client();
+    let forged = format!(
+        "http://{}/factory/callbacks/{sku}/{}?token={}",
+        stack.app.http_addr,
+        done.factory_order_id,
+        "ab".repeat(32)
+    );
+    let response = http.post(&forged).body(body.clone()).send().await.unwrap();
+    assert_eq!(response.status().as_u16(), 401);
+    let no_token = format!(
+        "http://{}/factory/callbacks/{sku}/{}",
+        stack.app.http_addr, done.factory_order_id
+    );
+    let response = http.post(&no_token).body(body).send().await.unwrap();
+    assert_eq!(response.status().as_u16(), 401);
+    assert_eq!(stock(&stack, sku).await, 10);
+    stack.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn factory_5xx_first_then_exactly_one_order() {
+    let options = StackOptions {
+        factory: SimulatorConfig {
+            fail_first: 2,
+            ..StackOptions::default().factory
+        },
+        ..StackOptions::default()
+    };
+    let stack = spawn_stack(options).await.unwrap();
+    let sku = "FLAKY-1";
+    add_product(&stack, sku, 0, 0).await;
+    let mut sales = stack.app.sales().await;
+    sales.purchase(buy(sku)).await.unwrap();
+    let done = stack
+        .wait_for_status(sku, WAIT, |s| s.state == RestockState::Completed)
+        .await;
+    let stats = stack.factory_stats();
+    assert_eq!(stats.injected_failures, 2);
+    assert_eq!(stats.total, 1);
+    assert_eq!(stats.orders_for(&done.factory_order_id), 1);
+    assert_eq!(done.order_attempts, 3);
+    let order = factory_order::Entity::find_by_id(done.factory_order_id.clone())
+        .one(stack.app.store.connection())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(order.status, "accepted");
+    assert_eq!(order.attempts, 3);
+    assert_eq!(stock(&stack, sku).await, 10);
+    stack.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn dropped_callback_goes_overdue_then_operator_completes() {
+    let options = StackOptions {
+        factory: SimulatorConfig {
+            drop_callbacks: true,
+            ..StackOptions::default().factory
+        },
+        workflow: restock_workflows::ReplenishSettings {
+            factory_sla_secs: 3,
+            ..StackOptions::default().workflow
+        },
+        ..StackOptions::default()
+    };
+    let stack = spawn_stack(options).await.unwrap();
+    let sku = "LOST-1";
+    add_product(&stack, sku, 0, 0).await;
+    let mut sales = stack.app.sales().await;
+    sales.purchase(buy(sku)).await.unwrap();
+    let overdue = stack
+        .wait_for_status(sku, WAIT, |s| s.state == RestockState::Overdue)
+        .await;
+    assert!(overdue.overdue);
+    let awaiting_at = overdue
+        .history
+        .iter()
+        .find(|t| t.state == RestockState::AwaitingFactory)
+        .unwrap()
+        .at;
+    let overdue_at = overdue.history.last().unwrap().at;
+    assert!(overdue_at - awaiting_at >= 3000, "Overdue before the SLA");
+    // The search attribute says so too (visibility is eventually consistent).
+    stack
+        .wait_until("search attribute RestockState=Overdue", WAIT, || async {
+            stack
+                .temporal
+                .temporal_cli_ok(&["workflow", "count", "--query", "RestockState = 'Overdue'"])
+                .contains("Total: 1")
+        })
+        .await;
+
+    let mut api = stack.replenishments().await;
+    let r = api
+        .complete_factory_order(CompleteFactoryOrderRequest {
+            sku: sku.into(),
+            quantity: 0,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(r.sku, sku);
+    let done = stack
+        .wait_for_status(sku, WAIT, |s| s.state == RestockState::Completed)
+        .await;
+    assert!(states(&done).contains(&RestockState::Overdue));
+    assert_eq!(stock(&stack, sku).await, 10);
+    maybe_save_history(&stack, sku, "overdue_then_operator").await;
+
+    // Completing again: nothing is running any more.
+    let err = api
+        .complete_factory_order(CompleteFactoryOrderRequest {
+            sku: sku.into(),
+            quantity: 0,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::FailedPrecondition);
+    stack.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn reorder_point_starts_replenishment_while_sales_go_on() {
+    let stack = spawn_stack(StackOptions {
+        factory: SimulatorConfig {
+            step_interval: Duration::from_millis(500),
+            ..StackOptions::default().factory
+        },
+        ..StackOptions::default()
+    })
+    .await
+    .unwrap();
+    let sku = "RP-1";
+    add_product(&stack, sku, 5, 2).await;
+    let mut sales = stack.app.sales().await;
+    let mut replenishment_requested = false;
+    for left in [4, 3, 2] {
+        let r = sales.purchase(buy(sku)).await.unwrap().into_inner();
+        assert_eq!(r.outcome(), Outcome::Sold);
+        assert_eq!(r.remaining_stock, left);
+        replenishment_requested |= !r.replenishment_id.is_empty();
+    }
+    assert!(
+        replenishment_requested,
+        "selling down to 2 requested a replenishment"
+    );
+    stack
+        .wait_for_status(sku, WAIT, |s| s.state == RestockState::AwaitingFactory)
+        .await;
+    // Sales go on while the factory works.
+    let r = sales.purchase(buy(sku)).await.unwrap().into_inner();
+    assert_eq!(r.outcome(), Outcome::Sold);
+    assert_eq!(r.remaining_stock, 1);
+    let done = stack
+        .wait_for_status(sku, WAIT, |s| s.state == RestockState::Completed)
+        .await;
+    assert_eq!(done.stock_after, Some(11));
+    assert_eq!(stock(&stack, sku).await, 11);
+    assert_eq!(stack.factory_stats().total, 1);
+    stack.stop().await;
+}
+
+fn reqwest_client() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::new()
+}
+
+fn serde_json_body(sku: &str, order_id: &str, count: &str) -> String {
+    format!(
+        r#"{{"MessageGroupId":"{order_id}","MessageAttributeProductId":"{sku}","MessageAttributeProductCnt":"{count}","MessageAttributeFactoryId":"FF-500293","MessageAttributeRequester":"x","CallbackUrl":"http://127.0.0.1:1/cb"}}"#
+    )
+}
