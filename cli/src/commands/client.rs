@@ -20,7 +20,13 @@ pub struct ServerArgs {
 }
 
 impl ServerArgs {
-    async fn channel(&self) -> anyhow::Result<Channel> {
+    /// Whether to print JSON.
+    pub fn json(&self) -> bool {
+        self.json
+    }
+
+    /// A channel to the gateway.
+    pub async fn channel(&self) -> anyhow::Result<Channel> {
         let url = if self.server.contains("://") {
             self.server.clone()
         } else {
@@ -38,7 +44,7 @@ impl ServerArgs {
 }
 
 /// Turns a gRPC error status into a message a person can act on.
-fn explain(status: tonic::Status) -> anyhow::Error {
+pub fn explain(status: tonic::Status) -> anyhow::Error {
     let hint = match status.code() {
         tonic::Code::NotFound => " (list products with `restock stock`)",
         tonic::Code::Unavailable => " (the gateway or its database is down; try again shortly)",
@@ -61,6 +67,12 @@ pub struct BuyArgs {
     /// Who buys.
     #[arg(long, default_value = "restock-cli")]
     requester: String,
+    /// When the sale requests a replenishment, follow it through its states until it ends.
+    #[arg(long)]
+    wait: bool,
+    /// Give up waiting after this many seconds.
+    #[arg(long, default_value_t = 300)]
+    wait_timeout_secs: u64,
     #[command(flatten)]
     server: ServerArgs,
 }
@@ -123,6 +135,14 @@ pub async fn buy(args: BuyArgs) -> anyhow::Result<()> {
             );
         }
         Outcome::Unspecified => println!("{}", reply.message),
+    }
+    if args.wait && !reply.replenishment_id.is_empty() {
+        super::replenishments::follow(
+            &args.server,
+            &args.sku,
+            std::time::Duration::from_secs(args.wait_timeout_secs),
+        )
+        .await?;
     }
     Ok(())
 }

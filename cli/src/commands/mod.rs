@@ -1,7 +1,9 @@
 //! One module per subcommand.
 
 pub mod client;
+pub mod dev;
 pub mod factory;
 pub mod gateway;
 pub mod migrate;
+pub mod replenishments;
 pub mod worker;

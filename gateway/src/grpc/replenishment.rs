@@ -6,7 +6,7 @@ use std::time::Duration;
 use restock_inventory::{ReplenishmentRecord, Store};
 use restock_proto::v1::{
     CancelReplenishmentRequest, CompleteFactoryOrderRequest, GetReplenishmentRequest,
-    ListReplenishmentsRequest, ListReplenishmentsResponse, Replenishment,
+    ListReplenishmentsRequest, ListReplenishmentsResponse, Replenishment, StateChange,
     replenishment_service_server::ReplenishmentService,
 };
 use restock_workflows::client::{self, Delivery};
@@ -91,6 +91,20 @@ pub fn from_status(s: &ReplenishStatus) -> Replenishment {
         started_at: rfc3339(s.started_at),
         updated_at: rfc3339(s.updated_at),
         overdue: s.overdue,
+        history: s
+            .history
+            .iter()
+            .map(|t| StateChange {
+                state: t.state.as_str().to_owned(),
+                at: rfc3339(t.at),
+            })
+            .collect(),
+        factory_reference: s.factory_reference.clone().unwrap_or_default(),
+        factory_confirmed: s.factory_confirmed,
+        received_quantity: s.received_quantity.unwrap_or_default(),
+        order_attempts: s.order_attempts,
+        reason: s.reason.clone().unwrap_or_default(),
+        source: "workflow".to_owned(),
     }
 }
 
@@ -105,6 +119,8 @@ pub fn from_record(r: &ReplenishmentRecord) -> Replenishment {
         started_at: rfc3339(r.started_at),
         updated_at: rfc3339(r.updated_at),
         overdue: r.overdue,
+        source: "read_model".to_owned(),
+        ..Replenishment::default()
     }
 }
 

@@ -1,0 +1,299 @@
+//! Client commands for replenishments: `replenishments`, `replenishment SKU`, `complete`,
+//! `cancel`, and following one as it runs (`buy --wait`).
+
+use std::time::Duration;
+
+use restock_proto::v1::{
+    CancelReplenishmentRequest, CompleteFactoryOrderRequest, GetReplenishmentRequest,
+    ListReplenishmentsRequest, Replenishment,
+    replenishment_service_client::ReplenishmentServiceClient,
+};
+use serde_json::json;
+use tonic::transport::Channel;
+
+use super::client::{ServerArgs, explain};
+
+async fn client(server: &ServerArgs) -> anyhow::Result<ReplenishmentServiceClient<Channel>> {
+    Ok(ReplenishmentServiceClient::new(server.channel().await?))
+}
+
+fn to_json(r: &Replenishment) -> serde_json::Value {
+    json!({
+        "id": r.id, "sku": r.sku, "state": r.state, "quantity": r.quantity,
+        "factory_order_id": r.factory_order_id, "factory_reference": r.factory_reference,
+        "factory_confirmed": r.factory_confirmed, "received_quantity": r.received_quantity,
+        "order_attempts": r.order_attempts, "overdue": r.overdue, "reason": r.reason,
+        "started_at": r.started_at, "updated_at": r.updated_at, "source": r.source,
+        "history": r.history.iter().map(|h| json!({"state": h.state, "at": h.at})).collect::<Vec<_>>(),
+    })
+}
+
+/// "3m 20s" since an RFC 3339 time.
+fn age(rfc3339: &str) -> String {
+    let Ok(then) = chrono::DateTime::parse_from_rfc3339(rfc3339) else {
+        return "-".to_owned();
+    };
+    let secs = (chrono::Utc::now() - then.with_timezone(&chrono::Utc))
+        .num_seconds()
+        .max(0);
+    match secs {
+        s if s < 60 => format!("{s}s"),
+        s if s < 3600 => format!("{}m {}s", s / 60, s % 60),
+        s if s < 86_400 => format!("{}h {}m", s / 3600, (s % 3600) / 60),
+        s => format!("{}d {}h", s / 86_400, (s % 86_400) / 3600),
+    }
+}
+
+/// `restock replenishments` flags.
+#[derive(Debug, clap::Args)]
+pub struct ListArgs {
+    /// Only replenishments in this state (e.g. Overdue, AwaitingFactory, Completed).
+    #[arg(long)]
+    state: Option<String>,
+    /// At most this many.
+    #[arg(long, default_value_t = 50)]
+    limit: u32,
+    #[command(flatten)]
+    server: ServerArgs,
+}
+
+/// Lists replenishments, newest first.
+pub async fn list(args: ListArgs) -> anyhow::Result<()> {
+    let reply = client(&args.server)
+        .await?
+        .list_replenishments(ListReplenishmentsRequest {
+            page_size: args.limit,
+            page_token: String::new(),
+            state: args.state.clone().unwrap_or_default(),
+        })
+        .await
+        .map_err(explain)?
+        .into_inner();
+    if args.server.json() {
+        let rows: Vec<_> = reply.replenishments.iter().map(to_json).collect();
+        println!("{}", serde_json::Value::Array(rows));
+        return Ok(());
+    }
+    if reply.replenishments.is_empty() {
+        println!(
+            "no replenishments{}",
+            match &args.state {
+                Some(s) => format!(" in state {s}"),
+                None => " yet (one starts when a product sells out)".to_owned(),
+            }
+        );
+        return Ok(());
+    }
+    println!(
+        "{:<14} {:<20} {:>5}  {:>9}  {:<8} ORDER",
+        "SKU", "STATE", "QTY", "AGE", "OVERDUE"
+    );
+    for r in &reply.replenishments {
+        println!(
+            "{:<14} {:<20} {:>5}  {:>9}  {:<8} {}",
+            r.sku,
+            r.state,
+            r.quantity,
+            age(&r.started_at),
+            if r.overdue { "yes" } else { "-" },
+            r.factory_order_id
+        );
+    }
+    Ok(())
+}
+
+/// One product's flags.
+#[derive(Debug, clap::Args)]
+pub struct ShowArgs {
+    /// The product, e.g. CP-502101.
+    sku: String,
+    #[command(flatten)]
+    server: ServerArgs,
+}
+
+fn print_detail(r: &Replenishment) {
+    println!(
+        "{}  {}  ({})",
+        r.id,
+        r.state,
+        if r.overdue { "OVERDUE" } else { "on time" }
+    );
+    println!(
+        "  ordered      {} units, order {}",
+        r.quantity, r.factory_order_id
+    );
+    if !r.factory_reference.is_empty() || r.source == "workflow" {
+        println!(
+            "  factory      {}{}",
+            if r.factory_reference.is_empty() {
+                "-"
+            } else {
+                &r.factory_reference
+            },
+            if r.source == "workflow"
+                && !r.factory_confirmed
+                && r.state != "CheckingStock"
+                && r.state != "OrderingFromFactory"
+            {
+                "  (unconfirmed: the factory may or may not have the order)"
+            } else {
+                ""
+            }
+        );
+    }
+    if r.received_quantity > 0 {
+        println!("  received     {} units", r.received_quantity);
+    }
+    if !r.reason.is_empty() {
+        println!("  reason       {}", r.reason);
+    }
+    println!(
+        "  started      {} ({} ago)",
+        r.started_at,
+        age(&r.started_at)
+    );
+    for h in &r.history {
+        println!("    {:<20} {}", h.state, h.at);
+    }
+    if r.source == "read_model" {
+        println!("  (from the database copy: the workflow did not answer)");
+    }
+}
+
+/// Shows one product's replenishment (live state and history).
+pub async fn show(args: ShowArgs) -> anyhow::Result<()> {
+    let r = client(&args.server)
+        .await?
+        .get_replenishment(GetReplenishmentRequest {
+            sku: args.sku.clone(),
+        })
+        .await
+        .map_err(explain)?
+        .into_inner();
+    if args.server.json() {
+        println!("{}", to_json(&r));
+    } else {
+        print_detail(&r);
+    }
+    Ok(())
+}
+
+/// `restock complete` flags.
+#[derive(Debug, clap::Args)]
+pub struct CompleteArgs {
+    /// The product whose factory order arrived.
+    sku: String,
+    /// Units that arrived (default: the ordered quantity).
+    #[arg(short, long)]
+    quantity: Option<u32>,
+    #[command(flatten)]
+    server: ServerArgs,
+}
+
+/// Reports a factory delivery by hand (when the factory's callback was lost).
+pub async fn complete(args: CompleteArgs) -> anyhow::Result<()> {
+    if args.quantity == Some(0) {
+        anyhow::bail!("--quantity must be at least 1 (leave it out for the ordered quantity)");
+    }
+    let r = client(&args.server)
+        .await?
+        .complete_factory_order(CompleteFactoryOrderRequest {
+            sku: args.sku.clone(),
+            quantity: args.quantity.unwrap_or(0),
+        })
+        .await
+        .map_err(explain)?
+        .into_inner();
+    if args.server.json() {
+        println!("{}", to_json(&r));
+    } else {
+        println!(
+            "completion sent to {}; it restocks now (follow with `restock replenishment {}`)",
+            r.id, r.sku
+        );
+    }
+    Ok(())
+}
+
+/// `restock cancel` flags.
+#[derive(Debug, clap::Args)]
+pub struct CancelArgs {
+    /// The product whose replenishment to cancel.
+    sku: String,
+    /// Why (kept in the workflow's status).
+    #[arg(long, default_value = "")]
+    reason: String,
+    #[command(flatten)]
+    server: ServerArgs,
+}
+
+/// Cancels a product's running replenishment.
+pub async fn cancel(args: CancelArgs) -> anyhow::Result<()> {
+    let r = client(&args.server)
+        .await?
+        .cancel_replenishment(CancelReplenishmentRequest {
+            sku: args.sku.clone(),
+            reason: args.reason.clone(),
+        })
+        .await
+        .map_err(explain)?
+        .into_inner();
+    if args.server.json() {
+        println!("{}", to_json(&r));
+    } else {
+        println!("cancel sent to {} (state now {})", r.id, r.state);
+    }
+    Ok(())
+}
+
+/// Prints each new state of the product's replenishment until it ends or `timeout` passes.
+/// A finished run that started before we asked is an older one: keep waiting for ours.
+pub async fn follow(server: &ServerArgs, sku: &str, timeout: Duration) -> anyhow::Result<()> {
+    let mut api = client(server).await?;
+    let asked_at = chrono::Utc::now() - chrono::Duration::seconds(5);
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut printed = 0usize;
+    loop {
+        match api
+            .get_replenishment(GetReplenishmentRequest {
+                sku: sku.to_owned(),
+            })
+            .await
+        {
+            Ok(reply) => {
+                let r = reply.into_inner();
+                let terminal = matches!(
+                    r.state.as_str(),
+                    "Completed" | "NotNeeded" | "Cancelled" | "Failed"
+                );
+                let started_before =
+                    chrono::DateTime::parse_from_rfc3339(&r.started_at).is_ok_and(|t| t < asked_at);
+                if !(terminal && started_before) {
+                    for h in r.history.iter().skip(printed) {
+                        if server.json() {
+                            println!("{}", json!({"sku": sku, "state": h.state, "at": h.at}));
+                        } else {
+                            println!("  -> {:<20} {}", h.state, h.at);
+                        }
+                    }
+                    printed = printed.max(r.history.len());
+                    if terminal {
+                        if !server.json() {
+                            println!("replenishment {} ended: {}", r.id, r.state);
+                        }
+                        return Ok(());
+                    }
+                }
+            }
+            Err(status) if status.code() == tonic::Code::NotFound => {}
+            Err(status) => return Err(explain(status)),
+        }
+        if tokio::time::Instant::now() > deadline {
+            anyhow::bail!(
+                "still waiting after {}s; check `restock replenishment {sku}`",
+                timeout.as_secs()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}

@@ -1,0 +1,229 @@
+//! `restock dev` as a newcomer runs it (the README's commands): the binary starts the whole
+//! stack on free ports; the demo product sells out and the simulator's callback restocks it; a
+//! second product is completed with the `temporal` CLI; SIGINT leaves no child process and no
+//! bound port; a second start keeps the data.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+struct Ports {
+    grpc: u16,
+    http: u16,
+    factory: u16,
+    temporal: u16,
+    ui: u16,
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn restock() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_restock"))
+}
+
+struct Dev {
+    child: Child,
+    children: Vec<u32>,
+}
+
+fn start_dev(dir: &Path, ports: &Ports) -> Dev {
+    let temporal = restock_testkit::temporal::temporal_binary();
+    let mut child = restock()
+        .current_dir(dir)
+        .args([
+            "dev",
+            "--production-secs",
+            "1",
+            "--factory-drop-callback-every",
+            "2",
+        ])
+        .arg("--temporal-bin")
+        .arg(&temporal)
+        .args(["--grpc-addr", &format!("127.0.0.1:{}", ports.grpc)])
+        .args(["--http-addr", &format!("127.0.0.1:{}", ports.http)])
+        .args(["--factory-addr", &format!("127.0.0.1:{}", ports.factory)])
+        .args(["--temporal-port", &ports.temporal.to_string()])
+        .args(["--ui-port", &ports.ui.to_string()])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut children = Vec::new();
+    let mut printed = String::new();
+    loop {
+        let mut line = String::new();
+        if stdout.read_line(&mut line).unwrap() == 0 {
+            break;
+        }
+        let line = line.trim_end().to_owned();
+        printed.push_str(&line);
+        printed.push('\n');
+        if let Some(list) = line.strip_prefix("children: ") {
+            children = list
+                .split_whitespace()
+                .map(|kv| kv.split_once('=').unwrap().1.parse().unwrap())
+                .collect();
+        }
+        if line == "ready" {
+            break;
+        }
+    }
+    assert_eq!(children.len(), 4, "restock dev did not come up:\n{printed}");
+    // Keep reading, as a terminal would, so its last lines do not hit a closed pipe.
+    let mut rest = stdout;
+    std::thread::spawn(move || {
+        let mut sink = String::new();
+        while rest.read_line(&mut sink).is_ok_and(|n| n > 0) {
+            sink.clear();
+        }
+    });
+    assert!(printed.contains("Temporal UI"), "{printed}");
+    assert!(
+        printed.contains("WorkflowType%3D%22replenish-stock%22"),
+        "{printed}"
+    );
+    Dev { child, children }
+}
+
+fn client(ports: &Ports, args: &[&str]) -> Value {
+    let output = restock()
+        .args(args)
+        .args(["--json", "--server", &format!("127.0.0.1:{}", ports.grpc)])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "restock {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
+fn stock(ports: &Ports, sku: &str) -> i64 {
+    client(ports, &["stock", sku])[0]["stock"].as_i64().unwrap()
+}
+
+fn wait_for(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !check() {
+        assert!(
+            Instant::now() < deadline,
+            "{what}: not reached in {timeout:?}"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+fn interrupt_and_check(mut dev: Dev, ports: &Ports) {
+    let status = Command::new("kill")
+        .args(["-INT", &dev.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(status) = dev.child.try_wait().unwrap() {
+            assert!(status.success(), "restock dev exited with {status}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "restock dev did not stop after SIGINT"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    for pid in &dev.children {
+        assert!(
+            !Path::new(&format!("/proc/{pid}")).exists(),
+            "child {pid} outlived restock dev"
+        );
+    }
+    for port in [
+        ports.grpc,
+        ports.http,
+        ports.factory,
+        ports.temporal,
+        ports.ui,
+    ] {
+        assert!(
+            TcpListener::bind(("127.0.0.1", port)).is_ok(),
+            "port {port} still bound"
+        );
+    }
+}
+
+#[test]
+fn restock_dev_from_sell_out_to_restock_and_clean_shutdown() {
+    let dir = tempfile::tempdir().unwrap();
+    let ports = Ports {
+        grpc: free_port(),
+        http: free_port(),
+        factory: free_port(),
+        temporal: free_port(),
+        ui: free_port(),
+    };
+    let dev = start_dev(dir.path(), &ports);
+
+    // The demo product (stock 3) sells out; the factory's callback restocks it.
+    for _ in 0..3 {
+        assert_eq!(client(&ports, &["buy", "CP-502101"])["outcome"], "SOLD");
+    }
+    let out = client(&ports, &["buy", "CP-502101"]);
+    assert_eq!(out["outcome"], "OUT_OF_STOCK");
+    wait_for(
+        "CP-502101 restocked by the callback",
+        Duration::from_secs(60),
+        || stock(&ports, "CP-502101") == 10,
+    );
+
+    // The second factory order's callback is dropped: complete it with the temporal CLI.
+    assert_eq!(
+        client(&ports, &["buy", "CP-502102", "-q", "5"])["outcome"],
+        "SOLD"
+    );
+    wait_for(
+        "CP-502102 awaiting the factory",
+        Duration::from_secs(60),
+        || client(&ports, &["replenishment", "CP-502102"])["state"] == "AwaitingFactory",
+    );
+    let temporal = restock_testkit::temporal::temporal_binary();
+    let signal = Command::new(&temporal)
+        .args(["workflow", "signal", "--workflow-id", "replenish-CP-502102"])
+        .args(["--name", "factory-completed", "--input", "{}"])
+        .args(["--address", &format!("127.0.0.1:{}", ports.temporal)])
+        .output()
+        .unwrap();
+    assert!(
+        signal.status.success(),
+        "{}",
+        String::from_utf8_lossy(&signal.stderr)
+    );
+    wait_for(
+        "CP-502102 restocked by the operator",
+        Duration::from_secs(60),
+        || stock(&ports, "CP-502102") == 20,
+    );
+    let listed = client(&ports, &["replenishments", "--state", "Completed"]);
+    assert_eq!(listed.as_array().unwrap().len(), 2, "{listed}");
+    interrupt_and_check(dev, &ports);
+
+    // Running it again keeps the data.
+    let dev = start_dev(dir.path(), &ports);
+    assert_eq!(stock(&ports, "CP-502101"), 10);
+    assert_eq!(stock(&ports, "CP-502102"), 20);
+    interrupt_and_check(dev, &ports);
+}
