@@ -1,14 +1,17 @@
 //! Temporal activities of the replenish-stock workflow: all of its I/O. Every activity is
 //! idempotent, so Temporal may retry it freely (the retries replace the old DLQ):
 //! the factory order is keyed by the replenishment's order id and never sent twice, the
-//! increment is keyed by the same id in `stock_receipts`.
+//! increment is keyed by the same id in `stock_receipts`, and each email by replenishment and
+//! transition in `notifications`.
 //!
 //! # Layout
 //! - [`types`]: activity inputs and outputs (shared with the workflow crate).
 //! - [`replenish`]: [`ReplenishActivities`], the activities themselves, and their names.
+//! - [`notify`]: email through SMTP (`RESTOCK_SMTP_URL`), or the log without it.
 //! - [`errors`]: which failures are retryable and which end the workflow.
 
 pub mod errors;
+pub mod notify;
 pub mod replenish;
 pub mod types;
 

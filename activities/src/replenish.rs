@@ -16,9 +16,10 @@ use temporalio_macros::activities;
 use temporalio_sdk::activities::ActivityContext;
 
 use crate::errors::{FACTORY_REJECTED, fatal, from_store};
+use crate::notify::{Email, Mailer};
 use crate::types::{
-    FactoryOrderInput, FactoryOrderPlaced, IncrementInput, ReplenishmentSnapshot, StockIncremented,
-    StockLevel,
+    AdChange, AdChanged, FactoryOrderInput, FactoryOrderPlaced, IncrementInput,
+    ReplenishmentSnapshot, StockIncremented, StockLevel,
 };
 
 /// Where the activities send orders and how they sign callback URLs.
@@ -30,6 +31,12 @@ pub struct ActivitySettings {
     pub callback_base_url: String,
     /// `MessageAttributeRequester` on orders.
     pub requester: String,
+    /// Where notifications go.
+    pub mailer: Mailer,
+    /// The Temporal Web UI, for links in emails (e.g. `http://localhost:8233`).
+    pub temporal_ui_url: String,
+    /// The Temporal namespace (for those links).
+    pub namespace: String,
 }
 
 /// The replenish-stock activities, sharing one store, factory client and signer.
@@ -236,6 +243,26 @@ impl ReplenishActivities {
         })
     }
 
+    /// Pauses the product's advertisement (it is sold out) and tells its manager, once.
+    #[activity(name = "pause-advertising")]
+    pub async fn pause_advertising(
+        self: Arc<Self>,
+        _ctx: ActivityContext,
+        change: AdChange,
+    ) -> Result<AdChanged, ActivityError> {
+        self.change_ad(change, false).await
+    }
+
+    /// Resumes the product's advertisement (stock is back) and tells its manager, once.
+    #[activity(name = "resume-advertising")]
+    pub async fn resume_advertising(
+        self: Arc<Self>,
+        _ctx: ActivityContext,
+        change: AdChange,
+    ) -> Result<AdChanged, ActivityError> {
+        self.change_ad(change, true).await
+    }
+
     /// Writes the workflow's state to the `replenishments` read model.
     #[activity(name = "record-replenishment")]
     pub async fn record_replenishment(
@@ -260,6 +287,97 @@ impl ReplenishActivities {
 }
 
 impl ReplenishActivities {
+    /// Sets the ad's state, then delivers the manager's email unless an earlier attempt did.
+    async fn change_ad(&self, change: AdChange, active: bool) -> Result<AdChanged, ActivityError> {
+        let product = self
+            .store
+            .product(&change.sku)
+            .await
+            .map_err(from_store)?
+            .product;
+        let Some(ad) = self
+            .store
+            .set_ad_active(&change.sku, active)
+            .await
+            .map_err(from_store)?
+        else {
+            return Ok(AdChanged {
+                has_ad: false,
+                notified: false,
+            });
+        };
+        let kind = if active { "ad_resumed" } else { "ad_paused" };
+        let key = format!("{}:{kind}", change.order_id);
+        let due = self
+            .store
+            .notification_due(&key, &change.sku, kind, &ad.manager_email)
+            .await
+            .map_err(from_store)?;
+        if due == restock_inventory::advertising::NotificationDue::AlreadyDone {
+            return Ok(AdChanged {
+                has_ad: true,
+                notified: false,
+            });
+        }
+        let link = format!(
+            "{}/namespaces/{}/workflows/{}",
+            self.settings.temporal_ui_url.trim_end_matches('/'),
+            self.settings.namespace,
+            change.replenishment_id
+        );
+        let email = if active {
+            Email {
+                to: ad.manager_email.clone(),
+                subject: format!(
+                    "[restock] Ad resumed: {} ({}) is back in stock",
+                    product.name, product.sku
+                ),
+                body: format!(
+                    "Hello,\n\n{name} ({sku}) is back in stock ({stock} units), so its advertisement is running again.\n\nReplenishment: {rid} (order {order})\nDetails: {link}\n\n-- restock\n",
+                    name = product.name,
+                    sku = product.sku,
+                    stock = product.stock,
+                    rid = change.replenishment_id,
+                    order = change.order_id,
+                ),
+            }
+        } else {
+            Email {
+                to: ad.manager_email.clone(),
+                subject: format!(
+                    "[restock] Ad paused: {} ({}) is sold out",
+                    product.name, product.sku
+                ),
+                body: format!(
+                    "Hello,\n\n{name} ({sku}) is sold out (stock {stock}), so its advertisement is paused until the factory delivers.\nA replenishment is under way; you will get another email when the ad runs again.\n\nReplenishment: {rid} (order {order})\nDetails: {link}\n\n-- restock\n",
+                    name = product.name,
+                    sku = product.sku,
+                    stock = product.stock,
+                    rid = change.replenishment_id,
+                    order = change.order_id,
+                ),
+            }
+        };
+        match self.settings.mailer.deliver(&email).await {
+            Ok(how) => {
+                self.store
+                    .notification_delivered(&key, how.as_str())
+                    .await
+                    .map_err(from_store)?;
+                tracing::info!(sku = %change.sku, kind, to = %ad.manager_email, how = how.as_str(), "ad manager notified");
+                Ok(AdChanged {
+                    has_ad: true,
+                    notified: true,
+                })
+            }
+            Err(err) => {
+                let _ = self.store.notification_failed(&key, &err.to_string()).await;
+                tracing::warn!(sku = %change.sku, kind, error = %err, "notification not delivered; will retry");
+                Err(err.into())
+            }
+        }
+    }
+
     /// The factory's own API URL, else the configured default.
     async fn factory_url(&self, factory_id: &str) -> Result<String, ActivityError> {
         let factory = self.store.factory(factory_id).await.map_err(from_store)?;

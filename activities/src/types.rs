@@ -95,3 +95,23 @@ pub struct ReplenishmentSnapshot {
     /// Unix ms.
     pub updated_at: i64,
 }
+
+/// Input of `pause-advertising` and `resume-advertising`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AdChange {
+    /// The replenishment's order id (keys the email: one per replenishment and transition).
+    pub order_id: String,
+    /// Product.
+    pub sku: String,
+    /// The workflow id (linked from the email).
+    pub replenishment_id: String,
+}
+
+/// Output of `pause-advertising` and `resume-advertising`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AdChanged {
+    /// Whether the product has an advertisement at all.
+    pub has_ad: bool,
+    /// Whether its manager was notified by this call (false when an earlier attempt did).
+    pub notified: bool,
+}

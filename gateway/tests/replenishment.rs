@@ -130,6 +130,7 @@ async fn sell_out_order_callback_restock() {
     let r = sales.purchase(buy(sku)).await.unwrap().into_inner();
     assert_eq!(r.outcome(), Outcome::Sold);
     assert_eq!(r.remaining_stock, 9);
+    stack.wait_closed(sku).await;
     maybe_save_history(&stack, sku, "completed_by_callback").await;
     stack.stop().await;
 }
@@ -210,6 +211,7 @@ async fn temporal_cli_signal_completes_a_waiting_replenishment() {
         .await;
     assert_eq!(done.received_quantity, Some(20));
     assert_eq!(stock(&stack, sku).await, 20);
+    stack.wait_closed(sku).await;
     maybe_save_history(&stack, sku, "completed_by_cli_signal").await;
 
     // A second signal changes nothing (the workflow has ended).
@@ -272,7 +274,36 @@ async fn duplicated_callback_adds_once_and_forged_token_is_refused() {
     );
     let response = http.post(&no_token).body(body).send().await.unwrap();
     assert_eq!(response.status().as_u16(), 401);
+
+    // A valid token with a malformed body or count: 400.
+    let signer =
+        restock_factory::callback::CallbackSigner::new(restock_testkit::TEST_CALLBACK_SECRET)
+            .unwrap();
+    let signed = signer.url(
+        &format!("http://{}", stack.app.http_addr),
+        sku,
+        &done.factory_order_id,
+    );
+    for bad in [
+        serde_json_body(sku, &done.factory_order_id, "abc"),
+        serde_json_body(sku, &done.factory_order_id, "-1"),
+        serde_json_body(sku, "another-order", "10"),
+        "not json".to_owned(),
+        r#"{"MessageGroupId": 1}"#.to_owned(),
+    ] {
+        let response = http.post(&signed).body(bad.clone()).send().await.unwrap();
+        assert_eq!(response.status().as_u16(), 400, "{bad}");
+    }
+    // The genuine callback repeated once more: 200, nothing changes.
+    let response = http
+        .post(&signed)
+        .body(serde_json_body(sku, &done.factory_order_id, "10"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
     assert_eq!(stock(&stack, sku).await, 10);
+    assert_eq!(receipts(&stack, sku).await, 1);
     stack.stop().await;
 }
 
@@ -364,6 +395,7 @@ async fn dropped_callback_goes_overdue_then_operator_completes() {
         .await;
     assert!(states(&done).contains(&RestockState::Overdue));
     assert_eq!(stock(&stack, sku).await, 10);
+    stack.wait_closed(sku).await;
     maybe_save_history(&stack, sku, "overdue_then_operator").await;
 
     // Completing again: nothing is running any more.
@@ -428,4 +460,84 @@ fn serde_json_body(sku: &str, order_id: &str, count: &str) -> String {
     format!(
         r#"{{"MessageGroupId":"{order_id}","MessageAttributeProductId":"{sku}","MessageAttributeProductCnt":"{count}","MessageAttributeFactoryId":"FF-500293","MessageAttributeRequester":"x","CallbackUrl":"http://127.0.0.1:1/cb"}}"#
     )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sell_out_pauses_the_ad_and_restock_resumes_it_one_mail_each() {
+    // The first delivery attempt is refused (451): the activity retries, still one mail.
+    let smtp = restock_testkit::smtp::SmtpServer::start(1).await;
+    let stack = spawn_stack(StackOptions {
+        smtp_url: Some(smtp.url()),
+        factory: SimulatorConfig {
+            step_interval: Duration::from_millis(500),
+            ..StackOptions::default().factory
+        },
+        ..StackOptions::default()
+    })
+    .await
+    .unwrap();
+    let sku = "AD-1";
+    add_product(&stack, sku, 1, 0).await;
+    let mut inventory = stack.app.inventory().await;
+    let ad_active = |p: restock_proto::v1::Product| p.ad_active;
+    let product = inventory
+        .get_product(restock_proto::v1::GetProductRequest { sku: sku.into() })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(ad_active(product));
+
+    let mut sales = stack.app.sales().await;
+    assert_eq!(
+        sales
+            .purchase(buy(sku))
+            .await
+            .unwrap()
+            .into_inner()
+            .outcome(),
+        Outcome::Sold
+    );
+    let waiting = stack
+        .wait_for_status(sku, WAIT, |s| s.state == RestockState::AwaitingFactory)
+        .await;
+    assert!(waiting.ad_paused);
+    let product = inventory
+        .get_product(restock_proto::v1::GetProductRequest { sku: sku.into() })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!product.ad_active, "the ad runs while sold out");
+
+    stack
+        .wait_for_status(sku, WAIT, |s| s.state == RestockState::Completed)
+        .await;
+    let product = inventory
+        .get_product(restock_proto::v1::GetProductRequest { sku: sku.into() })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(product.ad_active, "the ad did not resume");
+
+    let mail = smtp.mail();
+    assert_eq!(smtp.refused(), 1);
+    assert_eq!(mail.len(), 2, "{mail:#?}");
+    let subjects: Vec<String> = mail.iter().map(|m| m.header("Subject").unwrap()).collect();
+    assert!(
+        subjects[0].contains("Ad paused") && subjects[0].contains(sku),
+        "{subjects:?}"
+    );
+    assert!(
+        subjects[1].contains("Ad resumed") && subjects[1].contains(sku),
+        "{subjects:?}"
+    );
+    for m in &mail {
+        assert_eq!(m.to, ["factory-manager@example.com"]);
+        assert!(m.data.contains(&format!("replenish-{sku}")), "{}", m.data);
+    }
+    let notes = stack.app.store.notifications(sku).await.unwrap();
+    assert_eq!(notes.len(), 2);
+    assert!(notes.iter().all(|n| n.status == "sent"));
+    assert_eq!(notes[0].kind, "ad_paused");
+    assert_eq!(notes[0].attempts, 2, "the refused attempt and the retry");
+    stack.stop().await;
 }

@@ -9,9 +9,12 @@
 //!   inserts in one transaction, never read-then-write), stock adjustments, the outbox.
 //! - [`replenishment`]: the outbox the relay drains, factory-order records (never send an
 //!   order twice), the idempotent stock increment, the `replenishments` read model.
+//! - [`advertising`]: pausing and resuming a product's ad, and the once-only record of
+//!   the emails about it.
 //! - [`demo`]: the demo catalogue that `restock migrate --demo` and the tests load.
 //! - [`error`]: [`StoreError`], what callers map to gRPC statuses.
 
+pub mod advertising;
 pub mod demo;
 pub mod entity;
 pub mod error;

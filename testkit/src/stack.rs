@@ -4,6 +4,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use restock_activities::notify::Mailer;
 use restock_activities::{ActivitySettings, ReplenishActivities};
 use restock_factory::callback::CallbackSigner;
 use restock_factory::{FactoryClient, Simulator, SimulatorConfig, SimulatorStats};
@@ -29,6 +30,8 @@ pub struct StackOptions {
     pub factory_timeout: Duration,
     /// Start a worker with the stack.
     pub worker: bool,
+    /// SMTP server for notifications (`None`: logged).
+    pub smtp_url: Option<String>,
 }
 
 impl Default for StackOptions {
@@ -48,6 +51,7 @@ impl Default for StackOptions {
             },
             factory_timeout: Duration::from_secs(3),
             worker: true,
+            smtp_url: None,
         }
     }
 }
@@ -142,6 +146,13 @@ impl Stack {
                 default_factory_url: Some(format!("http://{}", self.factory_addr)),
                 callback_base_url: format!("http://{}", self.app.http_addr),
                 requester: "restock-test".to_owned(),
+                mailer: Mailer::new(
+                    self.options.smtp_url.as_deref(),
+                    "restock <restock@localhost>",
+                )
+                .unwrap(),
+                temporal_ui_url: "http://localhost:8233".to_owned(),
+                namespace: self.temporal.namespace.clone(),
             },
         );
         let settings = restock_worker::WorkerSettings {
@@ -222,6 +233,23 @@ impl Stack {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+
+    /// Waits until the product's current workflow run has closed (its last state is
+    /// published a moment before the run ends).
+    pub async fn wait_closed(&self, sku: &str) {
+        let handle = self
+            .temporal_client
+            .get_workflow_handle::<restock_workflows::ReplenishStock>(
+                restock_workflows::client::workflow_id(sku),
+            );
+        tokio::time::timeout(
+            Duration::from_secs(60),
+            handle.get_result(Default::default()),
+        )
+        .await
+        .expect("the workflow did not close")
+        .expect("the workflow did not complete");
     }
 
     /// Waits until `check` holds (polling every 100 ms); panics after `timeout`.

@@ -15,7 +15,7 @@ use std::time::{Duration, UNIX_EPOCH};
 use restock_activities::ReplenishActivities;
 use restock_activities::errors::NON_RETRYABLE;
 use restock_activities::types::{
-    FactoryOrderInput, IncrementInput, ReplenishmentSnapshot, StockLevel,
+    AdChange, FactoryOrderInput, IncrementInput, ReplenishmentSnapshot, StockLevel,
 };
 use serde::{Deserialize, Serialize};
 use temporalio_common::RetryPolicy;
@@ -133,6 +133,8 @@ pub struct ReplenishStatus {
     pub ignored_signals: u32,
     /// Replenishment requests received after the stock was read (handled when this run ends).
     pub late_requests: u32,
+    /// Whether this replenishment paused the product's advertisement (it was sold out).
+    pub ad_paused: bool,
     /// Why it was cancelled or failed.
     pub reason: Option<String>,
     /// Unix ms.
@@ -329,6 +331,22 @@ impl ReplenishStock {
         let quantity = u32::try_from(level.reorder_quantity).unwrap_or(u32::MAX);
         ctx.state_mut(|s| s.status.ordered_quantity = quantity);
         Self::advance(ctx, &settings, Event::ReorderNeeded).await?;
+        let ad_change = AdChange {
+            order_id: order_id.clone(),
+            sku: input.sku.clone(),
+            replenishment_id: ctx.workflow_id().to_owned(),
+        };
+        if level.stock <= 0 {
+            // Sold out: stop advertising what cannot be bought, and tell the ad manager.
+            let paused = ctx
+                .execute_activity(
+                    ReplenishActivities::pause_advertising,
+                    ad_change.clone(),
+                    options.clone(),
+                )
+                .await?;
+            ctx.state_mut(|s| s.status.ad_paused = paused.has_ad);
+        }
 
         let placed = ctx
             .execute_activity(
@@ -384,10 +402,19 @@ impl ReplenishStock {
                         quantity: received,
                         replenishment_id: ctx.workflow_id().to_owned(),
                     },
-                    options,
+                    options.clone(),
                 )
                 .await?;
             ctx.state_mut(|s| s.status.stock_after = Some(incremented.stock));
+        }
+        if ctx.state(|s| s.status.ad_paused) {
+            ctx.execute_activity(
+                ReplenishActivities::resume_advertising,
+                ad_change,
+                options.clone(),
+            )
+            .await?;
+            ctx.state_mut(|s| s.status.ad_paused = false);
         }
         Self::advance(ctx, &settings, Event::Restocked).await?;
         let still_low = ctx.state(|s| {

@@ -291,6 +291,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         let mut worker = Command::new(&exe);
         worker.arg("worker");
         worker.args(["--factory-url", &format!("http://{}", args.factory_addr)]);
+        worker.args(["--temporal-ui-url", &format!("http://{ui_addr}")]);
         common(&mut worker);
         procs.push(spawn("worker", worker, &logs)?);
 

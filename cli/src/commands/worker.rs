@@ -3,10 +3,11 @@
 use std::time::Duration;
 
 use anyhow::{Context, anyhow};
+use restock_activities::notify::Mailer;
 use restock_activities::{ActivitySettings, ReplenishActivities};
 use restock_factory::FactoryClient;
 
-use crate::config::{CallbackArgs, DatabaseArgs, TemporalArgs, shutdown_signal};
+use crate::config::{CallbackArgs, DatabaseArgs, Secret, TemporalArgs, shutdown_signal};
 
 /// `restock worker` flags.
 #[derive(Debug, clap::Args)]
@@ -29,6 +30,24 @@ pub struct Args {
     /// Most workflow tasks processed at once.
     #[arg(long, env = "RESTOCK_WORKER_MAX_WORKFLOW_TASKS", default_value_t = 16)]
     max_concurrent_workflow_tasks: usize,
+    /// SMTP server for notifications (smtp://host:port, smtps://user:pass@host); without it
+    /// notifications are logged. Never printed.
+    #[arg(long, env = "RESTOCK_SMTP_URL", hide_env_values = true)]
+    smtp_url: Option<Secret>,
+    /// Sender of notifications.
+    #[arg(
+        long,
+        env = "RESTOCK_MAIL_FROM",
+        default_value = "restock <restock@localhost>"
+    )]
+    mail_from: String,
+    /// The Temporal Web UI, for links in notifications.
+    #[arg(
+        long,
+        env = "RESTOCK_TEMPORAL_UI_URL",
+        default_value = "http://localhost:8233"
+    )]
+    temporal_ui_url: String,
     /// How long in-flight work may finish after SIGINT/SIGTERM.
     #[arg(long, env = "RESTOCK_WORKER_SHUTDOWN_SECS", default_value_t = 10)]
     shutdown_grace_secs: u64,
@@ -49,6 +68,9 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             default_factory_url: args.factory_url.clone().filter(|u| !u.is_empty()),
             callback_base_url: args.callback.base_url(),
             requester: "restock".to_owned(),
+            mailer: Mailer::new(args.smtp_url.as_ref().map(Secret::expose), &args.mail_from)?,
+            temporal_ui_url: args.temporal_ui_url.clone(),
+            namespace: args.temporal.temporal_namespace.clone(),
         },
     );
     let settings = restock_worker::WorkerSettings {

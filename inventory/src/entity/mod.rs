@@ -4,6 +4,7 @@
 pub mod advertisement;
 pub mod factory;
 pub mod factory_order;
+pub mod notification;
 pub mod product;
 pub mod replenish_outbox;
 pub mod replenishment;

@@ -1,0 +1,121 @@
+//! Advertising: a product's ad is paused while it is sold out and resumed when stock is back,
+//! and its manager is told each time — once per replenishment and transition, recorded in
+//! `notifications` so a retried activity never mails twice.
+
+use sea_orm::sea_query::{Expr, ExprTrait, OnConflict};
+use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter};
+
+use crate::entity::{advertisement, notification};
+use crate::store::now_ms;
+use crate::{Store, StoreError, validate};
+
+/// Whether a notification still has to be delivered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NotificationDue {
+    /// Deliver it now (then call [`Store::notification_delivered`]).
+    Deliver,
+    /// Already delivered (or logged): do nothing.
+    AlreadyDone,
+}
+
+impl Store {
+    /// Sets a product's ad running or paused; returns the ad (with its manager), or `None`
+    /// when the product has none.
+    pub async fn set_ad_active(
+        &self,
+        sku: &str,
+        active: bool,
+    ) -> Result<Option<advertisement::Model>, StoreError> {
+        validate::sku(sku)?;
+        advertisement::Entity::update_many()
+            .col_expr(advertisement::Column::Active, Expr::value(active))
+            .col_expr(advertisement::Column::UpdatedAt, Expr::value(now_ms()))
+            .filter(advertisement::Column::Sku.eq(sku))
+            .exec(self.writer())
+            .await?;
+        Ok(advertisement::Entity::find_by_id(sku)
+            .one(self.writer())
+            .await?)
+    }
+
+    /// Records that `key` is owed to `recipient` (if not already) and says whether it still
+    /// has to be delivered; counts the attempt.
+    pub async fn notification_due(
+        &self,
+        key: &str,
+        sku: &str,
+        kind: &str,
+        recipient: &str,
+    ) -> Result<NotificationDue, StoreError> {
+        notification::Entity::insert(notification::ActiveModel {
+            key: Set(key.to_owned()),
+            sku: Set(sku.to_owned()),
+            kind: Set(kind.to_owned()),
+            recipient: Set(recipient.to_owned()),
+            status: Set("pending".to_owned()),
+            attempts: Set(0),
+            last_error: Set(None),
+            created_at: Set(now_ms()),
+            sent_at: Set(None),
+        })
+        .on_conflict(
+            OnConflict::column(notification::Column::Key)
+                .do_nothing_on([notification::Column::Key])
+                .to_owned(),
+        )
+        .exec_without_returning(self.writer())
+        .await?;
+        let pending = notification::Entity::update_many()
+            .col_expr(
+                notification::Column::Attempts,
+                Expr::col(notification::Column::Attempts).add(1),
+            )
+            .filter(notification::Column::Key.eq(key))
+            .filter(notification::Column::Status.eq("pending"))
+            .exec(self.writer())
+            .await?;
+        Ok(if pending.rows_affected == 1 {
+            NotificationDue::Deliver
+        } else {
+            NotificationDue::AlreadyDone
+        })
+    }
+
+    /// Marks a notification delivered (`sent`, or `logged` without SMTP).
+    pub async fn notification_delivered(&self, key: &str, how: &str) -> Result<(), StoreError> {
+        notification::Entity::update_many()
+            .col_expr(notification::Column::Status, Expr::value(how))
+            .col_expr(notification::Column::SentAt, Expr::value(Some(now_ms())))
+            .col_expr(
+                notification::Column::LastError,
+                Expr::value(Option::<String>::None),
+            )
+            .filter(notification::Column::Key.eq(key))
+            .exec(self.writer())
+            .await?;
+        Ok(())
+    }
+
+    /// Records a failed delivery attempt (it stays pending and is retried).
+    pub async fn notification_failed(&self, key: &str, error: &str) -> Result<(), StoreError> {
+        notification::Entity::update_many()
+            .col_expr(
+                notification::Column::LastError,
+                Expr::value(Some(error.chars().take(1000).collect::<String>())),
+            )
+            .filter(notification::Column::Key.eq(key))
+            .exec(self.writer())
+            .await?;
+        Ok(())
+    }
+
+    /// All notifications about a product, oldest first.
+    pub async fn notifications(&self, sku: &str) -> Result<Vec<notification::Model>, StoreError> {
+        use sea_orm::QueryOrder;
+        Ok(notification::Entity::find()
+            .filter(notification::Column::Sku.eq(sku))
+            .order_by_asc(notification::Column::CreatedAt)
+            .all(self.reader())
+            .await?)
+    }
+}
