@@ -60,6 +60,58 @@ pub struct TemporalArgs {
     /// Task queue of the restock workflows.
     #[arg(long, env = "RESTOCK_TASK_QUEUE", default_value = "restock")]
     pub task_queue: String,
+    /// Connect to Temporal over TLS (implied by the other TLS flags and by an API key).
+    #[arg(long, env = "TEMPORAL_TLS")]
+    pub temporal_tls: bool,
+    /// CA certificate (PEM) of Temporal's server certificate (default: the system's roots).
+    #[arg(long, env = "TEMPORAL_TLS_CA")]
+    pub temporal_tls_ca: Option<std::path::PathBuf>,
+    /// Client certificate (PEM) for mTLS to Temporal.
+    #[arg(long, env = "TEMPORAL_TLS_CERT", requires = "temporal_tls_key")]
+    pub temporal_tls_cert: Option<std::path::PathBuf>,
+    /// Client key (PEM) for mTLS to Temporal.
+    #[arg(long, env = "TEMPORAL_TLS_KEY", requires = "temporal_tls_cert")]
+    pub temporal_tls_key: Option<std::path::PathBuf>,
+    /// Server name to verify Temporal's certificate against.
+    #[arg(long, env = "TEMPORAL_TLS_SERVER_NAME")]
+    pub temporal_tls_server_name: Option<String>,
+    /// API key for Temporal Cloud (implies TLS). Never printed.
+    #[arg(long, env = "TEMPORAL_API_KEY", hide_env_values = true)]
+    pub temporal_api_key: Option<Secret>,
+}
+
+impl TemporalArgs {
+    /// The endpoint these flags describe (reads the certificate files).
+    pub fn endpoint(&self) -> anyhow::Result<restock_workflows::client::TemporalEndpoint> {
+        let read = |path: &std::path::Path| {
+            std::fs::read(path).with_context(|| format!("reading {}", path.display()))
+        };
+        let wants_tls = self.temporal_tls
+            || self.temporal_tls_ca.is_some()
+            || self.temporal_tls_cert.is_some()
+            || self.temporal_tls_server_name.is_some();
+        let tls = if wants_tls {
+            Some(restock_workflows::client::TemporalTls {
+                server_ca_pem: self.temporal_tls_ca.as_deref().map(read).transpose()?,
+                server_name: self.temporal_tls_server_name.clone(),
+                client_cert_pem: match (&self.temporal_tls_cert, &self.temporal_tls_key) {
+                    (Some(cert), Some(key)) => Some((read(cert)?, read(key)?)),
+                    _ => None,
+                },
+            })
+        } else {
+            None
+        };
+        Ok(restock_workflows::client::TemporalEndpoint {
+            address: self.temporal_address.clone(),
+            namespace: self.temporal_namespace.clone(),
+            tls,
+            api_key: self
+                .temporal_api_key
+                .as_ref()
+                .map(|k| k.expose().to_owned()),
+        })
+    }
 }
 
 /// A secret from configuration: never printed (not even by `{:?}`).

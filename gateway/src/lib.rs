@@ -13,14 +13,20 @@
 //!   callback (HMAC token in the URL, then a `factory-completed` signal).
 //! - [`relay`]: the outbox relay: intents written with sales become replenish-stock workflows.
 //! - [`temporal`]: the background connection to Temporal.
+//! - [`auth`]: bearer tokens and roles on gRPC (one tower layer); [`tls`]: TLS for both
+//!   listeners.
 
+pub mod auth;
 pub mod callback;
 pub mod grpc;
 pub mod http;
 pub mod relay;
 pub mod server;
 pub mod temporal;
+pub mod tls;
 
+pub use auth::ApiTokens;
 pub use relay::RelaySettings;
 pub use server::{GatewaySettings, run};
 pub use temporal::{TemporalLink, TemporalSettings};
+pub use tls::TlsSettings;

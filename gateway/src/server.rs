@@ -17,10 +17,12 @@ use tokio::net::TcpListener;
 use tokio::sync::Notify;
 use tokio_stream::wrappers::TcpListenerStream;
 
+use crate::auth::{ApiTokens, AuthLayer};
 use crate::grpc::{InventoryApi, ReplenishmentApi, SalesApi};
 use crate::http::HttpState;
 use crate::relay::RelaySettings;
 use crate::temporal::{TemporalLink, TemporalSettings};
+use crate::tls::{TlsListener, TlsSettings};
 
 /// Everything the gateway needs besides its listeners and store.
 #[derive(Debug, Clone)]
@@ -31,6 +33,10 @@ pub struct GatewaySettings {
     pub signer: CallbackSigner,
     /// The outbox relay's pace and the durations given to workflows.
     pub relay: RelaySettings,
+    /// API tokens for gRPC; empty: open, and then gRPC is served on loopback only.
+    pub tokens: ApiTokens,
+    /// TLS for both listeners; `None`: plaintext.
+    pub tls: Option<TlsSettings>,
 }
 
 /// Serves gRPC on `grpc` and HTTP on `http`, and relays the outbox to Temporal, until
@@ -43,6 +49,13 @@ pub async fn run(
     settings: GatewaySettings,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    let grpc_addr = grpc.local_addr()?;
+    let http_addr = http.local_addr()?;
+    if settings.tokens.is_empty() && !grpc_addr.ip().is_loopback() {
+        anyhow::bail!(
+            "refusing to serve gRPC on {grpc_addr} without API tokens: anyone who reaches it could change stock. Set RESTOCK_API_TOKENS (name:role:token, roles sales and admin) or bind a loopback address (127.0.0.1)"
+        );
+    }
     let shutdown = shutdown.boxed().shared();
     let temporal = match &settings.temporal {
         Some(t) => TemporalLink::connect(t, shutdown.clone()),
@@ -71,9 +84,14 @@ pub async fn run(
         .build_v1()
         .context("building the gRPC reflection service")?;
 
-    let grpc_addr = grpc.local_addr()?;
-    let http_addr = http.local_addr()?;
-    let grpc_server = tonic::transport::Server::builder()
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = &settings.tls {
+        builder = builder
+            .tls_config(tls.grpc())
+            .context("the gRPC TLS certificate or key is not usable")?;
+    }
+    let grpc_server = builder
+        .layer(AuthLayer::new(settings.tokens.clone()))
         .add_service(health_service)
         .add_service(reflection)
         .add_service(SalesServiceServer::new(SalesApi::new(
@@ -93,14 +111,34 @@ pub async fn run(
         signer: settings.signer.clone(),
         temporal,
     };
-    let http_server = axum::serve(http, crate::http::router(http_state))
-        .with_graceful_shutdown(shutdown.clone())
-        .into_future();
-    tracing::info!(%grpc_addr, %http_addr, "gateway serving");
+    let router = crate::http::router(http_state);
+    let http_server = async {
+        match &settings.tls {
+            Some(tls) => {
+                let listener = TlsListener::new(http, tls.acceptor()?);
+                axum::serve(listener, router)
+                    .with_graceful_shutdown(shutdown.clone())
+                    .await
+            }
+            None => {
+                axum::serve(http, router)
+                    .with_graceful_shutdown(shutdown.clone())
+                    .await
+            }
+        }
+        .context("HTTP server failed")
+    };
+    tracing::info!(
+        %grpc_addr,
+        %http_addr,
+        tls = settings.tls.is_some(),
+        api_tokens = !settings.tokens.is_empty(),
+        "gateway serving"
+    );
 
     let served = tokio::try_join!(
         async { grpc_server.await.context("gRPC server failed") },
-        async { http_server.await.context("HTTP server failed") },
+        http_server,
     );
     relay.abort();
     served?;

@@ -9,10 +9,8 @@ use tokio::sync::Notify;
 /// Where Temporal is.
 #[derive(Debug, Clone)]
 pub struct TemporalSettings {
-    /// Frontend address, `host:port`.
-    pub address: String,
-    /// Namespace.
-    pub namespace: String,
+    /// Address, namespace and credentials.
+    pub endpoint: restock_workflows::client::TemporalEndpoint,
     /// Task queue the workflows run on.
     pub task_queue: String,
 }
@@ -51,12 +49,8 @@ impl TemporalLink {
         let background = link.clone();
         let settings = settings.clone();
         tokio::spawn(async move {
-            if let Some(client) = restock_workflows::client::connect_with_retry(
-                &settings.address,
-                &settings.namespace,
-                stop,
-            )
-            .await
+            if let Some(client) =
+                restock_workflows::client::connect_with_retry(&settings.endpoint, stop).await
             {
                 let _ = background.client.set(client);
                 background.connected.notify_waiters();

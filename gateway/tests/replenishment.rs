@@ -189,6 +189,7 @@ async fn temporal_cli_signal_completes_a_waiting_replenishment() {
             sku: sku.into(),
             delta: -5,
             reason: "test".into(),
+            actor: "test".into(),
         })
         .await
         .unwrap();

@@ -16,7 +16,7 @@ use sea_orm::{
 };
 use sea_orm_migration::MigratorTrait;
 
-use crate::entity::{advertisement, factory, product, replenish_outbox, sale};
+use crate::entity::{advertisement, audit_log, factory, product, replenish_outbox, sale};
 use crate::error::{DbErrKind, classify};
 use crate::migration::Migrator;
 use crate::{StoreError, replenishment_id, validate};
@@ -173,6 +173,8 @@ pub struct AdjustStock {
     pub delta: i64,
     /// Why.
     pub reason: String,
+    /// Who (an API token's name), for the audit trail.
+    pub actor: String,
 }
 
 /// Unix milliseconds now.
@@ -501,6 +503,28 @@ impl Store {
         Ok(())
     }
 
+    /// Appends an operator action to the audit trail.
+    pub async fn record_audit(
+        &self,
+        actor: &str,
+        action: &str,
+        sku: &str,
+        detail: &str,
+        reason: &str,
+    ) -> Result<(), StoreError> {
+        audit(self.writer(), actor, action, sku, detail, reason).await?;
+        Ok(())
+    }
+
+    /// The audit trail of a product, oldest first.
+    pub async fn audit_trail(&self, sku: &str) -> Result<Vec<audit_log::Model>, StoreError> {
+        Ok(audit_log::Entity::find()
+            .filter(audit_log::Column::Sku.eq(sku))
+            .order_by_asc(audit_log::Column::Id)
+            .all(self.reader())
+            .await?)
+    }
+
     /// Creates a product (with a running advertisement) or updates its catalogue fields.
     /// Stock is taken from `p.stock` only on creation.
     pub async fn upsert_product(&self, p: &NewProduct) -> Result<ProductView, StoreError> {
@@ -636,9 +660,42 @@ impl Store {
         if change.delta < 0 && after.stock <= after.reorder_point {
             insert_outbox_intent(&txn, &change.sku, "reorder_point").await?;
         }
+        audit(
+            &txn,
+            &change.actor,
+            "adjust_stock",
+            &change.sku,
+            &format!("delta={:+} stock={}", change.delta, after.stock),
+            &change.reason,
+        )
+        .await?;
         txn.commit().await?;
         Ok(Some(()))
     }
+}
+
+/// Appends to the audit trail (inside the caller's transaction when it has one).
+pub(crate) async fn audit(
+    db: &impl sea_orm::ConnectionTrait,
+    actor: &str,
+    action: &str,
+    sku: &str,
+    detail: &str,
+    reason: &str,
+) -> Result<(), sea_orm::DbErr> {
+    let cut = |s: &str| s.chars().take(500).collect::<String>();
+    audit_log::Entity::insert(audit_log::ActiveModel {
+        at: Set(now_ms()),
+        actor: Set(actor.chars().take(64).collect()),
+        action: Set(action.to_owned()),
+        sku: Set(sku.to_owned()),
+        detail: Set(cut(detail)),
+        reason: Set(cut(reason)),
+        ..Default::default()
+    })
+    .exec_without_returning(db)
+    .await?;
+    Ok(())
 }
 
 /// Records "replenish this product": a new intent, or a revision bump of the one pending

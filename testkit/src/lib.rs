@@ -295,6 +295,8 @@ pub fn sales_only_settings() -> restock_gateway::GatewaySettings {
         temporal: None,
         signer: restock_factory::callback::CallbackSigner::new(TEST_CALLBACK_SECRET).unwrap(),
         relay: restock_gateway::RelaySettings::default(),
+        tokens: restock_gateway::ApiTokens::default(),
+        tls: None,
     }
 }
 

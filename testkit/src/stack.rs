@@ -10,6 +10,7 @@ use restock_factory::callback::CallbackSigner;
 use restock_factory::{FactoryClient, Simulator, SimulatorConfig, SimulatorStats};
 use restock_gateway::{GatewaySettings, RelaySettings, TemporalSettings};
 use restock_proto::v1::replenishment_service_client::ReplenishmentServiceClient;
+use restock_workflows::client::TemporalEndpoint;
 use restock_workflows::{ReplenishSettings, ReplenishStatus};
 use tokio::net::TcpListener;
 use tonic::transport::Channel;
@@ -100,8 +101,7 @@ pub async fn spawn_stack(options: StackOptions) -> Option<Stack> {
     let http_addr = http.local_addr().unwrap();
     let settings = GatewaySettings {
         temporal: Some(TemporalSettings {
-            address: temporal.address.clone(),
-            namespace: temporal.namespace.clone(),
+            endpoint: TemporalEndpoint::plain(&temporal.address, &temporal.namespace),
             task_queue: "restock".to_owned(),
         }),
         signer: CallbackSigner::new(TEST_CALLBACK_SECRET).unwrap(),
@@ -109,12 +109,16 @@ pub async fn spawn_stack(options: StackOptions) -> Option<Stack> {
             sweep_interval: Duration::from_millis(500),
             workflow: options.workflow.clone(),
         },
+        tokens: restock_gateway::ApiTokens::default(),
+        tls: None,
     };
     let app = spawn_gateway_with(db, store, grpc, http, settings);
-    let temporal_client =
-        restock_workflows::client::connect(&temporal.address, &temporal.namespace)
-            .await
-            .unwrap();
+    let temporal_client = restock_workflows::client::connect(&TemporalEndpoint::plain(
+        &temporal.address,
+        &temporal.namespace,
+    ))
+    .await
+    .unwrap();
     let mut stack = Stack {
         temporal,
         app,
@@ -156,8 +160,7 @@ impl Stack {
             },
         );
         let settings = restock_worker::WorkerSettings {
-            temporal_address: self.temporal.address.clone(),
-            namespace: self.temporal.namespace.clone(),
+            temporal: TemporalEndpoint::plain(&self.temporal.address, &self.temporal.namespace),
             task_queue: "restock".to_owned(),
             max_concurrent_workflow_tasks: 16,
             max_concurrent_activities: 32,

@@ -18,10 +18,8 @@ use temporalio_sdk::{Runtime, Worker, WorkerOptions};
 /// How the worker runs.
 #[derive(Debug, Clone)]
 pub struct WorkerSettings {
-    /// Temporal frontend, `host:port`.
-    pub temporal_address: String,
-    /// Temporal namespace.
-    pub namespace: String,
+    /// Temporal address, namespace and credentials.
+    pub temporal: restock_workflows::client::TemporalEndpoint,
     /// Task queue (`restock`).
     pub task_queue: String,
     /// Most workflow tasks processed at once.
@@ -40,12 +38,8 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let shutdown = futures::FutureExt::shared(futures::FutureExt::boxed(shutdown));
-    let Some(client) = restock_workflows::client::connect_with_retry(
-        &settings.temporal_address,
-        &settings.namespace,
-        shutdown.clone(),
-    )
-    .await
+    let Some(client) =
+        restock_workflows::client::connect_with_retry(&settings.temporal, shutdown.clone()).await
     else {
         tracing::info!("shutdown before Temporal answered");
         return Ok(());

@@ -7,8 +7,9 @@ use std::time::Duration;
 use anyhow::{Context, anyhow};
 use temporalio_client::errors::{WorkflowInteractionError, WorkflowQueryError, WorkflowStartError};
 use temporalio_client::{
-    Client, ClientOptions, Connection, ConnectionOptions, Url, WorkflowIdConflictPolicy,
-    WorkflowIdReusePolicy, WorkflowQueryOptions, WorkflowSignalOptions, WorkflowStartOptions,
+    Client, ClientOptions, ClientTlsOptions, Connection, ConnectionOptions, TlsOptions, Url,
+    WorkflowIdConflictPolicy, WorkflowIdReusePolicy, WorkflowQueryOptions, WorkflowSignalOptions,
+    WorkflowStartOptions,
 };
 
 use crate::{
@@ -21,38 +22,108 @@ pub fn workflow_id(sku: &str) -> String {
     format!("replenish-{sku}")
 }
 
-/// Connects once to Temporal at `address` (`host:port` or a URL).
-pub async fn connect(address: &str, namespace: &str) -> anyhow::Result<Client> {
+/// Where Temporal is and how to reach it: plaintext (dev server), TLS, mTLS client
+/// certificates, or an API key (Temporal Cloud).
+#[derive(Clone, Default)]
+pub struct TemporalEndpoint {
+    /// Frontend, `host:port` (or a URL).
+    pub address: String,
+    /// Namespace.
+    pub namespace: String,
+    /// TLS settings; `None`: plaintext (unless an API key is set, which implies TLS).
+    pub tls: Option<TemporalTls>,
+    /// API key (sent as a bearer token; implies TLS).
+    pub api_key: Option<String>,
+}
+
+impl std::fmt::Debug for TemporalEndpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TemporalEndpoint")
+            .field("address", &self.address)
+            .field("namespace", &self.namespace)
+            .field("tls", &self.tls.is_some())
+            .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
+}
+
+impl TemporalEndpoint {
+    /// A plaintext endpoint (the dev server).
+    pub fn plain(address: &str, namespace: &str) -> Self {
+        Self {
+            address: address.to_owned(),
+            namespace: namespace.to_owned(),
+            ..Self::default()
+        }
+    }
+}
+
+/// TLS towards Temporal, PEM-encoded.
+#[derive(Clone, Default)]
+pub struct TemporalTls {
+    /// CA of the server's certificate; `None`: the system's trusted roots.
+    pub server_ca_pem: Option<Vec<u8>>,
+    /// Name to verify the server certificate against; `None`: the address's host.
+    pub server_name: Option<String>,
+    /// Client certificate and key, for mTLS.
+    pub client_cert_pem: Option<(Vec<u8>, Vec<u8>)>,
+}
+
+/// Connects once to Temporal.
+pub async fn connect(endpoint: &TemporalEndpoint) -> anyhow::Result<Client> {
+    let address = endpoint.address.as_str();
+    let tls = endpoint
+        .tls
+        .clone()
+        .or_else(|| endpoint.api_key.as_ref().map(|_| TemporalTls::default()));
     let url = if address.contains("://") {
         address.to_owned()
+    } else if tls.is_some() {
+        format!("https://{address}")
     } else {
         format!("http://{address}")
     };
     let url = Url::parse(&url).with_context(|| format!("{address:?} is not a Temporal address"))?;
+    let tls_options = tls.map(|t| {
+        TlsOptions::builder()
+            .maybe_server_root_ca_cert(t.server_ca_pem)
+            .maybe_domain(t.server_name)
+            .maybe_client_tls_options(t.client_cert_pem.map(|(cert, key)| {
+                ClientTlsOptions::builder()
+                    .client_cert(cert)
+                    .client_private_key(key)
+                    .build()
+            }))
+            .build()
+    });
     let options = ConnectionOptions::new(url)
         .identity(format!("restock@{}", std::process::id()))
         .connect_timeout(Duration::from_secs(5))
+        .maybe_tls_options(tls_options)
+        .maybe_api_key(endpoint.api_key.clone())
         .build();
     let connection = Connection::connect(options)
         .await
         .map_err(|e| anyhow!("cannot connect to Temporal at {address}: {e}"))?;
-    Client::new(connection, ClientOptions::new(namespace.to_owned()).build())
-        .map_err(|e| anyhow!("cannot create a Temporal client: {e}"))
+    Client::new(
+        connection,
+        ClientOptions::new(endpoint.namespace.clone()).build(),
+    )
+    .map_err(|e| anyhow!("cannot create a Temporal client: {e}"))
 }
 
 /// Connects to Temporal, retrying (with backoff up to 10 s) until it answers or `stop`
 /// resolves (then `None`). A worker or gateway that starts before Temporal keeps trying.
 pub async fn connect_with_retry(
-    address: &str,
-    namespace: &str,
+    endpoint: &TemporalEndpoint,
     stop: impl std::future::Future<Output = ()>,
 ) -> Option<Client> {
     tokio::pin!(stop);
     let mut delay = Duration::from_millis(200);
     loop {
-        match connect(address, namespace).await {
+        match connect(endpoint).await {
             Ok(client) => {
-                tracing::info!(address, namespace, "connected to Temporal");
+                tracing::info!(address = %endpoint.address, namespace = %endpoint.namespace, "connected to Temporal");
                 return Some(client);
             }
             Err(err) => {

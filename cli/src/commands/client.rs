@@ -17,6 +17,33 @@ pub struct ServerArgs {
     /// Print JSON instead of text.
     #[arg(long)]
     json: bool,
+    /// API token sent as `authorization: Bearer ...` (when the gateway requires one).
+    #[arg(long, env = "RESTOCK_API_TOKEN", hide_env_values = true)]
+    token: Option<crate::config::Secret>,
+    /// CA certificate (PEM) to trust for a TLS gateway (use an https:// address).
+    #[arg(long, env = "RESTOCK_TLS_CA")]
+    tls_ca: Option<std::path::PathBuf>,
+}
+
+/// A gateway connection that sends the API token, if any, with every call.
+pub type Gateway = tonic::service::interceptor::InterceptedService<Channel, BearerToken>;
+
+/// Adds `authorization: Bearer <token>` to each call.
+#[derive(Clone)]
+pub struct BearerToken(Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>);
+
+impl tonic::service::Interceptor for BearerToken {
+    fn call(
+        &mut self,
+        mut request: tonic::Request<()>,
+    ) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(value) = &self.0 {
+            request
+                .metadata_mut()
+                .insert("authorization", value.clone());
+        }
+        Ok(request)
+    }
 }
 
 impl ServerArgs {
@@ -25,15 +52,40 @@ impl ServerArgs {
         self.json
     }
 
+    /// A connection to the gateway that carries the API token.
+    pub async fn connect(&self) -> anyhow::Result<Gateway> {
+        let token = match &self.token {
+            Some(t) => Some(format!("Bearer {}", t.expose()).parse().map_err(|_| {
+                anyhow!("RESTOCK_API_TOKEN contains characters a header cannot carry")
+            })?),
+            None => None,
+        };
+        Ok(tonic::service::interceptor::InterceptedService::new(
+            self.channel().await?,
+            BearerToken(token),
+        ))
+    }
+
     /// A channel to the gateway.
-    pub async fn channel(&self) -> anyhow::Result<Channel> {
+    async fn channel(&self) -> anyhow::Result<Channel> {
         let url = if self.server.contains("://") {
             self.server.clone()
         } else {
             format!("http://{}", self.server)
         };
-        Channel::from_shared(url.clone())
-            .map_err(|_| anyhow!("{:?} is not a valid gateway address", self.server))?
+        let mut endpoint = Channel::from_shared(url.clone())
+            .map_err(|_| anyhow!("{:?} is not a valid gateway address", self.server))?;
+        if url.starts_with("https://") {
+            let mut tls = tonic::transport::ClientTlsConfig::new().with_native_roots();
+            if let Some(ca) = &self.tls_ca {
+                let pem = std::fs::read(ca).with_context(|| format!("reading {}", ca.display()))?;
+                tls = tls.ca_certificate(tonic::transport::Certificate::from_pem(pem));
+            }
+            endpoint = endpoint
+                .tls_config(tls)
+                .context("TLS setup for the gateway")?;
+        }
+        endpoint
             .connect_timeout(std::time::Duration::from_secs(5))
             .connect()
             .await
@@ -48,6 +100,8 @@ pub fn explain(status: tonic::Status) -> anyhow::Error {
     let hint = match status.code() {
         tonic::Code::NotFound => " (list products with `restock stock`)",
         tonic::Code::Unavailable => " (the gateway or its database is down; try again shortly)",
+        tonic::Code::Unauthenticated => " (set RESTOCK_API_TOKEN to a token the gateway knows)",
+        tonic::Code::PermissionDenied => " (this needs an admin token)",
         _ => "",
     };
     anyhow!("{}{hint} [{:?}]", status.message(), status.code())
@@ -79,7 +133,7 @@ pub struct BuyArgs {
 
 /// Buys a product.
 pub async fn buy(args: BuyArgs) -> anyhow::Result<()> {
-    let mut client = SalesServiceClient::new(args.server.channel().await?);
+    let mut client = SalesServiceClient::new(args.server.connect().await?);
     let reply = client
         .purchase(PurchaseRequest {
             sku: args.sku.clone(),
@@ -158,7 +212,7 @@ pub struct StockArgs {
 
 /// Shows stock.
 pub async fn stock(args: StockArgs) -> anyhow::Result<()> {
-    let mut client = InventoryServiceClient::new(args.server.channel().await?);
+    let mut client = InventoryServiceClient::new(args.server.connect().await?);
     let products = match &args.sku {
         Some(sku) => vec![
             client

@@ -7,10 +7,10 @@ use tokio::net::TcpListener;
 
 use std::time::Duration;
 
-use restock_gateway::{GatewaySettings, RelaySettings, TemporalSettings};
+use restock_gateway::{ApiTokens, GatewaySettings, RelaySettings, TemporalSettings, TlsSettings};
 use restock_workflows::ReplenishSettings;
 
-use crate::config::{CallbackArgs, DatabaseArgs, TemporalArgs, shutdown_signal};
+use crate::config::{CallbackArgs, DatabaseArgs, Secret, TemporalArgs, shutdown_signal};
 
 /// `restock gateway` flags.
 #[derive(Debug, clap::Args)]
@@ -26,6 +26,19 @@ pub struct Args {
     temporal: TemporalArgs,
     #[command(flatten)]
     workflow: WorkflowArgs,
+    /// API tokens for gRPC, `name:role:token` separated by commas (roles: sales, admin).
+    /// Without tokens the gateway serves gRPC on loopback addresses only. Never printed.
+    #[arg(long, env = "RESTOCK_API_TOKENS", hide_env_values = true)]
+    api_tokens: Option<Secret>,
+    /// A file of API tokens, one `name:role:token` per line (instead of RESTOCK_API_TOKENS).
+    #[arg(long, env = "RESTOCK_API_TOKENS_FILE", conflicts_with = "api_tokens")]
+    api_tokens_file: Option<std::path::PathBuf>,
+    /// TLS certificate chain (PEM) for the gRPC and HTTP listeners.
+    #[arg(long, env = "RESTOCK_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<std::path::PathBuf>,
+    /// TLS private key (PEM) for the gRPC and HTTP listeners.
+    #[arg(long, env = "RESTOCK_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<std::path::PathBuf>,
 }
 
 /// Durations given to every replenish-stock workflow (and the relay's pace).
@@ -63,6 +76,26 @@ impl WorkflowArgs {
 /// Runs the gateway.
 pub async fn run(args: Args) -> anyhow::Result<()> {
     let signer = args.callback.signer()?;
+    let tokens = match (&args.api_tokens, &args.api_tokens_file) {
+        (Some(spec), _) => ApiTokens::parse(spec.expose())
+            .map_err(|e| anyhow::anyhow!("RESTOCK_API_TOKENS: {e}"))?,
+        (None, Some(path)) => {
+            let spec = std::fs::read_to_string(path)
+                .with_context(|| format!("reading the API tokens file {}", path.display()))?;
+            ApiTokens::parse(&spec).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?
+        }
+        (None, None) => ApiTokens::default(),
+    };
+    if tokens.is_empty() && !args.grpc_addr.ip().is_loopback() {
+        bail!(
+            "refusing to serve gRPC on {} without API tokens: anyone who reaches it could change stock. Set RESTOCK_API_TOKENS (name:role:token, roles sales and admin) or bind a loopback address such as 127.0.0.1:50051",
+            args.grpc_addr
+        );
+    }
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(TlsSettings::from_files(cert, key)?),
+        _ => None,
+    };
     let store = args.db.connect().await?;
     let pending = store
         .pending_migrations()
@@ -83,12 +116,13 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen for HTTP on {http_addr} (RESTOCK_HTTP_ADDR)"))?;
     let settings = GatewaySettings {
         temporal: Some(TemporalSettings {
-            address: args.temporal.temporal_address.clone(),
-            namespace: args.temporal.temporal_namespace.clone(),
+            endpoint: args.temporal.endpoint()?,
             task_queue: args.temporal.task_queue.clone(),
         }),
         signer,
         relay: args.workflow.relay(),
+        tokens,
+        tls,
     };
     restock_gateway::run(grpc, http, store, settings, shutdown_signal()).await
 }

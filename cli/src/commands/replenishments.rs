@@ -9,12 +9,11 @@ use restock_proto::v1::{
     replenishment_service_client::ReplenishmentServiceClient,
 };
 use serde_json::json;
-use tonic::transport::Channel;
 
-use super::client::{ServerArgs, explain};
+use super::client::{Gateway, ServerArgs, explain};
 
-async fn client(server: &ServerArgs) -> anyhow::Result<ReplenishmentServiceClient<Channel>> {
-    Ok(ReplenishmentServiceClient::new(server.channel().await?))
+async fn client(server: &ServerArgs) -> anyhow::Result<ReplenishmentServiceClient<Gateway>> {
+    Ok(ReplenishmentServiceClient::new(server.connect().await?))
 }
 
 fn to_json(r: &Replenishment) -> serde_json::Value {

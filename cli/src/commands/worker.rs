@@ -74,8 +74,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         },
     );
     let settings = restock_worker::WorkerSettings {
-        temporal_address: args.temporal.temporal_address.clone(),
-        namespace: args.temporal.temporal_namespace.clone(),
+        temporal: args.temporal.endpoint()?,
         task_queue: args.temporal.task_queue.clone(),
         max_concurrent_workflow_tasks: args.max_concurrent_workflow_tasks,
         max_concurrent_activities: args.max_concurrent_activities,

@@ -8,6 +8,7 @@ use restock_proto::v1::{
 use tonic::{Request, Response, Status};
 
 use super::status::from_store;
+use crate::auth::Caller;
 
 /// Products per page when the client asks for 0.
 const DEFAULT_PAGE_SIZE: u32 = 50;
@@ -94,9 +95,15 @@ impl InventoryService for InventoryApi {
         &self,
         request: Request<UpsertProductRequest>,
     ) -> Result<Response<Product>, Status> {
+        let actor = Caller::of(&request);
         let Some(p) = request.into_inner().product else {
             return Err(Status::invalid_argument("product is required"));
         };
+        let detail = format!(
+            "name={:?} price={} reorder_point={} reorder_quantity={} factory={}",
+            p.name, p.price, p.reorder_point, p.reorder_quantity, p.factory_id
+        );
+        let sku = p.sku.clone();
         let view = self
             .store
             .upsert_product(&NewProduct {
@@ -110,6 +117,10 @@ impl InventoryService for InventoryApi {
             })
             .await
             .map_err(from_store)?;
+        self.store
+            .record_audit(&actor, "upsert_product", &sku, &detail, "")
+            .await
+            .map_err(from_store)?;
         Ok(Response::new(to_pb(view)))
     }
 
@@ -117,6 +128,7 @@ impl InventoryService for InventoryApi {
         &self,
         request: Request<AdjustStockRequest>,
     ) -> Result<Response<Product>, Status> {
+        let actor = Caller::of(&request);
         let r = request.into_inner();
         let view = self
             .store
@@ -124,6 +136,7 @@ impl InventoryService for InventoryApi {
                 sku: r.sku,
                 delta: r.delta,
                 reason: r.reason,
+                actor,
             })
             .await
             .map_err(from_store)?;

@@ -15,6 +15,7 @@ use temporalio_client::Client;
 use tonic::{Request, Response, Status};
 
 use super::status::from_store;
+use crate::auth::Caller;
 use crate::temporal::TemporalLink;
 
 /// Replenishments per page when the client asks for 0.
@@ -191,6 +192,7 @@ impl ReplenishmentService for ReplenishmentApi {
         &self,
         request: Request<CompleteFactoryOrderRequest>,
     ) -> Result<Response<Replenishment>, Status> {
+        let actor = Caller::of(&request);
         let r = request.into_inner();
         restock_inventory::validate::sku(&r.sku).map_err(from_store)?;
         if r.quantity > 1_000_000 {
@@ -205,7 +207,15 @@ impl ReplenishmentService for ReplenishmentApi {
             .map_err(|e| Status::unavailable(e.to_string()))?
         {
             Delivery::Delivered => {
-                tracing::info!(sku = %r.sku, quantity = r.quantity, "factory order completed by an operator");
+                tracing::info!(sku = %r.sku, quantity = r.quantity, %actor, "factory order completed by an operator");
+                let detail = match r.quantity {
+                    0 => "quantity=ordered".to_owned(),
+                    q => format!("quantity={q}"),
+                };
+                self.store
+                    .record_audit(&actor, "complete_factory_order", &r.sku, &detail, "")
+                    .await
+                    .map_err(from_store)?;
                 Ok(Response::new(self.current(&r.sku).await?))
             }
             Delivery::NotRunning => Err(not_running(&r.sku)),
@@ -216,6 +226,7 @@ impl ReplenishmentService for ReplenishmentApi {
         &self,
         request: Request<CancelReplenishmentRequest>,
     ) -> Result<Response<Replenishment>, Status> {
+        let actor = Caller::of(&request);
         let r = request.into_inner();
         restock_inventory::validate::sku(&r.sku).map_err(from_store)?;
         restock_inventory::validate::reason(&r.reason).map_err(from_store)?;
@@ -227,7 +238,11 @@ impl ReplenishmentService for ReplenishmentApi {
             .map_err(|e| Status::unavailable(e.to_string()))?
         {
             Delivery::Delivered => {
-                tracing::info!(sku = %r.sku, reason = %r.reason, "replenishment cancel requested");
+                tracing::info!(sku = %r.sku, reason = %r.reason, %actor, "replenishment cancel requested");
+                self.store
+                    .record_audit(&actor, "cancel_replenishment", &r.sku, "", &r.reason)
+                    .await
+                    .map_err(from_store)?;
                 Ok(Response::new(self.current(&r.sku).await?))
             }
             Delivery::NotRunning => Err(not_running(&r.sku)),

@@ -2,6 +2,7 @@
 //! columns mean the same thing on SQLite, PostgreSQL and MySQL/MariaDB.
 
 pub mod advertisement;
+pub mod audit_log;
 pub mod factory;
 pub mod factory_order;
 pub mod notification;

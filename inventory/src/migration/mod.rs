@@ -6,6 +6,7 @@ use sea_orm_migration::prelude::*;
 mod m0001_initial;
 mod m0002_replenishment;
 mod m0003_notifications;
+mod m0004_audit_log;
 
 /// All migrations, oldest first.
 pub struct Migrator;
@@ -17,6 +18,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0001_initial::Migration),
             Box::new(m0002_replenishment::Migration),
             Box::new(m0003_notifications::Migration),
+            Box::new(m0004_audit_log::Migration),
         ]
     }
 }

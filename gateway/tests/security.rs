@@ -1,0 +1,334 @@
+//! Who may change stock: every call × credential (none, wrong, sales, admin) gives its
+//! documented code and refused calls change nothing; the audit trail records who adjusted
+//! stock; a TLS gateway serves a client that trusts its certificate and refuses plaintext; a
+//! gateway without tokens will not serve gRPC beyond loopback.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use restock_gateway::{ApiTokens, GatewaySettings, RelaySettings, TlsSettings};
+use restock_inventory::Store;
+use restock_proto::v1::{
+    AdjustStockRequest, CancelReplenishmentRequest, CompleteFactoryOrderRequest, GetProductRequest,
+    GetReplenishmentRequest, ListProductsRequest, ListReplenishmentsRequest, Product,
+    PurchaseRequest, UpsertProductRequest, inventory_service_client::InventoryServiceClient,
+    replenishment_service_client::ReplenishmentServiceClient,
+    sales_service_client::SalesServiceClient,
+};
+use restock_testkit::{Backend, TEST_CALLBACK_SECRET, TestApp, TestDb, spawn_gateway_with};
+use tokio::net::TcpListener;
+use tonic::Code;
+use tonic::transport::Channel;
+
+const SALES_TOKEN: &str = "sales-token-0123456789abcdef";
+const ADMIN_TOKEN: &str = "admin-token-0123456789abcdef";
+
+fn settings(tls: Option<TlsSettings>) -> GatewaySettings {
+    GatewaySettings {
+        temporal: None,
+        signer: restock_factory::callback::CallbackSigner::new(TEST_CALLBACK_SECRET).unwrap(),
+        relay: RelaySettings::default(),
+        tokens: ApiTokens::parse(&format!(
+            "till-7:sales:{SALES_TOKEN},ops-anna:admin:{ADMIN_TOKEN}"
+        ))
+        .unwrap(),
+        tls,
+    }
+}
+
+async fn spawn(tls: Option<TlsSettings>) -> TestApp {
+    let db = TestDb::new(Backend::Sqlite).await.unwrap();
+    let store = db.store().await;
+    let grpc = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let http = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    spawn_gateway_with(db, store, grpc, http, settings(tls))
+}
+
+async fn snapshot(store: &Store) -> String {
+    use restock_inventory::entity::{audit_log, product, replenish_outbox, sale};
+    use sea_orm::EntityTrait;
+    let db = store.connection();
+    format!(
+        "{:?}{:?}{:?}{:?}",
+        product::Entity::find().all(db).await.unwrap(),
+        sale::Entity::find().all(db).await.unwrap(),
+        replenish_outbox::Entity::find().all(db).await.unwrap(),
+        audit_log::Entity::find().all(db).await.unwrap(),
+    )
+}
+
+fn with_token<T>(message: T, token: Option<&str>) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    if let Some(token) = token {
+        request
+            .metadata_mut()
+            .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    }
+    request
+}
+
+/// Makes one call of the named RPC and returns its code.
+async fn call(channel: &Channel, rpc: &str, token: Option<&str>) -> Code {
+    let sku = restock_inventory::demo::DEMO_SKU.to_owned();
+    let mut sales = SalesServiceClient::new(channel.clone());
+    let mut inventory = InventoryServiceClient::new(channel.clone());
+    let mut replenishments = ReplenishmentServiceClient::new(channel.clone());
+    let code = |r: Result<(), tonic::Status>| r.err().map(|s| s.code()).unwrap_or(Code::Ok);
+    match rpc {
+        "Purchase" => code(
+            sales
+                .purchase(with_token(
+                    PurchaseRequest {
+                        sku,
+                        quantity: 1,
+                        ..Default::default()
+                    },
+                    token,
+                ))
+                .await
+                .map(drop),
+        ),
+        "GetProduct" => code(
+            inventory
+                .get_product(with_token(GetProductRequest { sku }, token))
+                .await
+                .map(drop),
+        ),
+        "ListProducts" => code(
+            inventory
+                .list_products(with_token(ListProductsRequest::default(), token))
+                .await
+                .map(drop),
+        ),
+        "UpsertProduct" => code(
+            inventory
+                .upsert_product(with_token(
+                    UpsertProductRequest {
+                        product: Some(Product {
+                            sku: "NEW-1".into(),
+                            name: "new".into(),
+                            price: 100,
+                            stock: 5,
+                            reorder_point: 0,
+                            reorder_quantity: 10,
+                            factory_id: restock_inventory::demo::DEMO_FACTORY.into(),
+                            ad_active: true,
+                        }),
+                    },
+                    token,
+                ))
+                .await
+                .map(drop),
+        ),
+        "AdjustStock" => code(
+            inventory
+                .adjust_stock(with_token(
+                    AdjustStockRequest {
+                        sku,
+                        delta: 5,
+                        reason: "stock-take".into(),
+                    },
+                    token,
+                ))
+                .await
+                .map(drop),
+        ),
+        "GetReplenishment" => code(
+            replenishments
+                .get_replenishment(with_token(GetReplenishmentRequest { sku }, token))
+                .await
+                .map(drop),
+        ),
+        "ListReplenishments" => code(
+            replenishments
+                .list_replenishments(with_token(ListReplenishmentsRequest::default(), token))
+                .await
+                .map(drop),
+        ),
+        "CompleteFactoryOrder" => code(
+            replenishments
+                .complete_factory_order(with_token(
+                    CompleteFactoryOrderRequest { sku, quantity: 0 },
+                    token,
+                ))
+                .await
+                .map(drop),
+        ),
+        "CancelReplenishment" => code(
+            replenishments
+                .cancel_replenishment(with_token(
+                    CancelReplenishmentRequest {
+                        sku,
+                        reason: "x".into(),
+                    },
+                    token,
+                ))
+                .await
+                .map(drop),
+        ),
+        other => panic!("unknown rpc {other}"),
+    }
+}
+
+const SALES_RPCS: [&str; 3] = ["Purchase", "GetProduct", "ListProducts"];
+const ADMIN_RPCS: [&str; 6] = [
+    "UpsertProduct",
+    "AdjustStock",
+    "GetReplenishment",
+    "ListReplenishments",
+    "CompleteFactoryOrder",
+    "CancelReplenishment",
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_by_credential() {
+    let app = spawn(None).await;
+    let channel = app.channel().await;
+    let wrong = Some("wrong-token-0123456789abcdef");
+    for rpc in SALES_RPCS.iter().chain(ADMIN_RPCS.iter()) {
+        let before = snapshot(&app.store).await;
+        assert_eq!(
+            call(&channel, rpc, None).await,
+            Code::Unauthenticated,
+            "{rpc} without a token"
+        );
+        assert_eq!(
+            call(&channel, rpc, wrong).await,
+            Code::Unauthenticated,
+            "{rpc} with a wrong token"
+        );
+        if ADMIN_RPCS.contains(rpc) {
+            assert_eq!(
+                call(&channel, rpc, Some(SALES_TOKEN)).await,
+                Code::PermissionDenied,
+                "{rpc} with a sales token"
+            );
+        }
+        assert_eq!(
+            snapshot(&app.store).await,
+            before,
+            "a refused {rpc} changed something"
+        );
+    }
+    // Allowed calls get past authentication (this gateway has no Temporal: replenishment
+    // calls answer from the read model or UNAVAILABLE, never an auth error).
+    for rpc in SALES_RPCS {
+        assert_eq!(
+            call(&channel, rpc, Some(SALES_TOKEN)).await,
+            Code::Ok,
+            "{rpc} with sales"
+        );
+    }
+    for rpc in SALES_RPCS.iter().chain(ADMIN_RPCS.iter()) {
+        let code = call(&channel, rpc, Some(ADMIN_TOKEN)).await;
+        assert!(
+            ![Code::Unauthenticated, Code::PermissionDenied].contains(&code),
+            "{rpc} with admin: {code:?}"
+        );
+    }
+    // The audit trail names the admin who adjusted stock, and why.
+    let trail = app
+        .store
+        .audit_trail(restock_inventory::demo::DEMO_SKU)
+        .await
+        .unwrap();
+    let adjust = trail.iter().find(|a| a.action == "adjust_stock").unwrap();
+    assert_eq!(adjust.actor, "ops-anna");
+    assert_eq!(adjust.reason, "stock-take");
+    assert!(adjust.detail.contains("delta=+5"), "{}", adjust.detail);
+
+    // Health and reflection stay open.
+    let mut health = tonic_health::pb::health_client::HealthClient::new(channel.clone());
+    let status = health
+        .check(tonic_health::pb::HealthCheckRequest {
+            service: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        status.status,
+        tonic_health::pb::health_check_response::ServingStatus::Serving as i32
+    );
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_gateway_serves_trusting_clients_and_refuses_plaintext() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    let tls = TlsSettings {
+        cert_pem: cert.cert.pem().into_bytes(),
+        key_pem: cert.key_pair.serialize_pem().into_bytes(),
+    };
+    let app = spawn(Some(tls)).await;
+    let port = app.grpc_addr.port();
+
+    let trusted = tonic::transport::ClientTlsConfig::new()
+        .ca_certificate(tonic::transport::Certificate::from_pem(cert.cert.pem()))
+        .domain_name("localhost");
+    let channel = Channel::from_shared(format!("https://localhost:{port}"))
+        .unwrap()
+        .tls_config(trusted)
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    assert_eq!(
+        call(&channel, "Purchase", Some(SALES_TOKEN)).await,
+        Code::Ok
+    );
+
+    // A plaintext client gets nowhere.
+    let plain = Channel::from_shared(format!("http://127.0.0.1:{port}"))
+        .unwrap()
+        .connect()
+        .await;
+    if let Ok(plain) = plain {
+        let code = call(&plain, "Purchase", Some(SALES_TOKEN)).await;
+        assert_ne!(
+            code,
+            Code::Ok,
+            "a plaintext call succeeded against a TLS gateway"
+        );
+    }
+
+    // The HTTP listener speaks TLS too.
+    let http = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(cert.cert.pem().as_bytes()).unwrap())
+        .build()
+        .unwrap();
+    let health = http
+        .get(format!(
+            "https://localhost:{}/healthz",
+            app.http_addr.port()
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status().as_u16(), 200);
+    let plain_http = reqwest::Client::new()
+        .get(format!("http://127.0.0.1:{}/healthz", app.http_addr.port()))
+        .timeout(std::time::Duration::from_secs(5))
+        .send()
+        .await;
+    assert!(plain_http.is_err() || !plain_http.unwrap().status().is_success());
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn no_tokens_means_loopback_only() {
+    let db = TestDb::new(Backend::Sqlite).await.unwrap();
+    let store = db.store().await;
+    let grpc = TcpListener::bind("0.0.0.0:0").await.unwrap();
+    let http = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let open = GatewaySettings {
+        tokens: ApiTokens::default(),
+        ..settings(None)
+    };
+    let err = restock_gateway::run(grpc, http, store, open, std::future::pending())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("without API tokens"), "{err}");
+    assert!(err.contains("RESTOCK_API_TOKENS"), "{err}");
+}
