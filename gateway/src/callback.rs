@@ -35,11 +35,32 @@ fn reply(status: StatusCode, text: &str) -> Reply {
     (status, Json(json!({ key: text })))
 }
 
-/// Handles one callback.
+/// Handles one callback (and counts its result).
 pub async fn factory_callback(
     State(state): State<HttpState>,
     Path((sku, order_id)): Path<(String, String)>,
     Query(query): Query<HashMap<String, String>>,
+    body: Bytes,
+) -> Reply {
+    let reply = handle(&state, sku, order_id, query, body).await;
+    let result = match reply.0 {
+        StatusCode::OK => match reply.1.get("status").and_then(Value::as_str) {
+            Some("accepted") => "accepted",
+            _ => "already_finished",
+        },
+        StatusCode::UNAUTHORIZED => "unauthorized",
+        StatusCode::BAD_REQUEST => "bad_request",
+        _ => "unavailable",
+    };
+    state.metrics.callback(result);
+    reply
+}
+
+async fn handle(
+    state: &HttpState,
+    sku: String,
+    order_id: String,
+    query: HashMap<String, String>,
     body: Bytes,
 ) -> Reply {
     let token = query.get("token").map(String::as_str).unwrap_or_default();

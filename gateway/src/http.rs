@@ -1,4 +1,5 @@
-//! The HTTP listener: `GET /healthz` (200 when the database answers, else 503) and the
+//! The HTTP listener: `GET /healthz` (200 when the database answers, else 503),
+//! `GET /metrics` (Prometheus), and the
 //! factory's completion callback ([`crate::callback`]).
 
 use axum::{
@@ -11,6 +12,7 @@ use restock_factory::callback::{CALLBACK_PATH, CallbackSigner};
 use restock_inventory::Store;
 use serde_json::json;
 
+use crate::metrics::Metrics;
 use crate::temporal::TemporalLink;
 
 /// What the HTTP handlers share.
@@ -22,17 +24,30 @@ pub struct HttpState {
     pub signer: CallbackSigner,
     /// Where callbacks are signalled.
     pub temporal: TemporalLink,
+    /// Prometheus metrics.
+    pub metrics: Metrics,
 }
 
 /// The HTTP routes.
 pub fn router(state: HttpState) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
         .route(
             &format!("{CALLBACK_PATH}/{{sku}}/{{order_id}}"),
             post(crate::callback::factory_callback),
         )
         .with_state(state)
+}
+
+async fn metrics(State(state): State<HttpState>) -> impl axum::response::IntoResponse {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        state.metrics.render(&state.store).await,
+    )
 }
 
 async fn healthz(State(state): State<HttpState>) -> (StatusCode, Json<serde_json::Value>) {

@@ -13,6 +13,7 @@
 //!   callback (HMAC token in the URL, then a `factory-completed` signal).
 //! - [`relay`]: the outbox relay: intents written with sales become replenish-stock workflows.
 //! - [`temporal`]: the background connection to Temporal.
+//! - [`metrics`]: Prometheus metrics on `GET /metrics`; [`request_id`]: an id on every call.
 //! - [`auth`]: bearer tokens and roles on gRPC (one tower layer); [`tls`]: TLS for both
 //!   listeners.
 
@@ -20,7 +21,9 @@ pub mod auth;
 pub mod callback;
 pub mod grpc;
 pub mod http;
+pub mod metrics;
 pub mod relay;
+pub mod request_id;
 pub mod server;
 pub mod temporal;
 pub mod tls;

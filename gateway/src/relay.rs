@@ -13,6 +13,7 @@ use restock_inventory::entity::replenish_outbox;
 use restock_workflows::{ReplenishInput, ReplenishSettings};
 use tokio::sync::Notify;
 
+use crate::metrics::Metrics;
 use crate::temporal::TemporalLink;
 
 /// Intents handed to Temporal at once.
@@ -44,12 +45,13 @@ pub async fn run(
     link: TemporalLink,
     wake: Arc<Notify>,
     settings: RelaySettings,
+    metrics: Metrics,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
     tokio::pin!(shutdown);
     loop {
         if link.client().is_some() {
-            drain(&store, &link, &settings).await;
+            drain(&store, &link, &settings, &metrics).await;
         }
         tokio::select! {
             () = &mut shutdown => return,
@@ -61,7 +63,7 @@ pub async fn run(
 }
 
 /// Hands every pending intent to Temporal; stops at the first pass that makes no progress.
-async fn drain(store: &Store, link: &TemporalLink, settings: &RelaySettings) {
+async fn drain(store: &Store, link: &TemporalLink, settings: &RelaySettings, metrics: &Metrics) {
     loop {
         let intents = match store.pending_outbox(BATCH).await {
             Ok(intents) => intents,
@@ -75,7 +77,7 @@ async fn drain(store: &Store, link: &TemporalLink, settings: &RelaySettings) {
         }
         let count = intents.len();
         let done: usize = futures::stream::iter(intents)
-            .map(|intent| hand_over(store, link, settings, intent))
+            .map(|intent| hand_over(store, link, settings, metrics, intent))
             .buffer_unordered(CONCURRENT_STARTS)
             .map(usize::from)
             .fold(0, |a, b| async move { a + b })
@@ -91,6 +93,7 @@ async fn hand_over(
     store: &Store,
     link: &TemporalLink,
     settings: &RelaySettings,
+    metrics: &Metrics,
     intent: replenish_outbox::Model,
 ) -> bool {
     let Some(client) = link.client() else {
@@ -102,16 +105,22 @@ async fn hand_over(
         settings: settings.workflow.clone(),
     };
     match restock_workflows::client::request_replenishment(client, link.task_queue(), input).await {
-        Ok(run_id) => match store.delete_outbox(intent.id, intent.revision).await {
-            Ok(removed) => {
-                tracing::info!(sku = %intent.sku, %run_id, reason = %intent.reason, "replenishment requested");
-                removed
+        Ok(run_id) => {
+            let lag_ms = restock_inventory::store::now_ms().saturating_sub(intent.requested_at);
+            metrics.relayed(Duration::from_millis(
+                u64::try_from(lag_ms).unwrap_or_default(),
+            ));
+            match store.delete_outbox(intent.id, intent.revision).await {
+                Ok(removed) => {
+                    tracing::info!(sku = %intent.sku, %run_id, reason = %intent.reason, "replenishment requested");
+                    removed
+                }
+                Err(err) => {
+                    tracing::warn!(sku = %intent.sku, error = %err, "cannot delete a relayed intent; it will be relayed again (harmless)");
+                    false
+                }
             }
-            Err(err) => {
-                tracing::warn!(sku = %intent.sku, error = %err, "cannot delete a relayed intent; it will be relayed again (harmless)");
-                false
-            }
-        },
+        }
         Err(err) => {
             tracing::warn!(sku = %intent.sku, error = %err, "cannot start the replenishment yet; will retry");
             let _ = store

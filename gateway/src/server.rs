@@ -20,7 +20,9 @@ use tokio_stream::wrappers::TcpListenerStream;
 use crate::auth::{ApiTokens, AuthLayer};
 use crate::grpc::{InventoryApi, ReplenishmentApi, SalesApi};
 use crate::http::HttpState;
+use crate::metrics::Metrics;
 use crate::relay::RelaySettings;
+use crate::request_id::RequestIdLayer;
 use crate::temporal::{TemporalLink, TemporalSettings};
 use crate::tls::{TlsListener, TlsSettings};
 
@@ -61,12 +63,14 @@ pub async fn run(
         Some(t) => TemporalLink::connect(t, shutdown.clone()),
         None => TemporalLink::disabled(),
     };
+    let metrics = Metrics::new();
     let relay_wake = Arc::new(Notify::new());
     let relay = tokio::spawn(crate::relay::run(
         store.clone(),
         temporal.clone(),
         relay_wake.clone(),
         settings.relay.clone(),
+        metrics.clone(),
         shutdown.clone(),
     ));
 
@@ -91,12 +95,14 @@ pub async fn run(
             .context("the gRPC TLS certificate or key is not usable")?;
     }
     let grpc_server = builder
+        .layer(RequestIdLayer)
         .layer(AuthLayer::new(settings.tokens.clone()))
         .add_service(health_service)
         .add_service(reflection)
         .add_service(SalesServiceServer::new(SalesApi::new(
             store.clone(),
             relay_wake,
+            metrics.clone(),
         )))
         .add_service(InventoryServiceServer::new(InventoryApi::new(
             store.clone(),
@@ -110,6 +116,7 @@ pub async fn run(
         store,
         signer: settings.signer.clone(),
         temporal,
+        metrics,
     };
     let router = crate::http::router(http_state);
     let http_server = async {

@@ -11,6 +11,7 @@ use restock_inventory::entity::{factory_order, stock_receipt};
 use restock_proto::v1::{
     CompleteFactoryOrderRequest, ListReplenishmentsRequest, Outcome, PurchaseRequest,
 };
+use restock_testkit::Backend;
 use restock_testkit::stack::{Stack, StackOptions, spawn_stack};
 use restock_workflows::RestockState;
 use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
@@ -79,7 +80,28 @@ async fn maybe_save_history(stack: &Stack, sku: &str, name: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sell_out_order_callback_restock() {
-    let stack = spawn_stack(StackOptions::default()).await.unwrap();
+    sell_out_order_callback_restock_on(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sell_out_order_callback_restock_on_mariadb() {
+    sell_out_order_callback_restock_on(Backend::MySql).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sell_out_order_callback_restock_on_postgres() {
+    sell_out_order_callback_restock_on(Backend::Postgres).await;
+}
+
+async fn sell_out_order_callback_restock_on(backend: Backend) {
+    let Some(stack) = spawn_stack(StackOptions {
+        backend,
+        ..StackOptions::default()
+    })
+    .await
+    else {
+        return;
+    };
     let sku = restock_inventory::demo::DEMO_SKU; // stock 3, reorder quantity 10
     let mut sales = stack.app.sales().await;
     for left in [2, 1, 0] {
@@ -131,7 +153,36 @@ async fn sell_out_order_callback_restock() {
     assert_eq!(r.outcome(), Outcome::Sold);
     assert_eq!(r.remaining_stock, 9);
     stack.wait_closed(sku).await;
-    maybe_save_history(&stack, sku, "completed_by_callback").await;
+
+    // The gateway's metrics moved with what this test did.
+    let metrics = reqwest_client()
+        .get(format!("http://{}/metrics", stack.app.http_addr))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for line in [
+        "restock_sales_total{outcome=\"sold\"} 4",
+        "restock_sales_total{outcome=\"out_of_stock\"} 1",
+        "restock_factory_callbacks_total{result=\"accepted\"} 1",
+        "restock_replenishments{state=\"Completed\"} 1",
+        "restock_purchase_seconds_count 5",
+        "restock_outbox_depth 0",
+    ] {
+        assert!(metrics.contains(line), "{line} missing from:\n{metrics}");
+    }
+    // One or two hand-overs (the sale to 0 and the out-of-stock sale may each leave an
+    // intent, both for the same run); never none.
+    assert!(metrics.contains("restock_relay_handed_over_total "));
+    assert!(
+        !metrics.contains("restock_relay_handed_over_total 0"),
+        "{metrics}"
+    );
+    if backend == Backend::Sqlite {
+        maybe_save_history(&stack, sku, "completed_by_callback").await;
+    }
     stack.stop().await;
 }
 

@@ -351,6 +351,18 @@ impl Store {
         Ok(query.offset(offset).limit(limit).all(self.reader()).await?)
     }
 
+    /// How many replenishments are in each state (read model).
+    pub async fn replenishments_by_state(&self) -> Result<Vec<(String, i64)>, StoreError> {
+        Ok(replenishment::Entity::find()
+            .select_only()
+            .column(replenishment::Column::State)
+            .column_as(replenishment::Column::OrderId.count(), "n")
+            .group_by(replenishment::Column::State)
+            .into_tuple::<(String, i64)>()
+            .all(self.reader())
+            .await?)
+    }
+
     /// The newest replenishment of a product, if it ever had one.
     pub async fn latest_replenishment(
         &self,

@@ -165,6 +165,7 @@ impl Stack {
             max_concurrent_workflow_tasks: 16,
             max_concurrent_activities: 32,
             graceful_shutdown: Duration::from_secs(1),
+            metrics_addr: None,
         };
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         // The SDK's worker future is not Send: give it a thread and a runtime of its own,

@@ -12,8 +12,24 @@ use std::time::Duration;
 use anyhow::anyhow;
 use restock_activities::ReplenishActivities;
 use restock_workflows::ReplenishStock;
+use std::sync::Arc;
 use temporalio_sdk::runtime::worker_tuner::{FixedSizeSlotSupplier, TunerHolder};
+
+use temporalio_common::telemetry::metrics::CoreMeter;
+use temporalio_common::telemetry::{
+    PrometheusExporterOptions, TelemetryOptions, start_prometheus_metric_exporter,
+};
+use temporalio_sdk::runtime::RuntimeOptions;
 use temporalio_sdk::{Runtime, Worker, WorkerOptions};
+
+/// Stops a background task when dropped.
+struct AbortOnDrop(tokio::task::AbortHandle);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
 
 /// How the worker runs.
 #[derive(Debug, Clone)]
@@ -28,6 +44,8 @@ pub struct WorkerSettings {
     pub max_concurrent_activities: usize,
     /// How long in-flight tasks may finish after shutdown is asked.
     pub graceful_shutdown: Duration,
+    /// Where to serve the Temporal SDK's Prometheus metrics (`None`: not served).
+    pub metrics_addr: Option<std::net::SocketAddr>,
 }
 
 /// Runs the worker until `shutdown` resolves. Waits (retrying) for Temporal when it is not up
@@ -44,7 +62,30 @@ pub async fn run(
         tracing::info!("shutdown before Temporal answered");
         return Ok(());
     };
-    let runtime = Runtime::from_current_tokio(Default::default())
+    // The metrics server guard lives as long as the worker: dropping it stops the server.
+    let (options, _metrics_server) = match settings.metrics_addr {
+        Some(addr) => {
+            let server = start_prometheus_metric_exporter(
+                PrometheusExporterOptions::builder()
+                    .socket_addr(addr)
+                    .build(),
+            )
+            .map_err(|e| anyhow!("cannot serve worker metrics on {addr}: {e}"))?;
+            tracing::info!(addr = %server.bound_addr, "worker metrics on /metrics");
+            let telemetry = TelemetryOptions::builder()
+                .metrics(server.meter.clone() as Arc<dyn CoreMeter>)
+                .build();
+            (
+                RuntimeOptions::builder()
+                    .telemetry_options(telemetry)
+                    .build(),
+                Some(AbortOnDrop(server.abort_handle)),
+            )
+        }
+        None => (RuntimeOptions::builder().build(), None),
+    };
+    let options = options.map_err(|e| anyhow!("Temporal runtime options: {e}"))?;
+    let runtime = Runtime::from_current_tokio(options)
         .map_err(|e| anyhow!("cannot start the Temporal runtime: {e}"))?;
     let tuner = TunerHolder::builder()
         .workflow_task_slot_supplier(FixedSizeSlotSupplier::new(

@@ -48,6 +48,10 @@ pub struct Args {
         default_value = "http://localhost:8233"
     )]
     temporal_ui_url: String,
+    /// Where to serve the Temporal SDK's Prometheus metrics (e.g. 127.0.0.1:9464); off when
+    /// unset.
+    #[arg(long, env = "RESTOCK_WORKER_METRICS_ADDR")]
+    metrics_addr: Option<std::net::SocketAddr>,
     /// How long in-flight work may finish after SIGINT/SIGTERM.
     #[arg(long, env = "RESTOCK_WORKER_SHUTDOWN_SECS", default_value_t = 10)]
     shutdown_grace_secs: u64,
@@ -79,6 +83,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         max_concurrent_workflow_tasks: args.max_concurrent_workflow_tasks,
         max_concurrent_activities: args.max_concurrent_activities,
         graceful_shutdown: Duration::from_secs(args.shutdown_grace_secs),
+        metrics_addr: args.metrics_addr,
     };
     restock_worker::run(settings, activities, shutdown_signal())
         .await

@@ -11,6 +11,7 @@ use tokio::sync::Notify;
 use tonic::{Request, Response, Status};
 
 use super::status::from_store;
+use crate::metrics::Metrics;
 
 /// SalesService on top of the store.
 #[derive(Debug, Clone)]
@@ -18,12 +19,30 @@ pub struct SalesApi {
     store: Store,
     /// Wakes the outbox relay right after a sale commits a replenishment intent.
     relay_wake: Arc<Notify>,
+    metrics: Metrics,
 }
 
 impl SalesApi {
     /// A SalesService selling from `store`, waking `relay_wake` after each new intent.
-    pub fn new(store: Store, relay_wake: Arc<Notify>) -> Self {
-        Self { store, relay_wake }
+    pub fn new(store: Store, relay_wake: Arc<Notify>, metrics: Metrics) -> Self {
+        Self {
+            store,
+            relay_wake,
+            metrics,
+        }
+    }
+}
+
+/// The `outcome` label of a Purchase answer.
+fn outcome_label(result: &Result<Response<PurchaseResponse>, Status>) -> String {
+    match result {
+        Ok(reply) if reply.get_ref().replayed => "replayed".to_owned(),
+        Ok(reply) => match reply.get_ref().outcome() {
+            Outcome::Sold => "sold".to_owned(),
+            Outcome::OutOfStock => "out_of_stock".to_owned(),
+            Outcome::Unspecified => "unspecified".to_owned(),
+        },
+        Err(status) => format!("{:?}", status.code()).to_lowercase(),
     }
 }
 
@@ -33,7 +52,16 @@ impl SalesService for SalesApi {
         &self,
         request: Request<PurchaseRequestPb>,
     ) -> Result<Response<PurchaseResponse>, Status> {
-        let r = request.into_inner();
+        let started = std::time::Instant::now();
+        let result = self.sell(request.into_inner()).await;
+        self.metrics
+            .purchase(&outcome_label(&result), started.elapsed());
+        result
+    }
+}
+
+impl SalesApi {
+    async fn sell(&self, r: PurchaseRequestPb) -> Result<Response<PurchaseResponse>, Status> {
         let purchase = PurchaseRequest::new(&r.sku, r.quantity, &r.idempotency_key, &r.requester)
             .map_err(from_store)?;
         let outcome = self.store.purchase(&purchase).await.map_err(from_store)?;

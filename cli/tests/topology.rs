@@ -1,0 +1,308 @@
+//! Beyond one machine, as processes: two gateways and two workers on PostgreSQL and one
+//! Temporal server. Concurrent sales spread over both gateways never oversell; every product
+//! that sells out gets exactly one workflow and one factory order; a worker killed with
+//! SIGKILL mid-flight leaves its work to the other, which finishes it.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use restock_inventory::NewProduct;
+use restock_proto::v1::{
+    ListReplenishmentsRequest, Outcome, PurchaseRequest,
+    replenishment_service_client::ReplenishmentServiceClient,
+    sales_service_client::SalesServiceClient,
+};
+use restock_testkit::temporal::DevServer;
+use restock_testkit::{Backend, TEST_CALLBACK_SECRET, TestDb};
+
+const PRODUCTS: usize = 12;
+const STOCK: i64 = 10;
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Child processes, killed by pid when the test ends however it ends.
+struct Procs(Vec<(String, Child)>);
+
+impl Drop for Procs {
+    fn drop(&mut self) {
+        for (_, child) in &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn restock(name: &str, args: &[&str], env: &[(&str, String)], logs: &std::path::Path) -> Child {
+    let log = std::fs::File::create(logs.join(format!("{name}.log"))).unwrap();
+    let mut command = Command::new(env!("CARGO_BIN_EXE_restock"));
+    command
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .env_remove("RESTOCK_API_TOKENS");
+    for (k, v) in env {
+        command.env(k, v);
+    }
+    command.spawn().unwrap()
+}
+
+async fn http_get(url: &str) -> Option<String> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let response = reqwest::Client::new()
+        .get(url)
+        .timeout(Duration::from_secs(3))
+        .send()
+        .await
+        .ok()?;
+    response.status().is_success().then_some(())?;
+    response.text().await.ok()
+}
+
+async fn wait_for<F, Fut>(what: &str, timeout: Duration, check: F)
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + timeout;
+    while !check().await {
+        assert!(
+            Instant::now() < deadline,
+            "{what}: not reached in {timeout:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_gateways_two_workers_one_temporal() {
+    let Some(db) = TestDb::new(Backend::Postgres).await else {
+        return;
+    };
+    let store = db.store().await;
+    for i in 0..PRODUCTS {
+        store
+            .upsert_product(&NewProduct {
+                sku: format!("TOPO-{i}"),
+                name: format!("topology product {i}"),
+                price: 100,
+                stock: STOCK,
+                reorder_point: 0,
+                reorder_quantity: STOCK,
+                factory_id: restock_inventory::demo::DEMO_FACTORY.to_owned(),
+            })
+            .await
+            .unwrap();
+    }
+    let temporal = DevServer::start().await;
+    let logs = tempfile::tempdir().unwrap();
+    let factory = free_port();
+    let gateways = [(free_port(), free_port()), (free_port(), free_port())];
+    let worker_metrics = [free_port(), free_port()];
+    let common = vec![
+        ("RESTOCK_DATABASE_URL", db.url.clone()),
+        ("TEMPORAL_ADDRESS", temporal.address.clone()),
+        ("RESTOCK_CALLBACK_SECRET", TEST_CALLBACK_SECRET.to_owned()),
+        ("RUST_LOG", "info".to_owned()),
+    ];
+    let mut procs = Procs(Vec::new());
+    procs.0.push((
+        "factory".into(),
+        restock(
+            "factory",
+            &[
+                "factory",
+                "--addr",
+                &format!("127.0.0.1:{factory}"),
+                "--step-interval-ms",
+                "750",
+            ],
+            &common,
+            logs.path(),
+        ),
+    ));
+    for (i, (grpc, http)) in gateways.iter().enumerate() {
+        procs.0.push((
+            format!("gateway-{i}"),
+            restock(
+                &format!("gateway-{i}"),
+                &[
+                    "gateway",
+                    "--grpc-addr",
+                    &format!("127.0.0.1:{grpc}"),
+                    "--http-addr",
+                    &format!("127.0.0.1:{http}"),
+                    "--activity-timeout-secs",
+                    "5",
+                    "--retry-max-interval-secs",
+                    "2",
+                    "--relay-sweep-secs",
+                    "1",
+                ],
+                &common,
+                logs.path(),
+            ),
+        ));
+    }
+    for (i, metrics) in worker_metrics.iter().enumerate() {
+        // Callbacks go to the first gateway (either would do: both verify the same secret).
+        procs.0.push((
+            format!("worker-{i}"),
+            restock(
+                &format!("worker-{i}"),
+                &[
+                    "worker",
+                    "--factory-url",
+                    &format!("http://127.0.0.1:{factory}"),
+                    "--http-addr",
+                    &format!("127.0.0.1:{}", gateways[0].1),
+                    "--metrics-addr",
+                    &format!("127.0.0.1:{metrics}"),
+                    "--shutdown-grace-secs",
+                    "1",
+                ],
+                &common,
+                logs.path(),
+            ),
+        ));
+    }
+    for (_, http) in gateways {
+        wait_for("gateway healthy", Duration::from_secs(60), || async move {
+            http_get(&format!("http://127.0.0.1:{http}/healthz"))
+                .await
+                .is_some()
+        })
+        .await;
+    }
+
+    // 32 clients, alternating gateways, buy every product until it is out of stock.
+    let mut tasks = Vec::new();
+    for c in 0..32usize {
+        let (grpc, _) = gateways[c % 2];
+        tasks.push(tokio::spawn(async move {
+            let mut sales = SalesServiceClient::connect(format!("http://127.0.0.1:{grpc}"))
+                .await
+                .unwrap();
+            let mut sold = vec![0i64; PRODUCTS];
+            let mut open: Vec<usize> = (0..PRODUCTS).collect();
+            let mut turn = c;
+            while !open.is_empty() {
+                turn = (turn + 1) % open.len();
+                let product = open[turn];
+                let reply = sales
+                    .purchase(PurchaseRequest {
+                        sku: format!("TOPO-{product}"),
+                        quantity: 1,
+                        ..Default::default()
+                    })
+                    .await
+                    .unwrap()
+                    .into_inner();
+                match reply.outcome() {
+                    Outcome::Sold => sold[product] += 1,
+                    _ => {
+                        open.retain(|p| *p != product);
+                    }
+                }
+            }
+            sold
+        }));
+    }
+    let mut sold = vec![0i64; PRODUCTS];
+    for t in tasks {
+        for (total, n) in sold.iter_mut().zip(t.await.unwrap()) {
+            *total += n;
+        }
+    }
+    assert_eq!(sold, vec![STOCK; PRODUCTS], "units sold per product");
+
+    // Once the factory has every order, kill one worker (SIGKILL) while the workflows wait.
+    let orders_url = format!("http://127.0.0.1:{factory}/simulator/orders");
+    wait_for(
+        "all factory orders placed",
+        Duration::from_secs(90),
+        || async {
+            http_get(&orders_url)
+                .await
+                .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+                .is_some_and(|v| v["total"].as_u64() == Some(PRODUCTS as u64))
+        },
+    )
+    .await;
+    let (name, victim) = procs.0.iter_mut().find(|(n, _)| n == "worker-0").unwrap();
+    let pid = victim.id();
+    assert!(
+        Command::new("kill")
+            .args(["-9", &pid.to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    victim.wait().unwrap();
+    eprintln!("killed {name} ({pid})");
+
+    // The other worker finishes everything.
+    let mut api =
+        ReplenishmentServiceClient::connect(format!("http://127.0.0.1:{}", gateways[1].0))
+            .await
+            .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let completed = api
+            .list_replenishments(ListReplenishmentsRequest {
+                page_size: 500,
+                state: "Completed".into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .replenishments
+            .len();
+        if completed == PRODUCTS {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{completed} of {PRODUCTS} replenishments completed; logs in {}",
+            logs.path().display()
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let orders: serde_json::Value =
+        serde_json::from_str(&http_get(&orders_url).await.unwrap()).unwrap();
+    assert_eq!(orders["total"].as_u64(), Some(PRODUCTS as u64), "{orders}");
+    for count in orders["orders_by_group"].as_object().unwrap().values() {
+        assert_eq!(count.as_u64(), Some(1), "an order placed twice: {orders}");
+    }
+    for i in 0..PRODUCTS {
+        let sku = format!("TOPO-{i}");
+        assert_eq!(
+            store.product(&sku).await.unwrap().product.stock,
+            STOCK,
+            "{sku}"
+        );
+        assert_eq!(store.stock_receipts(&sku).await.unwrap().len(), 1, "{sku}");
+        let runs = temporal.temporal_cli_ok(&[
+            "workflow",
+            "count",
+            "--query",
+            &format!("WorkflowId = 'replenish-{sku}'"),
+        ]);
+        assert!(runs.contains("Total: 1"), "{sku}: {runs}");
+    }
+    // The surviving worker exports the Temporal SDK's metrics.
+    let metrics = http_get(&format!("http://127.0.0.1:{}/metrics", worker_metrics[1]))
+        .await
+        .unwrap();
+    assert!(metrics.contains("temporal_"), "{metrics}");
+}

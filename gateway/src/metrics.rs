@@ -1,0 +1,176 @@
+//! Prometheus metrics on `GET /metrics` (OpenMetrics text): sales by outcome, purchase
+//! latency, outbox depth and relay lag, factory callbacks by result, replenishments by state.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+use restock_inventory::Store;
+
+/// A label set with one `outcome`/`result`/`state` value.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Outcome {
+    outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CallbackResult {
+    result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct State {
+    state: String,
+}
+
+/// The gateway's metrics (cheap to clone).
+#[derive(Clone)]
+pub struct Metrics {
+    registry: Arc<Registry>,
+    sales: Family<Outcome, Counter>,
+    purchase_seconds: Histogram,
+    callbacks: Family<CallbackResult, Counter>,
+    relayed: Counter,
+    relay_failures: Counter,
+    relay_lag_seconds: Histogram,
+    outbox_depth: Gauge,
+    replenishments: Family<State, Gauge>,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Metrics")
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// A fresh registry with every metric registered.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("restock");
+        let sales = Family::<Outcome, Counter>::default();
+        registry.register(
+            "sales",
+            "Purchase requests by outcome (sold, out_of_stock, replayed, or the refusing gRPC code)",
+            sales.clone(),
+        );
+        let purchase_seconds = Histogram::new(exponential_buckets(0.0005, 2.0, 16));
+        registry.register(
+            "purchase_seconds",
+            "Time to answer a Purchase",
+            purchase_seconds.clone(),
+        );
+        let callbacks = Family::<CallbackResult, Counter>::default();
+        registry.register(
+            "factory_callbacks",
+            "Factory callbacks by result",
+            callbacks.clone(),
+        );
+        let relayed = Counter::default();
+        registry.register(
+            "relay_handed_over",
+            "Replenishment intents handed to Temporal",
+            relayed.clone(),
+        );
+        let relay_failures = Counter::default();
+        registry.register(
+            "relay_failures",
+            "Attempts to hand an intent to Temporal that failed (retried)",
+            relay_failures.clone(),
+        );
+        let relay_lag_seconds = Histogram::new(exponential_buckets(0.001, 2.0, 20));
+        registry.register(
+            "relay_lag_seconds",
+            "Time from a sale writing a replenishment intent to Temporal holding it",
+            relay_lag_seconds.clone(),
+        );
+        let outbox_depth = Gauge::default();
+        registry.register(
+            "outbox_depth",
+            "Replenishment intents waiting for the relay",
+            outbox_depth.clone(),
+        );
+        let replenishments = Family::<State, Gauge>::default();
+        registry.register(
+            "replenishments",
+            "Replenishments by state (database read model)",
+            replenishments.clone(),
+        );
+        Self {
+            registry: Arc::new(registry),
+            sales,
+            purchase_seconds,
+            callbacks,
+            relayed,
+            relay_failures,
+            relay_lag_seconds,
+            outbox_depth,
+            replenishments,
+        }
+    }
+
+    /// Counts one Purchase answer and its latency.
+    pub fn purchase(&self, outcome: &str, took: Duration) {
+        self.sales
+            .get_or_create(&Outcome {
+                outcome: outcome.to_owned(),
+            })
+            .inc();
+        self.purchase_seconds.observe(took.as_secs_f64());
+    }
+
+    /// Counts one factory callback.
+    pub fn callback(&self, result: &str) {
+        self.callbacks
+            .get_or_create(&CallbackResult {
+                result: result.to_owned(),
+            })
+            .inc();
+    }
+
+    /// Counts an intent handed to Temporal `lag` after the sale wrote it.
+    pub fn relayed(&self, lag: Duration) {
+        self.relayed.inc();
+        self.relay_lag_seconds.observe(lag.as_secs_f64());
+    }
+
+    /// Counts a failed hand-over.
+    pub fn relay_failed(&self) {
+        self.relay_failures.inc();
+    }
+
+    /// Reads the gauges from the database and renders everything as OpenMetrics text.
+    pub async fn render(&self, store: &Store) -> String {
+        match store.outbox_depth().await {
+            Ok(depth) => {
+                self.outbox_depth
+                    .set(i64::try_from(depth).unwrap_or(i64::MAX));
+            }
+            Err(err) => tracing::warn!(error = %err, "metrics: cannot read the outbox depth"),
+        }
+        match store.replenishments_by_state().await {
+            Ok(counts) => {
+                self.replenishments.clear();
+                for (state, n) in counts {
+                    self.replenishments.get_or_create(&State { state }).set(n);
+                }
+            }
+            Err(err) => tracing::warn!(error = %err, "metrics: cannot count replenishments"),
+        }
+        let mut text = String::new();
+        if let Err(err) = prometheus_client::encoding::text::encode(&mut text, &self.registry) {
+            tracing::error!(error = %err, "metrics: encoding failed");
+        }
+        text
+    }
+}
