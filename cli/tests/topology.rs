@@ -5,8 +5,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use restock_inventory::NewProduct;
@@ -15,72 +14,15 @@ use restock_proto::v1::{
     replenishment_service_client::ReplenishmentServiceClient,
     sales_service_client::SalesServiceClient,
 };
+use restock_testkit::process::{Procs, free_port, http_get, wait_for};
 use restock_testkit::temporal::DevServer;
 use restock_testkit::{Backend, TEST_CALLBACK_SECRET, TestDb};
 
 const PRODUCTS: usize = 12;
 const STOCK: i64 = 10;
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// Child processes, killed by pid when the test ends however it ends.
-struct Procs(Vec<(String, Child)>);
-
-impl Drop for Procs {
-    fn drop(&mut self) {
-        for (_, child) in &mut self.0 {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-fn restock(name: &str, args: &[&str], env: &[(&str, String)], logs: &std::path::Path) -> Child {
-    let log = std::fs::File::create(logs.join(format!("{name}.log"))).unwrap();
-    let mut command = Command::new(env!("CARGO_BIN_EXE_restock"));
-    command
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(log.try_clone().unwrap())
-        .stderr(log)
-        .env_remove("RESTOCK_API_TOKENS");
-    for (k, v) in env {
-        command.env(k, v);
-    }
-    command.spawn().unwrap()
-}
-
-async fn http_get(url: &str) -> Option<String> {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let response = reqwest::Client::new()
-        .get(url)
-        .timeout(Duration::from_secs(3))
-        .send()
-        .await
-        .ok()?;
-    response.status().is_success().then_some(())?;
-    response.text().await.ok()
-}
-
-async fn wait_for<F, Fut>(what: &str, timeout: Duration, check: F)
-where
-    F: Fn() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + timeout;
-    while !check().await {
-        assert!(
-            Instant::now() < deadline,
-            "{what}: not reached in {timeout:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+fn restock() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_restock"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -114,66 +56,60 @@ async fn two_gateways_two_workers_one_temporal() {
         ("RESTOCK_CALLBACK_SECRET", TEST_CALLBACK_SECRET.to_owned()),
         ("RUST_LOG", "info".to_owned()),
     ];
-    let mut procs = Procs(Vec::new());
-    procs.0.push((
-        "factory".into(),
-        restock(
+    let mut procs = Procs::default();
+    procs.spawn(
+        restock(),
+        "factory",
+        &[
             "factory",
+            "--addr",
+            &format!("127.0.0.1:{factory}"),
+            "--step-interval-ms",
+            "750",
+        ],
+        &common,
+        logs.path(),
+    );
+    for (i, (grpc, http)) in gateways.iter().enumerate() {
+        procs.spawn(
+            restock(),
+            &format!("gateway-{i}"),
             &[
-                "factory",
-                "--addr",
-                &format!("127.0.0.1:{factory}"),
-                "--step-interval-ms",
-                "750",
+                "gateway",
+                "--grpc-addr",
+                &format!("127.0.0.1:{grpc}"),
+                "--http-addr",
+                &format!("127.0.0.1:{http}"),
+                "--activity-timeout-secs",
+                "5",
+                "--retry-max-interval-secs",
+                "2",
+                "--relay-sweep-secs",
+                "1",
             ],
             &common,
             logs.path(),
-        ),
-    ));
-    for (i, (grpc, http)) in gateways.iter().enumerate() {
-        procs.0.push((
-            format!("gateway-{i}"),
-            restock(
-                &format!("gateway-{i}"),
-                &[
-                    "gateway",
-                    "--grpc-addr",
-                    &format!("127.0.0.1:{grpc}"),
-                    "--http-addr",
-                    &format!("127.0.0.1:{http}"),
-                    "--activity-timeout-secs",
-                    "5",
-                    "--retry-max-interval-secs",
-                    "2",
-                    "--relay-sweep-secs",
-                    "1",
-                ],
-                &common,
-                logs.path(),
-            ),
-        ));
+        );
     }
     for (i, metrics) in worker_metrics.iter().enumerate() {
         // Callbacks go to the first gateway (either would do: both verify the same secret).
-        procs.0.push((
-            format!("worker-{i}"),
-            restock(
-                &format!("worker-{i}"),
-                &[
-                    "worker",
-                    "--factory-url",
-                    &format!("http://127.0.0.1:{factory}"),
-                    "--http-addr",
-                    &format!("127.0.0.1:{}", gateways[0].1),
-                    "--metrics-addr",
-                    &format!("127.0.0.1:{metrics}"),
-                    "--shutdown-grace-secs",
-                    "1",
-                ],
-                &common,
-                logs.path(),
-            ),
-        ));
+        procs.spawn(
+            restock(),
+            &format!("worker-{i}"),
+            &[
+                "worker",
+                "--factory-url",
+                &format!("http://127.0.0.1:{factory}"),
+                "--http-addr",
+                &format!("127.0.0.1:{}", gateways[0].1),
+                "--metrics-addr",
+                &format!("127.0.0.1:{metrics}"),
+                "--shutdown-grace-secs",
+                "1",
+            ],
+            &common,
+            logs.path(),
+        );
     }
     for (_, http) in gateways {
         wait_for("gateway healthy", Duration::from_secs(60), || async move {
@@ -238,17 +174,7 @@ async fn two_gateways_two_workers_one_temporal() {
         },
     )
     .await;
-    let (name, victim) = procs.0.iter_mut().find(|(n, _)| n == "worker-0").unwrap();
-    let pid = victim.id();
-    assert!(
-        Command::new("kill")
-            .args(["-9", &pid.to_string()])
-            .status()
-            .unwrap()
-            .success()
-    );
-    victim.wait().unwrap();
-    eprintln!("killed {name} ({pid})");
+    procs.kill_9("worker-0");
 
     // The other worker finishes everything.
     let mut api =

@@ -113,6 +113,9 @@ pub struct DevServer {
     child: Child,
     log_path: PathBuf,
     dir: tempfile::TempDir,
+    /// How it was started, to start it again on the same ports and db file.
+    bin: PathBuf,
+    args: Vec<std::ffi::OsString>,
 }
 
 /// Why one start attempt did not give a ready server.
@@ -191,6 +194,7 @@ impl DevServer {
         }
         cmd.args(&options.extra_args);
 
+        let args: Vec<std::ffi::OsString> = cmd.get_args().map(ToOwned::to_owned).collect();
         let mut log = File::create(&log_path).expect("create the dev server log file");
         writeln!(log, "$ {cmd:?}").expect("write the dev server log file");
         let stderr = log
@@ -214,6 +218,8 @@ impl DevServer {
             child,
             log_path,
             dir,
+            bin: bin.to_path_buf(),
+            args,
         };
         match server.wait_ready(bin, options.timeout).await {
             Ok(()) => Ok(server),
@@ -299,6 +305,38 @@ impl DevServer {
     }
 
     /// The server's process id.
+    /// Kills the server (SIGKILL, by pid) but keeps its database, to be [`restarted`](Self::restart).
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts the server again on the same ports and database file and waits until it is
+    /// ready (an outage ends).
+    pub async fn restart(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&self.log_path)
+            .expect("open the dev server log file");
+        let stderr = log
+            .try_clone()
+            .expect("clone the dev server log file handle");
+        self.child = Command::new(&self.bin)
+            .args(&self.args)
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(stderr)
+            .spawn()
+            .expect("restart the dev server");
+        let bin = self.bin.clone();
+        if let Err(problem) = self.wait_ready(&bin, Duration::from_secs(60)).await {
+            panic!(
+                "the dev server did not come back: {problem}\n{}",
+                self.log_tail(50)
+            );
+        }
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.id()
     }

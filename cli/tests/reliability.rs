@@ -1,0 +1,129 @@
+//! Crashes of real processes lose nothing: a gateway killed with SIGKILL after a sale
+//! committed its replenishment intent, but before the workflow was started, leaves the intent
+//! in the outbox; the next gateway's relay starts it and the product is restocked once.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::Path;
+use std::time::Duration;
+
+use restock_proto::v1::{Outcome, PurchaseRequest, sales_service_client::SalesServiceClient};
+use restock_testkit::process::{Procs, free_port, http_get, wait_for};
+use restock_testkit::temporal::DevServer;
+use restock_testkit::{Backend, TEST_CALLBACK_SECRET, TestDb};
+
+fn restock() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_restock"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gateway_killed_before_the_workflow_started_loses_nothing() {
+    let db = TestDb::new(Backend::Sqlite).await.unwrap();
+    let store = db.store().await;
+    let temporal = DevServer::start().await;
+    let logs = tempfile::tempdir().unwrap();
+    let (factory, grpc, http) = (free_port(), free_port(), free_port());
+    let env = |temporal_address: &str| {
+        vec![
+            ("RESTOCK_DATABASE_URL", db.url.clone()),
+            ("TEMPORAL_ADDRESS", temporal_address.to_owned()),
+            ("RESTOCK_CALLBACK_SECRET", TEST_CALLBACK_SECRET.to_owned()),
+        ]
+    };
+    let gateway_args = [
+        "gateway",
+        &format!("--grpc-addr=127.0.0.1:{grpc}"),
+        &format!("--http-addr=127.0.0.1:{http}"),
+        "--relay-sweep-secs=1",
+    ]
+    .map(str::to_owned);
+    let gateway_args: Vec<&str> = gateway_args.iter().map(String::as_str).collect();
+    let mut procs = Procs::default();
+    procs.spawn(
+        restock(),
+        "factory",
+        &[
+            "factory",
+            &format!("--addr=127.0.0.1:{factory}"),
+            "--step-interval-ms=100",
+        ],
+        &env(&temporal.address),
+        logs.path(),
+    );
+    procs.spawn(
+        restock(),
+        "worker",
+        &[
+            "worker",
+            &format!("--factory-url=http://127.0.0.1:{factory}"),
+            &format!("--http-addr=127.0.0.1:{http}"),
+        ],
+        &env(&temporal.address),
+        logs.path(),
+    );
+    // The first gateway cannot reach Temporal: its relay can never start the workflow.
+    let unreachable = format!("127.0.0.1:{}", free_port());
+    procs.spawn(
+        restock(),
+        "gateway-1",
+        &gateway_args,
+        &env(&unreachable),
+        logs.path(),
+    );
+    let health = format!("http://127.0.0.1:{http}/healthz");
+    wait_for("gateway-1 healthy", Duration::from_secs(30), || async {
+        http_get(&health).await.is_some()
+    })
+    .await;
+
+    let sku = restock_inventory::demo::DEMO_SKU; // stock 3
+    let mut sales = SalesServiceClient::connect(format!("http://127.0.0.1:{grpc}"))
+        .await
+        .unwrap();
+    for _ in 0..3 {
+        let reply = sales
+            .purchase(PurchaseRequest {
+                sku: sku.into(),
+                quantity: 1,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(reply.outcome(), Outcome::Sold);
+    }
+    assert_eq!(
+        store.outbox_depth().await.unwrap(),
+        1,
+        "the intent was committed"
+    );
+    procs.kill_9("gateway-1");
+    assert_eq!(
+        store.outbox_depth().await.unwrap(),
+        1,
+        "the intent survived the crash"
+    );
+
+    // A new gateway that reaches Temporal relays the intent: the product is restocked once.
+    procs.spawn(
+        restock(),
+        "gateway-2",
+        &gateway_args,
+        &env(&temporal.address),
+        logs.path(),
+    );
+    let store_ref = &store;
+    wait_for(
+        "restocked after the crash",
+        Duration::from_secs(90),
+        || async move { store_ref.product(sku).await.unwrap().product.stock == 10 },
+    )
+    .await;
+    assert_eq!(store.outbox_depth().await.unwrap(), 0);
+    assert_eq!(store.stock_receipts(sku).await.unwrap().len(), 1);
+    let orders = http_get(&format!("http://127.0.0.1:{factory}/simulator/orders"))
+        .await
+        .unwrap();
+    let orders: serde_json::Value = serde_json::from_str(&orders).unwrap();
+    assert_eq!(orders["total"].as_u64(), Some(1), "{orders}");
+}

@@ -1,0 +1,95 @@
+//! Running restock binaries as separate processes in tests: spawned with logs to files,
+//! killed by pid when the test ends however it ends.
+
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A free port on 127.0.0.1 (bound and released: good enough for tests).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Child processes by name; all are killed (by pid) and reaped on drop.
+#[derive(Default)]
+pub struct Procs(pub Vec<(String, Child)>);
+
+impl Procs {
+    /// Starts `bin args...` with `env`, its output in `<logs>/<name>.log`.
+    pub fn spawn(
+        &mut self,
+        bin: &Path,
+        name: &str,
+        args: &[&str],
+        env: &[(&str, String)],
+        logs: &Path,
+    ) {
+        let log = std::fs::File::create(logs.join(format!("{name}.log"))).unwrap();
+        let mut command = Command::new(bin);
+        command
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .env_remove("RESTOCK_API_TOKENS");
+        for (k, v) in env {
+            command.env(k, v);
+        }
+        self.0.push((name.to_owned(), command.spawn().unwrap()));
+    }
+
+    /// Kills one process with SIGKILL (no chance to clean up) and reaps it.
+    pub fn kill_9(&mut self, name: &str) {
+        let index = self.0.iter().position(|(n, _)| n == name).unwrap();
+        let (_, mut child) = self.0.remove(index);
+        let status = Command::new("kill")
+            .args(["-9", &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill -9 {name}");
+        child.wait().unwrap();
+    }
+}
+
+impl Drop for Procs {
+    fn drop(&mut self) {
+        for (_, child) in &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// GET `url`; the body when the answer is 2xx.
+pub async fn http_get(url: &str) -> Option<String> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let response = reqwest::Client::new()
+        .get(url)
+        .timeout(Duration::from_secs(3))
+        .send()
+        .await
+        .ok()?;
+    response.status().is_success().then_some(())?;
+    response.text().await.ok()
+}
+
+/// Polls `check` every 250 ms; panics with `what` after `timeout`.
+pub async fn wait_for<F, Fut>(what: &str, timeout: Duration, check: F)
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + timeout;
+    while !check().await {
+        assert!(
+            Instant::now() < deadline,
+            "{what}: not reached in {timeout:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
