@@ -36,13 +36,10 @@ proptest! {
             "MessageAttributeRequester": "restock",
             "CallbackUrl": "http://127.0.0.1:8080/factory/callbacks/CP-502101/x?token=00",
         });
-        match parse_callback_body(body.to_string().as_bytes()) {
-            Ok(order) => {
-                let n = order.quantity().unwrap();
-                prop_assert!(n >= 1);
-                prop_assert_eq!(count.trim_start_matches('0').to_owned(), n.to_string());
-            }
-            Err(_) => {}
+        if let Ok(order) = parse_callback_body(body.to_string().as_bytes()) {
+            let n = order.quantity().unwrap();
+            prop_assert!(n >= 1);
+            prop_assert_eq!(count.trim_start_matches('0').to_owned(), n.to_string());
         }
     }
 
