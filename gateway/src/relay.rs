@@ -49,9 +49,10 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()>,
 ) {
     tokio::pin!(shutdown);
+    let mut recent = RecentHandovers::new(settings.sweep_interval.max(MIN_REPEAT_INTERVAL));
     loop {
         if link.client().is_some() {
-            drain(&store, &link, &settings, &metrics).await;
+            drain(&store, &link, &settings, &metrics, &mut recent).await;
         }
         tokio::select! {
             () = &mut shutdown => return,
@@ -63,9 +64,16 @@ pub async fn run(
 }
 
 /// Hands every pending intent to Temporal; stops at the first pass that makes no progress.
-async fn drain(store: &Store, link: &TemporalLink, settings: &RelaySettings, metrics: &Metrics) {
+async fn drain(
+    store: &Store,
+    link: &TemporalLink,
+    settings: &RelaySettings,
+    metrics: &Metrics,
+    recent: &mut RecentHandovers,
+) {
     loop {
-        let intents = match store.pending_outbox(BATCH).await {
+        let resting = recent.resting();
+        let intents = match store.pending_outbox_except(&resting, BATCH).await {
             Ok(intents) => intents,
             Err(err) => {
                 tracing::warn!(error = %err, "relay cannot read the outbox");
@@ -76,15 +84,54 @@ async fn drain(store: &Store, link: &TemporalLink, settings: &RelaySettings, met
             return;
         }
         let count = intents.len();
-        let done: usize = futures::stream::iter(intents)
-            .map(|intent| hand_over(store, link, settings, metrics, intent))
+        let handed: Vec<(String, bool)> = futures::stream::iter(intents)
+            .map(|intent| async move {
+                let sku = intent.sku.clone();
+                (sku, hand_over(store, link, settings, metrics, intent).await)
+            })
             .buffer_unordered(CONCURRENT_STARTS)
-            .map(usize::from)
-            .fold(0, |a, b| async move { a + b })
+            .collect()
             .await;
+        let mut done = 0;
+        for (sku, removed) in handed {
+            recent.handed_over(sku);
+            done += usize::from(removed);
+        }
         if done < count || (count as u64) < BATCH {
             return;
         }
+    }
+}
+
+/// The shortest time between two hand-overs for the same product. The first request for a
+/// product is handed over at once; more requests for it (out-of-stock sales keep coming while
+/// the factory works) wait here, so they become at most one signal per interval instead of one
+/// per sale, and the workflow's history stays small.
+const MIN_REPEAT_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Products handed over recently, resting before their next hand-over.
+struct RecentHandovers {
+    interval: Duration,
+    at: std::collections::HashMap<String, tokio::time::Instant>,
+}
+
+impl RecentHandovers {
+    fn new(interval: Duration) -> Self {
+        Self {
+            interval,
+            at: std::collections::HashMap::new(),
+        }
+    }
+
+    fn handed_over(&mut self, sku: String) {
+        self.at.insert(sku, tokio::time::Instant::now());
+    }
+
+    /// Skus still resting (and forgets those whose rest is over).
+    fn resting(&mut self) -> Vec<String> {
+        let interval = self.interval;
+        self.at.retain(|_, at| at.elapsed() < interval);
+        self.at.keys().cloned().collect()
     }
 }
 
@@ -99,6 +146,17 @@ async fn hand_over(
     let Some(client) = link.client() else {
         return false;
     };
+    // Stock back above the reorder point (a replenishment finished while this intent
+    // waited): the request is moot. A sale that changes stock meanwhile bumps the revision, so
+    // the delete then misses and the intent stays for the next pass.
+    if let Ok(view) = store.product(&intent.sku).await
+        && view.product.stock > view.product.reorder_point
+    {
+        return store
+            .delete_outbox(intent.id, intent.revision)
+            .await
+            .unwrap_or(false);
+    }
     let input = ReplenishInput {
         sku: intent.sku.clone(),
         reason: intent.reason.clone(),

@@ -203,3 +203,139 @@ async fn factory_chaos_still_one_order_each_and_every_replenishment_completes() 
     );
     stack.stop().await;
 }
+
+/// Stock conservation under load on PostgreSQL: 8 clients × 10,000 mixed purchases across 50
+/// products while replenishments run. For every product: initial + received − sold = final.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn stock_is_conserved_under_load_with_replenishments_running() {
+    use restock_inventory::entity::{sale, stock_receipt};
+    use sea_orm::EntityTrait;
+    use std::collections::HashMap;
+
+    const LOAD_PRODUCTS: usize = 50;
+    const CLIENTS: usize = 8;
+    const PURCHASES: usize = 10_000;
+    const INITIAL: i64 = 20;
+    let defaults = StackOptions::default();
+    let Some(stack) = spawn_stack(StackOptions {
+        backend: restock_testkit::Backend::Postgres,
+        ..defaults
+    })
+    .await
+    else {
+        return;
+    };
+    for i in 0..LOAD_PRODUCTS {
+        stack
+            .app
+            .store
+            .upsert_product(&NewProduct {
+                sku: format!("LOAD-{i}"),
+                name: format!("load product {i}"),
+                price: 100,
+                stock: INITIAL,
+                reorder_point: 3,
+                reorder_quantity: 15,
+                factory_id: restock_inventory::demo::DEMO_FACTORY.to_owned(),
+            })
+            .await
+            .unwrap();
+    }
+    let mut tasks = Vec::new();
+    for c in 0..CLIENTS {
+        let mut sales = stack.app.sales().await;
+        tasks.push(tokio::spawn(async move {
+            let mut sold: HashMap<String, i64> = HashMap::new();
+            // A cheap deterministic mix: products and quantities 1..=3 vary per request.
+            let mut x: u64 = 0x9E37_79B9_7F4A_7C15 ^ (c as u64 + 1);
+            for _ in 0..PURCHASES {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                let sku = format!("LOAD-{}", x % LOAD_PRODUCTS as u64);
+                let quantity = (x >> 32) as u32 % 3 + 1;
+                let reply = sales
+                    .purchase(PurchaseRequest {
+                        sku: sku.clone(),
+                        quantity,
+                        ..Default::default()
+                    })
+                    .await
+                    .expect("a purchase failed under load")
+                    .into_inner();
+                if reply.outcome() == Outcome::Sold {
+                    *sold.entry(sku).or_default() += i64::from(quantity);
+                }
+            }
+            sold
+        }));
+    }
+    let mut sold: HashMap<String, i64> = HashMap::new();
+    for t in tasks {
+        for (sku, n) in t.await.unwrap() {
+            *sold.entry(sku).or_default() += n;
+        }
+    }
+    // Let the replenishments in flight finish before counting.
+    let store = stack.app.store.clone();
+    stack
+        .wait_until("replenishments settled", Duration::from_secs(180), || {
+            let store = store.clone();
+            async move {
+                let open = store
+                    .list_replenishments(None, 0, 10_000)
+                    .await
+                    .unwrap()
+                    .into_iter()
+                    .filter(|r| {
+                        !matches!(
+                            r.state.as_str(),
+                            "Completed" | "NotNeeded" | "Cancelled" | "Failed"
+                        )
+                    })
+                    .count();
+                open == 0 && store.outbox_depth().await.unwrap() == 0
+            }
+        })
+        .await;
+    let db = stack.app.store.connection();
+    let sales_rows = sale::Entity::find().all(db).await.unwrap();
+    let receipts = stock_receipt::Entity::find().all(db).await.unwrap();
+    let mut total_received = 0;
+    for i in 0..LOAD_PRODUCTS {
+        let sku = format!("LOAD-{i}");
+        let sold_rows: i64 = sales_rows
+            .iter()
+            .filter(|s| s.sku == sku)
+            .map(|s| s.quantity)
+            .sum();
+        let received: i64 = receipts
+            .iter()
+            .filter(|r| r.sku == sku)
+            .map(|r| r.quantity)
+            .sum();
+        let final_stock = stack.app.store.product(&sku).await.unwrap().product.stock;
+        let sold_replies = sold.get(&sku).copied().unwrap_or_default();
+        assert_eq!(sold_rows, sold_replies, "{sku}: sales rows vs SOLD replies");
+        assert_eq!(
+            INITIAL + received - sold_rows,
+            final_stock,
+            "{sku}: stock not conserved"
+        );
+        total_received += received;
+    }
+    let factory = stack.factory_stats();
+    assert!(
+        factory.orders_by_group.values().all(|n| *n == 1),
+        "{factory:?}"
+    );
+    assert!(total_received > 0, "no replenishment ran during the load");
+    eprintln!(
+        "load: {} purchases, {} units sold, {} received in {} deliveries",
+        CLIENTS * PURCHASES,
+        sold.values().sum::<i64>(),
+        total_received,
+        receipts.len()
+    );
+    stack.stop().await;
+}

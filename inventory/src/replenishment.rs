@@ -61,6 +61,19 @@ impl Store {
             .await?)
     }
 
+    /// Pending intents, oldest first, except for the products in `skip`.
+    pub async fn pending_outbox_except(
+        &self,
+        skip: &[String],
+        limit: u64,
+    ) -> Result<Vec<replenish_outbox::Model>, StoreError> {
+        let mut query = replenish_outbox::Entity::find().order_by_asc(replenish_outbox::Column::Id);
+        if !skip.is_empty() {
+            query = query.filter(replenish_outbox::Column::Sku.is_not_in(skip.iter().cloned()));
+        }
+        Ok(query.limit(limit).all(self.reader()).await?)
+    }
+
     /// How many intents wait for the relay.
     pub async fn outbox_depth(&self) -> Result<u64, StoreError> {
         Ok(replenish_outbox::Entity::find()

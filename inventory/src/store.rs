@@ -395,7 +395,7 @@ impl Store {
                 txn.rollback().await?;
                 return Err(sea_orm::DbErr::RecordNotFound(request.sku.clone()));
             };
-            insert_outbox_intent(&txn, &request.sku, "out_of_stock").await?;
+            insert_outbox_intent(&txn, &request.sku, "out_of_stock", false).await?;
             txn.commit().await?;
             return Ok(PurchaseOutcome::OutOfStock {
                 stock: found.stock,
@@ -423,7 +423,7 @@ impl Store {
         .exec_without_returning(&txn)
         .await?;
         if reorder {
-            insert_outbox_intent(&txn, &request.sku, "reorder_point").await?;
+            insert_outbox_intent(&txn, &request.sku, "reorder_point", true).await?;
         }
         txn.commit().await?;
         Ok(PurchaseOutcome::Sold {
@@ -658,7 +658,7 @@ impl Store {
             return Ok(None);
         }
         if change.delta < 0 && after.stock <= after.reorder_point {
-            insert_outbox_intent(&txn, &change.sku, "reorder_point").await?;
+            insert_outbox_intent(&txn, &change.sku, "reorder_point", true).await?;
         }
         audit(
             &txn,
@@ -698,13 +698,31 @@ pub(crate) async fn audit(
     Ok(())
 }
 
-/// Records "replenish this product": a new intent, or a revision bump of the one pending
-/// (unique sku: at most one pending intent per product).
+/// Records "replenish this product" (unique sku: at most one pending intent per product).
+///
+/// A sale that changed stock (`renew`: sold down to the reorder point, or a manual removal)
+/// bumps the revision of an intent already pending, so a relay that read the older revision
+/// keeps the row and hands the request over again: a run that already read the stock must
+/// hear about the change. An out-of-stock sale changed nothing, so it only makes sure an
+/// intent exists — a flood of them does not become a flood of signals.
 async fn insert_outbox_intent(
     txn: &DatabaseTransaction,
     sku: &str,
     reason: &str,
+    renew: bool,
 ) -> Result<(), sea_orm::DbErr> {
+    let on_conflict = if renew {
+        OnConflict::column(replenish_outbox::Column::Sku)
+            .value(
+                replenish_outbox::Column::Revision,
+                Expr::col((replenish_outbox::Entity, replenish_outbox::Column::Revision)).add(1),
+            )
+            .to_owned()
+    } else {
+        OnConflict::column(replenish_outbox::Column::Sku)
+            .do_nothing_on([replenish_outbox::Column::Sku])
+            .to_owned()
+    };
     replenish_outbox::Entity::insert(replenish_outbox::ActiveModel {
         sku: Set(sku.to_owned()),
         reason: Set(reason.to_owned()),
@@ -714,14 +732,7 @@ async fn insert_outbox_intent(
         last_error: Set(None),
         ..Default::default()
     })
-    .on_conflict(
-        OnConflict::column(replenish_outbox::Column::Sku)
-            .value(
-                replenish_outbox::Column::Revision,
-                Expr::col((replenish_outbox::Entity, replenish_outbox::Column::Revision)).add(1),
-            )
-            .to_owned(),
-    )
+    .on_conflict(on_conflict)
     .exec_without_returning(txn)
     .await?;
     Ok(())
