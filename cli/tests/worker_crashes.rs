@@ -1,0 +1,230 @@
+//! A worker killed with SIGKILL in each state of a replenishment — before the factory order
+//! is placed, while the order request is in flight, and during the stock increment — and a
+//! new worker started: every replenishment completes with one factory order and one stock
+//! receipt. Processes, on PostgreSQL (a row lock held by the test stalls the increment so the
+//! kill lands inside it).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::Path;
+use std::time::Duration;
+
+use restock_inventory::NewProduct;
+use restock_proto::v1::{Outcome, PurchaseRequest, sales_service_client::SalesServiceClient};
+use restock_testkit::process::{Procs, free_port, http_get, wait_for};
+use restock_testkit::temporal::DevServer;
+use restock_testkit::{Backend, TEST_CALLBACK_SECRET, TestDb};
+use restock_workflows::RestockState;
+use sea_orm::{ConnectionTrait, TransactionTrait};
+
+fn restock() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_restock"))
+}
+
+async fn state(temporal: &temporalio_client::Client, sku: &str) -> Option<RestockState> {
+    restock_workflows::client::query_status(temporal, sku)
+        .await
+        .ok()
+        .flatten()
+        .map(|s| s.state)
+}
+
+async fn factory_total(factory: u16) -> u64 {
+    http_get(&format!("http://127.0.0.1:{factory}/simulator/orders"))
+        .await
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+        .and_then(|v| v["total"].as_u64())
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn worker_killed_in_each_state_loses_and_doubles_nothing() {
+    let Some(db) = TestDb::new(Backend::Postgres).await else {
+        return;
+    };
+    let store = db.store().await;
+    for sku in ["KILL-A", "KILL-B", "KILL-C"] {
+        store
+            .upsert_product(&NewProduct {
+                sku: sku.into(),
+                name: format!("product {sku}"),
+                price: 100,
+                stock: 1,
+                reorder_point: 0,
+                reorder_quantity: 10,
+                factory_id: restock_inventory::demo::DEMO_FACTORY.to_owned(),
+            })
+            .await
+            .unwrap();
+    }
+    let temporal = DevServer::start().await;
+    let client = restock_workflows::client::connect(
+        &restock_workflows::client::TemporalEndpoint::plain(&temporal.address, &temporal.namespace),
+    )
+    .await
+    .unwrap();
+    let logs = tempfile::tempdir().unwrap();
+    let (factory, grpc, http) = (free_port(), free_port(), free_port());
+    let env = vec![
+        ("RESTOCK_DATABASE_URL", db.url.clone()),
+        ("TEMPORAL_ADDRESS", temporal.address.clone()),
+        ("RESTOCK_CALLBACK_SECRET", TEST_CALLBACK_SECRET.to_owned()),
+    ];
+    let worker_args = [
+        "worker".to_owned(),
+        format!("--factory-url=http://127.0.0.1:{factory}"),
+        format!("--http-addr=127.0.0.1:{http}"),
+        "--factory-timeout-secs=10".to_owned(),
+    ];
+    let worker_args: Vec<&str> = worker_args.iter().map(String::as_str).collect();
+    let mut procs = Procs::default();
+    procs.spawn(
+        restock(),
+        "gateway",
+        &[
+            "gateway",
+            &format!("--grpc-addr=127.0.0.1:{grpc}"),
+            &format!("--http-addr=127.0.0.1:{http}"),
+            "--activity-timeout-secs=5",
+            "--retry-max-interval-secs=1",
+            "--relay-sweep-secs=1",
+        ],
+        &env,
+        logs.path(),
+    );
+    procs.spawn(restock(), "worker-1", &worker_args, &env, logs.path());
+    let health = format!("http://127.0.0.1:{http}/healthz");
+    wait_for("gateway healthy", Duration::from_secs(30), || async {
+        http_get(&health).await.is_some()
+    })
+    .await;
+    let mut sales = SalesServiceClient::connect(format!("http://127.0.0.1:{grpc}"))
+        .await
+        .unwrap();
+    let mut buy = async |sku: &str| {
+        let reply = sales
+            .purchase(PurchaseRequest {
+                sku: sku.into(),
+                quantity: 1,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(reply.outcome(), Outcome::Sold);
+    };
+
+    // 1. Before the order is placed: the factory is down, the order activity keeps failing.
+    buy("KILL-A").await;
+    wait_for(
+        "KILL-A ordering (factory down)",
+        Duration::from_secs(60),
+        || async {
+            state(&client, "KILL-A").await == Some(RestockState::OrderingFromFactory)
+                && store
+                    .factory_order(&format!(
+                        "{}",
+                        restock_workflows::client::query_status(&client, "KILL-A")
+                            .await
+                            .unwrap()
+                            .unwrap()
+                            .factory_order_id
+                    ))
+                    .await
+                    .unwrap()
+                    .is_some_and(|o| o.attempts >= 1 && o.status == "not_placed")
+        },
+    )
+    .await;
+    procs.kill_9("worker-1");
+    // The factory comes up, slow to answer (it takes the order, then replies 3 s later).
+    procs.spawn(
+        restock(),
+        "factory",
+        &[
+            "factory",
+            &format!("--addr=127.0.0.1:{factory}"),
+            "--step-interval-ms=250",
+            "--extra-latency-ms=3000",
+        ],
+        &env,
+        logs.path(),
+    );
+    procs.spawn(restock(), "worker-2", &worker_args, &env, logs.path());
+    wait_for("KILL-A completed", Duration::from_secs(90), || async {
+        state(&client, "KILL-A").await == Some(RestockState::Completed)
+    })
+    .await;
+    assert_eq!(factory_total(factory).await, 1);
+
+    // 2. While the order request is in flight: the factory has it, its reply is 3 s away.
+    buy("KILL-B").await;
+    wait_for(
+        "KILL-B order received by the factory",
+        Duration::from_secs(60),
+        || async { factory_total(factory).await == 2 },
+    )
+    .await;
+    procs.kill_9("worker-2");
+    procs.spawn(restock(), "worker-3", &worker_args, &env, logs.path());
+    wait_for("KILL-B completed", Duration::from_secs(90), || async {
+        state(&client, "KILL-B").await == Some(RestockState::Completed)
+    })
+    .await;
+    let b = restock_workflows::client::query_status(&client, "KILL-B")
+        .await
+        .unwrap()
+        .unwrap();
+    let order = store
+        .factory_order(&b.factory_order_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        order.status, "uncertain",
+        "the interrupted order was not sent again"
+    );
+    assert_eq!(factory_total(factory).await, 2);
+
+    // 3. During the increment: the test holds the product's row lock, so the increment waits
+    //    inside its transaction when the worker is killed.
+    buy("KILL-C").await;
+    let lock = store.connection().begin().await.unwrap();
+    lock.execute_unprepared("SELECT stock FROM products WHERE sku = 'KILL-C' FOR UPDATE")
+        .await
+        .unwrap();
+    wait_for(
+        "KILL-C restocking (blocked)",
+        Duration::from_secs(90),
+        || async { state(&client, "KILL-C").await == Some(RestockState::Restocking) },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    procs.kill_9("worker-3");
+    lock.rollback().await.unwrap();
+    procs.spawn(restock(), "worker-4", &worker_args, &env, logs.path());
+    wait_for("KILL-C completed", Duration::from_secs(90), || async {
+        state(&client, "KILL-C").await == Some(RestockState::Completed)
+    })
+    .await;
+
+    // Every replenishment: one factory order, one receipt, stock exactly 0 + 10.
+    let orders: serde_json::Value = serde_json::from_str(
+        &http_get(&format!("http://127.0.0.1:{factory}/simulator/orders"))
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(orders["total"].as_u64(), Some(3), "{orders}");
+    assert!(
+        orders["orders_by_group"]
+            .as_object()
+            .unwrap()
+            .values()
+            .all(|n| n.as_u64() == Some(1))
+    );
+    for sku in ["KILL-A", "KILL-B", "KILL-C"] {
+        assert_eq!(store.product(sku).await.unwrap().product.stock, 10, "{sku}");
+        assert_eq!(store.stock_receipts(sku).await.unwrap().len(), 1, "{sku}");
+    }
+}
