@@ -122,14 +122,13 @@ async fn worker_killed_in_each_state_loses_and_doubles_nothing() {
         || async {
             state(&client, "KILL-A").await == Some(RestockState::OrderingFromFactory)
                 && store
-                    .factory_order(&format!(
-                        "{}",
-                        restock_workflows::client::query_status(&client, "KILL-A")
+                    .factory_order(
+                        &restock_workflows::client::query_status(&client, "KILL-A")
                             .await
                             .unwrap()
                             .unwrap()
-                            .factory_order_id
-                    ))
+                            .factory_order_id,
+                    )
                     .await
                     .unwrap()
                     .is_some_and(|o| o.attempts >= 1 && o.status == "not_placed")
