@@ -339,3 +339,73 @@ async fn stock_is_conserved_under_load_with_replenishments_running() {
     );
     stack.stop().await;
 }
+
+/// A PostgreSQL server the test owns is stopped and started again: sales answer UNAVAILABLE
+/// with a clear message meanwhile, recover by themselves, and no sale is half-applied.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn database_stopped_and_started_again() {
+    use restock_inventory::entity::sale;
+    use sea_orm::{EntityTrait, PaginatorTrait};
+    use tonic::Code;
+
+    let Some(pg) = restock_testkit::postgres::OwnPostgres::start() else {
+        return;
+    };
+    let options = restock_inventory::StoreOptions {
+        acquire_timeout: Duration::from_secs(2),
+        connect_timeout: Duration::from_secs(2),
+        ..Default::default()
+    };
+    let store = restock_inventory::Store::connect(&pg.url(), &options)
+        .await
+        .unwrap();
+    store.migrate().await.unwrap();
+    restock_inventory::demo::load(&store).await.unwrap();
+    let sku = "CP-502103"; // stock 10
+    let db = restock_testkit::TestDb::new(restock_testkit::Backend::Sqlite)
+        .await
+        .unwrap();
+    let app = restock_testkit::spawn_gateway_on(db, store.clone()).await;
+    let mut sales = app.sales().await;
+    let buy = || PurchaseRequest {
+        sku: sku.into(),
+        quantity: 1,
+        ..Default::default()
+    };
+    assert_eq!(
+        sales.purchase(buy()).await.unwrap().into_inner().outcome(),
+        Outcome::Sold
+    );
+
+    pg.stop();
+    for _ in 0..3 {
+        let err = sales.purchase(buy()).await.unwrap_err();
+        assert_eq!(err.code(), Code::Unavailable, "{err:?}");
+        assert!(err.message().contains("unavailable"), "{}", err.message());
+    }
+    pg.start_again();
+    let mut sold_after = 0;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while sold_after == 0 {
+        match sales.purchase(buy()).await {
+            Ok(reply) => {
+                assert_eq!(reply.into_inner().outcome(), Outcome::Sold);
+                sold_after += 1;
+            }
+            Err(err) => assert_eq!(err.code(), Code::Unavailable, "{err:?}"),
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "sales did not recover"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Exactly the sales that answered SOLD were applied: 2 of 10.
+    assert_eq!(store.product(sku).await.unwrap().product.stock, 8);
+    let rows = sale::Entity::find()
+        .count(store.connection())
+        .await
+        .unwrap();
+    assert_eq!(rows, 2);
+    app.stop().await;
+}
