@@ -8,7 +8,6 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use restock_inventory::NewProduct;
 use restock_proto::v1::{
     ListReplenishmentsRequest, Outcome, PurchaseRequest,
     replenishment_service_client::ReplenishmentServiceClient,
@@ -33,15 +32,12 @@ async fn two_gateways_two_workers_one_temporal() {
     let store = db.store().await;
     for i in 0..PRODUCTS {
         store
-            .upsert_product(&NewProduct {
-                sku: format!("TOPO-{i}"),
-                name: format!("topology product {i}"),
-                price: 100,
-                stock: STOCK,
-                reorder_point: 0,
-                reorder_quantity: STOCK,
-                factory_id: restock_inventory::demo::DEMO_FACTORY.to_owned(),
-            })
+            .upsert_product(&restock_testkit::product(
+                &format!("TOPO-{i}"),
+                STOCK,
+                0,
+                STOCK,
+            ))
             .await
             .unwrap();
     }

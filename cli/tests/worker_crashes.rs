@@ -9,7 +9,6 @@
 use std::path::Path;
 use std::time::Duration;
 
-use restock_inventory::NewProduct;
 use restock_proto::v1::{Outcome, PurchaseRequest, sales_service_client::SalesServiceClient};
 use restock_testkit::process::{Procs, free_port, http_get, wait_for};
 use restock_testkit::temporal::DevServer;
@@ -45,15 +44,7 @@ async fn worker_killed_in_each_state_loses_and_doubles_nothing() {
     let store = db.store().await;
     for sku in ["KILL-A", "KILL-B", "KILL-C"] {
         store
-            .upsert_product(&NewProduct {
-                sku: sku.into(),
-                name: format!("product {sku}"),
-                price: 100,
-                stock: 1,
-                reorder_point: 0,
-                reorder_quantity: 10,
-                factory_id: restock_inventory::demo::DEMO_FACTORY.to_owned(),
-            })
+            .upsert_product(&restock_testkit::product(sku, 1, 0, 10))
             .await
             .unwrap();
     }

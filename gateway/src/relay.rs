@@ -84,7 +84,7 @@ async fn drain(
             return;
         }
         let count = intents.len();
-        let handed: Vec<(String, bool)> = futures::stream::iter(intents)
+        let handed: Vec<(String, Handover)> = futures::stream::iter(intents)
             .map(|intent| async move {
                 let sku = intent.sku.clone();
                 (sku, hand_over(store, link, settings, metrics, intent).await)
@@ -93,9 +93,11 @@ async fn drain(
             .collect()
             .await;
         let mut done = 0;
-        for (sku, removed) in handed {
-            recent.handed_over(sku);
-            done += usize::from(removed);
+        for (sku, outcome) in handed {
+            if outcome.signalled {
+                recent.handed_over(sku);
+            }
+            done += usize::from(outcome.removed);
         }
         if done < count || (count as u64) < BATCH {
             return;
@@ -135,16 +137,28 @@ impl RecentHandovers {
     }
 }
 
-/// Starts (or signals) one intent's workflow; true when the intent is gone afterwards.
+/// What one hand-over did.
+struct Handover {
+    /// Temporal got the request (the product then rests before its next one).
+    signalled: bool,
+    /// The intent is gone from the outbox.
+    removed: bool,
+}
+
+/// Starts (or signals) one intent's workflow.
 async fn hand_over(
     store: &Store,
     link: &TemporalLink,
     settings: &RelaySettings,
     metrics: &Metrics,
     intent: replenish_outbox::Model,
-) -> bool {
+) -> Handover {
+    let failed = Handover {
+        signalled: false,
+        removed: false,
+    };
     let Some(client) = link.client() else {
-        return false;
+        return failed;
     };
     // Stock back above the reorder point (a replenishment finished while this intent
     // waited): the request is moot. A sale that changes stock meanwhile bumps the revision, so
@@ -152,10 +166,13 @@ async fn hand_over(
     if let Ok(view) = store.product(&intent.sku).await
         && view.product.stock > view.product.reorder_point
     {
-        return store
-            .delete_outbox(intent.id, intent.revision)
-            .await
-            .unwrap_or(false);
+        return Handover {
+            signalled: false,
+            removed: store
+                .delete_outbox(intent.id, intent.revision)
+                .await
+                .unwrap_or(false),
+        };
     }
     let input = ReplenishInput {
         sku: intent.sku.clone(),
@@ -171,11 +188,17 @@ async fn hand_over(
             match store.delete_outbox(intent.id, intent.revision).await {
                 Ok(removed) => {
                     tracing::info!(sku = %intent.sku, %run_id, reason = %intent.reason, "replenishment requested");
-                    removed
+                    Handover {
+                        signalled: true,
+                        removed,
+                    }
                 }
                 Err(err) => {
                     tracing::warn!(sku = %intent.sku, error = %err, "cannot delete a relayed intent; it will be relayed again (harmless)");
-                    false
+                    Handover {
+                        signalled: true,
+                        removed: false,
+                    }
                 }
             }
         }
@@ -184,7 +207,7 @@ async fn hand_over(
             let _ = store
                 .outbox_attempt_failed(intent.id, &err.to_string())
                 .await;
-            false
+            failed
         }
     }
 }

@@ -7,8 +7,8 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use restock_inventory::Store;
 use restock_inventory::entity::{advertisement, product, replenish_outbox, sale, stock_receipt};
-use restock_inventory::{NewProduct, Store};
 use restock_proto::v1::{Outcome, PurchaseRequest};
 use restock_testkit::{
     Backend, FlakyProxy, TestApp, TestDb, spawn_app, spawn_gateway_on, url_addr,
@@ -29,15 +29,7 @@ fn buy(sku: &str, quantity: u32, key: &str) -> PurchaseRequest {
 
 async fn add_product(store: &Store, sku: &str, stock: i64) {
     store
-        .upsert_product(&NewProduct {
-            sku: sku.to_owned(),
-            name: format!("test product {sku}"),
-            price: 1000,
-            stock,
-            reorder_point: 0,
-            reorder_quantity: 10,
-            factory_id: restock_inventory::demo::DEMO_FACTORY.to_owned(),
-        })
+        .upsert_product(&restock_testkit::product(sku, stock, 0, 10))
         .await
         .unwrap();
 }

@@ -5,7 +5,6 @@
 
 use std::time::Duration;
 
-use restock_inventory::NewProduct;
 use restock_proto::v1::{Outcome, PurchaseRequest};
 use restock_testkit::stack::{StackOptions, spawn_stack};
 
@@ -18,15 +17,7 @@ async fn temporal_outage_loses_no_replenishment() {
         stack
             .app
             .store
-            .upsert_product(&NewProduct {
-                sku: format!("OUT-{i}"),
-                name: format!("outage product {i}"),
-                price: 100,
-                stock: 1,
-                reorder_point: 0,
-                reorder_quantity: 10,
-                factory_id: restock_inventory::demo::DEMO_FACTORY.to_owned(),
-            })
+            .upsert_product(&restock_testkit::product(&format!("OUT-{i}"), 1, 0, 10))
             .await
             .unwrap();
     }
@@ -122,15 +113,7 @@ async fn factory_chaos_still_one_order_each_and_every_replenishment_completes() 
         stack
             .app
             .store
-            .upsert_product(&NewProduct {
-                sku: sku.clone(),
-                name: format!("chaos product {i}"),
-                price: 100,
-                stock: 0,
-                reorder_point: 0,
-                reorder_quantity: 10,
-                factory_id: restock_inventory::demo::DEMO_FACTORY.to_owned(),
-            })
+            .upsert_product(&restock_testkit::product(&sku, 0, 0, 10))
             .await
             .unwrap();
         let reply = sales
@@ -229,15 +212,12 @@ async fn stock_is_conserved_under_load_with_replenishments_running() {
         stack
             .app
             .store
-            .upsert_product(&NewProduct {
-                sku: format!("LOAD-{i}"),
-                name: format!("load product {i}"),
-                price: 100,
-                stock: INITIAL,
-                reorder_point: 3,
-                reorder_quantity: 15,
-                factory_id: restock_inventory::demo::DEMO_FACTORY.to_owned(),
-            })
+            .upsert_product(&restock_testkit::product(
+                &format!("LOAD-{i}"),
+                INITIAL,
+                3,
+                15,
+            ))
             .await
             .unwrap();
     }

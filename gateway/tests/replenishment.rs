@@ -6,7 +6,6 @@
 use std::time::Duration;
 
 use restock_factory::SimulatorConfig;
-use restock_inventory::NewProduct;
 use restock_inventory::entity::{factory_order, stock_receipt};
 use restock_proto::v1::{
     CompleteFactoryOrderRequest, ListReplenishmentsRequest, Outcome, PurchaseRequest,
@@ -35,15 +34,7 @@ async fn add_product(stack: &Stack, sku: &str, stock: i64, reorder_point: i64) {
     stack
         .app
         .store
-        .upsert_product(&NewProduct {
-            sku: sku.to_owned(),
-            name: format!("product {sku}"),
-            price: 500,
-            stock,
-            reorder_point,
-            reorder_quantity: 10,
-            factory_id: restock_inventory::demo::DEMO_FACTORY.to_owned(),
-        })
+        .upsert_product(&restock_testkit::product(sku, stock, reorder_point, 10))
         .await
         .unwrap();
 }
@@ -154,7 +145,15 @@ async fn sell_out_order_callback_restock_on(backend: Backend) {
     assert_eq!(r.remaining_stock, 9);
     stack.wait_closed(sku).await;
 
-    // The gateway's metrics moved with what this test did.
+    // The gateway's metrics moved with what this test did. (An intent left by the
+    // out-of-stock sale rests up to 10 s in the relay, then is dropped as moot.)
+    let store = stack.app.store.clone();
+    stack
+        .wait_until("outbox drained", WAIT, || {
+            let store = store.clone();
+            async move { store.outbox_depth().await.unwrap() == 0 }
+        })
+        .await;
     let metrics = reqwest_client()
         .get(format!("http://{}/metrics", stack.app.http_addr))
         .send()

@@ -288,6 +288,25 @@ pub fn url_addr(url: &str) -> SocketAddr {
         .unwrap()
 }
 
+/// A test product made by the demo factory: `stock` on hand, replenished with
+/// `reorder_quantity` units when stock falls to `reorder_point`.
+pub fn product(
+    sku: &str,
+    stock: i64,
+    reorder_point: i64,
+    reorder_quantity: i64,
+) -> restock_inventory::NewProduct {
+    restock_inventory::NewProduct {
+        sku: sku.to_owned(),
+        name: format!("test product {sku}"),
+        price: 100,
+        stock,
+        reorder_point,
+        reorder_quantity,
+        factory_id: restock_inventory::demo::DEMO_FACTORY.to_owned(),
+    }
+}
+
 /// The callback secret every test process uses.
 pub const TEST_CALLBACK_SECRET: &str = "test-callback-secret-0123456789abcdef";
 
