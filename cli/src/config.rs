@@ -27,6 +27,10 @@ pub struct DatabaseArgs {
     /// Most database connections this process opens.
     #[arg(long, env = "RESTOCK_DB_MAX_CONNECTIONS", default_value_t = 16)]
     pub db_max_connections: u32,
+    /// Sell concurrent purchases of one product in one transaction (true/false); false gives
+    /// each purchase a transaction of its own.
+    #[arg(long, env = "RESTOCK_GROUP_PURCHASES", default_value_t = true, action = clap::ArgAction::Set)]
+    pub group_purchases: bool,
 }
 
 impl DatabaseArgs {
@@ -35,6 +39,7 @@ impl DatabaseArgs {
         let options = StoreOptions {
             max_connections: self.db_max_connections,
             acquire_timeout: Duration::from_secs(5),
+            group_purchases: self.group_purchases,
             ..StoreOptions::default()
         };
         Store::connect(&self.database_url, &options)

@@ -1,5 +1,5 @@
 //! Prometheus metrics on `GET /metrics` (OpenMetrics text): sales by outcome, purchase
-//! latency, outbox depth and relay lag, factory callbacks by result, replenishments by state.
+//! latency, purchase grouping, outbox depth and relay lag, factory callbacks by result, replenishments by state.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -40,6 +40,8 @@ pub struct Metrics {
     relay_lag_seconds: Histogram,
     outbox_depth: Gauge,
     replenishments: Family<State, Gauge>,
+    grouped_sales: Gauge,
+    group_transactions: Gauge,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -106,8 +108,22 @@ impl Metrics {
             "Replenishments by state (database read model)",
             replenishments.clone(),
         );
+        let grouped_sales = Gauge::default();
+        registry.register(
+            "grouped_sales",
+            "Purchases sold in a transaction shared with other purchases of the product, since start",
+            grouped_sales.clone(),
+        );
+        let group_transactions = Gauge::default();
+        registry.register(
+            "group_transactions",
+            "Transactions that sold two or more purchases of one product, since start",
+            group_transactions.clone(),
+        );
         Self {
             registry: Arc::new(registry),
+            grouped_sales,
+            group_transactions,
             sales,
             purchase_seconds,
             callbacks,
@@ -151,6 +167,12 @@ impl Metrics {
 
     /// Reads the gauges from the database and renders everything as OpenMetrics text.
     pub async fn render(&self, store: &Store) -> String {
+        if let Some(counts) = store.purchase_grouping() {
+            self.grouped_sales
+                .set(i64::try_from(counts.shared_sales).unwrap_or(i64::MAX));
+            self.group_transactions
+                .set(i64::try_from(counts.shared_transactions).unwrap_or(i64::MAX));
+        }
         match store.outbox_depth().await {
             Ok(depth) => {
                 self.outbox_depth

@@ -11,7 +11,7 @@ use restock_inventory::Store;
 use restock_inventory::entity::{advertisement, product, replenish_outbox, sale, stock_receipt};
 use restock_proto::v1::{Outcome, PurchaseRequest};
 use restock_testkit::{
-    Backend, FlakyProxy, TestApp, TestDb, spawn_app, spawn_gateway_on, url_addr,
+    Backend, FlakyProxy, TestApp, TestDb, spawn_app_grouping, spawn_gateway_on, url_addr,
 };
 use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
 use tonic::Code;
@@ -88,6 +88,13 @@ async fn concurrent_clients_never_oversell(app: TestApp) {
         t.await.unwrap();
     }
     assert_eq!(sold.load(Ordering::Relaxed), STOCK as u64, "SOLD replies");
+    if let Some(counts) = app.store.purchase_grouping() {
+        // 64 clients on one row: sales did share transactions.
+        assert!(
+            counts.shared_sales > counts.shared_transactions && counts.shared_transactions > 0,
+            "{counts:?}"
+        );
+    }
     assert_eq!(stock_of(&app.store, sku).await, 0, "final stock");
     let sales: i64 = sale::Entity::find()
         .filter(sale::Column::Sku.eq(sku))
@@ -103,6 +110,67 @@ async fn concurrent_clients_never_oversell(app: TestApp) {
         1,
         "pending outbox intents"
     );
+    app.stop().await;
+}
+
+/// Many clients buying 1..=4 units at once: every answer is exact. The SOLD replies, ordered
+/// by remaining stock, form one chain from the initial stock down (each sale's remaining stock
+/// is the previous one's minus its quantity), matching the sale rows; each OUT_OF_STOCK
+/// reply saw less stock than it asked for; nothing is oversold.
+async fn mixed_quantities_get_exact_outcomes(app: TestApp) {
+    const STOCK: i64 = 500;
+    const ROUNDS: u32 = 12;
+    let sku = "MIXED-1";
+    add_product(&app.store, sku, STOCK).await;
+    let mut tasks = Vec::new();
+    for client_no in 0..CLIENTS as u32 {
+        let mut client = app.sales().await;
+        tasks.push(tokio::spawn(async move {
+            let mut sold = Vec::new();
+            for round in 0..ROUNDS {
+                let quantity = (client_no + round) % 4 + 1;
+                let key = format!("mixed-{client_no}-{round}");
+                let reply = client
+                    .purchase(buy(sku, quantity, &key))
+                    .await
+                    .unwrap()
+                    .into_inner();
+                match reply.outcome() {
+                    Outcome::Sold => sold.push((reply.remaining_stock, i64::from(quantity))),
+                    Outcome::OutOfStock => assert!(
+                        reply.remaining_stock < i64::from(quantity),
+                        "OUT_OF_STOCK with enough stock: {reply:?}"
+                    ),
+                    Outcome::Unspecified => panic!("no outcome: {reply:?}"),
+                }
+            }
+            sold
+        }));
+    }
+    let mut sold = Vec::new();
+    for t in tasks {
+        sold.extend(t.await.unwrap());
+    }
+    sold.sort_by_key(|s| std::cmp::Reverse(s.0));
+    let mut stock = STOCK;
+    for &(remaining, quantity) in &sold {
+        assert_eq!(remaining, stock - quantity, "sales do not chain: {sold:?}");
+        stock = remaining;
+    }
+    assert!(stock >= 0);
+    assert_eq!(stock_of(&app.store, sku).await, stock, "final stock");
+    let mut rows: Vec<(i64, i64)> = sale::Entity::find()
+        .filter(sale::Column::Sku.eq(sku))
+        .all(app.store.connection())
+        .await
+        .unwrap()
+        .iter()
+        .map(|s| (s.remaining_stock, s.quantity))
+        .collect();
+    rows.sort_by_key(|r| std::cmp::Reverse(r.0));
+    assert_eq!(rows, sold, "sale rows match the SOLD replies");
+    // 64 x 12 requests of 2.5 units on average ask for far more than 500: it sold out.
+    assert!(stock < 4, "stock left: {stock}");
     app.stop().await;
 }
 
@@ -322,27 +390,25 @@ async fn http_status(url: &str) -> u16 {
     response.split_whitespace().nth(1).unwrap().parse().unwrap()
 }
 
+/// Each test on each database, with purchase grouping on (the default) and off.
 macro_rules! on_every_database {
     ($($name:ident => $body:ident;)*) => {
-        mod sqlite {
+        on_every_database!(@mod sqlite, Backend::Sqlite, true; $($name => $body;)*);
+        on_every_database!(@mod postgres, Backend::Postgres, true; $($name => $body;)*);
+        on_every_database!(@mod mariadb, Backend::MySql, true; $($name => $body;)*);
+        on_every_database!(@mod sqlite_ungrouped, Backend::Sqlite, false; $($name => $body;)*);
+        on_every_database!(@mod postgres_ungrouped, Backend::Postgres, false; $($name => $body;)*);
+        on_every_database!(@mod mariadb_ungrouped, Backend::MySql, false; $($name => $body;)*);
+    };
+    (@mod $module:ident, $backend:expr, $grouped:expr; $($name:ident => $body:ident;)*) => {
+        mod $module {
             use super::*;
             $(#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
             async fn $name() {
-                if let Some(app) = spawn_app(Backend::Sqlite).await { super::$body(app).await }
-            })*
-        }
-        mod postgres {
-            use super::*;
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-            async fn $name() {
-                if let Some(app) = spawn_app(Backend::Postgres).await { super::$body(app).await }
-            })*
-        }
-        mod mariadb {
-            use super::*;
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-            async fn $name() {
-                if let Some(app) = spawn_app(Backend::MySql).await { super::$body(app).await }
+                if let Some(app) = spawn_app_grouping($backend, $grouped).await {
+                    assert_eq!(app.store.groups_purchases(), $grouped);
+                    super::$body(app).await
+                }
             })*
         }
     };
@@ -350,6 +416,7 @@ macro_rules! on_every_database {
 
 on_every_database! {
     concurrent_clients_never_oversell => concurrent_clients_never_oversell;
+    mixed_quantities_get_exact_outcomes => mixed_quantities_get_exact_outcomes;
     same_key_sells_once => same_key_sells_once;
     bad_input_changes_nothing => bad_input_changes_nothing;
 }

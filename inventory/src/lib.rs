@@ -7,6 +7,8 @@
 //! - [`validate`]: the rules for skus, quantities, keys and names, shared by every entry point.
 //! - [`store`]: [`Store`], the only code that writes: the sale (one conditional `UPDATE` plus
 //!   inserts in one transaction, never read-then-write), stock adjustments, the outbox.
+//! - [`purchase_groups`]: concurrent sales of one product sold in one transaction (one
+//!   `UPDATE`, one commit), each still with its exact outcome.
 //! - [`replenishment`]: the outbox the relay drains, factory-order records (never send an
 //!   order twice), the idempotent stock increment, the `replenishments` read model.
 //! - [`advertising`]: pausing and resuming a product's ad, and the once-only record of
@@ -19,11 +21,13 @@ pub mod demo;
 pub mod entity;
 pub mod error;
 pub mod migration;
+pub mod purchase_groups;
 pub mod replenishment;
 pub mod store;
 pub mod validate;
 
 pub use error::StoreError;
+pub use purchase_groups::GroupingCounts;
 pub use replenishment::{Received, ReplenishmentRecord, SendDecision};
 pub use sea_orm::DbErr;
 pub use store::{

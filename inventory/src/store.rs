@@ -6,6 +6,7 @@
 //! transaction (MySQL has no `UPDATE ... RETURNING`), while the row is still locked.
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use sea_orm::sea_query::{Expr, ExprTrait, OnConflict};
@@ -19,11 +20,12 @@ use sea_orm_migration::MigratorTrait;
 use crate::entity::{advertisement, audit_log, factory, product, replenish_outbox, sale};
 use crate::error::{DbErrKind, classify};
 use crate::migration::Migrator;
+use crate::purchase_groups::PurchaseGroups;
 use crate::{StoreError, replenishment_id, validate};
 
 /// How often a transaction that hit a deadlock, serialization failure or busy SQLite file is
 /// tried in all before the caller gets UNAVAILABLE.
-const TRANSACTION_ATTEMPTS: u32 = 8;
+pub(crate) const TRANSACTION_ATTEMPTS: u32 = 8;
 
 /// Connection settings; [`Default`] suits a gateway or worker.
 #[derive(Debug, Clone)]
@@ -36,6 +38,9 @@ pub struct StoreOptions {
     pub connect_timeout: Duration,
     /// How long SQLite waits for another process's write lock.
     pub sqlite_busy_timeout: Duration,
+    /// Sell concurrent purchases of one product in one transaction
+    /// ([`crate::purchase_groups`]); `false` gives each purchase its own transaction.
+    pub group_purchases: bool,
 }
 
 impl Default for StoreOptions {
@@ -45,6 +50,7 @@ impl Default for StoreOptions {
             acquire_timeout: Duration::from_secs(5),
             connect_timeout: Duration::from_secs(5),
             sqlite_busy_timeout: Duration::from_secs(10),
+            group_purchases: true,
         }
     }
 }
@@ -57,6 +63,8 @@ pub struct Store {
     writer: DatabaseConnection,
     reader: DatabaseConnection,
     backend: DbBackend,
+    /// Queues of purchases waiting for their product's transaction; `None`: ungrouped.
+    groups: Option<Arc<PurchaseGroups>>,
 }
 
 /// A validated purchase, built by [`PurchaseRequest::new`].
@@ -96,6 +104,21 @@ impl PurchaseRequest {
     /// The product asked for.
     pub fn sku(&self) -> &str {
         &self.sku
+    }
+
+    /// Units asked for.
+    pub fn quantity(&self) -> u32 {
+        self.quantity
+    }
+
+    /// The client's deduplication key, if it sent one.
+    pub fn idempotency_key(&self) -> Option<&str> {
+        self.idempotency_key.as_deref()
+    }
+
+    /// Who is buying (`anonymous` when not said).
+    pub fn requester(&self) -> &str {
+        &self.requester
     }
 }
 
@@ -260,7 +283,19 @@ impl Store {
             writer,
             reader,
             backend,
+            groups: options
+                .group_purchases
+                .then(|| Arc::new(PurchaseGroups::default())),
         })
+    }
+
+    pub(crate) fn groups(&self) -> Option<&PurchaseGroups> {
+        self.groups.as_deref()
+    }
+
+    /// Whether concurrent purchases of one product share a transaction.
+    pub fn groups_purchases(&self) -> bool {
+        self.groups.is_some()
     }
 
     pub(crate) fn reader(&self) -> &DatabaseConnection {
@@ -311,10 +346,33 @@ impl Store {
     }
 
     /// Sells `request.quantity` units, or reports OUT_OF_STOCK and requests a replenishment.
+    /// With grouping on, it may share its transaction with concurrent sales of the product.
     pub async fn purchase(&self, request: &PurchaseRequest) -> Result<PurchaseOutcome, StoreError> {
         if let Some(outcome) = self.replay(request).await? {
             return Ok(outcome);
         }
+        match &self.groups {
+            Some(groups) => groups.purchase(self, request.clone()).await,
+            None => self.sell_alone(request).await,
+        }
+    }
+
+    /// [`Store::purchase`] in a transaction of its own, whatever the options say.
+    pub async fn purchase_ungrouped(
+        &self,
+        request: &PurchaseRequest,
+    ) -> Result<PurchaseOutcome, StoreError> {
+        if let Some(outcome) = self.replay(request).await? {
+            return Ok(outcome);
+        }
+        self.sell_alone(request).await
+    }
+
+    /// Sells in a transaction of its own (replays already answered), retrying conflicts.
+    pub(crate) async fn sell_alone(
+        &self,
+        request: &PurchaseRequest,
+    ) -> Result<PurchaseOutcome, StoreError> {
         for attempt in 1..=TRANSACTION_ATTEMPTS {
             match self.try_purchase(request).await {
                 Ok(outcome) => return Ok(outcome),
@@ -375,17 +433,7 @@ impl Store {
     ) -> Result<PurchaseOutcome, sea_orm::DbErr> {
         let quantity = i64::from(request.quantity);
         let txn = self.begin_write().await?;
-        let updated = product::Entity::update_many()
-            .col_expr(
-                product::Column::Stock,
-                Expr::col(product::Column::Stock).sub(quantity),
-            )
-            .col_expr(product::Column::UpdatedAt, Expr::value(now_ms()))
-            .filter(product::Column::Sku.eq(request.sku.as_str()))
-            .filter(product::Column::Stock.gte(quantity))
-            .exec(&txn)
-            .await?;
-        if updated.rows_affected == 0 {
+        let Some(after) = self.take_stock(&txn, &request.sku, quantity).await? else {
             // Nothing sold: either no such product or too little stock. Request a
             // replenishment in the same transaction (still no read-then-write on stock).
             let Some(found) = product::Entity::find_by_id(request.sku.as_str())
@@ -401,12 +449,6 @@ impl Store {
                 stock: found.stock,
                 replenishment_id: replenishment_id(&request.sku),
             });
-        }
-        let Some(after) = product::Entity::find_by_id(request.sku.as_str())
-            .one(&txn)
-            .await?
-        else {
-            return Err(sea_orm::DbErr::RecordNotFound(request.sku.clone()));
         };
         let reorder = after.stock <= after.reorder_point;
         let sale_id = uuid::Uuid::new_v4().to_string();
@@ -705,7 +747,7 @@ pub(crate) async fn audit(
 /// keeps the row and hands the request over again: a run that already read the stock must
 /// hear about the change. An out-of-stock sale changed nothing, so it only makes sure an
 /// intent exists — a flood of them does not become a flood of signals.
-async fn insert_outbox_intent(
+pub(crate) async fn insert_outbox_intent(
     txn: &DatabaseTransaction,
     sku: &str,
     reason: &str,
@@ -743,11 +785,11 @@ fn not_found(sku: &str) -> StoreError {
 }
 
 /// 2, 4, 8 ... ms, capped at 100 ms, for transactions that met a deadlock or a busy file.
-fn backoff(attempt: u32) -> Duration {
+pub(crate) fn backoff(attempt: u32) -> Duration {
     Duration::from_millis(std::cmp::min(1u64 << std::cmp::min(attempt, 6), 100))
 }
 
-fn unreachable_attempts<T>() -> Result<T, StoreError> {
+pub(crate) fn unreachable_attempts<T>() -> Result<T, StoreError> {
     Err(StoreError::Unavailable(sea_orm::DbErr::Custom(
         "the database stayed busy; try again".to_owned(),
     )))

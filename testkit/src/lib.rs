@@ -53,7 +53,8 @@ pub struct TestDb {
     _dir: Option<tempfile::TempDir>,
 }
 
-fn replace_db_name(url: &str, name: &str) -> String {
+/// `url` with its database name replaced by `name` (query string kept).
+pub fn replace_db_name(url: &str, name: &str) -> String {
     let (base, query) = match url.split_once('?') {
         Some((b, q)) => (b, Some(q)),
         None => (url, None),
@@ -119,10 +120,16 @@ impl TestDb {
         })
     }
 
-    /// Connects, migrates and loads the demo catalogue.
+    /// Connects, migrates and loads the demo catalogue (purchases grouped, the default).
     pub async fn store(&self) -> Store {
+        self.store_with(true).await
+    }
+
+    /// [`TestDb::store`] with purchase grouping on or off.
+    pub async fn store_with(&self, group_purchases: bool) -> Store {
         let options = StoreOptions {
             max_connections: 16,
+            group_purchases,
             ..StoreOptions::default()
         };
         let store = Store::connect(&self.url, &options).await.unwrap();
@@ -171,8 +178,13 @@ pub struct TestApp {
 /// Starts a gateway over a fresh, migrated database with the demo catalogue, or `None` when
 /// the backend's URL is not configured outside CI.
 pub async fn spawn_app(backend: Backend) -> Option<TestApp> {
+    spawn_app_grouping(backend, true).await
+}
+
+/// [`spawn_app`] with purchase grouping on or off.
+pub async fn spawn_app_grouping(backend: Backend, group_purchases: bool) -> Option<TestApp> {
     let db = TestDb::new(backend).await?;
-    let store = db.store().await;
+    let store = db.store_with(group_purchases).await;
     Some(spawn_gateway_on(db, store).await)
 }
 
