@@ -121,6 +121,9 @@ pub struct SimulatorStats {
     pub injected_failures: u64,
     /// Order requests answered 400.
     pub malformed_requests: u64,
+    /// When the last order for each product (`ProductId`) was accepted, in microseconds since
+    /// the Unix epoch: what the benchmark measures a sale-to-factory latency against.
+    pub accepted_at_us: BTreeMap<String, u64>,
 }
 
 impl SimulatorStats {
@@ -281,6 +284,9 @@ impl Simulator {
                 .orders_by_group
                 .entry(request.group_id.clone())
                 .or_default() += 1;
+            stats
+                .accepted_at_us
+                .insert(request.product_id.clone(), unix_micros());
             let sequence = stats.total;
             let dropped = config.drop_callbacks
                 || (config.drop_callback_every > 0
@@ -385,6 +391,13 @@ async fn order(State(simulator): State<Simulator>, body: Bytes) -> Response {
         tokio::time::sleep(latency).await;
     }
     response
+}
+
+fn unix_micros() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
 }
 
 async fn stats(State(simulator): State<Simulator>) -> Json<SimulatorStats> {

@@ -111,7 +111,7 @@ pub async fn run(
             store.clone(),
             temporal.clone(),
         )))
-        .serve_with_incoming_shutdown(TcpListenerStream::new(grpc), shutdown.clone());
+        .serve_with_incoming_shutdown(no_delay(TcpListenerStream::new(grpc)), shutdown.clone());
     let http_state = HttpState {
         store,
         signer: settings.signer.clone(),
@@ -151,4 +151,20 @@ pub async fn run(
     served?;
     tracing::info!("gateway stopped");
     Ok(())
+}
+
+/// Turns Nagle's algorithm off on accepted gRPC connections: a reply written in several
+/// pieces must not wait for the client's ACK of the first one.
+fn no_delay(
+    incoming: TcpListenerStream,
+) -> impl tokio_stream::Stream<Item = std::io::Result<tokio::net::TcpStream>> {
+    use tokio_stream::StreamExt;
+    incoming.map(|accepted| {
+        if let Ok(stream) = &accepted
+            && let Err(err) = stream.set_nodelay(true)
+        {
+            tracing::debug!(error = %err, "cannot set TCP_NODELAY on a gRPC connection");
+        }
+        accepted
+    })
 }

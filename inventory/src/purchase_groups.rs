@@ -10,6 +10,9 @@
 //! group to fill: a product with no transaction in flight sells at once, through the
 //! ungrouped path.
 //!
+//! On SQLite, which has one writer, the group is whatever purchases wait, of any products:
+//! one transaction, one `UPDATE` per product.
+//!
 //! Idempotency keys: replays are answered before queueing; a key repeated inside one group
 //! is sold once and the repeat replays it; a group that fails for any reason other than a
 //! transient conflict (a key committed elsewhere meanwhile, a vanished product) is rolled
@@ -39,7 +42,8 @@ struct Waiting {
     reply: oneshot::Sender<Result<PurchaseOutcome, StoreError>>,
 }
 
-/// Per-product queues. A product has an entry exactly while a task is draining it.
+/// Queues of waiting purchases (see [`queue_key`]). A queue exists exactly while a task is
+/// draining it.
 #[derive(Default)]
 pub(crate) struct PurchaseGroups {
     queues: Mutex<HashMap<String, Vec<Waiting>>>,
@@ -79,23 +83,23 @@ impl PurchaseGroups {
         request: PurchaseRequest,
     ) -> Result<PurchaseOutcome, StoreError> {
         let (reply, answer) = oneshot::channel();
-        let sku = request.sku().to_owned();
+        let key = queue_key(store, &request);
         let waiting = Waiting { request, reply };
         let start = {
             let mut queues = self.lock();
-            match queues.get_mut(&sku) {
+            match queues.get_mut(&key) {
                 Some(queue) => {
                     queue.push(waiting);
                     false
                 }
                 None => {
-                    queues.insert(sku.clone(), vec![waiting]);
+                    queues.insert(key.clone(), vec![waiting]);
                     true
                 }
             }
         };
         if start {
-            tokio::spawn(drain(store.clone(), sku));
+            tokio::spawn(drain(store.clone(), key));
         }
         answer.await.unwrap_or_else(|_| {
             Err(StoreError::Unavailable(sea_orm::DbErr::Custom(
@@ -105,15 +109,15 @@ impl PurchaseGroups {
         })
     }
 
-    /// Takes up to [`MAX_GROUP`] waiting sales of `sku`; none: forgets the product (its
+    /// Takes up to [`MAX_GROUP`] waiting sales of queue `key`; none: forgets the queue (its
     /// drain task ends) in the same critical section, so no sale is left unserved.
-    fn next_group(&self, sku: &str) -> Vec<Waiting> {
+    fn next_group(&self, key: &str) -> Vec<Waiting> {
         let mut queues = self.lock();
-        let Some(queue) = queues.get_mut(sku) else {
+        let Some(queue) = queues.get_mut(key) else {
             return Vec::new();
         };
         if queue.is_empty() {
-            queues.remove(sku);
+            queues.remove(key);
             return Vec::new();
         }
         let take = queue.len().min(MAX_GROUP);
@@ -121,13 +125,24 @@ impl PurchaseGroups {
     }
 }
 
-/// Sells `sku`'s queue, group after group, until it is empty.
-async fn drain(store: Store, sku: String) {
+/// Which queue a purchase waits in: its product's, or on SQLite the one queue of all
+/// products — SQLite has a single writer, so every transaction waits for every other anyway,
+/// and one transaction can as well sell several products. (Elsewhere, transactions that
+/// lock several product rows could deadlock each other.)
+fn queue_key(store: &Store, request: &PurchaseRequest) -> String {
+    match store.backend() {
+        sea_orm::DbBackend::Sqlite => String::new(),
+        _ => request.sku().to_owned(),
+    }
+}
+
+/// Sells queue `key`, group after group, until it is empty.
+async fn drain(store: Store, key: String) {
     let Some(groups) = store.groups() else {
         return;
     };
     loop {
-        let group = groups.next_group(&sku);
+        let group = groups.next_group(&key);
         if group.is_empty() {
             return;
         }
@@ -187,7 +202,7 @@ impl Store {
         })
     }
 
-    /// Sells `requests` (same sku, distinct keys, arrival order) in one transaction, retrying
+    /// Sells `requests` (distinct keys, arrival order) in one transaction, retrying
     /// transient conflicts. Any error means nothing was sold.
     async fn purchase_group(
         &self,
@@ -207,19 +222,67 @@ impl Store {
         unreachable_attempts()
     }
 
+    /// One transaction for the whole group; products in order of first appearance.
     async fn try_purchase_group(
         &self,
         requests: &[&PurchaseRequest],
     ) -> Result<Vec<PurchaseOutcome>, sea_orm::DbErr> {
-        let Some(first) = requests.first() else {
-            return Ok(Vec::new());
-        };
-        let sku = first.sku();
+        let mut skus: Vec<&str> = Vec::new();
+        for r in requests {
+            if !skus.contains(&r.sku()) {
+                skus.push(r.sku());
+            }
+        }
+        let txn = self.begin_write().await?;
+        let now = now_ms();
+        let mut outcomes: Vec<Option<PurchaseOutcome>> = vec![None; requests.len()];
+        let mut sales = Vec::new();
+        for sku in skus {
+            let (indexes, of_sku): (Vec<usize>, Vec<&PurchaseRequest>) = requests
+                .iter()
+                .enumerate()
+                .filter(|(_, r)| r.sku() == sku)
+                .map(|(i, r)| (i, *r))
+                .unzip();
+            let sold = match self.sell_product(&txn, sku, &of_sku, now, &mut sales).await {
+                Ok(sold) => sold,
+                Err(err) => {
+                    txn.rollback().await?;
+                    return Err(err);
+                }
+            };
+            for (i, outcome) in indexes.into_iter().zip(sold) {
+                outcomes[i] = Some(outcome);
+            }
+        }
+        if !sales.is_empty() {
+            sale::Entity::insert_many(sales)
+                .exec_without_returning(&txn)
+                .await?;
+        }
+        txn.commit().await?;
+        outcomes
+            .into_iter()
+            .map(|o| {
+                o.ok_or_else(|| sea_orm::DbErr::Custom("a grouped sale got no outcome".into()))
+            })
+            .collect()
+    }
+
+    /// Within `txn`: sells `requests` (all of `sku`, in arrival order) with one `UPDATE`,
+    /// adds their sale rows to `sales`, writes the product's intent; their outcomes.
+    async fn sell_product(
+        &self,
+        txn: &DatabaseTransaction,
+        sku: &str,
+        requests: &[&PurchaseRequest],
+        now: i64,
+        sales: &mut Vec<sale::ActiveModel>,
+    ) -> Result<Vec<PurchaseOutcome>, sea_orm::DbErr> {
         let quantities: Vec<i64> = requests.iter().map(|r| i64::from(r.quantity())).collect();
         let total: i64 = quantities.iter().sum();
-        let txn = self.begin_write().await?;
         // Usually everything fits: one UPDATE for the total.
-        let (before, reorder_point, fits) = match self.take_stock(&txn, sku, total).await? {
+        let (before, reorder_point, fits) = match self.take_stock(txn, sku, total).await? {
             Some(after) => (
                 after.stock + total,
                 after.reorder_point,
@@ -230,10 +293,9 @@ impl Store {
                 // fits, and take exactly that.
                 let Some(found) = product::Entity::find_by_id(sku)
                     .lock_exclusive()
-                    .one(&txn)
+                    .one(txn)
                     .await?
                 else {
-                    txn.rollback().await?;
                     return Err(sea_orm::DbErr::RecordNotFound(sku.to_owned()));
                 };
                 let mut left = found.stock;
@@ -248,9 +310,8 @@ impl Store {
                     })
                     .collect();
                 let sold = found.stock - left;
-                if sold > 0 && self.take_stock(&txn, sku, sold).await?.is_none() {
+                if sold > 0 && self.take_stock(txn, sku, sold).await?.is_none() {
                     // Cannot happen under the row lock; never sell on a guess.
-                    txn.rollback().await?;
                     return Err(sea_orm::DbErr::Custom(format!(
                         "stock of {sku} changed under its row lock"
                     )));
@@ -259,10 +320,8 @@ impl Store {
             }
         };
 
-        let now = now_ms();
         let mut left = before;
         let mut outcomes = Vec::with_capacity(requests.len());
-        let mut sales = Vec::new();
         let mut reordered = false;
         for ((request, &quantity), fit) in requests.iter().zip(&quantities).zip(fits) {
             if !fit {
@@ -293,20 +352,14 @@ impl Store {
                 replayed: false,
             });
         }
-        if !sales.is_empty() {
-            sale::Entity::insert_many(sales)
-                .exec_without_returning(&txn)
-                .await?;
-        }
         let out_of_stock = outcomes
             .iter()
             .any(|o| matches!(o, PurchaseOutcome::OutOfStock { .. }));
         if reordered {
-            insert_outbox_intent(&txn, sku, "reorder_point", true).await?;
+            insert_outbox_intent(txn, sku, "reorder_point", true).await?;
         } else if out_of_stock {
-            insert_outbox_intent(&txn, sku, "out_of_stock", false).await?;
+            insert_outbox_intent(txn, sku, "out_of_stock", false).await?;
         }
-        txn.commit().await?;
         Ok(outcomes)
     }
 

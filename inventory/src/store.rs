@@ -2,8 +2,10 @@
 //!
 //! The sale is one conditional `UPDATE products SET stock = stock - q WHERE sku = ? AND
 //! stock >= q` plus the sale row (and, at the reorder point, the outbox intent) in one
-//! transaction. The row count of the `UPDATE` decides; the new stock is read inside the same
-//! transaction (MySQL has no `UPDATE ... RETURNING`), while the row is still locked.
+//! transaction. The row count of the `UPDATE` decides; the new stock comes back with
+//! `RETURNING`, or on MySQL (which has none) is read inside the same transaction while the row
+//! is still locked. On PostgreSQL a sale that sells is one statement (data-modifying CTEs).
+//! Concurrent sales of one product can share a transaction: [`crate::purchase_groups`].
 
 use std::path::Path;
 use std::sync::Arc;
@@ -11,7 +13,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use sea_orm::sea_query::{Expr, ExprTrait, OnConflict};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectOptions, Database, DatabaseConnection,
+    ActiveValue::Set, ColumnTrait, ConnectOptions, ConnectionTrait, Database, DatabaseConnection,
     DatabaseTransaction, DbBackend, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
     SqliteTransactionMode, TransactionOptions, TransactionTrait,
 };
@@ -432,6 +434,13 @@ impl Store {
         request: &PurchaseRequest,
     ) -> Result<PurchaseOutcome, sea_orm::DbErr> {
         let quantity = i64::from(request.quantity);
+        if self.backend == DbBackend::Postgres
+            && let Some(sold) = self.sell_in_one_statement(request).await?
+        {
+            return Ok(sold);
+        }
+        // (On PostgreSQL, nothing was sold: the transaction below tells NOT_FOUND from
+        // OUT_OF_STOCK, and sells after all if stock arrived meanwhile.)
         let txn = self.begin_write().await?;
         let Some(after) = self.take_stock(&txn, &request.sku, quantity).await? else {
             // Nothing sold: either no such product or too little stock. Request a
@@ -474,6 +483,54 @@ impl Store {
             replenishment_id: reorder.then(|| replenishment_id(&request.sku)),
             replayed: false,
         })
+    }
+
+    /// PostgreSQL: the whole sale — the conditional `UPDATE`, the sale row, the intent at the
+    /// reorder point — as one statement (data-modifying CTEs) in its own implicit
+    /// transaction. The product's row stays locked for one round trip and the commit, as
+    /// long as for the bare `UPDATE`, instead of three round trips. `None`: nothing sold.
+    async fn sell_in_one_statement(
+        &self,
+        request: &PurchaseRequest,
+    ) -> Result<Option<PurchaseOutcome>, sea_orm::DbErr> {
+        const SALE: &str = "WITH taken AS ( \
+                UPDATE products SET stock = stock - $1, updated_at = $2 \
+                WHERE sku = $3 AND stock >= $1 RETURNING stock, reorder_point), \
+            sold AS ( \
+                INSERT INTO sales (id, sku, quantity, remaining_stock, idempotency_key, \
+                    requester, requested_replenishment, created_at) \
+                SELECT $4, $3, $1, stock, $5, $6, stock <= reorder_point, $2 FROM taken \
+                RETURNING remaining_stock, requested_replenishment), \
+            intent AS ( \
+                INSERT INTO replenish_outbox (sku, reason, requested_at, revision, attempts) \
+                SELECT $3, 'reorder_point', $2, 0, 0 FROM sold WHERE requested_replenishment \
+                ON CONFLICT (sku) DO UPDATE SET revision = replenish_outbox.revision + 1) \
+            SELECT remaining_stock, requested_replenishment FROM sold";
+        let sale_id = uuid::Uuid::new_v4().to_string();
+        let now = now_ms();
+        let statement = sea_orm::Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            SALE,
+            [
+                i64::from(request.quantity).into(),
+                now.into(),
+                request.sku.clone().into(),
+                sale_id.clone().into(),
+                request.idempotency_key.clone().into(),
+                request.requester.clone().into(),
+            ],
+        );
+        let Some(row) = self.writer.query_one_raw(statement).await? else {
+            return Ok(None);
+        };
+        let remaining_stock: i64 = row.try_get_by_index(0)?;
+        let reorder: bool = row.try_get_by_index(1)?;
+        Ok(Some(PurchaseOutcome::Sold {
+            sale_id,
+            remaining_stock,
+            replenishment_id: reorder.then(|| replenishment_id(&request.sku)),
+            replayed: false,
+        }))
     }
 
     /// One product with its advertisement state.

@@ -1,0 +1,182 @@
+//! The purchase load generator: `concurrency` clients, each sending its next `Purchase` as
+//! soon as the last one is answered (closed loop), over a few HTTP/2 connections.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use anyhow::Context;
+use hdrhistogram::Histogram;
+use restock_inventory::{NewProduct, Store};
+use restock_proto::v1::sales_service_client::SalesServiceClient;
+use restock_proto::v1::{Outcome, PurchaseRequest};
+use tokio::time::Instant;
+use tonic::transport::{Channel, Endpoint};
+
+use crate::plan::{Plan, Shape};
+use crate::system::Proc;
+
+/// Stock of every benchmark product: never runs out, so every sale sells.
+pub const BENCH_STOCK: i64 = 1_000_000_000;
+
+/// The hot product.
+pub const HOT_SKU: &str = "bench-hot";
+
+/// Most HTTP/2 connections a run opens (clients share them, as a client pool would).
+const MAX_CONNECTIONS: usize = 8;
+
+/// Makes each run's idempotency keys unique.
+static RUN: AtomicU64 = AtomicU64::new(0);
+
+/// The `i`-th product of the spread shape.
+pub fn spread_sku(i: usize) -> String {
+    format!("bench-s{i:04}")
+}
+
+/// What one purchase run measured.
+#[derive(Debug, Clone, Default)]
+pub struct Measured {
+    /// Purchases answered SOLD in the measured window.
+    pub sold: u64,
+    /// Answers other than SOLD (OUT_OF_STOCK, errors): 0 in a sound run.
+    pub other: u64,
+    /// The first such answer, to report.
+    pub first_other: Option<String>,
+    /// SOLD per second.
+    pub per_second: f64,
+    /// Median latency, ms.
+    pub p50_ms: f64,
+    /// 99th percentile latency, ms.
+    pub p99_ms: f64,
+}
+
+/// A latency histogram in microseconds, up to a minute.
+pub fn histogram() -> anyhow::Result<Histogram<u64>> {
+    Histogram::new_with_bounds(1, 60_000_000, 3).context("creating a histogram")
+}
+
+/// Milliseconds at quantile `q` of a microsecond histogram.
+pub fn quantile_ms(h: &Histogram<u64>, q: f64) -> f64 {
+    h.value_at_quantile(q) as f64 / 1000.0
+}
+
+/// Creates the hot product and the spread products (plenty of stock, no reorder point).
+pub async fn create_products(store: &Store, plan: &Plan) -> anyhow::Result<()> {
+    let product = |sku: String| NewProduct {
+        name: format!("benchmark product {sku}"),
+        sku,
+        price: 100,
+        stock: BENCH_STOCK,
+        reorder_point: 0,
+        reorder_quantity: 1,
+        factory_id: restock_inventory::demo::DEMO_FACTORY.to_owned(),
+    };
+    store.upsert_product(&product(HOT_SKU.to_owned())).await?;
+    for i in 0..plan.spread_products {
+        store.upsert_product(&product(spread_sku(i))).await?;
+    }
+    Ok(())
+}
+
+/// Connects `n` channels to `addr`.
+pub async fn channels(addr: std::net::SocketAddr, n: usize) -> anyhow::Result<Vec<Channel>> {
+    let mut out = Vec::with_capacity(n);
+    for _ in 0..n.max(1) {
+        let channel = Endpoint::from_shared(format!("http://{addr}"))?
+            .tcp_nodelay(true)
+            .connect()
+            .await
+            .with_context(|| format!("connecting to the gateway at {addr}"))?;
+        out.push(channel);
+    }
+    Ok(out)
+}
+
+/// Buys one unit at a time from `gateway` with `concurrency` clients for the plan's warm-up
+/// and measurement windows; only purchases sent inside the measurement window count.
+pub async fn purchases(
+    gateway: &Proc,
+    shape: Shape,
+    concurrency: usize,
+    plan: &Plan,
+) -> anyhow::Result<Measured> {
+    let addr = gateway.grpc.context("the gateway has no gRPC address")?;
+    let channels = channels(addr, concurrency.min(MAX_CONNECTIONS)).await?;
+    let run = RUN.fetch_add(1, Ordering::Relaxed);
+    let pid = std::process::id();
+    let spread = plan.spread_products;
+    let started = Instant::now();
+    let measure_from = started + plan.warmup;
+    let end = measure_from + plan.measure;
+    let mut tasks = Vec::with_capacity(concurrency);
+    for client_no in 0..concurrency {
+        let mut client = SalesServiceClient::new(channels[client_no % channels.len()].clone());
+        let mut latencies = histogram()?;
+        tasks.push(tokio::spawn(async move {
+            let mut measured = Measured::default();
+            // xorshift: which spread product to buy next, different per client.
+            let mut x: u64 = 0x9E37_79B9_7F4A_7C15 ^ (client_no as u64 + 1);
+            let mut n: u64 = 0;
+            loop {
+                let sent = Instant::now();
+                if sent >= end {
+                    break;
+                }
+                n += 1;
+                let sku = match shape {
+                    Shape::Hot => HOT_SKU.to_owned(),
+                    Shape::Spread => {
+                        x ^= x << 13;
+                        x ^= x >> 7;
+                        x ^= x << 17;
+                        spread_sku((x % spread as u64) as usize)
+                    }
+                };
+                let reply = client
+                    .purchase(PurchaseRequest {
+                        sku,
+                        quantity: 1,
+                        idempotency_key: format!("bench-{pid}-{run}-{client_no}-{n}"),
+                        requester: "bench".to_owned(),
+                    })
+                    .await;
+                if sent < measure_from {
+                    continue;
+                }
+                latencies.saturating_record(sent.elapsed().as_micros().max(1) as u64);
+                match reply {
+                    Ok(r) if r.get_ref().outcome() == Outcome::Sold => measured.sold += 1,
+                    Ok(r) => {
+                        measured.other += 1;
+                        measured
+                            .first_other
+                            .get_or_insert_with(|| format!("{:?}", r.into_inner()));
+                    }
+                    Err(status) => {
+                        measured.other += 1;
+                        measured
+                            .first_other
+                            .get_or_insert_with(|| format!("{status}"));
+                    }
+                }
+            }
+            (measured, latencies)
+        }));
+    }
+    let mut total = Measured::default();
+    let mut latencies = histogram()?;
+    for task in tasks {
+        let (m, h) = task.await.context("a load client panicked")?;
+        total.sold += m.sold;
+        total.other += m.other;
+        if total.first_other.is_none() {
+            total.first_other = m.first_other;
+        }
+        latencies.add(&h).context("merging histograms")?;
+    }
+    total.per_second = total.sold as f64 / plan.measure.as_secs_f64();
+    total.p50_ms = quantile_ms(&latencies, 0.50);
+    total.p99_ms = quantile_ms(&latencies, 0.99);
+    // Let the last answers' transactions settle before the next point starts.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    Ok(total)
+}

@@ -1,0 +1,194 @@
+//! The replenishment path end to end: how soon an out-of-stock sale becomes an order at the
+//! factory (scenario 2), and how many replenishments complete per second (scenario 3).
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context;
+use futures::StreamExt;
+use restock_factory::simulator::{STATS_PATH, SimulatorStats};
+use restock_inventory::NewProduct;
+use restock_inventory::entity::replenishment;
+use restock_proto::v1::sales_service_client::SalesServiceClient;
+use restock_proto::v1::{Outcome, PurchaseRequest};
+use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
+use tokio::time::Instant;
+
+use crate::load::{channels, histogram, quantile_ms};
+use crate::plan::Plan;
+use crate::system::ReplenishmentStack;
+use crate::wait_until;
+
+/// Units each benchmark replenishment orders.
+const REORDER_QUANTITY: i64 = 5;
+
+/// Scenario 2's figures.
+#[derive(Debug, Clone)]
+pub struct OrderLatency {
+    /// Sales timed.
+    pub samples: usize,
+    /// Median, ms.
+    pub p50_ms: f64,
+    /// 99th percentile, ms.
+    pub p99_ms: f64,
+    /// Slowest, ms.
+    pub max_ms: f64,
+}
+
+/// Scenario 3's figures (and the trivial workflow's).
+#[derive(Debug, Clone)]
+pub struct Throughput {
+    /// Workflows completed.
+    pub completed: usize,
+    /// From the first start to the last completion.
+    pub elapsed: Duration,
+}
+
+impl Throughput {
+    /// Completions per second.
+    pub fn per_second(&self) -> f64 {
+        self.completed as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+}
+
+fn unix_micros() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0)
+}
+
+async fn out_of_stock_products(
+    stack: &ReplenishmentStack,
+    prefix: &str,
+    n: usize,
+) -> anyhow::Result<Vec<String>> {
+    let mut skus = Vec::with_capacity(n);
+    for i in 0..n {
+        let sku = format!("{prefix}-{i:04}");
+        stack
+            .store
+            .upsert_product(&NewProduct {
+                sku: sku.clone(),
+                name: format!("benchmark product {sku}"),
+                price: 100,
+                stock: 0,
+                reorder_point: 0,
+                reorder_quantity: REORDER_QUANTITY,
+                factory_id: restock_inventory::demo::DEMO_FACTORY.to_owned(),
+            })
+            .await?;
+        skus.push(sku);
+    }
+    Ok(skus)
+}
+
+async fn buy_out_of_stock(
+    client: &mut SalesServiceClient<tonic::transport::Channel>,
+    sku: &str,
+) -> anyhow::Result<()> {
+    let reply = client
+        .purchase(PurchaseRequest {
+            sku: sku.to_owned(),
+            quantity: 1,
+            idempotency_key: String::new(),
+            requester: "bench".to_owned(),
+        })
+        .await
+        .with_context(|| format!("buying {sku}"))?
+        .into_inner();
+    if reply.outcome() != Outcome::OutOfStock {
+        anyhow::bail!("expected OUT_OF_STOCK for {sku}, got {reply:?}");
+    }
+    Ok(())
+}
+
+async fn factory_stats(http: &reqwest::Client, url: &str) -> Option<SimulatorStats> {
+    http.get(url).send().await.ok()?.json().await.ok()
+}
+
+/// Scenario 2: one out-of-stock sale at a time; from sending the sale to the factory
+/// simulator accepting the order (its own clock, the same machine's).
+pub async fn order_latency(
+    stack: &ReplenishmentStack,
+    plan: &Plan,
+) -> anyhow::Result<OrderLatency> {
+    let skus = out_of_stock_products(stack, "latency", plan.latency_samples).await?;
+    let gateway = stack.gateway.grpc.context("gateway without gRPC")?;
+    let factory = stack.factory.http.context("factory without HTTP")?;
+    let stats_url = format!("http://{factory}{STATS_PATH}");
+    let http = reqwest::Client::new();
+    let mut client = SalesServiceClient::new(channels(gateway, 1).await?.remove(0));
+    // The first replenishment pays for connections and caches: one untimed warm-up.
+    let mut latencies = histogram()?;
+    for (i, sku) in skus.iter().enumerate() {
+        let sent = unix_micros();
+        buy_out_of_stock(&mut client, sku).await?;
+        let accepted = wait_until(
+            &format!("the factory order for {sku}"),
+            Duration::from_secs(60),
+            Duration::from_millis(2),
+            || async {
+                factory_stats(&http, &stats_url)
+                    .await
+                    .and_then(|s| s.accepted_at_us.get(sku.as_str()).copied())
+            },
+        )
+        .await?;
+        if i > 0 {
+            latencies.saturating_record(accepted.saturating_sub(sent).max(1));
+        }
+        // Let this replenishment finish (production takes no time) before the next sale.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok(OrderLatency {
+        samples: latencies.len() as usize,
+        p50_ms: quantile_ms(&latencies, 0.5),
+        p99_ms: quantile_ms(&latencies, 0.99),
+        max_ms: latencies.max() as f64 / 1000.0,
+    })
+}
+
+/// Scenario 3: `plan.burst` products run out at once; from the first sale until every one
+/// of their replenishments is Completed (stock received, ad resumed, read model written).
+pub async fn throughput(stack: &ReplenishmentStack, plan: &Plan) -> anyhow::Result<Throughput> {
+    let skus = out_of_stock_products(stack, "burst", plan.burst).await?;
+    let gateway = stack.gateway.grpc.context("gateway without gRPC")?;
+    let channels = channels(gateway, 4).await?;
+    let started = Instant::now();
+    let results: Vec<anyhow::Result<()>> = futures::stream::iter(skus.iter().enumerate())
+        .map(|(i, sku)| {
+            let mut client = SalesServiceClient::new(channels[i % channels.len()].clone());
+            async move { buy_out_of_stock(&mut client, sku).await }
+        })
+        .buffer_unordered(32)
+        .collect()
+        .await;
+    for r in results {
+        r?;
+    }
+    let db = stack.store.connection();
+    let expected = skus.len() as u64;
+    let completed = || async {
+        replenishment::Entity::find()
+            .filter(replenishment::Column::Sku.starts_with("burst-"))
+            .filter(replenishment::Column::State.eq("Completed"))
+            .count(db)
+            .await
+            .unwrap_or(0)
+    };
+    let waited = wait_until(
+        "every burst replenishment Completed",
+        Duration::from_secs(if plan.quick { 120 } else { 600 }),
+        Duration::from_millis(20),
+        || async { (completed().await >= expected).then_some(()) },
+    )
+    .await;
+    let elapsed = started.elapsed();
+    if let Err(err) = waited {
+        anyhow::bail!("{err}: {} of {expected} completed", completed().await);
+    }
+    Ok(Throughput {
+        completed: skus.len(),
+        elapsed,
+    })
+}
