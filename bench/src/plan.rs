@@ -42,6 +42,13 @@ pub struct Args {
     /// Only scenarios 2 to 4 (the replenishment path); the report says so.
     #[arg(long)]
     pub replenishment_only: bool,
+    /// Out-of-stock sales timed one by one in scenario 2 (default 200, or 5 with --quick).
+    #[arg(long)]
+    pub latency_samples: Option<usize>,
+    /// Replenishments (and trivial workflows) started at once in scenario 3 (default 300, or
+    /// 10 with --quick).
+    #[arg(long)]
+    pub burst: Option<usize>,
     /// Extra arguments for `temporal server start-dev` (repeat the flag per argument).
     #[arg(long, allow_hyphen_values = true)]
     pub temporal_arg: Vec<String>,
@@ -141,8 +148,11 @@ impl Plan {
             spread_products: if quick { 50 } else { 1000 },
             warmup: Duration::from_secs_f64(if quick { 0.2 } else { 1.0 }),
             measure: Duration::from_secs_f64(seconds),
-            latency_samples: if quick { 5 } else { 200 },
-            burst: if quick { 10 } else { 300 },
+            latency_samples: args
+                .latency_samples
+                .unwrap_or(if quick { 5 } else { 200 })
+                .max(2),
+            burst: args.burst.unwrap_or(if quick { 10 } else { 300 }).max(1),
             purchases_only: args.purchases_only,
             replenishment_only: args.replenishment_only,
             temporal_args: args.temporal_arg,

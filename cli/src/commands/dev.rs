@@ -253,6 +253,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         let mut temporal = Command::new(&temporal_bin);
         temporal.args(["server", "start-dev", "--ip", "127.0.0.1", "--log-level", "warn"]);
         temporal.arg("--db-filename").arg(data.join("temporal.db"));
+        temporal.args(restock_workflows::client::DEV_SERVER_SQLITE_ARGS);
         temporal.args(["--port", &args.temporal_port.to_string()]);
         temporal.args(["--ui-port", &args.ui_port.to_string()]);
         for attribute in ["RestockSku=Keyword", "RestockState=Keyword"] {
