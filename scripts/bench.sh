@@ -24,7 +24,12 @@ case "$profile" in
   dev) dir=debug ;;
   *) echo "RESTOCK_BENCH_PROFILE must be release or dev, not $profile" >&2; exit 2 ;;
 esac
-cargo build --profile "$profile" -p restock -p restock-bench
+if [ "$profile" = dev ]; then
+  # Same targets (so the same features) as scripts/test.sh: nothing is rebuilt after it.
+  cargo build --workspace --all-targets
+else
+  cargo build --release -p restock -p restock-bench
+fi
 # The Temporal CLI, installed once into .venv (the benchmark starts its own dev server).
 bash scripts/install-temporal.sh >/dev/null
 exec "target/$dir/restock-bench" --restock-bin "target/$dir/restock" "$@"
