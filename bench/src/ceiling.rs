@@ -17,7 +17,7 @@ use sea_orm::sqlx::{ConnectOptions, Connection};
 use sea_orm::{ConnectionTrait, Statement};
 use tokio::time::Instant;
 
-use crate::load::{HOT_SKU, histogram, quantile_ms, spread_sku};
+use crate::load::{HOT_SKU, SkuPicker, histogram, quantile_ms};
 use crate::plan::{Plan, Shape};
 use crate::system::{Backend, Database};
 
@@ -68,26 +68,17 @@ async fn sqlite_loop(db: &Database, shape: Shape, plan: &Plan) -> anyhow::Result
         .await
         .context("opening the SQLite file for the ceiling")?;
     let mut latencies = histogram()?;
-    let spread = plan.spread_products;
     let start = Instant::now();
     let measure_from = start + plan.warmup;
     let end = measure_from + plan.measure;
     let mut done = 0u64;
-    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut skus = SkuPicker::new(shape, plan.spread_products, 0);
     loop {
         let sent = Instant::now();
         if sent >= end {
             break;
         }
-        let sku = match shape {
-            Shape::Hot => HOT_SKU.to_owned(),
-            Shape::Spread => {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                spread_sku((x % spread as u64) as usize)
-            }
-        };
+        let sku = skus.next_sku();
         let result = sea_orm::sqlx::query(
             "UPDATE products SET stock = stock - 1, updated_at = ? WHERE sku = ? AND stock >= 1",
         )

@@ -32,6 +32,38 @@ pub fn spread_sku(i: usize) -> String {
     format!("bench-s{i:04}")
 }
 
+/// Which product to buy next: the hot one, or a spread one drawn by xorshift (a different
+/// sequence per `seed`).
+pub struct SkuPicker {
+    shape: Shape,
+    spread: u64,
+    x: u64,
+}
+
+impl SkuPicker {
+    /// A picker for `shape` over `spread` products.
+    pub fn new(shape: Shape, spread: usize, seed: u64) -> SkuPicker {
+        SkuPicker {
+            shape,
+            spread: spread.max(1) as u64,
+            x: 0x9E37_79B9_7F4A_7C15 ^ seed,
+        }
+    }
+
+    /// The next sku.
+    pub fn next_sku(&mut self) -> String {
+        match self.shape {
+            Shape::Hot => HOT_SKU.to_owned(),
+            Shape::Spread => {
+                self.x ^= self.x << 13;
+                self.x ^= self.x >> 7;
+                self.x ^= self.x << 17;
+                spread_sku((self.x % self.spread) as usize)
+            }
+        }
+    }
+}
+
 /// What one purchase run measured.
 #[derive(Debug, Clone, Default)]
 pub struct Measured {
@@ -113,8 +145,7 @@ pub async fn purchases(
         let mut latencies = histogram()?;
         tasks.push(tokio::spawn(async move {
             let mut measured = Measured::default();
-            // xorshift: which spread product to buy next, different per client.
-            let mut x: u64 = 0x9E37_79B9_7F4A_7C15 ^ (client_no as u64 + 1);
+            let mut skus = SkuPicker::new(shape, spread, client_no as u64 + 1);
             let mut n: u64 = 0;
             loop {
                 let sent = Instant::now();
@@ -122,15 +153,7 @@ pub async fn purchases(
                     break;
                 }
                 n += 1;
-                let sku = match shape {
-                    Shape::Hot => HOT_SKU.to_owned(),
-                    Shape::Spread => {
-                        x ^= x << 13;
-                        x ^= x >> 7;
-                        x ^= x << 17;
-                        spread_sku((x % spread as u64) as usize)
-                    }
-                };
+                let sku = skus.next_sku();
                 let reply = client
                     .purchase(PurchaseRequest {
                         sku,
