@@ -360,7 +360,7 @@ impl Store {
     }
 
     /// [`Store::purchase`] in a transaction of its own, whatever the options say.
-    pub async fn purchase_ungrouped(
+    pub(crate) async fn purchase_ungrouped(
         &self,
         request: &PurchaseRequest,
     ) -> Result<PurchaseOutcome, StoreError> {
