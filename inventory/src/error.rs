@@ -15,9 +15,20 @@ pub enum StoreError {
     /// negative, an idempotency key reused for another request); nothing was changed.
     #[error("{0}")]
     FailedPrecondition(String),
-    /// The database cannot be reached right now; the caller may retry later.
+    /// The database cannot be reached right now, and nothing was changed: the request never
+    /// reached it, or what it did was rolled back. The caller may retry later.
     #[error("the database is unavailable: {0}")]
     Unavailable(#[source] DbErr),
+    /// The connection failed where a change may already have been committed (during `COMMIT`,
+    /// or during a statement that commits itself): the change may or may not have happened.
+    /// A purchase with an idempotency key may be repeated with the same key: it sells at most
+    /// once.
+    #[error("the database connection failed; the outcome is unknown: {0}")]
+    OutcomeUnknown(#[source] DbErr),
+    /// Too many purchases of the product already wait for its transaction; this one was
+    /// refused before anything was done (nothing was sold). Retry after a short pause.
+    #[error("{0}")]
+    Busy(String),
     /// Any other database failure (a bug or a broken schema); details are logged.
     #[error("database error: {0}")]
     Database(#[source] DbErr),
@@ -37,12 +48,75 @@ pub(crate) enum DbErrKind {
 }
 
 impl From<DbErr> for StoreError {
+    /// Without knowing where the error happened: a lost connection mid-request may have lost a
+    /// `COMMIT`'s answer, so only errors that surely changed nothing are
+    /// [`StoreError::Unavailable`]; the others are [`StoreError::OutcomeUnknown`]. Code that
+    /// knows it had not committed yet says so with [`before_commit`].
     fn from(err: DbErr) -> Self {
         match classify(&err) {
+            DbErrKind::Unavailable if may_have_committed(&err) => StoreError::OutcomeUnknown(err),
             DbErrKind::Unavailable | DbErrKind::Transient => StoreError::Unavailable(err),
             DbErrKind::UniqueViolation | DbErrKind::Other => StoreError::Database(err),
         }
     }
+}
+
+/// A database error met before any `COMMIT` was sent (inside a transaction not yet
+/// committed, or before one began): whatever it was, nothing was changed.
+pub(crate) fn before_commit(err: DbErr) -> StoreError {
+    match classify(&err) {
+        DbErrKind::Unavailable | DbErrKind::Transient => StoreError::Unavailable(err),
+        DbErrKind::UniqueViolation | DbErrKind::Other => StoreError::Database(err),
+    }
+}
+
+/// Whether a write whose `COMMIT` (or self-committing statement) failed with `err` may have
+/// been committed anyway. `false` only when that is known: the request never left this
+/// process (no connection could be had) or the server answered with an error (it rolled the
+/// transaction back). A connection that broke, a protocol error, a crashed driver or anything
+/// unrecognised may have lost the answer to a `COMMIT` the server carried out.
+pub(crate) fn may_have_committed(err: &DbErr) -> bool {
+    let runtime = match err {
+        // No connection could be had (sea-orm reports a failed connect as `Conn`).
+        DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => return false,
+        DbErr::Exec(r) | DbErr::Query(r) => r,
+        _ => return true,
+    };
+    let RuntimeErr::SqlxError(sqlx_err) = runtime else {
+        return true;
+    };
+    use sea_orm::sqlx::Error as E;
+    match sqlx_err.as_ref() {
+        // Never sent: no connection was handed out.
+        E::PoolTimedOut | E::PoolClosed => false,
+        // The server answered: it rolled back. Except the codes that mean it is going away,
+        // which can come after it committed.
+        E::Database(db) => {
+            let code = db.code().map(|c| c.into_owned()).unwrap_or_default();
+            let mysql_number = db
+                .try_downcast_ref::<sea_orm::sqlx::mysql::MySqlDatabaseError>()
+                .map(|e| e.number());
+            server_may_have_committed(&code, mysql_number)
+        }
+        _ => true,
+    }
+}
+
+/// For an error the server reported at `COMMIT`: whether it may have committed anyway (it
+/// reports that it is shutting down or dropping the connection, which can follow a commit).
+/// Every other reported error means the transaction was rolled back.
+pub(crate) fn server_may_have_committed(code: &str, mysql_number: Option<u16>) -> bool {
+    // MySQL/MariaDB: server shutdown, connection killed, server gone, lost connection.
+    if matches!(
+        mysql_number,
+        Some(1053) | Some(1927) | Some(2006) | Some(2013)
+    ) {
+        return true;
+    }
+    // PostgreSQL admin/crash shutdown; SQLSTATE class 08 (connection exception) other than
+    // the connect-time refusals 08001/08004.
+    matches!(code, "57P01" | "57P02")
+        || (code.starts_with("08") && !matches!(code, "08001" | "08004"))
 }
 
 /// Sorts a database error into what we do about it.
@@ -118,6 +192,73 @@ mod tests {
         assert_eq!(classify_code("57P01", None), DbErrKind::Unavailable);
         assert_eq!(classify_code("08006", None), DbErrKind::Unavailable);
         assert_eq!(classify_code("HY000", Some(2013)), DbErrKind::Unavailable);
+    }
+
+    fn sqlx(err: sea_orm::sqlx::Error) -> DbErr {
+        DbErr::Exec(RuntimeErr::SqlxError(std::sync::Arc::new(err)))
+    }
+
+    fn io_reset() -> DbErr {
+        sqlx(sea_orm::sqlx::Error::Io(std::io::Error::new(
+            std::io::ErrorKind::ConnectionReset,
+            "connection reset by peer",
+        )))
+    }
+
+    #[test]
+    fn a_commit_may_have_happened_unless_it_never_left_or_the_server_refused_it() {
+        // Never sent: no connection.
+        assert!(!may_have_committed(&DbErr::ConnectionAcquire(
+            sea_orm::ConnAcquireErr::Timeout
+        )));
+        assert!(!may_have_committed(&sqlx(
+            sea_orm::sqlx::Error::PoolTimedOut
+        )));
+        assert!(!may_have_committed(&DbErr::Conn(RuntimeErr::Internal(
+            "connect refused".into()
+        ))));
+        // Sent, answer lost.
+        assert!(may_have_committed(&io_reset()));
+        assert!(may_have_committed(&sqlx(sea_orm::sqlx::Error::Protocol(
+            "unexpected message".into()
+        ))));
+        assert!(may_have_committed(&sqlx(
+            sea_orm::sqlx::Error::WorkerCrashed
+        )));
+        assert!(may_have_committed(&DbErr::Custom("?".into())));
+    }
+
+    #[test]
+    fn server_errors_at_commit_are_rollbacks_unless_it_is_going_away() {
+        // Serialization failure, deadlock, constraint: rolled back.
+        assert!(!server_may_have_committed("40001", None));
+        assert!(!server_may_have_committed("40P01", None));
+        assert!(!server_may_have_committed("23505", None));
+        assert!(!server_may_have_committed("HY000", Some(1213)));
+        // Connection refused at connect time: never sent.
+        assert!(!server_may_have_committed("08001", None));
+        // Shutting down / connection lost: may follow the commit.
+        assert!(server_may_have_committed("57P01", None));
+        assert!(server_may_have_committed("08006", None));
+        assert!(server_may_have_committed("HY000", Some(2013)));
+        assert!(server_may_have_committed("HY000", Some(1927)));
+    }
+
+    #[test]
+    fn only_errors_that_surely_changed_nothing_are_unavailable() {
+        assert!(matches!(
+            StoreError::from(DbErr::ConnectionAcquire(sea_orm::ConnAcquireErr::Timeout)),
+            StoreError::Unavailable(_)
+        ));
+        assert!(matches!(
+            StoreError::from(io_reset()),
+            StoreError::OutcomeUnknown(_)
+        ));
+        // Before COMMIT, the same lost connection changed nothing.
+        assert!(matches!(
+            before_commit(io_reset()),
+            StoreError::Unavailable(_)
+        ));
     }
 
     #[test]

@@ -27,7 +27,7 @@ pub mod store;
 pub mod validate;
 
 pub use error::StoreError;
-pub use purchase_groups::GroupingCounts;
+pub use purchase_groups::{GroupingCounts, QueueDepth};
 pub use replenishment::{Received, ReplenishmentRecord, SendDecision};
 pub use sea_orm::DbErr;
 pub use store::{

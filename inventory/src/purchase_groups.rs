@@ -17,24 +17,40 @@
 //! is sold once and the repeat replays it; a group that fails for any reason other than a
 //! transient conflict (a key committed elsewhere meanwhile, a vanished product) is rolled
 //! back whole and each request is sold alone, so each gets its own exact answer or error.
+//!
+//! Callers that are gone: a waiting sale whose caller stopped waiting (its deadline passed,
+//! its connection dropped: the reply's receiver was dropped) is taken out of the group before
+//! the transaction begins, so nothing is sold that nobody will hear of. Each queue is
+//! bounded ([`crate::StoreOptions::max_waiting_purchases`]); a purchase beyond it is refused
+//! at once with [`StoreError::Busy`], nothing sold.
+//!
+//! A group whose `COMMIT` failed in a way that may have committed it (the connection broke)
+//! is never sold again one by one: that could sell twice. One of its keyed sales asks the
+//! database whether the group committed (one transaction: all or nothing); if it did, each
+//! request gets its outcome; if not, or nobody can tell, requests with an idempotency key
+//! are sold again alone (the key's unique index sells each at most once) and the others get
+//! [`StoreError::OutcomeUnknown`].
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use sea_orm::{ActiveValue::Set, DatabaseTransaction, EntityTrait, QuerySelect};
 use tokio::sync::oneshot;
 
 use crate::entity::{product, sale};
-use crate::error::{DbErrKind, classify};
 use crate::store::{
-    PurchaseOutcome, PurchaseRequest, Store, TRANSACTION_ATTEMPTS, backoff, insert_outbox_intent,
-    now_ms, unreachable_attempts,
+    AfterFailure, PurchaseOutcome, PurchaseRequest, SaleFailure, Store, TRANSACTION_ATTEMPTS,
+    after_failure, backoff, insert_outbox_intent, mark_own_sale, now_ms,
 };
 use crate::{StoreError, replenishment_id};
 
 /// Most sales in one transaction: bounds the multi-row INSERT's parameters (8 per sale).
 pub const MAX_GROUP: usize = 256;
+
+/// Default for [`crate::StoreOptions::max_waiting_purchases`]: four full groups may wait
+/// behind the one in flight; more would wait longer than a caller usually does.
+pub const MAX_WAITING: usize = MAX_GROUP * 4;
 
 /// A sale waiting for its product's next transaction.
 struct Waiting {
@@ -42,14 +58,28 @@ struct Waiting {
     reply: oneshot::Sender<Result<PurchaseOutcome, StoreError>>,
 }
 
+impl Waiting {
+    /// Whether the caller stopped waiting for the answer.
+    fn abandoned(&self) -> bool {
+        self.reply.is_closed()
+    }
+}
+
 /// Queues of waiting purchases (see [`queue_key`]). A queue exists exactly while a task is
 /// draining it.
-#[derive(Default)]
 pub(crate) struct PurchaseGroups {
     queues: Mutex<HashMap<String, Vec<Waiting>>>,
+    /// Most purchases waiting in one queue.
+    max_waiting: usize,
+    /// Purchases taken from their queue whose transaction has not answered yet.
+    selling: AtomicUsize,
     /// Groups of two or more sold in one transaction, and the sales in them.
     shared_transactions: AtomicU64,
     shared_sales: AtomicU64,
+    /// Purchases dropped unsold because their caller had gone.
+    abandoned: AtomicU64,
+    /// Purchases refused because their queue was full.
+    refused: AtomicU64,
 }
 
 /// How much grouping happened: see [`Store::purchase_grouping`].
@@ -59,6 +89,21 @@ pub struct GroupingCounts {
     pub shared_transactions: u64,
     /// Purchases answered by those transactions.
     pub shared_sales: u64,
+    /// Purchases dropped unsold before their transaction began, because their caller had
+    /// stopped waiting (deadline passed, connection closed).
+    pub abandoned: u64,
+    /// Purchases refused with [`StoreError::Busy`] because their queue was full.
+    pub refused: u64,
+}
+
+/// Purchases in the queues right now: see [`Store::purchase_queue`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct QueueDepth {
+    /// Waiting for their product's next transaction (including any whose caller has gone,
+    /// until their turn comes and they are dropped).
+    pub waiting: usize,
+    /// Taken from their queue, in a transaction not yet answered.
+    pub selling: usize,
 }
 
 impl std::fmt::Debug for PurchaseGroups {
@@ -68,6 +113,19 @@ impl std::fmt::Debug for PurchaseGroups {
 }
 
 impl PurchaseGroups {
+    /// Empty queues of at most `max_waiting` purchases each (at least one).
+    pub(crate) fn new(max_waiting: usize) -> Self {
+        Self {
+            queues: Mutex::new(HashMap::new()),
+            max_waiting: max_waiting.max(1),
+            selling: AtomicUsize::new(0),
+            shared_transactions: AtomicU64::new(0),
+            shared_sales: AtomicU64::new(0),
+            abandoned: AtomicU64::new(0),
+            refused: AtomicU64::new(0),
+        }
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Vec<Waiting>>> {
         // A panic while holding this lock cannot leave the map half-changed (push/drain/remove).
         self.queues
@@ -89,6 +147,20 @@ impl PurchaseGroups {
             let mut queues = self.lock();
             match queues.get_mut(&key) {
                 Some(queue) => {
+                    if queue.len() >= self.max_waiting {
+                        // Make room from callers that are gone before refusing anyone.
+                        let before = queue.len();
+                        queue.retain(|w| !w.abandoned());
+                        self.abandoned
+                            .fetch_add((before - queue.len()) as u64, Ordering::Relaxed);
+                    }
+                    if queue.len() >= self.max_waiting {
+                        self.refused.fetch_add(1, Ordering::Relaxed);
+                        return Err(StoreError::Busy(format!(
+                            "too many purchases of {} are waiting; nothing was sold, try again shortly",
+                            waiting.request.sku()
+                        )));
+                    }
                     queue.push(waiting);
                     false
                 }
@@ -102,26 +174,49 @@ impl PurchaseGroups {
             tokio::spawn(drain(store.clone(), key));
         }
         answer.await.unwrap_or_else(|_| {
-            Err(StoreError::Unavailable(sea_orm::DbErr::Custom(
-                "the sale's transaction was interrupted; try again with the same idempotency key"
-                    .to_owned(),
+            // The selling task ended without answering (it panicked): its transaction may
+            // have committed.
+            Err(StoreError::OutcomeUnknown(sea_orm::DbErr::Custom(
+                "the sale's transaction was interrupted".to_owned(),
             )))
         })
     }
 
-    /// Takes up to [`MAX_GROUP`] waiting sales of queue `key`; none: forgets the queue (its
-    /// drain task ends) in the same critical section, so no sale is left unserved.
+    /// Takes up to [`MAX_GROUP`] waiting sales of queue `key` whose callers still wait,
+    /// dropping those that are gone; none: forgets the queue (its drain task ends) in the same
+    /// critical section, so no sale is left unserved.
     fn next_group(&self, key: &str) -> Vec<Waiting> {
         let mut queues = self.lock();
         let Some(queue) = queues.get_mut(key) else {
             return Vec::new();
         };
+        let before = queue.len();
+        queue.retain(|w| !w.abandoned());
+        self.abandoned
+            .fetch_add((before - queue.len()) as u64, Ordering::Relaxed);
         if queue.is_empty() {
             queues.remove(key);
             return Vec::new();
         }
         let take = queue.len().min(MAX_GROUP);
+        self.selling.fetch_add(take, Ordering::Relaxed);
         queue.drain(..take).collect()
+    }
+
+    /// Drops from `group` the sales whose callers are gone (they were never sold).
+    fn without_abandoned(&self, group: Vec<Waiting>) -> Vec<Waiting> {
+        let before = group.len();
+        let live: Vec<Waiting> = group.into_iter().filter(|w| !w.abandoned()).collect();
+        self.abandoned
+            .fetch_add((before - live.len()) as u64, Ordering::Relaxed);
+        live
+    }
+
+    fn depth(&self) -> QueueDepth {
+        QueueDepth {
+            waiting: self.lock().values().map(Vec::len).sum(),
+            selling: self.selling.load(Ordering::Relaxed),
+        }
     }
 }
 
@@ -146,12 +241,19 @@ async fn drain(store: Store, key: String) {
         if group.is_empty() {
             return;
         }
+        let taken = group.len();
         sell_group(&store, group).await;
+        groups.selling.fetch_sub(taken, Ordering::Relaxed);
     }
 }
 
 async fn sell_group(store: &Store, group: Vec<Waiting>) {
-    if group.len() == 1 {
+    let Some(groups) = store.groups() else {
+        return;
+    };
+    // Last look before the transaction: a caller gone by now is not sold.
+    let group = groups.without_abandoned(group);
+    if group.len() <= 1 {
         // Alone: the ungrouped transaction (its replay was answered before queueing).
         for w in group {
             let _ = w.reply.send(store.sell_alone(&w.request).await);
@@ -170,21 +272,22 @@ async fn sell_group(store: &Store, group: Vec<Waiting>) {
     let requests: Vec<&PurchaseRequest> = firsts.iter().map(|w| &w.request).collect();
     match store.purchase_group(&requests).await {
         Ok(outcomes) => {
-            if let Some(groups) = store.groups() {
-                groups.shared_transactions.fetch_add(1, Ordering::Relaxed);
-                groups
-                    .shared_sales
-                    .fetch_add(outcomes.len() as u64, Ordering::Relaxed);
-            }
+            groups.shared_transactions.fetch_add(1, Ordering::Relaxed);
+            groups
+                .shared_sales
+                .fetch_add(outcomes.len() as u64, Ordering::Relaxed);
             for (w, outcome) in firsts.into_iter().zip(outcomes) {
                 let _ = w.reply.send(Ok(outcome));
             }
         }
-        Err(err) => {
+        Err(GroupFailure::RolledBack(err)) => {
             tracing::debug!(error = %err, sales = firsts.len(), "grouped sale rolled back; selling one by one");
             for w in firsts {
                 let _ = w.reply.send(store.purchase_ungrouped(&w.request).await);
             }
+        }
+        Err(GroupFailure::Unknown { failure, planned }) => {
+            resolve_unknown(store, firsts, planned, failure).await;
         }
     }
     for w in repeats {
@@ -192,41 +295,134 @@ async fn sell_group(store: &Store, group: Vec<Waiting>) {
     }
 }
 
+/// Answers a group whose `COMMIT` may or may not have committed ([`AfterFailure::Unknown`]).
+/// The group is one transaction, so one keyed sale's row (with the sale id this commit
+/// wrote) proves that every outcome in `planned` happened. Without that proof, a keyed sale
+/// is sold again alone (its key sells it at most once, whatever the lost commit did) and
+/// the others are told the outcome is unknown; none is sold again blindly.
+async fn resolve_unknown(
+    store: &Store,
+    firsts: Vec<Waiting>,
+    planned: Vec<PurchaseOutcome>,
+    failure: SaleFailure,
+) {
+    let witness = firsts
+        .iter()
+        .zip(&planned)
+        .find_map(|(w, outcome)| match outcome {
+            PurchaseOutcome::Sold { sale_id, .. } if w.request.idempotency_key().is_some() => {
+                Some((&w.request, sale_id.as_str()))
+            }
+            _ => None,
+        });
+    let committed = match witness {
+        Some((request, sale_id)) => matches!(
+            store.replay(request).await,
+            Ok(Some(PurchaseOutcome::Sold { sale_id: found, .. })) if found == sale_id
+        ),
+        None => false,
+    };
+    tracing::warn!(error = %failure.err, sales = firsts.len(), committed, "grouped sale's commit failed; outcome unknown unless proven");
+    if committed {
+        if let Some(groups) = store.groups() {
+            groups.shared_transactions.fetch_add(1, Ordering::Relaxed);
+            groups
+                .shared_sales
+                .fetch_add(planned.len() as u64, Ordering::Relaxed);
+        }
+        for (w, outcome) in firsts.into_iter().zip(planned) {
+            let _ = w.reply.send(Ok(outcome));
+        }
+        return;
+    }
+    for (w, outcome) in firsts.into_iter().zip(planned) {
+        let answer = if w.request.idempotency_key().is_some() {
+            let own_sale_id = match &outcome {
+                PurchaseOutcome::Sold { sale_id, .. } => Some(sale_id.as_str()),
+                PurchaseOutcome::OutOfStock { .. } => None,
+            };
+            match store.purchase_ungrouped(&w.request).await {
+                Ok(found) => Ok(mark_own_sale(found, own_sale_id)),
+                // Whatever this attempt did not change, the lost commit may have.
+                Err(StoreError::Unavailable(_) | StoreError::Database(_)) => {
+                    Err(StoreError::OutcomeUnknown(failure.err.clone()))
+                }
+                Err(other) => Err(other),
+            }
+        } else {
+            Err(StoreError::OutcomeUnknown(failure.err.clone()))
+        };
+        let _ = w.reply.send(answer);
+    }
+}
+
+/// Why a group's transaction did not answer.
+enum GroupFailure {
+    /// Nothing was committed: each request may be sold alone.
+    RolledBack(sea_orm::DbErr),
+    /// `COMMIT` failed in a way that may have committed: `planned` is what each request got
+    /// if it did.
+    Unknown {
+        failure: SaleFailure,
+        planned: Vec<PurchaseOutcome>,
+    },
+}
+
 impl Store {
-    /// How many purchases shared a transaction since this store was opened; `None` when
-    /// grouping is off.
+    /// How many purchases shared a transaction since this store was opened, were dropped
+    /// because their caller had gone, or were refused as busy; `None` when grouping is off.
     pub fn purchase_grouping(&self) -> Option<GroupingCounts> {
         self.groups().map(|g| GroupingCounts {
             shared_transactions: g.shared_transactions.load(Ordering::Relaxed),
             shared_sales: g.shared_sales.load(Ordering::Relaxed),
+            abandoned: g.abandoned.load(Ordering::Relaxed),
+            refused: g.refused.load(Ordering::Relaxed),
         })
     }
 
+    /// How many purchases wait in the grouping queues, and how many are being sold, right
+    /// now; `None` when grouping is off.
+    pub fn purchase_queue(&self) -> Option<QueueDepth> {
+        self.groups().map(PurchaseGroups::depth)
+    }
+
     /// Sells `requests` (distinct keys, arrival order) in one transaction, retrying
-    /// transient conflicts. Any error means nothing was sold.
+    /// transient conflicts.
     async fn purchase_group(
         &self,
         requests: &[&PurchaseRequest],
-    ) -> Result<Vec<PurchaseOutcome>, StoreError> {
-        for attempt in 1..=TRANSACTION_ATTEMPTS {
-            match self.try_purchase_group(requests).await {
-                Ok(outcomes) => return Ok(outcomes),
-                Err(err) if classify(&err) == DbErrKind::Transient => {
-                    if attempt < TRANSACTION_ATTEMPTS {
-                        tokio::time::sleep(backoff(attempt)).await;
+    ) -> Result<Vec<PurchaseOutcome>, GroupFailure> {
+        let mut attempt = 1;
+        loop {
+            let failure = match self.prepare_group(requests).await {
+                Ok((txn, planned)) => match txn.commit().await {
+                    Ok(()) => return Ok(planned),
+                    Err(err) => {
+                        let failure = SaleFailure::at_commit(err, None);
+                        if after_failure(&failure) == AfterFailure::Unknown {
+                            return Err(GroupFailure::Unknown { failure, planned });
+                        }
+                        failure
                     }
+                },
+                Err(err) => SaleFailure::from(err),
+            };
+            match after_failure(&failure) {
+                AfterFailure::Retry if attempt < TRANSACTION_ATTEMPTS => {
+                    tokio::time::sleep(backoff(attempt)).await;
+                    attempt += 1;
                 }
-                Err(err) => return Err(err.into()),
+                _ => return Err(GroupFailure::RolledBack(failure.err)),
             }
         }
-        unreachable_attempts()
     }
 
-    /// One transaction for the whole group; products in order of first appearance.
-    async fn try_purchase_group(
+    /// Everything of the group's transaction but its commit: products in order of first
+    /// appearance; the transaction, to commit, and each request's outcome once it commits.
+    async fn prepare_group(
         &self,
         requests: &[&PurchaseRequest],
-    ) -> Result<Vec<PurchaseOutcome>, sea_orm::DbErr> {
+    ) -> Result<(DatabaseTransaction, Vec<PurchaseOutcome>), sea_orm::DbErr> {
         let mut skus: Vec<&str> = Vec::new();
         for r in requests {
             if !skus.contains(&r.sku()) {
@@ -260,13 +456,13 @@ impl Store {
                 .exec_without_returning(&txn)
                 .await?;
         }
-        txn.commit().await?;
-        outcomes
+        let outcomes = outcomes
             .into_iter()
             .map(|o| {
                 o.ok_or_else(|| sea_orm::DbErr::Custom("a grouped sale got no outcome".into()))
             })
-            .collect()
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok((txn, outcomes))
     }
 
     /// Within `txn`: sells `requests` (all of `sku`, in arrival order) with one `UPDATE`,

@@ -20,7 +20,7 @@ use sea_orm::{
 use sea_orm_migration::MigratorTrait;
 
 use crate::entity::{advertisement, audit_log, factory, product, replenish_outbox, sale};
-use crate::error::{DbErrKind, classify};
+use crate::error::{DbErrKind, before_commit, classify, may_have_committed};
 use crate::migration::Migrator;
 use crate::purchase_groups::PurchaseGroups;
 use crate::{StoreError, replenishment_id, validate};
@@ -43,6 +43,10 @@ pub struct StoreOptions {
     /// Sell concurrent purchases of one product in one transaction
     /// ([`crate::purchase_groups`]); `false` gives each purchase its own transaction.
     pub group_purchases: bool,
+    /// With grouping on: most purchases that may wait for one product's transaction (on
+    /// SQLite, for the one writer). Beyond it a purchase is refused at once with
+    /// [`StoreError::Busy`], nothing sold, instead of waiting longer than its caller will.
+    pub max_waiting_purchases: usize,
 }
 
 impl Default for StoreOptions {
@@ -53,6 +57,7 @@ impl Default for StoreOptions {
             connect_timeout: Duration::from_secs(5),
             sqlite_busy_timeout: Duration::from_secs(10),
             group_purchases: true,
+            max_waiting_purchases: crate::purchase_groups::MAX_WAITING,
         }
     }
 }
@@ -287,7 +292,7 @@ impl Store {
             backend,
             groups: options
                 .group_purchases
-                .then(|| Arc::new(PurchaseGroups::default())),
+                .then(|| Arc::new(PurchaseGroups::new(options.max_waiting_purchases))),
         })
     }
 
@@ -349,6 +354,13 @@ impl Store {
 
     /// Sells `request.quantity` units, or reports OUT_OF_STOCK and requests a replenishment.
     /// With grouping on, it may share its transaction with concurrent sales of the product.
+    ///
+    /// Dropping the returned future before the sale's transaction began (a caller that gave
+    /// up waiting) sells nothing: the sale is taken out of its queue unsold. Errors:
+    /// [`StoreError::Busy`] when too many sales of the product wait already (nothing sold);
+    /// [`StoreError::Unavailable`] when nothing was sold; [`StoreError::OutcomeUnknown`] when
+    /// the connection failed at commit and the sale may or may not have happened (with an
+    /// idempotency key the store resolves that itself where it can).
     pub async fn purchase(&self, request: &PurchaseRequest) -> Result<PurchaseOutcome, StoreError> {
         if let Some(outcome) = self.replay(request).await? {
             return Ok(outcome);
@@ -371,35 +383,90 @@ impl Store {
     }
 
     /// Sells in a transaction of its own (replays already answered), retrying conflicts.
+    ///
+    /// A failure where the sale may have committed ([`after_failure`]) is never sold again
+    /// blindly: a sale with an idempotency key asks its key (found: that is the answer;
+    /// absent: selling again is safe, the key's unique index sells it at most once), one
+    /// without gets [`StoreError::OutcomeUnknown`].
     pub(crate) async fn sell_alone(
         &self,
         request: &PurchaseRequest,
     ) -> Result<PurchaseOutcome, StoreError> {
+        // Set once an attempt may have committed: from then on no error may say "nothing
+        // was changed".
+        let mut uncertain: Option<SaleFailure> = None;
         for attempt in 1..=TRANSACTION_ATTEMPTS {
-            match self.try_purchase(request).await {
+            let failure = match self.try_purchase(request).await {
                 Ok(outcome) => return Ok(outcome),
-                Err(sea_orm::DbErr::RecordNotFound(sku)) => return Err(not_found(&sku)),
-                Err(err) => match classify(&err) {
-                    // Another purchase with the same key committed first: answer as it did.
-                    DbErrKind::UniqueViolation if request.idempotency_key.is_some() => {
-                        if let Some(outcome) = self.replay(request).await? {
-                            return Ok(outcome);
+                Err(failure) => failure,
+            };
+            let answer = match after_failure(&failure) {
+                // Out of stock: only the (idempotent) intent was being committed, nothing
+                // sold either way, so trying again is safe.
+                AfterFailure::Unknown
+                    if failure.sale_id.is_none() && attempt < TRANSACTION_ATTEMPTS =>
+                {
+                    tokio::time::sleep(backoff(attempt)).await;
+                    continue;
+                }
+                AfterFailure::Unknown if failure.sale_id.is_some() => {
+                    tracing::warn!(error = %failure.err, sku = %request.sku, "purchase outcome unknown (the connection failed at commit)");
+                    if request.idempotency_key.is_none() {
+                        return Err(StoreError::OutcomeUnknown(failure.err));
+                    }
+                    match self.replay(request).await {
+                        Ok(Some(outcome)) => {
+                            return Ok(mark_own_sale(outcome, failure.sale_id.as_deref()));
                         }
-                        return Err(err.into());
+                        Ok(None) => {
+                            uncertain = Some(failure);
+                            tokio::time::sleep(backoff(attempt)).await;
+                            continue;
+                        }
+                        Err(_) => return Err(StoreError::OutcomeUnknown(failure.err)),
                     }
-                    DbErrKind::Transient if attempt < TRANSACTION_ATTEMPTS => {
-                        tracing::debug!(attempt, error = %err, "purchase transaction retried");
-                        tokio::time::sleep(backoff(attempt)).await;
+                }
+                AfterFailure::Retry if attempt < TRANSACTION_ATTEMPTS => {
+                    tracing::debug!(attempt, error = %failure.err, "purchase transaction retried");
+                    tokio::time::sleep(backoff(attempt)).await;
+                    continue;
+                }
+                AfterFailure::Retry | AfterFailure::RolledBack | AfterFailure::Unknown => {
+                    match failure.err {
+                        sea_orm::DbErr::RecordNotFound(sku) => Err(not_found(&sku)),
+                        // Another purchase with the same key committed first: answer as it did.
+                        err if classify(&err) == DbErrKind::UniqueViolation
+                            && request.idempotency_key.is_some() =>
+                        {
+                            match self.replay(request).await {
+                                Ok(Some(outcome)) => Ok(mark_own_sale(
+                                    outcome,
+                                    uncertain.as_ref().and_then(|u| u.sale_id.as_deref()),
+                                )),
+                                Ok(None) => Err(before_commit(err)),
+                                Err(replay_err) => Err(replay_err),
+                            }
+                        }
+                        err => Err(before_commit(err)),
                     }
-                    _ => return Err(err.into()),
-                },
-            }
+                }
+            };
+            return match (answer, uncertain) {
+                (Err(StoreError::Unavailable(_) | StoreError::Database(_)), Some(first)) => {
+                    Err(StoreError::OutcomeUnknown(first.err))
+                }
+                (answer, _) => answer,
+            };
         }
-        unreachable_attempts()
+        match uncertain {
+            Some(first) => Err(StoreError::OutcomeUnknown(first.err)),
+            None => unreachable_attempts(),
+        }
     }
 
-    /// The first result of an earlier purchase with the same idempotency key, if any.
-    async fn replay(
+    /// The first result of an earlier purchase with the same idempotency key, if any. A read
+    /// that changes nothing: its failures are [`StoreError::Unavailable`].
+    pub(crate) async fn replay(
         &self,
         request: &PurchaseRequest,
     ) -> Result<Option<PurchaseOutcome>, StoreError> {
@@ -409,7 +476,8 @@ impl Store {
         let Some(sale) = sale::Entity::find()
             .filter(sale::Column::IdempotencyKey.eq(key.as_str()))
             .one(&self.reader)
-            .await?
+            .await
+            .map_err(before_commit)?
         else {
             return Ok(None);
         };
@@ -429,10 +497,11 @@ impl Store {
         }))
     }
 
+    /// One attempt at selling `request` alone.
     async fn try_purchase(
         &self,
         request: &PurchaseRequest,
-    ) -> Result<PurchaseOutcome, sea_orm::DbErr> {
+    ) -> Result<PurchaseOutcome, SaleFailure> {
         let quantity = i64::from(request.quantity);
         if self.backend == DbBackend::Postgres
             && let Some(sold) = self.sell_in_one_statement(request).await?
@@ -450,10 +519,13 @@ impl Store {
                 .await?
             else {
                 txn.rollback().await?;
-                return Err(sea_orm::DbErr::RecordNotFound(request.sku.clone()));
+                return Err(sea_orm::DbErr::RecordNotFound(request.sku.clone()).into());
             };
             insert_outbox_intent(&txn, &request.sku, "out_of_stock", false).await?;
-            txn.commit().await?;
+            // Only an intent (idempotent) was at stake: no sale id to look for.
+            txn.commit()
+                .await
+                .map_err(|err| SaleFailure::at_commit(err, None))?;
             return Ok(PurchaseOutcome::OutOfStock {
                 stock: found.stock,
                 replenishment_id: replenishment_id(&request.sku),
@@ -476,7 +548,9 @@ impl Store {
         if reorder {
             insert_outbox_intent(&txn, &request.sku, "reorder_point", true).await?;
         }
-        txn.commit().await?;
+        txn.commit()
+            .await
+            .map_err(|err| SaleFailure::at_commit(err, Some(sale_id.clone())))?;
         Ok(PurchaseOutcome::Sold {
             sale_id,
             remaining_stock: after.stock,
@@ -492,7 +566,7 @@ impl Store {
     async fn sell_in_one_statement(
         &self,
         request: &PurchaseRequest,
-    ) -> Result<Option<PurchaseOutcome>, sea_orm::DbErr> {
+    ) -> Result<Option<PurchaseOutcome>, SaleFailure> {
         const SALE: &str = "WITH taken AS ( \
                 UPDATE products SET stock = stock - $1, updated_at = $2 \
                 WHERE sku = $3 AND stock >= $1 RETURNING stock, reorder_point), \
@@ -520,11 +594,18 @@ impl Store {
                 request.requester.clone().into(),
             ],
         );
-        let Some(row) = self.writer.query_one_raw(statement).await? else {
+        // The statement commits itself: a failure may have lost the answer to its commit.
+        let Some(row) = self
+            .writer
+            .query_one_raw(statement)
+            .await
+            .map_err(|err| SaleFailure::at_commit(err, Some(sale_id.clone())))?
+        else {
             return Ok(None);
         };
-        let remaining_stock: i64 = row.try_get_by_index(0)?;
-        let reorder: bool = row.try_get_by_index(1)?;
+        let decode = |err| SaleFailure::at_commit(err, Some(sale_id.clone()));
+        let remaining_stock: i64 = row.try_get_by_index(0).map_err(decode)?;
+        let reorder: bool = row.try_get_by_index(1).map_err(decode)?;
         Ok(Some(PurchaseOutcome::Sold {
             sale_id,
             remaining_stock,
@@ -837,6 +918,89 @@ pub(crate) async fn insert_outbox_intent(
     Ok(())
 }
 
+/// Why one attempt at a sale's transaction failed, and whether it had reached its commit.
+#[derive(Debug)]
+pub(crate) struct SaleFailure {
+    /// The database's error.
+    pub(crate) err: sea_orm::DbErr,
+    /// `true` when `COMMIT` (or a statement that commits itself) was sent: the server may
+    /// have committed even though the answer is an error.
+    pub(crate) at_commit: bool,
+    /// The id the sale row would have (at commit, for a sale), to tell it from another
+    /// sale's row with the same key.
+    pub(crate) sale_id: Option<String>,
+}
+
+impl SaleFailure {
+    /// A failure once `COMMIT` was sent.
+    pub(crate) fn at_commit(err: sea_orm::DbErr, sale_id: Option<String>) -> Self {
+        Self {
+            err,
+            at_commit: true,
+            sale_id,
+        }
+    }
+}
+
+impl From<sea_orm::DbErr> for SaleFailure {
+    /// A failure before `COMMIT` was sent: nothing was committed.
+    fn from(err: sea_orm::DbErr) -> Self {
+        Self {
+            err,
+            at_commit: false,
+            sale_id: None,
+        }
+    }
+}
+
+/// What to do after a sale's (or a group's) transaction failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum AfterFailure {
+    /// Rolled back by a transient conflict (deadlock, serialization, busy file): run it again.
+    Retry,
+    /// Rolled back for good (or never begun): nothing was sold. A group's requests may be
+    /// sold one by one.
+    RolledBack,
+    /// It may have committed: do not sell again on a guess. Only an idempotency key can
+    /// tell; without one the answer is [`StoreError::OutcomeUnknown`].
+    Unknown,
+}
+
+/// Decides what a failed sale transaction means ([`SaleFailure`]): before `COMMIT`, nothing
+/// was committed; at `COMMIT`, only an error the server reported (it rolled back) or a
+/// connection never had says so ([`crate::error::may_have_committed`]).
+pub(crate) fn after_failure(failure: &SaleFailure) -> AfterFailure {
+    if failure.at_commit && may_have_committed(&failure.err) {
+        return AfterFailure::Unknown;
+    }
+    match classify(&failure.err) {
+        DbErrKind::Transient => AfterFailure::Retry,
+        _ => AfterFailure::RolledBack,
+    }
+}
+
+/// A replayed outcome found after an uncertain commit: when its sale id is the one that
+/// commit wrote, it is this request's own sale, not a replay of an earlier one.
+pub(crate) fn mark_own_sale(
+    outcome: PurchaseOutcome,
+    own_sale_id: Option<&str>,
+) -> PurchaseOutcome {
+    match outcome {
+        PurchaseOutcome::Sold {
+            sale_id,
+            remaining_stock,
+            replenishment_id,
+            replayed,
+        } => PurchaseOutcome::Sold {
+            replayed: replayed && own_sale_id != Some(sale_id.as_str()),
+            sale_id,
+            remaining_stock,
+            replenishment_id,
+        },
+        other => other,
+    }
+}
+
 fn not_found(sku: &str) -> StoreError {
     StoreError::NotFound(format!("no product with sku {sku:?}"))
 }
@@ -850,4 +1014,84 @@ pub(crate) fn unreachable_attempts<T>() -> Result<T, StoreError> {
     Err(StoreError::Unavailable(sea_orm::DbErr::Custom(
         "the database stayed busy; try again".to_owned(),
     )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    fn io_reset() -> sea_orm::DbErr {
+        sea_orm::DbErr::Exec(sea_orm::RuntimeErr::SqlxError(Arc::new(
+            sea_orm::sqlx::Error::Io(std::io::Error::new(
+                std::io::ErrorKind::ConnectionReset,
+                "connection reset by peer",
+            )),
+        )))
+    }
+
+    fn before(err: sea_orm::DbErr) -> SaleFailure {
+        SaleFailure::from(err)
+    }
+
+    fn at_commit(err: sea_orm::DbErr) -> SaleFailure {
+        SaleFailure::at_commit(err, Some("sale-1".into()))
+    }
+
+    /// An error the server itself reported (here SQLite's "no such table").
+    async fn server_reported() -> sea_orm::DbErr {
+        let db = Database::connect("sqlite::memory:").await.unwrap();
+        db.execute_unprepared("SELECT * FROM no_such_table")
+            .await
+            .unwrap_err()
+    }
+
+    #[test]
+    fn a_connection_lost_at_commit_is_never_sold_again_blindly() {
+        assert_eq!(after_failure(&at_commit(io_reset())), AfterFailure::Unknown);
+        assert_eq!(
+            after_failure(&at_commit(sea_orm::DbErr::Custom("?".into()))),
+            AfterFailure::Unknown
+        );
+    }
+
+    #[test]
+    fn a_connection_lost_before_commit_rolled_back() {
+        assert_eq!(after_failure(&before(io_reset())), AfterFailure::RolledBack);
+    }
+
+    #[test]
+    fn a_commit_that_never_got_a_connection_rolled_back() {
+        let err = sea_orm::DbErr::ConnectionAcquire(sea_orm::ConnAcquireErr::Timeout);
+        assert_eq!(after_failure(&at_commit(err)), AfterFailure::RolledBack);
+    }
+
+    #[tokio::test]
+    async fn a_commit_the_server_refused_rolled_back() {
+        let err = server_reported().await;
+        assert_eq!(after_failure(&at_commit(err)), AfterFailure::RolledBack);
+    }
+
+    #[test]
+    fn a_sale_found_by_its_own_id_is_not_a_replay() {
+        let found = PurchaseOutcome::Sold {
+            sale_id: "sale-1".into(),
+            remaining_stock: 3,
+            replenishment_id: None,
+            replayed: true,
+        };
+        let own = mark_own_sale(found.clone(), Some("sale-1"));
+        assert!(matches!(
+            own,
+            PurchaseOutcome::Sold {
+                replayed: false,
+                ..
+            }
+        ));
+        let other = mark_own_sale(found, Some("sale-2"));
+        assert!(matches!(
+            other,
+            PurchaseOutcome::Sold { replayed: true, .. }
+        ));
+    }
 }

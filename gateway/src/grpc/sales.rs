@@ -1,6 +1,6 @@
 //! `restock.v1.SalesService`: the sale.
 
-use restock_inventory::{PurchaseOutcome, PurchaseRequest, Store};
+use restock_inventory::{PurchaseOutcome, PurchaseRequest, Store, StoreError};
 use restock_proto::v1::{
     Outcome, PurchaseRequest as PurchaseRequestPb, PurchaseResponse,
     sales_service_server::SalesService,
@@ -46,8 +46,29 @@ fn outcome_label(result: &Result<Response<PurchaseResponse>, Status>) -> String 
     }
 }
 
+/// A failed purchase's status: [`from_store`], with the sale's own words when its outcome
+/// is unknown (what a retry does depends on whether it carried an idempotency key).
+fn purchase_error(err: StoreError, keyed: bool) -> Status {
+    match err {
+        StoreError::OutcomeUnknown(source) => {
+            tracing::error!(error = %source, keyed, "purchase outcome unknown");
+            Status::unknown(if keyed {
+                "the inventory database connection failed while the sale was being committed: it may or may not have been sold; retrying with the same idempotency key is safe (it sells at most once)"
+            } else {
+                "the inventory database connection failed while the sale was being committed: it may or may not have been sold; this purchase had no idempotency key, so check the stock before buying again (send a key to make retries safe)"
+            })
+        }
+        other => from_store(other),
+    }
+}
+
 #[tonic::async_trait]
 impl SalesService for SalesApi {
+    /// The caller's deadline is respected without code here: tonic's server drops this future
+    /// when the `grpc-timeout` passes (its `GrpcTimeout` layer) or the client resets the
+    /// stream or closes the connection (hyper). Dropping it drops the sale's place in its
+    /// product's queue ([`Store::purchase`]): a sale whose transaction has not begun is not
+    /// sold. One whose transaction has begun completes; its caller has gone by then.
     async fn purchase(
         &self,
         request: Request<PurchaseRequestPb>,
@@ -64,7 +85,11 @@ impl SalesApi {
     async fn sell(&self, r: PurchaseRequestPb) -> Result<Response<PurchaseResponse>, Status> {
         let purchase = PurchaseRequest::new(&r.sku, r.quantity, &r.idempotency_key, &r.requester)
             .map_err(from_store)?;
-        let outcome = self.store.purchase(&purchase).await.map_err(from_store)?;
+        let outcome = self
+            .store
+            .purchase(&purchase)
+            .await
+            .map_err(|err| purchase_error(err, purchase.idempotency_key().is_some()))?;
         if matches!(
             outcome,
             PurchaseOutcome::OutOfStock { .. }
