@@ -7,8 +7,8 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use restock_inventory::Store;
 use restock_inventory::entity::{advertisement, product, replenish_outbox, sale, stock_receipt};
+use restock_inventory::{QueueDepth, Store};
 use restock_proto::v1::{Outcome, PurchaseRequest};
 use restock_testkit::{
     Backend, FlakyProxy, TestApp, TestDb, spawn_app_grouping, spawn_gateway_on, url_addr,
@@ -444,4 +444,230 @@ async fn postgres_unreachable_gives_unavailable_then_recovers() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn mariadb_unreachable_gives_unavailable_then_recovers() {
     database_unreachable_gives_unavailable(Backend::MySql).await;
+}
+
+// ---- Callers that are gone, a full queue, a lost COMMIT (grouped sales) ----
+
+/// A grouped store over a fresh database, with at most `max_waiting` purchases waiting per
+/// queue, behind a gateway; `None` when the backend is not configured.
+async fn spawn_grouped(backend: Backend, max_waiting: usize) -> Option<TestApp> {
+    let db = TestDb::new(backend).await?;
+    let options = restock_inventory::StoreOptions {
+        max_connections: 16,
+        group_purchases: true,
+        max_waiting_purchases: max_waiting,
+        ..Default::default()
+    };
+    let store = Store::connect(&db.url, &options).await.unwrap();
+    store.migrate().await.unwrap();
+    restock_inventory::demo::load(&store).await.unwrap();
+    Some(spawn_gateway_on(db, store).await)
+}
+
+/// A transaction on a connection of its own that keeps every sale of `sku` from writing
+/// until it ends: on SQLite the write lock (`BEGIN IMMEDIATE`), elsewhere the product's row
+/// lock. A sale started meanwhile waits inside its transaction, so the purchases after it
+/// queue behind it: their group cannot begin until this is dropped.
+async fn hold_writes(url: &str, backend: Backend, sku: &str) -> sea_orm::DatabaseTransaction {
+    use sea_orm::{QuerySelect, TransactionTrait};
+    let db = sea_orm::Database::connect(url).await.unwrap();
+    let txn = db
+        .begin_with_options(sea_orm::TransactionOptions {
+            sqlite_transaction_mode: (backend == Backend::Sqlite)
+                .then_some(sea_orm::SqliteTransactionMode::Immediate),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    if backend != Backend::Sqlite {
+        product::Entity::find_by_id(sku)
+            .lock_exclusive()
+            .one(&txn)
+            .await
+            .unwrap()
+            .unwrap();
+    }
+    txn
+}
+
+/// Waits (up to 10 s) until the store's grouping queues are as `want` says.
+async fn wait_for_queue(store: &Store, what: &str, want: impl Fn(QueueDepth) -> bool) {
+    for _ in 0..1000 {
+        if want(store.purchase_queue().unwrap()) {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    panic!("{what}: queue is {:?}", store.purchase_queue());
+}
+
+async fn sales_of(store: &Store, sku: &str) -> Vec<sale::Model> {
+    sale::Entity::find()
+        .filter(sale::Column::Sku.eq(sku))
+        .all(store.connection())
+        .await
+        .unwrap()
+}
+
+/// Starts a purchase (key `key`) that will hold its group's transaction open while
+/// `hold_writes` lasts; returns once it is being sold.
+async fn start_blocked_sale(
+    app: &TestApp,
+    sku: &'static str,
+    key: &'static str,
+) -> tokio::task::JoinHandle<
+    Result<tonic::Response<restock_proto::v1::PurchaseResponse>, tonic::Status>,
+> {
+    let mut client = app.sales().await;
+    let task = tokio::spawn(async move { client.purchase(buy(sku, 1, key)).await });
+    wait_for_queue(&app.store, "the first sale is being sold", |q| {
+        q.selling == 1 && q.waiting == 0
+    })
+    .await;
+    task
+}
+
+/// Purchases whose callers gave up (their gRPC deadline passed) before their group's
+/// transaction began sell nothing: stock plus units in sale rows stays the initial stock, no
+/// sale row has their keys, and the store counts them as abandoned.
+async fn abandoned_purchases_sell_nothing(backend: Backend) {
+    const STOCK: i64 = 100;
+    const GONE: usize = 12;
+    let Some(app) = spawn_grouped(backend, restock_inventory::purchase_groups::MAX_WAITING).await
+    else {
+        return;
+    };
+    let sku = "GONE-1";
+    add_product(&app.store, sku, STOCK).await;
+    let hold = hold_writes(&app.db.url, backend, sku).await;
+    let first = start_blocked_sale(&app, sku, "first").await;
+
+    let mut gone = Vec::new();
+    for i in 0..GONE {
+        let mut client = app.sales().await;
+        gone.push(tokio::spawn(async move {
+            let mut request = tonic::Request::new(buy(sku, 1, &format!("gone-{i}")));
+            request.set_timeout(std::time::Duration::from_millis(300));
+            client.purchase(request).await
+        }));
+    }
+    wait_for_queue(&app.store, "the others wait", |q| q.waiting == GONE).await;
+    for task in gone {
+        let err = task.await.unwrap().expect_err("the deadline passed");
+        assert!(
+            matches!(err.code(), Code::DeadlineExceeded | Code::Cancelled),
+            "{err:?}"
+        );
+    }
+    // Their callers are gone, but they are still queued: the group has not begun.
+    assert_eq!(app.store.purchase_queue().unwrap().waiting, GONE);
+
+    hold.rollback().await.unwrap();
+    let first = first.await.unwrap().unwrap().into_inner();
+    assert_eq!(first.outcome(), Outcome::Sold);
+    wait_for_queue(&app.store, "everything settled", |q| {
+        q.waiting == 0 && q.selling == 0
+    })
+    .await;
+
+    let sales = sales_of(&app.store, sku).await;
+    let sold: i64 = sales.iter().map(|s| s.quantity).sum();
+    assert_eq!(
+        stock_of(&app.store, sku).await + sold,
+        STOCK,
+        "stock + sold"
+    );
+    let keys: Vec<_> = sales.iter().map(|s| s.idempotency_key.clone()).collect();
+    assert_eq!(keys, [Some("first".to_owned())], "sales of gone callers");
+    assert_eq!(
+        app.store.purchase_grouping().unwrap().abandoned,
+        GONE as u64
+    );
+    app.stop().await;
+}
+
+/// With its queue full, a purchase is refused at once with RESOURCE_EXHAUSTED ("nothing was
+/// sold"), writes nothing, and the waiting ones still sell.
+async fn full_queue_refuses_at_once(backend: Backend) {
+    const STOCK: i64 = 100;
+    const MAX_WAITING: usize = 3;
+    let Some(app) = spawn_grouped(backend, MAX_WAITING).await else {
+        return;
+    };
+    let sku = "FULL-1";
+    add_product(&app.store, sku, STOCK).await;
+    let hold = hold_writes(&app.db.url, backend, sku).await;
+    let first = start_blocked_sale(&app, sku, "first").await;
+    let mut waiting = Vec::new();
+    for i in 0..MAX_WAITING {
+        let mut client = app.sales().await;
+        waiting.push(tokio::spawn(async move {
+            client.purchase(buy(sku, 1, &format!("wait-{i}"))).await
+        }));
+    }
+    wait_for_queue(&app.store, "the queue is full", |q| {
+        q.waiting == MAX_WAITING
+    })
+    .await;
+
+    let mut client = app.sales().await;
+    let err = client
+        .purchase(buy(sku, 1, "overflow"))
+        .await
+        .expect_err("the queue is full");
+    assert_eq!(err.code(), Code::ResourceExhausted, "{err:?}");
+    assert!(
+        err.message().contains("nothing was sold"),
+        "{}",
+        err.message()
+    );
+    assert_eq!(app.store.purchase_grouping().unwrap().refused, 1);
+
+    hold.rollback().await.unwrap();
+    assert_eq!(
+        first.await.unwrap().unwrap().into_inner().outcome(),
+        Outcome::Sold
+    );
+    for task in waiting {
+        let reply = task.await.unwrap().unwrap().into_inner();
+        assert_eq!(reply.outcome(), Outcome::Sold, "{reply:?}");
+    }
+    let sales = sales_of(&app.store, sku).await;
+    assert_eq!(sales.len(), 1 + MAX_WAITING);
+    assert!(
+        sales
+            .iter()
+            .all(|s| s.idempotency_key.as_deref() != Some("overflow")),
+        "the refused purchase was sold"
+    );
+    assert_eq!(
+        stock_of(&app.store, sku).await,
+        STOCK - 1 - MAX_WAITING as i64
+    );
+    app.stop().await;
+}
+
+macro_rules! on_three_databases {
+    ($($name:ident => $body:ident;)*) => {
+        $(mod $name {
+            use super::*;
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn sqlite() {
+                super::$body(Backend::Sqlite).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn postgres() {
+                super::$body(Backend::Postgres).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn mariadb() {
+                super::$body(Backend::MySql).await
+            }
+        })*
+    };
+}
+
+on_three_databases! {
+    abandoned_purchases_sell_nothing => abandoned_purchases_sell_nothing;
+    full_queue_refuses_at_once => full_queue_refuses_at_once;
 }
