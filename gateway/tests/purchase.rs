@@ -671,3 +671,140 @@ on_three_databases! {
     abandoned_purchases_sell_nothing => abandoned_purchases_sell_nothing;
     full_queue_refuses_at_once => full_queue_refuses_at_once;
 }
+
+/// PostgreSQL: makes the first `kills` commits that write a sale row of requester `doomed`
+/// fail as a lost connection does: a deferred constraint trigger terminates its own backend
+/// during `COMMIT` (the transaction is rolled back; the client cannot know that). A sequence
+/// counts them, since it is not rolled back.
+async fn doom_commits(store: &Store, kills: i64) {
+    use sea_orm::ConnectionTrait;
+    for sql in [
+        "CREATE SEQUENCE doom_seq".to_owned(),
+        format!(
+            "CREATE FUNCTION doom() RETURNS trigger LANGUAGE plpgsql AS $$ \
+             BEGIN \
+               IF NEW.requester = 'doomed' THEN \
+                 IF nextval('doom_seq') <= {kills} THEN \
+                   PERFORM pg_terminate_backend(pg_backend_pid()); \
+                 END IF; \
+               END IF; \
+               RETURN NULL; \
+             END $$"
+        ),
+        "CREATE CONSTRAINT TRIGGER doom AFTER INSERT ON sales \
+         DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION doom()"
+            .to_owned(),
+    ] {
+        store.connection().execute_unprepared(&sql).await.unwrap();
+    }
+}
+
+/// PostgreSQL, ungrouped: a sale whose one-statement commit is lost is not reported as
+/// "nothing was changed". Without a key: UNKNOWN, and (here) really not sold. With a key:
+/// the store asks its key, finds it absent, sells again, once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_sale_whose_commit_is_lost_is_unknown_or_resolved_by_its_key() {
+    const STOCK: i64 = 100;
+    let Some(app) = spawn_app_grouping(Backend::Postgres, false).await else {
+        return;
+    };
+    let sku = "LOST-2";
+    add_product(&app.store, sku, STOCK).await;
+    doom_commits(&app.store, 2).await;
+    let doomed = |key: &str| PurchaseRequest {
+        requester: "doomed".to_owned(),
+        ..buy(sku, 1, key)
+    };
+    let mut client = app.sales().await;
+    let err = client.purchase(doomed("")).await.unwrap_err();
+    assert_eq!(err.code(), Code::Unknown, "{err:?}");
+    assert!(
+        err.message().contains("may or may not"),
+        "{}",
+        err.message()
+    );
+    assert!(
+        err.message().contains("no idempotency key"),
+        "{}",
+        err.message()
+    );
+    assert!(sales_of(&app.store, sku).await.is_empty());
+
+    let reply = client
+        .purchase(doomed("lost-key"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(reply.outcome(), Outcome::Sold, "{reply:?}");
+    assert!(!reply.replayed);
+    let sales = sales_of(&app.store, sku).await;
+    assert_eq!(sales.len(), 1);
+    assert_eq!(sales[0].id, reply.sale_id);
+    assert_eq!(stock_of(&app.store, sku).await, STOCK - 1);
+    app.stop().await;
+}
+
+/// PostgreSQL: a group whose `COMMIT` is lost — a deferred constraint trigger terminates the
+/// backend during `COMMIT`, once — is not sold again one by one. Its sales without a key are
+/// answered UNKNOWN ("may or may not"), and were in fact not sold; its keyed sale asks its key,
+/// finds it absent and is sold alone, once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_group_whose_commit_is_lost_is_not_sold_again() {
+    const STOCK: i64 = 100;
+    let Some(app) = spawn_grouped(
+        Backend::Postgres,
+        restock_inventory::purchase_groups::MAX_WAITING,
+    )
+    .await
+    else {
+        return;
+    };
+    let sku = "LOST-1";
+    add_product(&app.store, sku, STOCK).await;
+    doom_commits(&app.store, 1).await;
+    let hold = hold_writes(&app.db.url, Backend::Postgres, sku).await;
+    let first = start_blocked_sale(&app, sku, "first").await;
+    let doomed = |key: &str| PurchaseRequest {
+        requester: "doomed".to_owned(),
+        ..buy(sku, 1, key)
+    };
+    let mut group = Vec::new();
+    for key in ["", "", "doomed-key"] {
+        let mut client = app.sales().await;
+        let request = doomed(key);
+        group.push(tokio::spawn(async move { client.purchase(request).await }));
+    }
+    wait_for_queue(&app.store, "the group waits", |q| q.waiting == 3).await;
+    hold.rollback().await.unwrap();
+    assert_eq!(
+        first.await.unwrap().unwrap().into_inner().outcome(),
+        Outcome::Sold
+    );
+    let mut replies = Vec::new();
+    for task in group {
+        replies.push(task.await.unwrap());
+    }
+    for unkeyed in &replies[..2] {
+        let err = unkeyed.as_ref().expect_err("outcome unknown");
+        assert_eq!(err.code(), Code::Unknown, "{err:?}");
+        assert!(
+            err.message().contains("may or may not"),
+            "{}",
+            err.message()
+        );
+        assert!(!err.message().contains("nothing was changed"));
+    }
+    let keyed = replies[2].as_ref().unwrap().get_ref();
+    assert_eq!(keyed.outcome(), Outcome::Sold, "{keyed:?}");
+
+    let sales = sales_of(&app.store, sku).await;
+    let mut keys: Vec<_> = sales.iter().map(|s| s.idempotency_key.clone()).collect();
+    keys.sort();
+    assert_eq!(
+        keys,
+        [Some("doomed-key".to_owned()), Some("first".to_owned())],
+        "the lost group's sales without a key were sold again"
+    );
+    assert_eq!(stock_of(&app.store, sku).await, STOCK - 2);
+    app.stop().await;
+}
