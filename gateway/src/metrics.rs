@@ -42,6 +42,8 @@ pub struct Metrics {
     replenishments: Family<State, Gauge>,
     grouped_sales: Gauge,
     group_transactions: Gauge,
+    abandoned_purchases: Gauge,
+    purchases_waiting: Gauge,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -120,10 +122,24 @@ impl Metrics {
             "Transactions that sold two or more purchases of one product, since start",
             group_transactions.clone(),
         );
+        let abandoned_purchases = Gauge::default();
+        registry.register(
+            "abandoned_purchases",
+            "Purchases dropped unsold because their caller stopped waiting before their transaction began, since start",
+            abandoned_purchases.clone(),
+        );
+        let purchases_waiting = Gauge::default();
+        registry.register(
+            "purchases_waiting",
+            "Purchases waiting for their product's next grouped transaction",
+            purchases_waiting.clone(),
+        );
         Self {
             registry: Arc::new(registry),
             grouped_sales,
             group_transactions,
+            abandoned_purchases,
+            purchases_waiting,
             sales,
             purchase_seconds,
             callbacks,
@@ -172,6 +188,12 @@ impl Metrics {
                 .set(i64::try_from(counts.shared_sales).unwrap_or(i64::MAX));
             self.group_transactions
                 .set(i64::try_from(counts.shared_transactions).unwrap_or(i64::MAX));
+            self.abandoned_purchases
+                .set(i64::try_from(counts.abandoned).unwrap_or(i64::MAX));
+        }
+        if let Some(queue) = store.purchase_queue() {
+            self.purchases_waiting
+                .set(i64::try_from(queue.waiting).unwrap_or(i64::MAX));
         }
         match store.outbox_depth().await {
             Ok(depth) => {
