@@ -399,7 +399,15 @@ impl Store {
                     Ok(()) => return Ok(planned),
                     Err(err) => {
                         let failure = SaleFailure::at_commit(err, None);
+                        let sold_any = planned
+                            .iter()
+                            .any(|o| matches!(o, PurchaseOutcome::Sold { .. }));
                         if after_failure(&failure) == AfterFailure::Unknown {
+                            if !sold_any {
+                                // All out of stock: only the (idempotent) intent was at
+                                // stake, nothing sold either way; selling one by one is safe.
+                                return Err(GroupFailure::RolledBack(failure.err));
+                            }
                             return Err(GroupFailure::Unknown { failure, planned });
                         }
                         failure
