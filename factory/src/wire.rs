@@ -14,6 +14,8 @@ pub const ORDER_PATH: &str = "/api/manufactures";
 pub const MIN_QUANTITY: u32 = 1;
 
 /// Largest unit count an order may ask for; anything above is taken as a mistake, not an order.
+/// Products may not have a larger reorder quantity (`restock_inventory::validate::
+/// MAX_REORDER_QUANTITY`, the same limit; the gateway fails to compile if they differ).
 pub const MAX_QUANTITY: u32 = 1_000_000;
 
 /// Longest value, in bytes, accepted for any one field of a request.

@@ -122,7 +122,7 @@ pub async fn run(
     let http_server = async {
         match &settings.tls {
             Some(tls) => {
-                let listener = TlsListener::new(http, tls.acceptor()?);
+                let listener = TlsListener::new(http, tls.acceptor()?)?;
                 axum::serve(listener, router)
                     .with_graceful_shutdown(shutdown.clone())
                     .await

@@ -1,11 +1,13 @@
 //! TLS for the gateway's listeners: the same certificate serves gRPC (through tonic) and the
 //! HTTP callback listener (through [`TlsListener`]).
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, anyhow};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Semaphore, mpsc};
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::rustls::ServerConfig;
 use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
@@ -63,44 +65,104 @@ impl TlsSettings {
     }
 }
 
-/// A TCP listener whose connections speak TLS (for `axum::serve`). A client that fails or
-/// stalls the handshake (10 s) is dropped.
+/// How long a client may take to complete its TLS handshake before it is dropped.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How many TLS handshakes may be in progress at once; connections beyond it are dropped
+/// unanswered (a flood of silent clients costs a bounded number of tasks, not the listener).
+pub const MAX_CONCURRENT_HANDSHAKES: usize = 1024;
+
+/// Finished handshakes waiting for the HTTP server to take them.
+const READY_QUEUE: usize = 128;
+
+/// A TLS stream ready to be served, with the client's address.
+type Ready = (tokio_rustls::server::TlsStream<TcpStream>, SocketAddr);
+
+/// A TCP listener whose connections speak TLS (for `axum::serve`).
+///
+/// A background task accepts TCP connections and runs each handshake on a task of its own,
+/// with [`HANDSHAKE_TIMEOUT`]; [`accept`](axum::serve::Listener::accept) only hands over
+/// finished TLS streams. A client that stalls its handshake therefore delays no one else. At
+/// most [`MAX_CONCURRENT_HANDSHAKES`] run at once. Dropping the listener stops the task and
+/// closes the port.
 pub struct TlsListener {
-    tcp: TcpListener,
-    acceptor: TlsAcceptor,
+    ready: mpsc::Receiver<Ready>,
+    local_addr: SocketAddr,
 }
 
 impl TlsListener {
-    /// Wraps `tcp`.
-    pub fn new(tcp: TcpListener, acceptor: TlsAcceptor) -> Self {
-        Self { tcp, acceptor }
+    /// Wraps `tcp` and starts accepting on it (must be called within a Tokio runtime).
+    pub fn new(tcp: TcpListener, acceptor: TlsAcceptor) -> std::io::Result<Self> {
+        let local_addr = tcp.local_addr()?;
+        let (sender, ready) = mpsc::channel(READY_QUEUE);
+        let handshakes = Arc::new(Semaphore::new(MAX_CONCURRENT_HANDSHAKES));
+        tokio::spawn(accept_loop(tcp, acceptor, sender, handshakes));
+        Ok(Self { ready, local_addr })
+    }
+}
+
+/// Accepts TCP connections until the [`TlsListener`] is dropped, handing each to a handshake
+/// task of its own.
+async fn accept_loop(
+    tcp: TcpListener,
+    acceptor: TlsAcceptor,
+    ready: mpsc::Sender<Ready>,
+    handshakes: Arc<Semaphore>,
+) {
+    loop {
+        let accepted = tokio::select! {
+            accepted = tcp.accept() => accepted,
+            () = ready.closed() => return,
+        };
+        let (stream, addr) = match accepted {
+            Ok(accepted) => accepted,
+            Err(err) => {
+                // Out of file descriptors and the like: do not spin.
+                tracing::warn!(error = %err, "HTTP accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let Ok(permit) = Arc::clone(&handshakes).try_acquire_owned() else {
+            tracing::warn!(
+                %addr,
+                limit = MAX_CONCURRENT_HANDSHAKES,
+                "too many TLS handshakes in progress; connection dropped"
+            );
+            continue;
+        };
+        let acceptor = acceptor.clone();
+        let ready = ready.clone();
+        tokio::spawn(async move {
+            match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                Ok(Ok(tls)) => {
+                    // Fails only when the listener is gone; the stream is dropped with it.
+                    let _ = ready.send((tls, addr)).await;
+                }
+                Ok(Err(err)) => tracing::debug!(%addr, error = %err, "TLS handshake failed"),
+                Err(_) => tracing::debug!(%addr, "TLS handshake timed out"),
+            }
+            // The permit covers the wait for a place in the queue too.
+            drop(permit);
+        });
     }
 }
 
 impl axum::serve::Listener for TlsListener {
     type Io = tokio_rustls::server::TlsStream<TcpStream>;
-    type Addr = std::net::SocketAddr;
+    type Addr = SocketAddr;
 
     async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        loop {
-            let (stream, addr) = match self.tcp.accept().await {
-                Ok(accepted) => accepted,
-                Err(err) => {
-                    tracing::warn!(error = %err, "HTTP accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            };
-            match tokio::time::timeout(Duration::from_secs(10), self.acceptor.accept(stream)).await
-            {
-                Ok(Ok(tls)) => return (tls, addr),
-                Ok(Err(err)) => tracing::debug!(%addr, error = %err, "TLS handshake failed"),
-                Err(_) => tracing::debug!(%addr, "TLS handshake timed out"),
-            }
+        match self.ready.recv().await {
+            Some(ready) => ready,
+            // The accept task holds a sender for as long as this receiver lives, so this is
+            // unreachable; were it not, waiting forever is what a listener with nothing more
+            // to accept does.
+            None => std::future::pending().await,
         }
     }
 
     fn local_addr(&self) -> std::io::Result<Self::Addr> {
-        self.tcp.local_addr()
+        Ok(self.local_addr)
     }
 }

@@ -1,7 +1,8 @@
 //! Who may change stock: every call × credential (none, wrong, sales, admin) gives its
 //! documented code and refused calls change nothing; the audit trail records who adjusted
-//! stock; a TLS gateway serves a client that trusts its certificate and refuses plaintext; a
-//! gateway without tokens will not serve gRPC beyond loopback.
+//! stock; a TLS gateway serves a client that trusts its certificate and refuses plaintext, and
+//! clients that never finish their TLS handshake do not hold up anyone else; a gateway without
+//! tokens will not serve gRPC beyond loopback.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -312,6 +313,53 @@ async fn tls_gateway_serves_trusting_clients_and_refuses_plaintext() {
         .send()
         .await;
     assert!(plain_http.is_err() || !plain_http.unwrap().status().is_success());
+    app.stop().await;
+}
+
+/// Clients that open a TCP connection to the HTTPS listener and never start their handshake
+/// do not delay anyone else: each handshake runs on its own (the timeout is 10 s, so handshakes
+/// done one at a time inside `accept` made this request wait 30 s behind three of them).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_tls_clients_do_not_block_the_https_listener() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    let tls = TlsSettings {
+        cert_pem: cert.cert.pem().into_bytes(),
+        key_pem: cert.key_pair.serialize_pem().into_bytes(),
+    };
+    let app = spawn(Some(tls)).await;
+    let port = app.http_addr.port();
+
+    // Five clients connect, send nothing and stay connected, queued ahead of the real one.
+    let mut silent = Vec::new();
+    for _ in 0..5 {
+        silent.push(
+            tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .unwrap(),
+        );
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+
+    let http = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(cert.cert.pem().as_bytes()).unwrap())
+        .build()
+        .unwrap();
+    let started = std::time::Instant::now();
+    let health = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        http.get(format!("https://localhost:{port}/healthz")).send(),
+    )
+    .await
+    .unwrap_or_else(|_| {
+        panic!(
+            "GET /healthz over TLS got no answer in {:?} behind 5 silent clients",
+            started.elapsed()
+        )
+    })
+    .unwrap();
+    assert_eq!(health.status().as_u16(), 200);
+    drop(silent);
     app.stop().await;
 }
 

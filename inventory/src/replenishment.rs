@@ -273,6 +273,12 @@ impl Store {
         })
     }
 
+    /// One attempt: the receipt row and the increment in one transaction. `Ok(None)` when
+    /// the receipt already exists (the delivery was applied before; nothing changed).
+    ///
+    /// A plain `INSERT` whose unique violation means "already applied": never the insert's
+    /// rows-affected, which on MySQL (`ON DUPLICATE KEY UPDATE k = k` under sqlx's
+    /// `CLIENT_FOUND_ROWS`) is 1 for a duplicate too.
     async fn try_receive(
         &self,
         order_id: &str,
@@ -288,16 +294,16 @@ impl Store {
             replenishment_id: Set(replenishment_id.to_owned()),
             received_at: Set(now_ms()),
         })
-        .on_conflict(
-            OnConflict::column(stock_receipt::Column::FactoryOrderId)
-                .do_nothing_on([stock_receipt::Column::FactoryOrderId])
-                .to_owned(),
-        )
         .exec_without_returning(&txn)
-        .await?;
-        if inserted == 0 {
-            txn.rollback().await?;
-            return Ok(None);
+        .await;
+        match inserted {
+            Ok(_) => {}
+            Err(err) if classify(&err) == DbErrKind::UniqueViolation => {
+                txn.rollback().await?;
+                return Ok(None);
+            }
+            // Dropping the transaction rolls it back; the insert's error is the one to report.
+            Err(err) => return Err(err),
         }
         let updated = product::Entity::update_many()
             .col_expr(

@@ -713,7 +713,7 @@ impl Store {
         validate::units("price", p.price, 0)?;
         validate::units("stock", p.stock, 0)?;
         validate::units("reorder_point", p.reorder_point, 0)?;
-        validate::units("reorder_quantity", p.reorder_quantity, 1)?;
+        validate::reorder_quantity(p.reorder_quantity)?;
         validate::id("factory_id", &p.factory_id)?;
         let Some(maker) = factory::Entity::find_by_id(p.factory_id.as_str())
             .one(&self.reader)

@@ -11,8 +11,13 @@ pub const MAX_KEY_LEN: usize = 128;
 pub const MAX_NAME_LEN: usize = 200;
 /// Most units one purchase may ask for: more is surely a client bug.
 pub const MAX_PURCHASE_QUANTITY: u32 = 10_000;
-/// Largest stock adjustment, reorder quantity or stock level we accept.
+/// Largest stock adjustment or stock level we accept.
 pub const MAX_UNITS: i64 = 1_000_000_000;
+/// Largest reorder quantity: the most units the legacy factory makes in one order (its
+/// `MessageAttributeProductCnt` limit), so every reorder quantity we accept can be ordered.
+/// `restock_factory::wire::MAX_QUANTITY` is the same limit on the wire; the gateway fails to
+/// compile if the two ever differ.
+pub const MAX_REORDER_QUANTITY: i64 = 1_000_000;
 /// Longest free-text reason.
 pub const MAX_REASON_LEN: usize = 500;
 
@@ -118,6 +123,22 @@ pub fn reason(value: &str) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// A product's reorder quantity: 1 to [`MAX_REORDER_QUANTITY`], the factory's largest order.
+pub fn reorder_quantity(value: i64) -> Result<(), StoreError> {
+    if value < 1 {
+        return Err(invalid(format!(
+            "reorder_quantity must be at least 1, not {value}"
+        )));
+    }
+    if value > MAX_REORDER_QUANTITY {
+        return Err(invalid(format!(
+            "reorder_quantity {value} is more than the factory makes in one order \
+             (at most {MAX_REORDER_QUANTITY})"
+        )));
+    }
+    Ok(())
+}
+
 /// A count of units (`0..=MAX_UNITS`), `min` allowing 1 where zero makes no sense.
 pub fn units(what: &str, value: i64, min: i64) -> Result<(), StoreError> {
     if value < min || value > MAX_UNITS {
@@ -150,6 +171,17 @@ mod tests {
         assert!(purchase_quantity(MAX_PURCHASE_QUANTITY).is_ok());
         assert!(purchase_quantity(0).is_err());
         assert!(purchase_quantity(u32::MAX).is_err());
+    }
+
+    #[test]
+    fn reorder_quantities_fit_one_factory_order() {
+        assert!(reorder_quantity(1).is_ok());
+        assert!(reorder_quantity(MAX_REORDER_QUANTITY).is_ok());
+        assert!(reorder_quantity(0).is_err());
+        assert!(reorder_quantity(-5).is_err());
+        let err = reorder_quantity(MAX_REORDER_QUANTITY + 1).unwrap_err();
+        assert!(err.to_string().contains("at most 1000000"), "{err}");
+        assert!(reorder_quantity(MAX_UNITS).is_err());
     }
 
     #[test]

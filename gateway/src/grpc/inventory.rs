@@ -15,6 +15,13 @@ const DEFAULT_PAGE_SIZE: u32 = 50;
 /// Most products per page.
 const MAX_PAGE_SIZE: u32 = 500;
 
+// UpsertProduct refuses a reorder quantity above the store's limit; that limit must be the
+// factory's largest order, or a product could be given a quantity that can never be ordered.
+const _: () = assert!(
+    restock_inventory::validate::MAX_REORDER_QUANTITY == restock_factory::wire::MAX_QUANTITY as i64,
+    "restock_inventory::validate::MAX_REORDER_QUANTITY must equal restock_factory::wire::MAX_QUANTITY"
+);
+
 /// InventoryService on top of the store.
 #[derive(Debug, Clone)]
 pub struct InventoryApi {

@@ -1,0 +1,197 @@
+//! The exactly-once writes of replenishment on SQLite, PostgreSQL and MariaDB: a factory
+//! delivery is added to stock once however often (and however concurrently) it is repeated,
+//! a factory order is claimed for sending by one caller only, and a notification is owed once.
+//!
+//! MariaDB is the one that matters: sqlx-mysql connects with `CLIENT_FOUND_ROWS`, so an
+//! `INSERT ... ON DUPLICATE KEY UPDATE k = k` reports one affected row for a duplicate.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use restock_inventory::advertising::NotificationDue;
+use restock_inventory::entity::factory_order::OrderStatus;
+use restock_inventory::{SendDecision, Store};
+use restock_testkit::{Backend, TestDb};
+
+const SKU: &str = "CP-502101";
+
+async fn stock(store: &Store) -> i64 {
+    store.product(SKU).await.unwrap().product.stock
+}
+
+async fn a_delivery_is_added_once(backend: Backend) {
+    let Some(db) = TestDb::new(backend).await else {
+        return;
+    };
+    let store = db.store().await;
+    let before = stock(&store).await;
+
+    let first = store
+        .receive_stock("order-1", SKU, 7, "replenish-CP-502101")
+        .await
+        .unwrap();
+    assert!(first.applied, "the first delivery was not applied");
+    assert_eq!(first.stock, before + 7);
+
+    let again = store
+        .receive_stock("order-1", SKU, 7, "replenish-CP-502101")
+        .await
+        .unwrap();
+    assert!(!again.applied, "a repeated delivery was applied again");
+    assert_eq!(again.stock, before + 7, "a repeated delivery added stock");
+    assert_eq!(stock(&store).await, before + 7);
+    assert_eq!(store.stock_receipts(SKU).await.unwrap().len(), 1);
+
+    // Eight retries of another delivery at once: one applies it, seven find it applied.
+    let tasks: Vec<_> = (0..8)
+        .map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                store
+                    .receive_stock("order-2", SKU, 7, "replenish-CP-502101")
+                    .await
+            })
+        })
+        .collect();
+    let mut applied = 0;
+    for task in tasks {
+        let received = task.await.unwrap().unwrap();
+        if received.applied {
+            applied += 1;
+        }
+        assert!(received.stock >= before + 14, "{received:?}");
+    }
+    assert_eq!(
+        applied, 1,
+        "{applied} concurrent calls applied one delivery"
+    );
+    assert_eq!(stock(&store).await, before + 14);
+    let receipts = store.stock_receipts(SKU).await.unwrap();
+    assert_eq!(receipts.len(), 2);
+    assert!(receipts.iter().all(|r| r.quantity == 7));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqlite_a_delivery_is_added_once() {
+    a_delivery_is_added_once(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_a_delivery_is_added_once() {
+    a_delivery_is_added_once(Backend::Postgres).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn mariadb_a_delivery_is_added_once() {
+    a_delivery_is_added_once(Backend::MySql).await;
+}
+
+async fn a_factory_order_is_sent_by_one_caller(backend: Backend) {
+    let Some(db) = TestDb::new(backend).await else {
+        return;
+    };
+    let store = db.store().await;
+    let factory = restock_inventory::demo::DEMO_FACTORY;
+
+    // Concurrent first attempts: exactly one may send.
+    let tasks: Vec<_> = (0..8)
+        .map(|_| {
+            let store = store.clone();
+            tokio::spawn(
+                async move { store.begin_factory_order("order-1", SKU, 10, factory).await },
+            )
+        })
+        .collect();
+    let mut sends = 0;
+    for task in tasks {
+        if let SendDecision::Send { attempt } = task.await.unwrap().unwrap() {
+            assert_eq!(attempt, 1);
+            sends += 1;
+        }
+    }
+    assert_eq!(sends, 1, "{sends} callers were told to send one order");
+
+    // Certainly not placed: it may be sent again, as attempt 2.
+    store
+        .finish_factory_order("order-1", OrderStatus::NotPlaced, None, Some("refused"))
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .begin_factory_order("order-1", SKU, 10, factory)
+            .await
+            .unwrap(),
+        SendDecision::Send { attempt: 2 }
+    );
+    // Accepted (the status is set to what it already was first: matched, not changed).
+    store
+        .finish_factory_order("order-1", OrderStatus::Accepted, Some("F-1"), None)
+        .await
+        .unwrap();
+    store
+        .finish_factory_order("order-1", OrderStatus::Accepted, Some("F-1"), None)
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .begin_factory_order("order-1", SKU, 10, factory)
+            .await
+            .unwrap(),
+        SendDecision::AlreadyAccepted {
+            factory_reference: Some("F-1".to_owned())
+        }
+    );
+    let order = store.factory_order("order-1").await.unwrap().unwrap();
+    assert_eq!(order.attempts, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqlite_a_factory_order_is_sent_by_one_caller() {
+    a_factory_order_is_sent_by_one_caller(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_a_factory_order_is_sent_by_one_caller() {
+    a_factory_order_is_sent_by_one_caller(Backend::Postgres).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn mariadb_a_factory_order_is_sent_by_one_caller() {
+    a_factory_order_is_sent_by_one_caller(Backend::MySql).await;
+}
+
+async fn a_notification_is_owed_once(backend: Backend) {
+    let Some(db) = TestDb::new(backend).await else {
+        return;
+    };
+    let store = db.store().await;
+    let key = "replenish-CP-502101/order-1/paused";
+    let due = || store.notification_due(key, SKU, "paused", "manager@example.com");
+
+    assert_eq!(due().await.unwrap(), NotificationDue::Deliver);
+    // Delivery failed: still owed on the retry.
+    store.notification_failed(key, "smtp down").await.unwrap();
+    assert_eq!(due().await.unwrap(), NotificationDue::Deliver);
+    store.notification_delivered(key, "sent").await.unwrap();
+    assert_eq!(due().await.unwrap(), NotificationDue::AlreadyDone);
+    assert_eq!(due().await.unwrap(), NotificationDue::AlreadyDone);
+
+    let rows = store.notifications(SKU).await.unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].status, "sent");
+    assert_eq!(rows[0].attempts, 2);
+}
+
+#[tokio::test]
+async fn sqlite_a_notification_is_owed_once() {
+    a_notification_is_owed_once(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn postgres_a_notification_is_owed_once() {
+    a_notification_is_owed_once(Backend::Postgres).await;
+}
+
+#[tokio::test]
+async fn mariadb_a_notification_is_owed_once() {
+    a_notification_is_owed_once(Backend::MySql).await;
+}
