@@ -11,12 +11,15 @@
 //!   `UPDATE`, one commit), each still with its exact outcome.
 //! - [`replenishment`]: the outbox the relay drains, factory-order records (never send an
 //!   order twice), the idempotent stock increment, the `replenishments` read model.
+//! - [`deliveries`]: the delivery inbox: verified factory callbacks kept until the relay has
+//!   handed them to their replenishment.
 //! - [`advertising`]: pausing and resuming a product's ad, and the once-only record of
 //!   the emails about it.
 //! - [`demo`]: the demo catalogue that `restock migrate --demo` and the tests load.
 //! - [`error`]: [`StoreError`], what callers map to gRPC statuses.
 
 pub mod advertising;
+pub mod deliveries;
 pub mod demo;
 pub mod entity;
 pub mod error;

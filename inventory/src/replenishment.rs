@@ -327,6 +327,16 @@ impl Store {
         Ok(Some(stock))
     }
 
+    /// The receipt of one order's delivery, if it was applied.
+    pub async fn receipt(
+        &self,
+        order_id: &str,
+    ) -> Result<Option<stock_receipt::Model>, StoreError> {
+        Ok(stock_receipt::Entity::find_by_id(order_id)
+            .one(self.reader())
+            .await?)
+    }
+
     /// Stock receipts applied for a product (all of them, oldest first).
     pub async fn stock_receipts(&self, sku: &str) -> Result<Vec<stock_receipt::Model>, StoreError> {
         Ok(stock_receipt::Entity::find()

@@ -4,6 +4,7 @@
 pub mod advertisement;
 pub mod audit_log;
 pub mod factory;
+pub mod factory_delivery;
 pub mod factory_order;
 pub mod notification;
 pub mod product;

@@ -7,6 +7,7 @@ mod m0001_initial;
 mod m0002_replenishment;
 mod m0003_notifications;
 mod m0004_audit_log;
+mod m0005_factory_deliveries;
 
 /// All migrations, oldest first.
 pub struct Migrator;
@@ -19,6 +20,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0002_replenishment::Migration),
             Box::new(m0003_notifications::Migration),
             Box::new(m0004_audit_log::Migration),
+            Box::new(m0005_factory_deliveries::Migration),
         ]
     }
 }
