@@ -22,6 +22,10 @@ use crate::types::{
     ReplenishmentSnapshot, StockIncremented, StockLevel,
 };
 
+/// Attempts at an ad manager's mail before it is given up (the workflow's retry policy for
+/// the ad activities allows exactly this many).
+pub const MAIL_ATTEMPTS: u32 = 3;
+
 /// Where the activities send orders and how they sign callback URLs.
 #[derive(Debug, Clone)]
 pub struct ActivitySettings {
@@ -75,7 +79,23 @@ impl ReplenishActivities {
             factory_reference: reference,
             confirmed,
             attempts: u32::try_from(attempts).unwrap_or_default(),
+            delivered: None,
         }
+    }
+
+    /// Units already received for an order placed earlier: applied to stock (a receipt) or
+    /// waiting in the delivery inbox.
+    async fn already_delivered(&self, order_id: &str) -> Result<Option<u32>, ActivityError> {
+        let units = match self.store.receipt(order_id).await.map_err(from_store)? {
+            Some(receipt) => Some(receipt.quantity),
+            None => self
+                .store
+                .delivery(order_id)
+                .await
+                .map_err(from_store)?
+                .map(|d| d.quantity),
+        };
+        Ok(units.map(|q| u32::try_from(q).unwrap_or(u32::MAX)))
     }
 }
 
@@ -126,7 +146,9 @@ impl ReplenishActivities {
             SendDecision::Send { attempt } => attempt,
             SendDecision::AlreadyAccepted { factory_reference } => {
                 tracing::info!(order_id, "factory order already accepted; not sent again");
-                return Ok(Self::placed(order_id, factory_reference, true, 0));
+                let mut placed = Self::placed(order_id, factory_reference, true, 0);
+                placed.delivered = self.already_delivered(order_id).await?;
+                return Ok(placed);
             }
             SendDecision::Rejected { error } => {
                 return Err(fatal(
@@ -139,7 +161,9 @@ impl ReplenishActivities {
                     order_id,
                     "factory order may have been received; not sent again"
                 );
-                return Ok(Self::placed(order_id, None, false, 0));
+                let mut placed = Self::placed(order_id, None, false, 0);
+                placed.delivered = self.already_delivered(order_id).await?;
+                return Ok(placed);
             }
         };
         let request = ManufactureRequest {
@@ -247,20 +271,20 @@ impl ReplenishActivities {
     #[activity(name = "pause-advertising")]
     pub async fn pause_advertising(
         self: Arc<Self>,
-        _ctx: ActivityContext,
+        ctx: ActivityContext,
         change: AdChange,
     ) -> Result<AdChanged, ActivityError> {
-        self.change_ad(change, false).await
+        self.change_ad(change, false, ctx.info().attempt).await
     }
 
     /// Resumes the product's advertisement (stock is back) and tells its manager, once.
     #[activity(name = "resume-advertising")]
     pub async fn resume_advertising(
         self: Arc<Self>,
-        _ctx: ActivityContext,
+        ctx: ActivityContext,
         change: AdChange,
     ) -> Result<AdChanged, ActivityError> {
-        self.change_ad(change, true).await
+        self.change_ad(change, true, ctx.info().attempt).await
     }
 
     /// Writes the workflow's state to the `replenishments` read model.
@@ -288,7 +312,15 @@ impl ReplenishActivities {
 
 impl ReplenishActivities {
     /// Sets the ad's state, then delivers the manager's email unless an earlier attempt did.
-    async fn change_ad(&self, change: AdChange, active: bool) -> Result<AdChanged, ActivityError> {
+    /// A mail that still fails on attempt [`MAIL_ATTEMPTS`] is given up (it stays `pending` in
+    /// `notifications` with its error) and the change is reported done: the ad did change,
+    /// and a mail must never hold up a replenishment.
+    async fn change_ad(
+        &self,
+        change: AdChange,
+        active: bool,
+        attempt: u32,
+    ) -> Result<AdChanged, ActivityError> {
         let product = self
             .store
             .product(&change.sku)
@@ -304,6 +336,7 @@ impl ReplenishActivities {
             return Ok(AdChanged {
                 has_ad: false,
                 notified: false,
+                mail_failed: false,
             });
         };
         let kind = if active { "ad_resumed" } else { "ad_paused" };
@@ -317,6 +350,7 @@ impl ReplenishActivities {
             return Ok(AdChanged {
                 has_ad: true,
                 notified: false,
+                mail_failed: false,
             });
         }
         let link = format!(
@@ -368,11 +402,20 @@ impl ReplenishActivities {
                 Ok(AdChanged {
                     has_ad: true,
                     notified: true,
+                    mail_failed: false,
                 })
             }
             Err(err) => {
                 let _ = self.store.notification_failed(&key, &err.to_string()).await;
-                tracing::warn!(sku = %change.sku, kind, error = %err, "notification not delivered; will retry");
+                if attempt >= MAIL_ATTEMPTS {
+                    tracing::error!(sku = %change.sku, kind, error = %err, attempt, "notification not delivered; giving up (see the notifications table)");
+                    return Ok(AdChanged {
+                        has_ad: true,
+                        notified: false,
+                        mail_failed: true,
+                    });
+                }
+                tracing::warn!(sku = %change.sku, kind, error = %err, attempt, "notification not delivered; will retry");
                 Err(err.into())
             }
         }

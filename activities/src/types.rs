@@ -51,6 +51,10 @@ pub struct FactoryOrderPlaced {
     pub confirmed: bool,
     /// Send attempts so far.
     pub attempts: u32,
+    /// Units already received for this order, when its delivery came before this call (a
+    /// re-run after an operator's `temporal workflow reset`): the run completes with them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delivered: Option<u32>,
 }
 
 /// Input of `increment-stock`.
@@ -114,4 +118,7 @@ pub struct AdChanged {
     pub has_ad: bool,
     /// Whether its manager was notified by this call (false when an earlier attempt did).
     pub notified: bool,
+    /// The mail could not be delivered and was given up (the ad changed all the same).
+    #[serde(default)]
+    pub mail_failed: bool,
 }

@@ -1,13 +1,19 @@
 //! The factory's "production complete" callback:
 //! `POST /factory/callbacks/{sku}/{order_id}?token=...` with the original order as its body.
 //!
+//! A verified delivery is written to the delivery inbox ([`restock_inventory::deliveries`])
+//! before it is answered, so it outlives a Temporal outage; the relay hands it to the
+//! replenishment. The factory only echoes our own order, so a count other than the ordered
+//! one is never genuine.
+//!
 //! | request | answer | effect |
 //! |---|---|---|
 //! | missing or wrong token | 401 | none |
 //! | body not the six string fields, count not a plain positive number, or an order other than the URL's | 400 | none |
-//! | valid, replenishment waiting | 200 `accepted` | `factory-completed` signalled |
-//! | valid, replenishment already finished (a repeated callback) | 200 `already finished` | none |
-//! | valid, Temporal unreachable | 503 | none (the workflow goes Overdue; an operator completes it) |
+//! | a count other than the ordered quantity | 400 | none |
+//! | valid, first time | 200 `accepted` | stored; handed to the replenishment by the relay |
+//! | valid, again (a repeated callback) | 200 `already received` | none |
+//! | valid, database unreachable | 503 | none |
 
 use std::collections::HashMap;
 
@@ -18,8 +24,7 @@ use axum::{
     http::StatusCode,
 };
 use restock_factory::wire::parse_callback_body;
-use restock_workflows::FactoryCompleted;
-use restock_workflows::client::{Delivery, signal_factory_completed};
+use restock_inventory::deliveries::DeliveryRecorded;
 use serde_json::{Value, json};
 
 use crate::http::HttpState;
@@ -46,7 +51,7 @@ pub async fn factory_callback(
     let result = match reply.0 {
         StatusCode::OK => match reply.1.get("status").and_then(Value::as_str) {
             Some("accepted") => "accepted",
-            _ => "already_finished",
+            _ => "already_received",
         },
         StatusCode::UNAUTHORIZED => "unauthorized",
         StatusCode::BAD_REQUEST => "bad_request",
@@ -88,25 +93,44 @@ async fn handle(
         Ok(q) => q,
         Err(err) => return reply(StatusCode::BAD_REQUEST, &err.to_string()),
     };
-    let Some(client) = state.temporal.client() else {
-        tracing::error!(%sku, %order_id, "factory callback while Temporal is unreachable; an operator must complete it");
-        return reply(StatusCode::SERVICE_UNAVAILABLE, "temporarily unavailable");
-    };
-    let signal = FactoryCompleted {
-        quantity: Some(quantity),
-        factory_order_id: Some(order_id.clone()),
-    };
-    match signal_factory_completed(client, &sku, signal).await {
-        Ok(Delivery::Delivered) => {
-            tracing::info!(%sku, %order_id, quantity, "factory completion signalled");
-            reply(StatusCode::OK, "accepted")
-        }
-        Ok(Delivery::NotRunning) => {
-            tracing::info!(%sku, %order_id, "factory callback for a finished replenishment; nothing to do");
-            reply(StatusCode::OK, "already finished")
+    let order = match state.store.factory_order(&order_id).await {
+        Ok(Some(order)) => order,
+        Ok(None) => {
+            // The token is ours, so the order was ours; its record is missing.
+            tracing::error!(%sku, %order_id, "verified callback for an order with no record");
+            return reply(StatusCode::NOT_FOUND, "no such order");
         }
         Err(err) => {
-            tracing::error!(%sku, %order_id, error = %err, "cannot signal the factory completion");
+            tracing::error!(%sku, %order_id, error = %err, "cannot read the order for a factory callback");
+            return reply(StatusCode::SERVICE_UNAVAILABLE, "temporarily unavailable");
+        }
+    };
+    if i64::from(quantity) != order.quantity || order.sku != sku {
+        tracing::warn!(%sku, %order_id, quantity, ordered = order.quantity, "factory callback with a count other than the ordered one refused");
+        return reply(
+            StatusCode::BAD_REQUEST,
+            &format!(
+                "the count {quantity} is not the {} units ordered; nothing was changed",
+                order.quantity
+            ),
+        );
+    }
+    match state
+        .store
+        .record_delivery(&order_id, &sku, i64::from(quantity))
+        .await
+    {
+        Ok(DeliveryRecorded::New) => {
+            tracing::info!(%sku, %order_id, quantity, "factory delivery received");
+            state.relay_wake.notify_one();
+            reply(StatusCode::OK, "accepted")
+        }
+        Ok(DeliveryRecorded::AlreadyReceived) => {
+            tracing::info!(%sku, %order_id, "repeated factory callback; nothing to do");
+            reply(StatusCode::OK, "already received")
+        }
+        Err(err) => {
+            tracing::error!(%sku, %order_id, error = %err, "cannot store the factory delivery");
             reply(StatusCode::SERVICE_UNAVAILABLE, "temporarily unavailable")
         }
     }

@@ -26,6 +26,8 @@ pub struct HttpState {
     pub temporal: TemporalLink,
     /// Prometheus metrics.
     pub metrics: Metrics,
+    /// Wakes the relay (a delivery was stored).
+    pub relay_wake: std::sync::Arc<tokio::sync::Notify>,
 }
 
 /// The HTTP routes.

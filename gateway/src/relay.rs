@@ -1,8 +1,10 @@
-//! The outbox relay: hands each replenishment intent (written with the sale that caused it)
-//! to Temporal, then deletes it. It wakes right after a sale commits an intent and also sweeps
-//! on an interval, so intents left by a crash or by a Temporal outage are started later.
-//! Nothing is lost: an intent is deleted only after Temporal holds the request, and only at
-//! the revision the relay acted on.
+//! The relay: hands each replenishment intent (written with the sale that caused it) to
+//! Temporal, then deletes it; and hands each factory delivery (written by the callback) to its
+//! replenishment, then settles it. It wakes right after a sale commits an intent or a callback
+//! stores a delivery, and also sweeps on an interval, so what a crash or a Temporal outage
+//! left behind is handed over later. Nothing is lost: an intent is deleted only after
+//! Temporal holds the request, and only at the revision the relay acted on; a delivery is
+//! settled only once its replenishment accepted it or its units are in stock.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,7 +12,8 @@ use std::time::Duration;
 use futures::StreamExt;
 use restock_inventory::Store;
 use restock_inventory::entity::replenish_outbox;
-use restock_workflows::{ReplenishInput, ReplenishSettings};
+use restock_workflows::client::{self, UpdateOutcome};
+use restock_workflows::{CompletionRefusal, FactoryCompleted, ReplenishInput, ReplenishSettings};
 use tokio::sync::Notify;
 
 use crate::metrics::Metrics;
@@ -53,6 +56,7 @@ pub async fn run(
     loop {
         if link.client().is_some() {
             drain(&store, &link, &settings, &metrics, &mut recent).await;
+            deliver(&store, &link, &metrics).await;
         }
         tokio::select! {
             () = &mut shutdown => return,
@@ -178,8 +182,9 @@ async fn hand_over(
         sku: intent.sku.clone(),
         reason: intent.reason.clone(),
         settings: settings.workflow.clone(),
+        carried: None,
     };
-    match restock_workflows::client::request_replenishment(client, link.task_queue(), input).await {
+    match client::request_replenishment(client, link.task_queue(), input).await {
         Ok(run_id) => {
             let lag_ms = restock_inventory::store::now_ms().saturating_sub(intent.requested_at);
             metrics.relayed(Duration::from_millis(
@@ -204,10 +209,114 @@ async fn hand_over(
         }
         Err(err) => {
             tracing::warn!(sku = %intent.sku, error = %err, "cannot start the replenishment yet; will retry");
+            metrics.relay_failed();
             let _ = store
                 .outbox_attempt_failed(intent.id, &err.to_string())
                 .await;
             failed
+        }
+    }
+}
+
+/// Hands every pending delivery to its replenishment (update `complete`, naming the order).
+/// A run that is not waiting yet (the callback beat the run to AwaitingFactory) gets it at a
+/// later pass. A delivery whose run has closed, or moved on to another order, or is being
+/// cancelled, is still goods in the shop: it is added to stock directly, keyed by its order
+/// id like every increment, so it counts once whoever gets there first.
+async fn deliver(store: &Store, link: &TemporalLink, metrics: &Metrics) {
+    let Some(client) = link.client() else {
+        return;
+    };
+    let deliveries = match store.pending_deliveries(BATCH).await {
+        Ok(deliveries) => deliveries,
+        Err(err) => {
+            tracing::warn!(error = %err, "relay cannot read the delivery inbox");
+            return;
+        }
+    };
+    for delivery in deliveries {
+        let order_id = delivery.order_id.clone();
+        let sku = delivery.sku.clone();
+        let quantity = u32::try_from(delivery.quantity).unwrap_or(u32::MAX);
+        let completion = FactoryCompleted {
+            quantity: Some(quantity),
+            factory_order_id: Some(order_id.clone()),
+        };
+        let outcome = match client::complete_order(client, &sku, completion.clone()).await {
+            Ok(outcome) => outcome,
+            Err(err) => {
+                tracing::warn!(%sku, %order_id, error = %err, "cannot hand a delivery over yet; will retry");
+                metrics.relay_failed();
+                let _ = store
+                    .delivery_attempt_failed(&order_id, &err.to_string())
+                    .await;
+                return;
+            }
+        };
+        let settled = match outcome {
+            UpdateOutcome::Accepted(_) => Some("completed its replenishment".to_owned()),
+            UpdateOutcome::Refused(reason) => match CompletionRefusal::from_message(&reason) {
+                Some(CompletionRefusal::NotWaiting) => {
+                    let _ = store.delivery_attempt_failed(&order_id, &reason).await;
+                    None
+                }
+                Some(CompletionRefusal::AlreadyCompleted) => {
+                    Some("its replenishment already had it".to_owned())
+                }
+                _ if reason.contains("before updates existed") => {
+                    // A run from an earlier version: its signal, under its own rules.
+                    match client::signal_factory_completed(client, &sku, completion).await {
+                        Ok(_) => Some("signalled to a run from before updates".to_owned()),
+                        Err(err) => {
+                            let _ = store
+                                .delivery_attempt_failed(&order_id, &err.to_string())
+                                .await;
+                            None
+                        }
+                    }
+                }
+                _ => add_directly(store, &delivery, &reason).await,
+            },
+            UpdateOutcome::NotRunning => {
+                add_directly(store, &delivery, "no replenishment running").await
+            }
+        };
+        if let Some(outcome) = settled {
+            tracing::info!(%sku, %order_id, quantity, %outcome, "delivery handed over");
+            if let Err(err) = store.settle_delivery(&order_id, &outcome).await {
+                tracing::warn!(%order_id, error = %err, "cannot settle a handed-over delivery; it will be handed over again (harmless)");
+            }
+        }
+    }
+}
+
+/// Adds a delivery whose replenishment is not there to take it, once (keyed by its order id).
+async fn add_directly(
+    store: &Store,
+    delivery: &restock_inventory::entity::factory_delivery::Model,
+    why: &str,
+) -> Option<String> {
+    let replenishment_id = client::workflow_id(&delivery.sku);
+    match store
+        .receive_stock(
+            &delivery.order_id,
+            &delivery.sku,
+            delivery.quantity,
+            &replenishment_id,
+        )
+        .await
+    {
+        Ok(received) if received.applied => Some(format!(
+            "added to stock directly ({why}); stock now {}",
+            received.stock
+        )),
+        Ok(_) => Some(format!("already in stock ({why})")),
+        Err(err) => {
+            tracing::warn!(order_id = %delivery.order_id, error = %err, "cannot add a delivery to stock yet; will retry");
+            let _ = store
+                .delivery_attempt_failed(&delivery.order_id, &err.to_string())
+                .await;
+            None
         }
     }
 }

@@ -101,7 +101,7 @@ pub async fn run(
         .add_service(reflection)
         .add_service(SalesServiceServer::new(SalesApi::new(
             store.clone(),
-            relay_wake,
+            relay_wake.clone(),
             metrics.clone(),
         )))
         .add_service(InventoryServiceServer::new(InventoryApi::new(
@@ -117,6 +117,7 @@ pub async fn run(
         signer: settings.signer.clone(),
         temporal,
         metrics,
+        relay_wake,
     };
     let router = crate::http::router(http_state);
     let http_server = async {

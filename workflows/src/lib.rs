@@ -16,8 +16,8 @@ pub mod replenish;
 pub mod state;
 
 pub use replenish::{
-    CancelRequest, FactoryCompleted, ReplenishInput, ReplenishOutcome, ReplenishRequested,
-    ReplenishSettings, ReplenishStatus, ReplenishStock, SEARCH_ATTRIBUTE_SKU,
-    SEARCH_ATTRIBUTE_STATE, WORKFLOW_TYPE,
+    CancelRequest, CarriedOrder, CompletionRefusal, FactoryCompleted, MAX_REQUESTS_PER_RUN,
+    PATCH_EXACTLY_ONCE, ReplenishInput, ReplenishOutcome, ReplenishRequested, ReplenishSettings,
+    ReplenishStatus, ReplenishStock, SEARCH_ATTRIBUTE_SKU, SEARCH_ATTRIBUTE_STATE, WORKFLOW_TYPE,
 };
 pub use state::{Event, RestockState};

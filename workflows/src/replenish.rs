@@ -1,32 +1,41 @@
 //! The replenish-stock workflow (type `replenish-stock`, id `replenish-<sku>`, task queue
 //! `restock`).
 //!
-//! It checks stock, orders from the factory, waits for the factory's completion (the
-//! `factory-completed` signal, sent by the gateway's callback or by an operator), moves to
+//! It checks stock, orders from the factory, waits for the factory's completion, moves to
 //! Overdue when the factory SLA passes and keeps waiting, then adds the delivered units to stock
 //! exactly once. Every state change is kept in the `status` query, the `RestockState` search
 //! attribute and the database read model.
+//!
+//! Operators act through Temporal **Updates**, answered with the resulting status or a refusal
+//! that says why: `complete` `{factory_order_id, quantity?}` (only while the run waits for the
+//! factory, only for its current order) and `cancel` `{reason?}` (refused once Restocking). The
+//! signals `factory-completed` and `cancel` follow the same rules (a refused signal is counted
+//! in `ignored_signals`), and Temporal's own cancellation (the Web UI's "Request Cancellation",
+//! `temporal workflow cancel`) is an operator cancel: same rules, same clean-up.
+//!
+//! # Versions
+//! Runs started before [`PATCH_EXACTLY_ONCE`] replay through [`legacy`]; every new run records
+//! the patch marker and takes the steps in [`steps`].
 
 // The workflow macros generate undocumented associated constants for each handler.
 #![allow(missing_docs)]
 
+mod legacy;
+mod steps;
+
 use std::time::{Duration, UNIX_EPOCH};
 
-use restock_activities::ReplenishActivities;
 use restock_activities::errors::NON_RETRYABLE;
-use restock_activities::types::{
-    AdChange, FactoryOrderInput, IncrementInput, ReplenishmentSnapshot, StockLevel,
-};
 use serde::{Deserialize, Serialize};
 use temporalio_common::RetryPolicy;
 use temporalio_common::search_attributes::SearchAttributeKey;
 use temporalio_macros::{workflow, workflow_methods};
 use temporalio_sdk::{
-    ActivityOptions, ApplicationFailure, ContinueAsNewOptions, SyncWorkflowContext,
-    WorkflowContext, WorkflowContextView, WorkflowResult,
+    ActivityOptions, SyncWorkflowContext, WorkflowCancellationToken, WorkflowContext,
+    WorkflowContextView, WorkflowResult,
 };
 
-use crate::state::{self, Event, RestockState};
+use crate::state::{self, RestockState};
 
 /// The workflow type name.
 pub const WORKFLOW_TYPE: &str = "replenish-stock";
@@ -34,6 +43,15 @@ pub const WORKFLOW_TYPE: &str = "replenish-stock";
 pub const SEARCH_ATTRIBUTE_SKU: &str = "RestockSku";
 /// Search attribute holding the state name (Keyword).
 pub const SEARCH_ATTRIBUTE_STATE: &str = "RestockState";
+
+/// The patch every run since the exactly-once round records (`ctx.patched`): operator actions
+/// as updates, completions only for the current order while waiting, cancels checked before
+/// the order, Temporal cancellation handled, late requests never dropped, Failed published.
+pub const PATCH_EXACTLY_ONCE: &str = "exactly-once-v2";
+
+/// Replenishment requests one run takes before it continues as new, carrying its order over,
+/// so a run that stays Overdue for days keeps a bounded history.
+pub const MAX_REQUESTS_PER_RUN: u32 = 200;
 
 const RESTOCK_SKU: SearchAttributeKey<String> = SearchAttributeKey::keyword(SEARCH_ATTRIBUTE_SKU);
 const RESTOCK_STATE: SearchAttributeKey<String> =
@@ -74,23 +92,38 @@ pub struct ReplenishInput {
     /// Durations.
     #[serde(default)]
     pub settings: ReplenishSettings,
+    /// An order in flight carried over from the previous run (continue-as-new of a long wait):
+    /// this run waits for it instead of checking and ordering again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub carried: Option<CarriedOrder>,
 }
 
-/// Signal `factory-completed`: `{}` means "the ordered quantity arrived".
+/// An order a run hands to its continuation (see [`MAX_REQUESTS_PER_RUN`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CarriedOrder {
+    /// The status as it was (state AwaitingFactory or Overdue, order id, quantity, history).
+    pub status: ReplenishStatus,
+    /// Unix ms when the factory SLA passes (already past when Overdue).
+    pub sla_deadline: i64,
+}
+
+/// Signal `factory-completed` and update `complete`: the factory's delivery of an order.
+/// `factory_order_id` names the order (required since [`PATCH_EXACTLY_ONCE`]); `quantity` is
+/// the ordered quantity when absent, and never more than it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct FactoryCompleted {
     /// Units delivered; the ordered quantity when absent.
     #[serde(default)]
     pub quantity: Option<u32>,
-    /// The order this completes; a completion for another order is ignored.
+    /// The order this completes; a completion for another order is refused.
     #[serde(default)]
     pub factory_order_id: Option<String>,
 }
 
 /// Signal `replenish-requested`, sent with the start by the gateway's outbox relay
-/// (signal-with-start): another sale asked for stock. If it arrives after this run read the
-/// stock, the run checks again when it ends, so no request is lost to a run that was already
-/// past its check.
+/// (signal-with-start): another sale asked for stock. If it arrives after this run began
+/// reading the stock, the run checks again before it ends, so no request is lost to a run
+/// that was already past its check.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct ReplenishRequested {
     /// Why: `out_of_stock` or `reorder_point`.
@@ -98,7 +131,7 @@ pub struct ReplenishRequested {
     pub reason: String,
 }
 
-/// Signal `cancel`.
+/// Signal and update `cancel`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct CancelRequest {
     /// Why (shown in the status and history).
@@ -129,9 +162,9 @@ pub struct ReplenishStatus {
     pub order_attempts: u32,
     /// Whether the SLA passed without a delivery.
     pub overdue: bool,
-    /// Completion signals ignored (repeats, or for another order).
+    /// Completion and cancel signals refused (repeats, another order, wrong state).
     pub ignored_signals: u32,
-    /// Replenishment requests received after the stock was read (handled when this run ends).
+    /// Replenishment requests received after the stock read began (checked again at the end).
     pub late_requests: u32,
     /// Whether this replenishment paused the product's advertisement (it was sold out).
     pub ad_paused: bool,
@@ -143,6 +176,13 @@ pub struct ReplenishStatus {
     pub updated_at: i64,
     /// Every state entered, oldest first.
     pub history: Vec<state::Transition>,
+    /// Notifications (ad paused/resumed mails) that could not be sent; they never hold up
+    /// the order or the restock.
+    #[serde(default)]
+    pub notification_failures: u32,
+    /// Runs this replenishment continued over (a long wait carries its order to a new run).
+    #[serde(default)]
+    pub continued_runs: u32,
 }
 
 /// The workflow's result.
@@ -154,6 +194,57 @@ pub struct ReplenishOutcome {
     pub received_quantity: u32,
 }
 
+/// Why a completion was refused. The code before the colon in its message is stable:
+/// the gateway's delivery relay retries `not-waiting` (the callback came before the run
+/// reached AwaitingFactory) and settles the rest another way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CompletionRefusal {
+    /// No order id given.
+    MissingOrder,
+    /// The order id is not this run's order.
+    OtherOrder,
+    /// The run is not waiting for the factory (yet, or any more).
+    NotWaiting,
+    /// The run already has its completion.
+    AlreadyCompleted,
+    /// The run is being cancelled.
+    Cancelled,
+    /// More units than were ordered.
+    TooMany,
+}
+
+impl CompletionRefusal {
+    /// The stable code that starts the refusal's message.
+    pub fn code(self) -> &'static str {
+        match self {
+            CompletionRefusal::MissingOrder => "missing-order",
+            CompletionRefusal::OtherOrder => "other-order",
+            CompletionRefusal::NotWaiting => "not-waiting",
+            CompletionRefusal::AlreadyCompleted => "already-completed",
+            CompletionRefusal::Cancelled => "cancelled",
+            CompletionRefusal::TooMany => "too-many",
+        }
+    }
+
+    /// Finds the code at the start of a refusal message (as the client sees it).
+    pub fn from_message(message: &str) -> Option<Self> {
+        [
+            CompletionRefusal::MissingOrder,
+            CompletionRefusal::OtherOrder,
+            CompletionRefusal::NotWaiting,
+            CompletionRefusal::AlreadyCompleted,
+            CompletionRefusal::Cancelled,
+            CompletionRefusal::TooMany,
+        ]
+        .into_iter()
+        .find(|r| {
+            message
+                .find(r.code())
+                .is_some_and(|at| message[at + r.code().len()..].starts_with(':'))
+        })
+    }
+}
+
 /// The replenish-stock workflow.
 #[workflow]
 #[derive(Default)]
@@ -161,17 +252,36 @@ pub struct ReplenishStock {
     status: ReplenishStatus,
     completion: Option<FactoryCompleted>,
     cancel: Option<CancelRequest>,
-    /// Set once check-stock has answered: later requests need a new check.
+    /// Runs before [`PATCH_EXACTLY_ONCE`]: set once check-stock has answered.
     stock_checked: bool,
+    /// 0: a run from before [`PATCH_EXACTLY_ONCE`] ([`legacy`]); 2: since.
+    version: u8,
+    /// Set before the stock is read: every request after this is checked again at the end.
+    check_started: bool,
+    /// The cancel came from Temporal's own cancellation (the run ends as cancelled there too).
+    cancelled_in_temporal: bool,
+    /// Set when `run` has chosen its version; signals before that wait in `early`.
+    started: bool,
+    /// Signals delivered with the start (before `run` knew its version), applied in order
+    /// once it does, under that version's rules.
+    early: Vec<Early>,
 }
 
-fn millis(time: Option<std::time::SystemTime>) -> i64 {
+/// A signal that came before the run chose its version.
+#[derive(Debug, Clone)]
+enum Early {
+    Completed(FactoryCompleted),
+    Requested,
+    Cancel(CancelRequest),
+}
+
+pub(crate) fn millis(time: Option<std::time::SystemTime>) -> i64 {
     time.and_then(|t| t.duration_since(UNIX_EPOCH).ok())
         .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
         .unwrap_or(0)
 }
 
-fn activity_options(settings: &ReplenishSettings) -> ActivityOptions {
+pub(crate) fn activity_options(settings: &ReplenishSettings) -> ActivityOptions {
     ActivityOptions::with_start_to_close_timeout(Duration::from_secs(
         settings.activity_timeout_secs.max(1),
     ))
@@ -186,91 +296,168 @@ fn activity_options(settings: &ReplenishSettings) -> ActivityOptions {
             .non_retryable_error_types(NON_RETRYABLE)
             .build(),
     )
+    // Detached from the workflow's cancellation: Temporal's "Request Cancellation" must never
+    // abandon an order or an increment half-way; the run decides at its next step instead.
+    .cancellation_token(WorkflowCancellationToken::new())
+    .build()
+}
+
+/// Options for notifications: a few tries, then the run goes on without them.
+pub(crate) fn notification_options(settings: &ReplenishSettings) -> ActivityOptions {
+    ActivityOptions::with_start_to_close_timeout(Duration::from_secs(
+        settings.activity_timeout_secs.max(1),
+    ))
+    .retry_policy(
+        RetryPolicy::builder()
+            .initial_interval(Duration::from_secs(settings.retry_initial_secs.max(1)))
+            .backoff_coefficient(2.0)
+            .maximum_interval(Duration::from_secs(settings.retry_max_interval_secs.max(1)))
+            .maximum_attempts(restock_activities::replenish::MAIL_ATTEMPTS)
+            .non_retryable_error_types(NON_RETRYABLE)
+            .build(),
+    )
+    .cancellation_token(WorkflowCancellationToken::new())
     .build()
 }
 
 impl ReplenishStock {
-    /// Ends this run and starts a fresh one for the same product (continue-as-new), which
-    /// checks the stock again.
-    fn check_again(
-        ctx: &WorkflowContext<Self>,
-        input: ReplenishInput,
-    ) -> WorkflowResult<ReplenishOutcome> {
-        let next = ReplenishInput {
-            reason: "requested_during_previous_run".to_owned(),
-            ..input
-        };
-        match ctx.continue_as_new(next, ContinueAsNewOptions::default()) {
-            Ok(never) => match never {},
-            Err(termination) => Err(termination),
+    /// A `factory-completed` signal, under this run's version's rules.
+    fn on_completed(&mut self, signal: FactoryCompleted) {
+        if self.version < 2 {
+            let other_order = signal.factory_order_id.as_deref().is_some_and(|id| {
+                !self.status.factory_order_id.is_empty() && id != self.status.factory_order_id
+            });
+            if self.completion.is_some() || other_order || self.status.state.is_terminal() {
+                self.status.ignored_signals += 1;
+                return;
+            }
+            self.completion = Some(signal);
+            return;
+        }
+        if self.completion_refusal(&signal).is_some() {
+            self.status.ignored_signals += 1;
+        } else {
+            self.completion = Some(signal);
         }
     }
 
-    /// Applies `event` through the state machine, then publishes the new state: search
-    /// attribute, read model.
-    async fn advance(
-        ctx: &WorkflowContext<Self>,
-        settings: &ReplenishSettings,
-        event: Event,
-    ) -> WorkflowResult<RestockState> {
-        let at = millis(ctx.workflow_time());
-        let moved = ctx.state_mut(|s| {
-            let to = state::next(s.status.state, event)?;
-            s.status.state = to;
-            s.status.updated_at = at;
-            if to == RestockState::Overdue {
-                s.status.overdue = true;
+    /// A `replenish-requested` signal.
+    fn on_requested(&mut self) {
+        if self.version < 2 {
+            if self.stock_checked && !self.status.state.is_terminal() {
+                self.status.late_requests += 1;
             }
-            s.status.history.push(state::Transition::new(to, at));
-            Ok::<_, state::InvalidTransition>(to)
-        });
-        let to = moved.map_err(|e| ApplicationFailure::non_retryable(e.to_string()))?;
-        Self::publish(ctx, settings).await?;
-        Ok(to)
+            return;
+        }
+        // Counted in every state, terminal ones too: Temporal accepted the request, so the
+        // run must honour it (it checks again before it ends).
+        if self.check_started {
+            self.status.late_requests += 1;
+        }
     }
 
-    /// Sends the current state to the search attributes and the read model.
-    async fn publish(
-        ctx: &WorkflowContext<Self>,
-        settings: &ReplenishSettings,
-    ) -> WorkflowResult<()> {
-        let workflow_id = ctx.workflow_id().to_owned();
-        let snapshot = ctx.state(|s| ReplenishmentSnapshot {
-            order_id: s.status.factory_order_id.clone(),
-            workflow_id,
-            sku: s.status.sku.clone(),
-            state: s.status.state.as_str().to_owned(),
-            quantity: s.status.ordered_quantity,
-            overdue: s.status.overdue,
-            started_at: s.status.started_at,
-            updated_at: s.status.updated_at,
-        });
-        ctx.upsert_search_attributes([RESTOCK_STATE.value_set(snapshot.state.clone())]);
-        ctx.execute_activity(
-            ReplenishActivities::record_replenishment,
-            snapshot,
-            activity_options(settings),
-        )
-        .await?;
-        Ok(())
+    /// A `cancel` signal.
+    fn on_cancel(&mut self, request: CancelRequest) {
+        if self.version < 2 {
+            let restocking = matches!(
+                self.status.state,
+                RestockState::Restocking | RestockState::Completed
+            ) || self.completion.is_some();
+            if self.cancel.is_none() && !restocking && !self.status.state.is_terminal() {
+                self.cancel = Some(request);
+            }
+            return;
+        }
+        if self.cancel_refusal().is_some() {
+            self.status.ignored_signals += 1;
+        } else {
+            self.cancel = Some(request);
+        }
     }
 
-    fn cancel_requested(ctx: &WorkflowContext<Self>) -> bool {
-        ctx.state(|s| s.cancel.is_some())
+    /// Why this run refuses `completion` now, if it does.
+    fn completion_refusal(
+        &self,
+        completion: &FactoryCompleted,
+    ) -> Option<(CompletionRefusal, String)> {
+        let current = &self.status.factory_order_id;
+        let refuse =
+            |r: CompletionRefusal, text: String| Some((r, format!("{}: {text}", r.code())));
+        let Some(order) = completion
+            .factory_order_id
+            .as_deref()
+            .filter(|o| !o.is_empty())
+        else {
+            return refuse(
+                CompletionRefusal::MissingOrder,
+                format!(
+                    "name the order to complete (factory_order_id); this replenishment's order is {current:?}"
+                ),
+            );
+        };
+        if order != current {
+            return refuse(
+                CompletionRefusal::OtherOrder,
+                format!("order {order:?} is not this replenishment's current order {current:?}"),
+            );
+        }
+        if self.completion.is_some()
+            || matches!(
+                self.status.state,
+                RestockState::Restocking | RestockState::Completed
+            )
+        {
+            return refuse(
+                CompletionRefusal::AlreadyCompleted,
+                format!("order {order:?} is already completed"),
+            );
+        }
+        if self.cancel.is_some() || self.status.state == RestockState::Cancelled {
+            return refuse(
+                CompletionRefusal::Cancelled,
+                format!("the replenishment of order {order:?} is cancelled"),
+            );
+        }
+        if !self.status.state.accepts_completion() {
+            return refuse(
+                CompletionRefusal::NotWaiting,
+                format!(
+                    "the replenishment is {}; a completion is accepted only while it waits for the factory (AwaitingFactory or Overdue)",
+                    self.status.state
+                ),
+            );
+        }
+        if let Some(q) = completion.quantity
+            && q > self.status.ordered_quantity
+        {
+            return refuse(
+                CompletionRefusal::TooMany,
+                format!(
+                    "{q} units is more than the {} ordered",
+                    self.status.ordered_quantity
+                ),
+            );
+        }
+        None
     }
 
-    async fn finish_cancelled(
-        ctx: &WorkflowContext<Self>,
-        settings: &ReplenishSettings,
-    ) -> WorkflowResult<ReplenishOutcome> {
-        ctx.state_mut(|s| {
-            s.status.reason = s.cancel.as_ref().and_then(|c| c.reason.clone());
-        });
-        let state = Self::advance(ctx, settings, Event::Cancel).await?;
-        Ok(ReplenishOutcome {
-            state,
-            received_quantity: 0,
-        })
+    /// Why this run refuses a cancel now, if it does.
+    fn cancel_refusal(&self) -> Option<String> {
+        if self.cancel.is_some() {
+            return Some("the replenishment is already being cancelled".to_owned());
+        }
+        if self.completion.is_some() || !self.status.state.accepts_cancel() {
+            return Some(format!(
+                "the replenishment is {}{}; it can be cancelled only before the delivery is being counted",
+                self.status.state,
+                if self.completion.is_some() {
+                    " with its delivery reported"
+                } else {
+                    ""
+                }
+            ));
+        }
+        None
     }
 }
 
@@ -282,174 +469,77 @@ impl ReplenishStock {
         ctx: &mut WorkflowContext<Self>,
         input: ReplenishInput,
     ) -> WorkflowResult<ReplenishOutcome> {
-        let settings = input.settings.clone();
-        if restock_activities::validate_sku(&input.sku).is_err() {
-            return Err(ApplicationFailure::non_retryable(format!(
-                "replenish-stock needs a valid sku, got {:?}",
-                input.sku
-            ))
-            .into());
-        }
-        let started = millis(ctx.workflow_time());
-        // Unique per run (deterministic on replay): keys the factory order and the receipt.
-        let order_id = format!("{}-{}", ctx.workflow_id(), &ctx.uuid4()[..8]);
+        let version = if ctx.patched(PATCH_EXACTLY_ONCE) {
+            2
+        } else {
+            0
+        };
         ctx.state_mut(|s| {
-            s.status.sku = input.sku.clone();
-            s.status.factory_order_id = order_id.clone();
-            s.status.started_at = started;
-            s.status.updated_at = started;
-            s.status
-                .history
-                .push(state::Transition::new(RestockState::CheckingStock, started));
-        });
-        ctx.upsert_search_attributes([RESTOCK_SKU.value_set(input.sku.clone())]);
-        Self::publish(ctx, &settings).await?;
-
-        let options = activity_options(&settings);
-        let level: StockLevel = ctx
-            .execute_activity(
-                ReplenishActivities::check_stock,
-                input.sku.clone(),
-                options.clone(),
-            )
-            .await?;
-        ctx.state_mut(|s| s.stock_checked = true);
-        if Self::cancel_requested(ctx) {
-            return Self::finish_cancelled(ctx, &settings).await;
-        }
-        if !level.needs_replenishment() {
-            Self::advance(ctx, &settings, Event::StockSufficient).await?;
-            if ctx.state(|s| s.status.late_requests > 0) {
-                // A sale asked again after the stock was read: read it again in a new run.
-                return Self::check_again(ctx, input);
+            s.version = version;
+            s.started = true;
+            for early in std::mem::take(&mut s.early) {
+                match early {
+                    Early::Completed(c) => s.on_completed(c),
+                    Early::Requested => s.on_requested(),
+                    Early::Cancel(c) => s.on_cancel(c),
+                }
             }
-            return Ok(ReplenishOutcome {
-                state: RestockState::NotNeeded,
-                received_quantity: 0,
-            });
-        }
-        let quantity = u32::try_from(level.reorder_quantity).unwrap_or(u32::MAX);
-        ctx.state_mut(|s| s.status.ordered_quantity = quantity);
-        Self::advance(ctx, &settings, Event::ReorderNeeded).await?;
-        let ad_change = AdChange {
-            order_id: order_id.clone(),
-            sku: input.sku.clone(),
-            replenishment_id: ctx.workflow_id().to_owned(),
-        };
-        if level.stock <= 0 {
-            // Sold out: stop advertising what cannot be bought, and tell the ad manager.
-            let paused = ctx
-                .execute_activity(
-                    ReplenishActivities::pause_advertising,
-                    ad_change.clone(),
-                    options.clone(),
-                )
-                .await?;
-            ctx.state_mut(|s| s.status.ad_paused = paused.has_ad);
-        }
-
-        let placed = ctx
-            .execute_activity(
-                ReplenishActivities::order_from_factory,
-                FactoryOrderInput {
-                    order_id: order_id.clone(),
-                    sku: input.sku.clone(),
-                    quantity,
-                    factory_id: level.factory_id.clone(),
-                },
-                options.clone(),
-            )
-            .await?;
-        ctx.state_mut(|s| {
-            s.status.factory_reference = placed.factory_reference.clone();
-            s.status.factory_confirmed = placed.confirmed;
-            s.status.order_attempts = placed.attempts;
         });
-        if Self::cancel_requested(ctx) {
-            return Self::finish_cancelled(ctx, &settings).await;
+        if version >= 2 {
+            Self::run_v2(ctx, input).await
+        } else {
+            Self::run_v1(ctx, input).await
         }
-        Self::advance(ctx, &settings, Event::OrderPlaced).await?;
-
-        let sla = Duration::from_secs(settings.factory_sla_secs.max(1));
-        let delivered = temporalio_sdk::workflows::select! {
-            _ = ctx.timer(sla) => false,
-            r = ctx.wait_condition(|s| s.completion.is_some() || s.cancel.is_some()) => { r?; true }
-        };
-        if !delivered {
-            Self::advance(ctx, &settings, Event::SlaPassed).await?;
-            ctx.wait_condition(|s| s.completion.is_some() || s.cancel.is_some())
-                .await?;
-        }
-        if Self::cancel_requested(ctx) && ctx.state(|s| s.completion.is_none()) {
-            return Self::finish_cancelled(ctx, &settings).await;
-        }
-        let received = ctx.state(|s| {
-            s.completion
-                .as_ref()
-                .and_then(|c| c.quantity)
-                .unwrap_or(quantity)
-        });
-        ctx.state_mut(|s| s.status.received_quantity = Some(received));
-        Self::advance(ctx, &settings, Event::FactoryCompleted).await?;
-
-        if received > 0 {
-            let incremented = ctx
-                .execute_activity(
-                    ReplenishActivities::increment_stock,
-                    IncrementInput {
-                        order_id: order_id.clone(),
-                        sku: input.sku.clone(),
-                        quantity: received,
-                        replenishment_id: ctx.workflow_id().to_owned(),
-                    },
-                    options.clone(),
-                )
-                .await?;
-            ctx.state_mut(|s| s.status.stock_after = Some(incremented.stock));
-        }
-        if ctx.state(|s| s.status.ad_paused) {
-            ctx.execute_activity(
-                ReplenishActivities::resume_advertising,
-                ad_change,
-                options.clone(),
-            )
-            .await?;
-            ctx.state_mut(|s| s.status.ad_paused = false);
-        }
-        Self::advance(ctx, &settings, Event::Restocked).await?;
-        let still_low = ctx.state(|s| {
-            s.status.late_requests > 0
-                && s.status
-                    .stock_after
-                    .is_some_and(|stock| stock <= level.reorder_point)
-        });
-        if still_low {
-            // Sales during this run took the stock down again: replenish again.
-            return Self::check_again(ctx, input);
-        }
-        Ok(ReplenishOutcome {
-            state: RestockState::Completed,
-            received_quantity: received,
-        })
     }
 
-    /// The factory (through the gateway's callback) or an operator reports the delivery.
-    /// Only the first completion counts; repeats and completions for another order are
-    /// ignored (and counted).
+    /// The factory (through the gateway) or an operator reports the delivery. Accepted only
+    /// while the run waits for the factory and only for its current order; anything else is
+    /// ignored and counted.
     #[signal(name = "factory-completed")]
     pub fn factory_completed(
         &mut self,
         _ctx: &mut SyncWorkflowContext<Self>,
         signal: FactoryCompleted,
     ) {
-        let other_order = signal.factory_order_id.as_deref().is_some_and(|id| {
-            !self.status.factory_order_id.is_empty() && id != self.status.factory_order_id
-        });
-        if self.completion.is_some() || other_order || self.status.state.is_terminal() {
-            self.status.ignored_signals += 1;
-            return;
+        if self.started {
+            self.on_completed(signal);
+        } else {
+            self.early.push(Early::Completed(signal));
         }
-        self.completion = Some(signal);
+    }
+
+    #[update_validator(complete)]
+    fn validate_complete(
+        &self,
+        _ctx: &WorkflowContextView,
+        completion: &FactoryCompleted,
+    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        if !self.started {
+            return Err(format!(
+                "{}: the replenishment has not started yet",
+                CompletionRefusal::NotWaiting.code()
+            )
+            .into());
+        }
+        if self.version < 2 {
+            return Err("this replenishment run started before updates existed: send the factory-completed signal instead".into());
+        }
+        match self.completion_refusal(completion) {
+            Some((_, message)) => Err(message.into()),
+            None => Ok(()),
+        }
+    }
+
+    /// Update `complete`: an operator (or the gateway's delivery relay) reports the delivery
+    /// of the current order; answers with the status once accepted.
+    #[update(name = "complete")]
+    pub fn complete(
+        &mut self,
+        _ctx: &mut SyncWorkflowContext<Self>,
+        completion: FactoryCompleted,
+    ) -> ReplenishStatus {
+        self.completion = Some(completion);
+        self.status.clone()
     }
 
     /// Another sale asked for stock (the outbox relay's signal-with-start).
@@ -459,26 +549,163 @@ impl ReplenishStock {
         _ctx: &mut SyncWorkflowContext<Self>,
         _request: ReplenishRequested,
     ) {
-        if self.stock_checked && !self.status.state.is_terminal() {
-            self.status.late_requests += 1;
+        if self.started {
+            self.on_requested();
+        } else {
+            self.early.push(Early::Requested);
         }
     }
 
     /// An operator cancels the replenishment (refused once Restocking).
     #[signal(name = "cancel")]
     pub fn cancel(&mut self, _ctx: &mut SyncWorkflowContext<Self>, request: CancelRequest) {
-        let restocking = matches!(
-            self.status.state,
-            RestockState::Restocking | RestockState::Completed
-        ) || self.completion.is_some();
-        if self.cancel.is_none() && !restocking && !self.status.state.is_terminal() {
-            self.cancel = Some(request);
+        if self.started {
+            self.on_cancel(request);
+        } else {
+            self.early.push(Early::Cancel(request));
         }
+    }
+
+    #[update_validator(cancel_update)]
+    fn validate_cancel(
+        &self,
+        _ctx: &WorkflowContextView,
+        _request: &CancelRequest,
+    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        if !self.started {
+            return Ok(());
+        }
+        if self.version < 2 {
+            return Err("this replenishment run started before updates existed: send the cancel signal instead".into());
+        }
+        match self.cancel_refusal() {
+            Some(message) => Err(message.into()),
+            None => Ok(()),
+        }
+    }
+
+    /// Update `cancel`: an operator cancels; answers with the status once accepted.
+    #[update(name = "cancel")]
+    pub fn cancel_update(
+        &mut self,
+        _ctx: &mut SyncWorkflowContext<Self>,
+        request: CancelRequest,
+    ) -> ReplenishStatus {
+        if self.started {
+            self.cancel = Some(request);
+        } else {
+            self.early.push(Early::Cancel(request));
+        }
+        self.status.clone()
     }
 
     /// The replenishment's state, history and order details.
     #[query(name = "status")]
     pub fn status(&self, _ctx: &WorkflowContextView) -> ReplenishStatus {
         self.status.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn waiting() -> ReplenishStock {
+        ReplenishStock {
+            version: 2,
+            started: true,
+            status: ReplenishStatus {
+                state: RestockState::AwaitingFactory,
+                factory_order_id: "replenish-A-1".to_owned(),
+                ordered_quantity: 7,
+                ..ReplenishStatus::default()
+            },
+            ..ReplenishStock::default()
+        }
+    }
+
+    fn completion(order: Option<&str>, quantity: Option<u32>) -> FactoryCompleted {
+        FactoryCompleted {
+            quantity,
+            factory_order_id: order.map(str::to_owned),
+        }
+    }
+
+    fn refusal(w: &ReplenishStock, c: &FactoryCompleted) -> Option<CompletionRefusal> {
+        w.completion_refusal(c).map(|(r, message)| {
+            assert_eq!(
+                CompletionRefusal::from_message(&message),
+                Some(r),
+                "{message}"
+            );
+            r
+        })
+    }
+
+    #[test]
+    fn completion_only_for_the_current_order_while_waiting() {
+        let w = waiting();
+        assert_eq!(refusal(&w, &completion(Some("replenish-A-1"), None)), None);
+        assert_eq!(
+            refusal(&w, &completion(Some("replenish-A-1"), Some(7))),
+            None
+        );
+        assert_eq!(
+            refusal(&w, &completion(None, None)),
+            Some(CompletionRefusal::MissingOrder)
+        );
+        assert_eq!(
+            refusal(&w, &completion(Some("replenish-A-0"), None)),
+            Some(CompletionRefusal::OtherOrder)
+        );
+        assert_eq!(
+            refusal(&w, &completion(Some("replenish-A-1"), Some(8))),
+            Some(CompletionRefusal::TooMany)
+        );
+        for state in [
+            RestockState::CheckingStock,
+            RestockState::OrderingFromFactory,
+        ] {
+            let mut early = waiting();
+            early.status.state = state;
+            assert_eq!(
+                refusal(&early, &completion(Some("replenish-A-1"), None)),
+                Some(CompletionRefusal::NotWaiting)
+            );
+        }
+        let mut done = waiting();
+        done.completion = Some(completion(Some("replenish-A-1"), None));
+        assert_eq!(
+            refusal(&done, &completion(Some("replenish-A-1"), None)),
+            Some(CompletionRefusal::AlreadyCompleted)
+        );
+        let mut cancelled = waiting();
+        cancelled.cancel = Some(CancelRequest::default());
+        assert_eq!(
+            refusal(&cancelled, &completion(Some("replenish-A-1"), None)),
+            Some(CompletionRefusal::Cancelled)
+        );
+    }
+
+    #[test]
+    fn cancel_refused_once_the_delivery_is_reported() {
+        let mut w = waiting();
+        assert!(w.cancel_refusal().is_none());
+        w.completion = Some(completion(Some("replenish-A-1"), None));
+        assert!(w.cancel_refusal().is_some());
+        let mut restocking = waiting();
+        restocking.status.state = RestockState::Restocking;
+        assert!(restocking.cancel_refusal().is_some());
+    }
+
+    #[test]
+    fn refusal_codes_are_found_inside_a_wrapped_message() {
+        assert_eq!(
+            CompletionRefusal::from_message(
+                "Update failed: not-waiting: the replenishment is OrderingFromFactory"
+            ),
+            Some(CompletionRefusal::NotWaiting)
+        );
+        assert_eq!(CompletionRefusal::from_message("not waiting"), None);
     }
 }

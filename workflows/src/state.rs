@@ -81,6 +81,21 @@ impl RestockState {
     }
 }
 
+impl RestockState {
+    /// Whether a factory completion (signal `factory-completed`, update `complete`) may be
+    /// accepted in this state: only while the run waits for the factory. Before that no order
+    /// exists to complete; after it the delivery is already being counted.
+    pub fn accepts_completion(self) -> bool {
+        matches!(self, RestockState::AwaitingFactory | RestockState::Overdue)
+    }
+
+    /// Whether a cancel (signal or update `cancel`, or Temporal's own cancellation) may be
+    /// accepted in this state: in any live state before Restocking.
+    pub fn accepts_cancel(self) -> bool {
+        !self.is_terminal() && self != RestockState::Restocking
+    }
+}
+
 impl std::fmt::Display for RestockState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
@@ -236,6 +251,18 @@ mod tests {
         assert!(run(&[E::FactoryCompleted]).is_err());
         assert!(run(&[E::ReorderNeeded, E::SlaPassed]).is_err());
         assert!(run(&[E::ReorderNeeded, E::OrderPlaced, E::SlaPassed, E::SlaPassed]).is_err());
+    }
+
+    #[test]
+    fn acceptance_rules_follow_the_transitions() {
+        for s in RestockState::ALL {
+            assert_eq!(
+                s.accepts_completion(),
+                next(s, E::FactoryCompleted).is_ok(),
+                "{s}"
+            );
+            assert_eq!(s.accepts_cancel(), next(s, E::Cancel).is_ok(), "{s}");
+        }
     }
 
     #[test]

@@ -182,9 +182,13 @@ pub async fn show(args: ShowArgs) -> anyhow::Result<()> {
 pub struct CompleteArgs {
     /// The product whose factory order arrived.
     sku: String,
-    /// Units that arrived (default: the ordered quantity).
+    /// Units that arrived (default: the ordered quantity; never more).
     #[arg(short, long)]
     quantity: Option<u32>,
+    /// The order that arrived (`restock replenishment SKU` shows it). Default: the current
+    /// run's order; the run refuses if it is not waiting for the factory.
+    #[arg(long)]
+    order: Option<String>,
     #[command(flatten)]
     server: ServerArgs,
 }
@@ -199,6 +203,7 @@ pub async fn complete(args: CompleteArgs) -> anyhow::Result<()> {
         .complete_factory_order(CompleteFactoryOrderRequest {
             sku: args.sku.clone(),
             quantity: args.quantity.unwrap_or(0),
+            factory_order_id: args.order.clone().unwrap_or_default(),
         })
         .await
         .map_err(explain)?
@@ -207,8 +212,8 @@ pub async fn complete(args: CompleteArgs) -> anyhow::Result<()> {
         println!("{}", to_json(&r));
     } else {
         println!(
-            "completion sent to {}; it restocks now (follow with `restock replenishment {}`)",
-            r.id, r.sku
+            "completion of order {} accepted by {}; it restocks now (follow with `restock replenishment {}`)",
+            r.factory_order_id, r.id, r.sku
         );
     }
     Ok(())

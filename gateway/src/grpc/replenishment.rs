@@ -1,5 +1,7 @@
 //! `restock.v1.ReplenishmentService`: live state from the workflow (its `status` query), lists
-//! from the database read model, and the operator's completion and cancellation as signals.
+//! from the database read model, and the operator's completion and cancellation as Temporal
+//! updates: the run accepts them (answering with its status) or refuses them with its reason
+//! (FAILED_PRECONDITION).
 
 use std::time::Duration;
 
@@ -9,7 +11,7 @@ use restock_proto::v1::{
     ListReplenishmentsRequest, ListReplenishmentsResponse, Replenishment, StateChange,
     replenishment_service_server::ReplenishmentService,
 };
-use restock_workflows::client::{self, Delivery};
+use restock_workflows::client::{self, UpdateOutcome};
 use restock_workflows::{CancelRequest, FactoryCompleted, ReplenishStatus, RestockState};
 use temporalio_client::Client;
 use tonic::{Request, Response, Status};
@@ -125,6 +127,17 @@ pub fn from_record(r: &ReplenishmentRecord) -> Replenishment {
     }
 }
 
+/// The status an accepted update answered with, or the refusal as FAILED_PRECONDITION.
+fn accepted(outcome: UpdateOutcome, sku: &str) -> Result<ReplenishStatus, Status> {
+    match outcome {
+        UpdateOutcome::Accepted(status) => Ok(*status),
+        UpdateOutcome::Refused(reason) => Err(Status::failed_precondition(format!(
+            "the replenishment of {sku} refused: {reason}"
+        ))),
+        UpdateOutcome::NotRunning => Err(not_running(sku)),
+    }
+}
+
 fn not_running(sku: &str) -> Status {
     Status::failed_precondition(format!(
         "{sku} has no replenishment running (see `restock replenishments`)"
@@ -195,31 +208,47 @@ impl ReplenishmentService for ReplenishmentApi {
         let actor = Caller::of(&request);
         let r = request.into_inner();
         restock_inventory::validate::sku(&r.sku).map_err(from_store)?;
-        if r.quantity > 1_000_000 {
-            return Err(Status::invalid_argument("quantity must be at most 1000000"));
+        if r.quantity > restock_factory::wire::MAX_QUANTITY {
+            return Err(Status::invalid_argument(format!(
+                "quantity must be at most {} (the most one factory order holds)",
+                restock_factory::wire::MAX_QUANTITY
+            )));
         }
-        let signal = FactoryCompleted {
-            quantity: (r.quantity > 0).then_some(r.quantity),
-            factory_order_id: None,
-        };
-        match client::signal_factory_completed(self.client()?, &r.sku, signal)
-            .await
-            .map_err(|e| Status::unavailable(e.to_string()))?
-        {
-            Delivery::Delivered => {
-                tracing::info!(sku = %r.sku, quantity = r.quantity, %actor, "factory order completed by an operator");
-                let detail = match r.quantity {
-                    0 => "quantity=ordered".to_owned(),
-                    q => format!("quantity={q}"),
-                };
-                self.store
-                    .record_audit(&actor, "complete_factory_order", &r.sku, &detail, "")
-                    .await
-                    .map_err(from_store)?;
-                Ok(Response::new(self.current(&r.sku).await?))
+        if !r.factory_order_id.is_empty() && r.factory_order_id.len() > 128 {
+            return Err(Status::invalid_argument(
+                "factory_order_id is longer than any order id (128 bytes)",
+            ));
+        }
+        let order_id = if r.factory_order_id.is_empty() {
+            let client = self.client()?;
+            match client::query_status(client, &r.sku)
+                .await
+                .map_err(|e| Status::unavailable(e.to_string()))?
+            {
+                Some(status) if !status.state.is_terminal() => status.factory_order_id,
+                _ => return Err(not_running(&r.sku)),
             }
-            Delivery::NotRunning => Err(not_running(&r.sku)),
-        }
+        } else {
+            r.factory_order_id.clone()
+        };
+        let completion = FactoryCompleted {
+            quantity: (r.quantity > 0).then_some(r.quantity),
+            factory_order_id: Some(order_id.clone()),
+        };
+        let outcome = client::complete_order(self.client()?, &r.sku, completion)
+            .await
+            .map_err(|e| Status::unavailable(e.to_string()))?;
+        let status = accepted(outcome, &r.sku)?;
+        tracing::info!(sku = %r.sku, %order_id, quantity = r.quantity, %actor, "factory order completed by an operator");
+        let detail = match r.quantity {
+            0 => format!("order={order_id} quantity=ordered"),
+            q => format!("order={order_id} quantity={q}"),
+        };
+        self.store
+            .record_audit(&actor, "complete_factory_order", &r.sku, &detail, "")
+            .await
+            .map_err(from_store)?;
+        Ok(Response::new(from_status(&status)))
     }
 
     async fn cancel_replenishment(
@@ -233,19 +262,15 @@ impl ReplenishmentService for ReplenishmentApi {
         let cancel = CancelRequest {
             reason: (!r.reason.is_empty()).then(|| r.reason.clone()),
         };
-        match client::signal_cancel(self.client()?, &r.sku, cancel)
+        let outcome = client::cancel_replenishment(self.client()?, &r.sku, cancel)
             .await
-            .map_err(|e| Status::unavailable(e.to_string()))?
-        {
-            Delivery::Delivered => {
-                tracing::info!(sku = %r.sku, reason = %r.reason, %actor, "replenishment cancel requested");
-                self.store
-                    .record_audit(&actor, "cancel_replenishment", &r.sku, "", &r.reason)
-                    .await
-                    .map_err(from_store)?;
-                Ok(Response::new(self.current(&r.sku).await?))
-            }
-            Delivery::NotRunning => Err(not_running(&r.sku)),
-        }
+            .map_err(|e| Status::unavailable(e.to_string()))?;
+        let status = accepted(outcome, &r.sku)?;
+        tracing::info!(sku = %r.sku, reason = %r.reason, %actor, "replenishment cancel accepted");
+        self.store
+            .record_audit(&actor, "cancel_replenishment", &r.sku, "", &r.reason)
+            .await
+            .map_err(from_store)?;
+        Ok(Response::new(from_status(&status)))
     }
 }

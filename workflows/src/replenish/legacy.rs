@@ -1,0 +1,258 @@
+//! The replenish-stock run as it was before [`super::PATCH_EXACTLY_ONCE`]: kept, unchanged in
+//! what it asks of Temporal, so runs started by earlier workers replay and finish as they
+//! began. New runs never come here. Delete once no run started before the patch is open
+//! (then `deprecate_patch`).
+
+use std::time::Duration;
+
+use restock_activities::ReplenishActivities;
+use restock_activities::types::{AdChange, FactoryOrderInput, IncrementInput, StockLevel};
+use temporalio_sdk::{ApplicationFailure, ContinueAsNewOptions, WorkflowContext, WorkflowResult};
+
+use super::{
+    RESTOCK_SKU, RESTOCK_STATE, ReplenishInput, ReplenishOutcome, ReplenishSettings,
+    ReplenishStock, activity_options, millis,
+};
+use crate::state::{self, Event, RestockState};
+use restock_activities::types::ReplenishmentSnapshot;
+
+impl ReplenishStock {
+    /// Ends this run and starts a fresh one for the same product (continue-as-new), which
+    /// checks the stock again.
+    fn check_again_v1(
+        ctx: &WorkflowContext<Self>,
+        input: ReplenishInput,
+    ) -> WorkflowResult<ReplenishOutcome> {
+        let next = ReplenishInput {
+            reason: "requested_during_previous_run".to_owned(),
+            ..input
+        };
+        match ctx.continue_as_new(next, ContinueAsNewOptions::default()) {
+            Ok(never) => match never {},
+            Err(termination) => Err(termination),
+        }
+    }
+
+    /// Applies `event` through the state machine, then publishes the new state: search
+    /// attribute, read model.
+    async fn advance_v1(
+        ctx: &WorkflowContext<Self>,
+        settings: &ReplenishSettings,
+        event: Event,
+    ) -> WorkflowResult<RestockState> {
+        let at = millis(ctx.workflow_time());
+        let moved = ctx.state_mut(|s| {
+            let to = state::next(s.status.state, event)?;
+            s.status.state = to;
+            s.status.updated_at = at;
+            if to == RestockState::Overdue {
+                s.status.overdue = true;
+            }
+            s.status.history.push(state::Transition::new(to, at));
+            Ok::<_, state::InvalidTransition>(to)
+        });
+        let to = moved.map_err(|e| ApplicationFailure::non_retryable(e.to_string()))?;
+        Self::publish_v1(ctx, settings).await?;
+        Ok(to)
+    }
+
+    /// Sends the current state to the search attributes and the read model.
+    async fn publish_v1(
+        ctx: &WorkflowContext<Self>,
+        settings: &ReplenishSettings,
+    ) -> WorkflowResult<()> {
+        let workflow_id = ctx.workflow_id().to_owned();
+        let snapshot = ctx.state(|s| ReplenishmentSnapshot {
+            order_id: s.status.factory_order_id.clone(),
+            workflow_id,
+            sku: s.status.sku.clone(),
+            state: s.status.state.as_str().to_owned(),
+            quantity: s.status.ordered_quantity,
+            overdue: s.status.overdue,
+            started_at: s.status.started_at,
+            updated_at: s.status.updated_at,
+        });
+        ctx.upsert_search_attributes([RESTOCK_STATE.value_set(snapshot.state.clone())]);
+        ctx.execute_activity(
+            ReplenishActivities::record_replenishment,
+            snapshot,
+            activity_options(settings),
+        )
+        .await?;
+        Ok(())
+    }
+
+    fn cancel_requested_v1(ctx: &WorkflowContext<Self>) -> bool {
+        ctx.state(|s| s.cancel.is_some())
+    }
+
+    async fn finish_cancelled_v1(
+        ctx: &WorkflowContext<Self>,
+        settings: &ReplenishSettings,
+    ) -> WorkflowResult<ReplenishOutcome> {
+        ctx.state_mut(|s| {
+            s.status.reason = s.cancel.as_ref().and_then(|c| c.reason.clone());
+        });
+        let state = Self::advance_v1(ctx, settings, Event::Cancel).await?;
+        Ok(ReplenishOutcome {
+            state,
+            received_quantity: 0,
+        })
+    }
+
+    /// Runs one replenishment the way runs started before [`super::PATCH_EXACTLY_ONCE`] did.
+    pub(super) async fn run_v1(
+        ctx: &mut WorkflowContext<Self>,
+        input: ReplenishInput,
+    ) -> WorkflowResult<ReplenishOutcome> {
+        let settings = input.settings.clone();
+        if restock_activities::validate_sku(&input.sku).is_err() {
+            return Err(ApplicationFailure::non_retryable(format!(
+                "replenish-stock needs a valid sku, got {:?}",
+                input.sku
+            ))
+            .into());
+        }
+        let started = millis(ctx.workflow_time());
+        // Unique per run (deterministic on replay): keys the factory order and the receipt.
+        let order_id = format!("{}-{}", ctx.workflow_id(), &ctx.uuid4()[..8]);
+        ctx.state_mut(|s| {
+            s.status.sku = input.sku.clone();
+            s.status.factory_order_id = order_id.clone();
+            s.status.started_at = started;
+            s.status.updated_at = started;
+            s.status
+                .history
+                .push(state::Transition::new(RestockState::CheckingStock, started));
+        });
+        ctx.upsert_search_attributes([RESTOCK_SKU.value_set(input.sku.clone())]);
+        Self::publish_v1(ctx, &settings).await?;
+
+        let options = activity_options(&settings);
+        let level: StockLevel = ctx
+            .execute_activity(
+                ReplenishActivities::check_stock,
+                input.sku.clone(),
+                options.clone(),
+            )
+            .await?;
+        ctx.state_mut(|s| s.stock_checked = true);
+        if Self::cancel_requested_v1(ctx) {
+            return Self::finish_cancelled_v1(ctx, &settings).await;
+        }
+        if !level.needs_replenishment() {
+            Self::advance_v1(ctx, &settings, Event::StockSufficient).await?;
+            if ctx.state(|s| s.status.late_requests > 0) {
+                // A sale asked again after the stock was read: read it again in a new run.
+                return Self::check_again_v1(ctx, input);
+            }
+            return Ok(ReplenishOutcome {
+                state: RestockState::NotNeeded,
+                received_quantity: 0,
+            });
+        }
+        let quantity = u32::try_from(level.reorder_quantity).unwrap_or(u32::MAX);
+        ctx.state_mut(|s| s.status.ordered_quantity = quantity);
+        Self::advance_v1(ctx, &settings, Event::ReorderNeeded).await?;
+        let ad_change = AdChange {
+            order_id: order_id.clone(),
+            sku: input.sku.clone(),
+            replenishment_id: ctx.workflow_id().to_owned(),
+        };
+        if level.stock <= 0 {
+            // Sold out: stop advertising what cannot be bought, and tell the ad manager.
+            let paused = ctx
+                .execute_activity(
+                    ReplenishActivities::pause_advertising,
+                    ad_change.clone(),
+                    options.clone(),
+                )
+                .await?;
+            ctx.state_mut(|s| s.status.ad_paused = paused.has_ad);
+        }
+
+        let placed = ctx
+            .execute_activity(
+                ReplenishActivities::order_from_factory,
+                FactoryOrderInput {
+                    order_id: order_id.clone(),
+                    sku: input.sku.clone(),
+                    quantity,
+                    factory_id: level.factory_id.clone(),
+                },
+                options.clone(),
+            )
+            .await?;
+        ctx.state_mut(|s| {
+            s.status.factory_reference = placed.factory_reference.clone();
+            s.status.factory_confirmed = placed.confirmed;
+            s.status.order_attempts = placed.attempts;
+        });
+        if Self::cancel_requested_v1(ctx) {
+            return Self::finish_cancelled_v1(ctx, &settings).await;
+        }
+        Self::advance_v1(ctx, &settings, Event::OrderPlaced).await?;
+
+        let sla = Duration::from_secs(settings.factory_sla_secs.max(1));
+        let delivered = temporalio_sdk::workflows::select! {
+            _ = ctx.timer(sla) => false,
+            r = ctx.wait_condition(|s| s.completion.is_some() || s.cancel.is_some()) => { r?; true }
+        };
+        if !delivered {
+            Self::advance_v1(ctx, &settings, Event::SlaPassed).await?;
+            ctx.wait_condition(|s| s.completion.is_some() || s.cancel.is_some())
+                .await?;
+        }
+        if Self::cancel_requested_v1(ctx) && ctx.state(|s| s.completion.is_none()) {
+            return Self::finish_cancelled_v1(ctx, &settings).await;
+        }
+        let received = ctx.state(|s| {
+            s.completion
+                .as_ref()
+                .and_then(|c| c.quantity)
+                .unwrap_or(quantity)
+        });
+        ctx.state_mut(|s| s.status.received_quantity = Some(received));
+        Self::advance_v1(ctx, &settings, Event::FactoryCompleted).await?;
+
+        if received > 0 {
+            let incremented = ctx
+                .execute_activity(
+                    ReplenishActivities::increment_stock,
+                    IncrementInput {
+                        order_id: order_id.clone(),
+                        sku: input.sku.clone(),
+                        quantity: received,
+                        replenishment_id: ctx.workflow_id().to_owned(),
+                    },
+                    options.clone(),
+                )
+                .await?;
+            ctx.state_mut(|s| s.status.stock_after = Some(incremented.stock));
+        }
+        if ctx.state(|s| s.status.ad_paused) {
+            ctx.execute_activity(
+                ReplenishActivities::resume_advertising,
+                ad_change,
+                options.clone(),
+            )
+            .await?;
+            ctx.state_mut(|s| s.status.ad_paused = false);
+        }
+        Self::advance_v1(ctx, &settings, Event::Restocked).await?;
+        let still_low = ctx.state(|s| {
+            s.status.late_requests > 0
+                && s.status
+                    .stock_after
+                    .is_some_and(|stock| stock <= level.reorder_point)
+        });
+        if still_low {
+            // Sales during this run took the stock down again: replenish again.
+            return Self::check_again_v1(ctx, input);
+        }
+        Ok(ReplenishOutcome {
+            state: RestockState::Completed,
+            received_quantity: received,
+        })
+    }
+}

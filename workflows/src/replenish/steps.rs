@@ -1,0 +1,501 @@
+//! The replenish-stock run, step by step: [check](ReplenishStock::check),
+//! [order](ReplenishStock::order), [await the delivery](ReplenishStock::await_delivery),
+//! [restock](ReplenishStock::restock). Each step publishes the state it enters; a cancel is
+//! looked for before every step that would commit the shop to something (the order) and
+//! wherever a timer resolves (Temporal's cancellation also fires timers).
+
+use std::time::Duration;
+
+use restock_activities::ReplenishActivities;
+use restock_activities::types::{
+    AdChange, FactoryOrderInput, IncrementInput, ReplenishmentSnapshot, StockLevel,
+};
+use temporalio_sdk::{
+    ApplicationFailure, ContinueAsNewOptions, TimerOptions, WaitConditionOptions,
+    WorkflowCancellationToken, WorkflowContext, WorkflowResult, WorkflowTermination,
+};
+
+use super::{
+    CancelRequest, CarriedOrder, FactoryCompleted, MAX_REQUESTS_PER_RUN, RESTOCK_SKU,
+    RESTOCK_STATE, ReplenishInput, ReplenishOutcome, ReplenishSettings, ReplenishStock,
+    activity_options, millis, notification_options,
+};
+use crate::state::{self, Event, RestockState};
+
+/// The largest order the legacy factory takes.
+const MAX_ORDER_QUANTITY: i64 = restock_activities::MAX_ORDER_QUANTITY as i64;
+
+/// How the wait for the factory ended.
+enum Awaited {
+    /// The delivery was reported (units).
+    Delivered(u32),
+    /// Cancelled (by an operator or Temporal) before the delivery.
+    Cancelled,
+    /// Too many requests for one history: continue as new with the order.
+    Rollover,
+}
+
+impl ReplenishStock {
+    /// A run since [`super::PATCH_EXACTLY_ONCE`]. A failure that retrying cannot fix is
+    /// published as Failed before the run ends with it.
+    pub(super) async fn run_v2(
+        ctx: &mut WorkflowContext<Self>,
+        input: ReplenishInput,
+    ) -> WorkflowResult<ReplenishOutcome> {
+        let settings = input.settings.clone();
+        match Self::replenish(ctx, input).await {
+            Err(WorkflowTermination::Failed(err)) => {
+                let live = ctx.state_mut(|s| {
+                    s.status.reason = Some(err.to_string());
+                    !s.status.state.is_terminal()
+                });
+                if live {
+                    // Best effort: the failure itself is what the run reports.
+                    let _ = Self::advance(ctx, &settings, Event::Fail).await;
+                }
+                Err(WorkflowTermination::Failed(err))
+            }
+            other => other,
+        }
+    }
+
+    async fn replenish(
+        ctx: &mut WorkflowContext<Self>,
+        input: ReplenishInput,
+    ) -> WorkflowResult<ReplenishOutcome> {
+        let settings = input.settings.clone();
+        if restock_activities::validate_sku(&input.sku).is_err() {
+            return Err(ApplicationFailure::non_retryable(format!(
+                "replenish-stock needs a valid sku, got {:?}",
+                input.sku
+            ))
+            .into());
+        }
+        ctx.upsert_search_attributes([RESTOCK_SKU.value_set(input.sku.clone())]);
+
+        let (level, deadline) = match input.carried.clone() {
+            Some(carried) => {
+                let deadline = carried.sla_deadline;
+                Self::resume_carried(ctx, &settings, carried).await?;
+                (None, deadline)
+            }
+            None => {
+                let level = match Self::check(ctx, &input).await? {
+                    Some(level) => level,
+                    None => return Self::end(ctx, input, RestockState::NotNeeded, 0),
+                };
+                if Self::cancel_requested(ctx) {
+                    return Self::finish_cancelled(ctx, &settings).await;
+                }
+                Self::order(ctx, &input, &level).await?;
+                if Self::cancel_requested(ctx) {
+                    return Self::finish_cancelled(ctx, &settings).await;
+                }
+                let sla_ms = i64::try_from(settings.factory_sla_secs.max(1).saturating_mul(1000))
+                    .unwrap_or(i64::MAX);
+                (
+                    Some(level),
+                    millis(ctx.workflow_time()).saturating_add(sla_ms),
+                )
+            }
+        };
+        if let Some(level) = &level
+            && level.stock <= 0
+        {
+            Self::pause_ad(ctx, &settings, &input.sku).await;
+        }
+
+        let received = match Self::await_delivery(ctx, &settings, deadline).await? {
+            Awaited::Delivered(units) => units,
+            Awaited::Cancelled => return Self::finish_cancelled(ctx, &settings).await,
+            Awaited::Rollover => return Self::roll_over(ctx, input, deadline),
+        };
+        Self::restock(ctx, &settings, &input.sku, received).await?;
+        Self::end(ctx, input, RestockState::Completed, received)
+    }
+
+    /// CheckingStock: reads the stock. `None` when it is above the reorder point (NotNeeded).
+    async fn check(
+        ctx: &WorkflowContext<Self>,
+        input: &ReplenishInput,
+    ) -> WorkflowResult<Option<StockLevel>> {
+        let settings = &input.settings;
+        let started = millis(ctx.workflow_time());
+        // Unique per run (deterministic on replay): keys the factory order and the receipt.
+        let order_id = format!("{}-{}", ctx.workflow_id(), ctx.uuid4());
+        ctx.state_mut(|s| {
+            s.status.sku = input.sku.clone();
+            s.status.factory_order_id = order_id;
+            s.status.started_at = started;
+            s.status.updated_at = started;
+            s.status
+                .history
+                .push(state::Transition::new(RestockState::CheckingStock, started));
+            // From here on a request may postdate the stock this run reads: count it.
+            s.check_started = true;
+        });
+        Self::publish(ctx, settings).await?;
+        let level: StockLevel = ctx
+            .execute_activity(
+                ReplenishActivities::check_stock,
+                input.sku.clone(),
+                activity_options(settings),
+            )
+            .await?;
+        if !level.needs_replenishment() {
+            Self::advance(ctx, settings, Event::StockSufficient).await?;
+            return Ok(None);
+        }
+        if level.reorder_quantity < 1 || level.reorder_quantity > MAX_ORDER_QUANTITY {
+            return Err(ApplicationFailure::non_retryable(format!(
+                "{} has a reorder quantity of {}; the factory takes 1 to {MAX_ORDER_QUANTITY} units per order: fix the product, then buy again",
+                level.sku, level.reorder_quantity
+            ))
+            .into());
+        }
+        let quantity = u32::try_from(level.reorder_quantity).unwrap_or(u32::MAX);
+        ctx.state_mut(|s| s.status.ordered_quantity = quantity);
+        Self::advance(ctx, settings, Event::ReorderNeeded).await?;
+        Ok(Some(level))
+    }
+
+    /// OrderingFromFactory -> AwaitingFactory: sends the order (at most once per order id).
+    async fn order(
+        ctx: &WorkflowContext<Self>,
+        input: &ReplenishInput,
+        level: &StockLevel,
+    ) -> WorkflowResult<()> {
+        let (order_id, quantity) =
+            ctx.state(|s| (s.status.factory_order_id.clone(), s.status.ordered_quantity));
+        let placed = ctx
+            .execute_activity(
+                ReplenishActivities::order_from_factory,
+                FactoryOrderInput {
+                    order_id,
+                    sku: input.sku.clone(),
+                    quantity,
+                    factory_id: level.factory_id.clone(),
+                },
+                activity_options(&input.settings),
+            )
+            .await?;
+        ctx.state_mut(|s| {
+            s.status.factory_reference = placed.factory_reference.clone();
+            s.status.factory_confirmed = placed.confirmed;
+            s.status.order_attempts = placed.attempts;
+        });
+        if Self::cancel_requested(ctx) {
+            return Ok(());
+        }
+        Self::advance(ctx, &input.settings, Event::OrderPlaced).await?;
+        if let Some(units) = placed.delivered {
+            // Delivered before this run got here (it was reset to before its order): the
+            // delivery completes it; the increment, keyed by the order, adds nothing twice.
+            ctx.state_mut(|s| {
+                s.completion = Some(FactoryCompleted {
+                    quantity: Some(units.min(s.status.ordered_quantity)),
+                    factory_order_id: Some(s.status.factory_order_id.clone()),
+                });
+            });
+        }
+        Ok(())
+    }
+
+    /// AwaitingFactory (-> Overdue when the SLA passes): waits for the completion, a cancel,
+    /// or too many requests for one history.
+    async fn await_delivery(
+        ctx: &WorkflowContext<Self>,
+        settings: &ReplenishSettings,
+        sla_deadline: i64,
+    ) -> WorkflowResult<Awaited> {
+        let woken = |s: &ReplenishStock| {
+            s.completion.is_some()
+                || s.cancel.is_some()
+                || s.status.late_requests >= MAX_REQUESTS_PER_RUN
+        };
+        // Detached from Temporal's cancellation, which would otherwise fire the SLA timer and
+        // end the wait; the cancellation is awaited on its own branch instead.
+        let detached = || {
+            WaitConditionOptions::builder()
+                .cancellation_token(WorkflowCancellationToken::new())
+                .build()
+        };
+        if !ctx.state(|s| s.status.overdue) {
+            let left = sla_deadline
+                .saturating_sub(millis(ctx.workflow_time()))
+                .max(1);
+            let mut timer = ctx.timer(
+                TimerOptions::builder(Duration::from_millis(u64::try_from(left).unwrap_or(1)))
+                    .cancellation_token(WorkflowCancellationToken::new())
+                    .build(),
+            );
+            let timed_out = temporalio_sdk::workflows::select! {
+                _ = timer => true,
+                _ = ctx.wait_condition_with_options(woken, detached()) => false,
+                _ = ctx.cancelled() => false,
+            };
+            if timed_out && !Self::cancel_requested(ctx) && !ctx.state(woken) {
+                Self::advance(ctx, settings, Event::SlaPassed).await?;
+            }
+        }
+        loop {
+            if let Some(awaited) = Self::awaited(ctx) {
+                return Ok(awaited);
+            }
+            temporalio_sdk::workflows::select! {
+                _ = ctx.wait_condition_with_options(woken, detached()) => {},
+                _ = ctx.cancelled() => {},
+            };
+        }
+    }
+
+    /// What the wait has come to, if anything.
+    fn awaited(ctx: &WorkflowContext<Self>) -> Option<Awaited> {
+        let cancelled = Self::cancel_requested(ctx);
+        ctx.state(|s| {
+            if let Some(c) = &s.completion {
+                Some(Awaited::Delivered(
+                    c.quantity.unwrap_or(s.status.ordered_quantity),
+                ))
+            } else if cancelled {
+                Some(Awaited::Cancelled)
+            } else if s.status.late_requests >= MAX_REQUESTS_PER_RUN {
+                Some(Awaited::Rollover)
+            } else {
+                None
+            }
+        })
+    }
+
+    /// Restocking -> Completed: adds the delivery (keyed by the order id), resumes the ad.
+    async fn restock(
+        ctx: &WorkflowContext<Self>,
+        settings: &ReplenishSettings,
+        sku: &str,
+        received: u32,
+    ) -> WorkflowResult<()> {
+        ctx.state_mut(|s| s.status.received_quantity = Some(received));
+        Self::advance(ctx, settings, Event::FactoryCompleted).await?;
+        if received > 0 {
+            let order_id = ctx.state(|s| s.status.factory_order_id.clone());
+            let incremented = ctx
+                .execute_activity(
+                    ReplenishActivities::increment_stock,
+                    IncrementInput {
+                        order_id,
+                        sku: sku.to_owned(),
+                        quantity: received,
+                        replenishment_id: ctx.workflow_id().to_owned(),
+                    },
+                    activity_options(settings),
+                )
+                .await?;
+            ctx.state_mut(|s| s.status.stock_after = Some(incremented.stock));
+        }
+        Self::resume_ad(ctx, settings, sku).await;
+        Self::advance(ctx, settings, Event::Restocked).await?;
+        Ok(())
+    }
+
+    /// Ends the run in `state`, unless requests came after the stock was read: then a new run
+    /// reads it again (continue-as-new), so no request dies with a run that had passed its
+    /// check. Looked at after the last publish: a request that arrives while it runs is
+    /// still seen (Temporal hands it to this task before the run may close).
+    fn end(
+        ctx: &WorkflowContext<Self>,
+        input: ReplenishInput,
+        state: RestockState,
+        received: u32,
+    ) -> WorkflowResult<ReplenishOutcome> {
+        if ctx.state(|s| s.status.late_requests > 0) {
+            let next = ReplenishInput {
+                reason: "requested_during_previous_run".to_owned(),
+                carried: None,
+                ..input
+            };
+            return match ctx.continue_as_new(next, ContinueAsNewOptions::default()) {
+                Ok(never) => match never {},
+                Err(termination) => Err(termination),
+            };
+        }
+        Ok(ReplenishOutcome {
+            state,
+            received_quantity: received,
+        })
+    }
+
+    /// Continues as new with the order still awaited: the new run starts with an empty
+    /// history and waits for the same order, with the same deadline.
+    fn roll_over(
+        ctx: &WorkflowContext<Self>,
+        input: ReplenishInput,
+        sla_deadline: i64,
+    ) -> WorkflowResult<ReplenishOutcome> {
+        let status = ctx.state(|s| s.status.clone());
+        let next = ReplenishInput {
+            carried: Some(CarriedOrder {
+                status,
+                sla_deadline,
+            }),
+            ..input
+        };
+        match ctx.continue_as_new(next, ContinueAsNewOptions::default()) {
+            Ok(never) => match never {},
+            Err(termination) => Err(termination),
+        }
+    }
+
+    /// Takes over a carried order: the status as it was, with the requests that caused the
+    /// roll-over still owed a check at the end.
+    async fn resume_carried(
+        ctx: &WorkflowContext<Self>,
+        settings: &ReplenishSettings,
+        carried: CarriedOrder,
+    ) -> WorkflowResult<()> {
+        ctx.state_mut(|s| {
+            s.status = carried.status;
+            s.status.late_requests = 1;
+            s.status.continued_runs += 1;
+            s.check_started = true;
+        });
+        Self::publish(ctx, settings).await
+    }
+
+    /// Cancelled: the ad runs again (nothing is on its way for sure), then the end.
+    /// Temporal's own cancellation ends the run as cancelled in Temporal too.
+    async fn finish_cancelled(
+        ctx: &WorkflowContext<Self>,
+        settings: &ReplenishSettings,
+    ) -> WorkflowResult<ReplenishOutcome> {
+        let sku = ctx.state_mut(|s| {
+            s.status.reason = s.cancel.as_ref().and_then(|c| c.reason.clone());
+            s.status.sku.clone()
+        });
+        Self::resume_ad(ctx, settings, &sku).await;
+        Self::advance(ctx, settings, Event::Cancel).await?;
+        if ctx.state(|s| s.cancelled_in_temporal) {
+            return Err(WorkflowTermination::cancelled());
+        }
+        Ok(ReplenishOutcome {
+            state: RestockState::Cancelled,
+            received_quantity: 0,
+        })
+    }
+
+    /// Whether the run is to stop: an accepted cancel, or Temporal's cancellation in a state
+    /// that accepts a cancel (it becomes the operator's cancel here).
+    fn cancel_requested(ctx: &WorkflowContext<Self>) -> bool {
+        let token = ctx.cancellation_token();
+        let temporal = token.is_cancelled();
+        ctx.state_mut(|s| {
+            if temporal && s.cancel.is_none() && s.cancel_refusal().is_none() {
+                s.cancel = Some(CancelRequest {
+                    reason: Some(match token.reason().filter(|r| !r.is_empty()) {
+                        Some(reason) => format!("cancelled in Temporal: {reason}"),
+                        None => "cancelled in Temporal".to_owned(),
+                    }),
+                });
+                s.cancelled_in_temporal = true;
+            }
+            s.cancel.is_some()
+        })
+    }
+
+    fn ad_change(ctx: &WorkflowContext<Self>, sku: &str) -> AdChange {
+        AdChange {
+            order_id: ctx.state(|s| s.status.factory_order_id.clone()),
+            sku: sku.to_owned(),
+            replenishment_id: ctx.workflow_id().to_owned(),
+        }
+    }
+
+    /// Sold out: the ad stops (after the order: a mail must never hold up the order). A few
+    /// tries, then the run goes on without it.
+    async fn pause_ad(ctx: &WorkflowContext<Self>, settings: &ReplenishSettings, sku: &str) {
+        let change = Self::ad_change(ctx, sku);
+        match ctx
+            .execute_activity(
+                ReplenishActivities::pause_advertising,
+                change,
+                notification_options(settings),
+            )
+            .await
+        {
+            Ok(paused) => ctx.state_mut(|s| {
+                s.status.ad_paused = paused.has_ad;
+                s.status.notification_failures += u32::from(paused.mail_failed);
+            }),
+            Err(_) => ctx.state_mut(|s| s.status.notification_failures += 1),
+        }
+    }
+
+    /// The ad runs again, if this run paused it. A few tries, then the run goes on.
+    async fn resume_ad(ctx: &WorkflowContext<Self>, settings: &ReplenishSettings, sku: &str) {
+        if !ctx.state(|s| s.status.ad_paused) {
+            return;
+        }
+        let change = Self::ad_change(ctx, sku);
+        match ctx
+            .execute_activity(
+                ReplenishActivities::resume_advertising,
+                change,
+                notification_options(settings),
+            )
+            .await
+        {
+            Ok(resumed) => ctx.state_mut(|s| {
+                s.status.ad_paused = false;
+                s.status.notification_failures += u32::from(resumed.mail_failed);
+            }),
+            Err(_) => ctx.state_mut(|s| s.status.notification_failures += 1),
+        }
+    }
+
+    /// Applies `event` through the state machine, then publishes the new state.
+    async fn advance(
+        ctx: &WorkflowContext<Self>,
+        settings: &ReplenishSettings,
+        event: Event,
+    ) -> WorkflowResult<RestockState> {
+        let at = millis(ctx.workflow_time());
+        let moved = ctx.state_mut(|s| {
+            let to = state::next(s.status.state, event)?;
+            s.status.state = to;
+            s.status.updated_at = at;
+            if to == RestockState::Overdue {
+                s.status.overdue = true;
+            }
+            s.status.history.push(state::Transition::new(to, at));
+            Ok::<_, state::InvalidTransition>(to)
+        });
+        let to = moved.map_err(|e| ApplicationFailure::non_retryable(e.to_string()))?;
+        Self::publish(ctx, settings).await?;
+        Ok(to)
+    }
+
+    /// Sends the current state to the search attribute and the read model.
+    async fn publish(
+        ctx: &WorkflowContext<Self>,
+        settings: &ReplenishSettings,
+    ) -> WorkflowResult<()> {
+        let workflow_id = ctx.workflow_id().to_owned();
+        let snapshot = ctx.state(|s| ReplenishmentSnapshot {
+            order_id: s.status.factory_order_id.clone(),
+            workflow_id,
+            sku: s.status.sku.clone(),
+            state: s.status.state.as_str().to_owned(),
+            quantity: s.status.ordered_quantity,
+            overdue: s.status.overdue,
+            started_at: s.status.started_at,
+            updated_at: s.status.updated_at,
+        });
+        ctx.upsert_search_attributes([RESTOCK_STATE.value_set(snapshot.state.clone())]);
+        ctx.execute_activity(
+            ReplenishActivities::record_replenishment,
+            snapshot,
+            activity_options(settings),
+        )
+        .await?;
+        Ok(())
+    }
+}
