@@ -1,8 +1,8 @@
 //! A worker killed with SIGKILL in each state of a replenishment — before the factory order
 //! is placed, while the order request is in flight, and during the stock increment — and a
 //! new worker started: every replenishment completes with one factory order and one stock
-//! receipt. Processes, on PostgreSQL (a row lock held by the test stalls the increment so the
-//! kill lands inside it).
+//! receipt. Processes, on SQLite, PostgreSQL and MariaDB (a lock held by the test stalls the
+//! increment so the kill lands inside it).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -37,8 +37,22 @@ async fn factory_total(factory: u16) -> u64 {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn worker_killed_in_each_state_loses_and_doubles_nothing() {
-    let Some(db) = TestDb::new(Backend::Postgres).await else {
+async fn worker_killed_in_each_state_loses_and_doubles_nothing_on_postgres() {
+    worker_killed_in_each_state(Backend::Postgres).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn worker_killed_in_each_state_loses_and_doubles_nothing_on_mariadb() {
+    worker_killed_in_each_state(Backend::MySql).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn worker_killed_in_each_state_loses_and_doubles_nothing_on_sqlite() {
+    worker_killed_in_each_state(Backend::Sqlite).await;
+}
+
+async fn worker_killed_in_each_state(backend: Backend) {
+    let Some(db) = TestDb::new(backend).await else {
         return;
     };
     let store = db.store().await;
@@ -176,13 +190,16 @@ async fn worker_killed_in_each_state_loses_and_doubles_nothing() {
     );
     assert_eq!(factory_total(factory).await, 2);
 
-    // 3. During the increment: the test holds the product's row lock, so the increment waits
-    //    inside its transaction when the worker is killed.
+    // 3. During the increment: the test holds the product's row lock (SQLite: the write
+    //    lock), so the increment waits inside its transaction when the worker is killed.
     buy("KILL-C").await;
     let lock = store.connection().begin().await.unwrap();
-    lock.execute_unprepared("SELECT stock FROM products WHERE sku = 'KILL-C' FOR UPDATE")
-        .await
-        .unwrap();
+    lock.execute_unprepared(match backend {
+        Backend::Sqlite => "UPDATE products SET stock = stock WHERE sku = 'KILL-C'",
+        _ => "SELECT stock FROM products WHERE sku = 'KILL-C' FOR UPDATE",
+    })
+    .await
+    .unwrap();
     wait_for(
         "KILL-C restocking (blocked)",
         Duration::from_secs(90),

@@ -141,6 +141,7 @@ async fn factory_chaos_still_one_order_each_and_every_replenishment_completes() 
             api.complete_factory_order(CompleteFactoryOrderRequest {
                 sku: sku.clone(),
                 quantity: 0,
+                ..Default::default()
             })
             .await
             .unwrap();

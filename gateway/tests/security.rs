@@ -148,7 +148,11 @@ async fn call(channel: &Channel, rpc: &str, token: Option<&str>) -> Code {
         "CompleteFactoryOrder" => code(
             replenishments
                 .complete_factory_order(with_token(
-                    CompleteFactoryOrderRequest { sku, quantity: 0 },
+                    CompleteFactoryOrderRequest {
+                        sku,
+                        quantity: 0,
+                        ..Default::default()
+                    },
                     token,
                 ))
                 .await

@@ -1,0 +1,806 @@
+//! The replenishment's exactly-once promises under what operators and the network really do:
+//! Temporal's own Cancel and Reset, completions that name no order or the wrong one, requests
+//! at the very end of a run, callbacks with a forged count or during a Temporal outage, mail
+//! that never goes out, an order the factory can never take, a run that stays open for long.
+
+use std::time::Duration;
+
+use restock_factory::SimulatorConfig;
+use restock_factory::callback::CallbackSigner;
+use restock_inventory::entity::{factory_delivery, product};
+use restock_proto::v1::{CancelReplenishmentRequest, CompleteFactoryOrderRequest};
+use restock_testkit::smtp::SmtpServer;
+use restock_testkit::stack::{Stack, StackOptions, spawn_stack};
+use restock_testkit::{Backend, TEST_CALLBACK_SECRET};
+use restock_workflows::{ReplenishRequested, ReplenishSettings, ReplenishStock, RestockState};
+use sea_orm::{ActiveModelTrait, ActiveValue::Set, EntityTrait};
+use temporalio_client::{WorkflowDescribeOptions, WorkflowExecutionStatus, WorkflowSignalOptions};
+
+use super::{
+    WAIT, add_product, buy, maybe_save_history, receipts, reqwest_client, serde_json_body, stock,
+};
+
+fn callback_url(stack: &Stack, sku: &str, order_id: &str) -> String {
+    CallbackSigner::new(TEST_CALLBACK_SECRET).unwrap().url(
+        &format!("http://{}", stack.app.http_addr),
+        sku,
+        order_id,
+    )
+}
+
+async fn post_callback(stack: &Stack, sku: &str, order_id: &str, count: &str) -> u16 {
+    reqwest_client()
+        .post(callback_url(stack, sku, order_id))
+        .body(serde_json_body(sku, order_id, count))
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+fn dropped_callbacks() -> StackOptions {
+    StackOptions {
+        factory: SimulatorConfig {
+            drop_callbacks: true,
+            ..StackOptions::default().factory
+        },
+        ..StackOptions::default()
+    }
+}
+
+async fn ad_active(stack: &Stack, sku: &str) -> bool {
+    stack.app.store.product(sku).await.unwrap().ad_active
+}
+
+async fn run_status(stack: &Stack, sku: &str) -> WorkflowExecutionStatus {
+    let handle = stack
+        .temporal_client
+        .get_workflow_handle::<ReplenishStock>(restock_workflows::client::workflow_id(sku));
+    handle
+        .describe(WorkflowDescribeOptions::default())
+        .await
+        .unwrap()
+        .status()
+}
+
+async fn read_model_state(stack: &Stack, sku: &str) -> String {
+    stack
+        .app
+        .store
+        .latest_replenishment(sku)
+        .await
+        .unwrap()
+        .unwrap()
+        .state
+}
+
+/// The event id of the workflow task that scheduled the first `activity` of the current run,
+/// for `temporal workflow reset --event-id`.
+fn task_before(stack: &Stack, workflow_id: &str, activity: &str) -> String {
+    let json = stack.temporal.temporal_cli_ok(&[
+        "workflow",
+        "show",
+        "--workflow-id",
+        workflow_id,
+        "--output",
+        "json",
+    ]);
+    let history: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let events = history["events"].as_array().unwrap();
+    let scheduled = events
+        .iter()
+        .position(|e| e.to_string().contains(&format!("\"name\":\"{activity}\"")))
+        .unwrap_or_else(|| panic!("no {activity} in the history"));
+    let completed = events[..scheduled]
+        .iter()
+        .rev()
+        .find(|e| {
+            let t = e["eventType"]
+                .as_str()
+                .unwrap_or_default()
+                .to_ascii_lowercase();
+            t.replace('_', "").contains("workflowtaskcompleted")
+        })
+        .expect("a workflow task before the activity");
+    match &completed["eventId"] {
+        serde_json::Value::String(id) => id.clone(),
+        other => other.to_string(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn reset_before_the_increment_or_the_order_adds_and_orders_nothing_again() {
+    reset_before_the_increment_or_the_order(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn reset_before_the_increment_or_the_order_adds_and_orders_nothing_again_on_postgres() {
+    reset_before_the_increment_or_the_order(Backend::Postgres).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn reset_before_the_increment_or_the_order_adds_and_orders_nothing_again_on_mariadb() {
+    reset_before_the_increment_or_the_order(Backend::MySql).await;
+}
+
+/// An operator resets a completed replenishment (Temporal UI "Reset", `temporal workflow
+/// reset`) to before its increment, then to before its order: the re-runs execute
+/// `increment-stock` again for the same order and add nothing; no second order is sent.
+async fn reset_before_the_increment_or_the_order(backend: Backend) {
+    let Some(stack) = spawn_stack(StackOptions {
+        backend,
+        ..StackOptions::default()
+    })
+    .await
+    else {
+        return;
+    };
+    let sku = "RESET-1";
+    add_product(&stack, sku, 1, 0).await;
+    let mut sales = stack.app.sales().await;
+    sales.purchase(buy(sku)).await.unwrap();
+    let done = stack
+        .wait_for_status(sku, WAIT, |s| s.state == RestockState::Completed)
+        .await;
+    stack.wait_closed(sku).await;
+    assert_eq!(stock(&stack, sku).await, 10);
+    let workflow_id = format!("replenish-{sku}");
+
+    for (activity, what) in [
+        ("increment-stock", "before the increment"),
+        ("order-from-factory", "before the order"),
+    ] {
+        let event_id = task_before(&stack, &workflow_id, activity);
+        stack.temporal.temporal_cli_ok(&[
+            "workflow",
+            "reset",
+            "--workflow-id",
+            &workflow_id,
+            "--event-id",
+            &event_id,
+            "--reason",
+            "test: reset a completed replenishment",
+            "--yes",
+        ]);
+        let again = stack
+            .wait_for_status(sku, WAIT, |s| {
+                s.state == RestockState::Completed && s.history.len() >= 5
+            })
+            .await;
+        stack.wait_closed(sku).await;
+        assert_eq!(again.factory_order_id, done.factory_order_id, "{what}");
+        assert_eq!(
+            stock(&stack, sku).await,
+            10,
+            "reset {what} added stock again"
+        );
+        assert_eq!(receipts(&stack, sku).await, 1, "{what}");
+        assert_eq!(
+            stack.factory_stats().orders_for(&done.factory_order_id),
+            1,
+            "reset {what} ordered again"
+        );
+        assert_eq!(stack.factory_stats().total, 1, "{what}");
+    }
+    stack.stop().await;
+}
+
+/// The order id is the workflow id and a whole uuid (a 32-bit suffix could repeat).
+fn assert_full_uuid(order_id: &str, sku: &str) {
+    let suffix = order_id
+        .strip_prefix(&format!("replenish-{sku}-"))
+        .unwrap_or_else(|| panic!("{order_id}"));
+    assert_eq!(suffix.len(), 36, "{order_id}");
+    assert_eq!(suffix.matches('-').count(), 4, "{order_id}");
+}
+
+/// A completion must name the order and come while the run waits for the factory: an early
+/// completion (the order is still being sent), one without an order id and one for another
+/// order are refused and add nothing. The factory's own callback, which here arrives before
+/// the run even knows the order was placed, is kept and handed over once the run waits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn completions_only_for_the_waiting_order() {
+    let stack = spawn_stack(StackOptions {
+        factory: SimulatorConfig {
+            // The order is accepted (and produced) at once, its reply comes 3 s later: the
+            // callback beats the reply.
+            extra_latency: Duration::from_secs(3),
+            ..StackOptions::default().factory
+        },
+        factory_timeout: Duration::from_secs(10),
+        ..StackOptions::default()
+    })
+    .await
+    .unwrap();
+    let sku = "EARLY-1";
+    add_product(&stack, sku, 1, 0).await;
+    let mut sales = stack.app.sales().await;
+    sales.purchase(buy(sku)).await.unwrap();
+    let ordering = stack
+        .wait_for_status(sku, WAIT, |s| s.state == RestockState::OrderingFromFactory)
+        .await;
+    assert_full_uuid(&ordering.factory_order_id, sku);
+    let workflow_id = format!("replenish-{sku}");
+
+    // Too early, even naming the right order: the run has not placed it yet.
+    let named = format!(r#"{{"factory_order_id":"{}"}}"#, ordering.factory_order_id);
+    for input in ["{}", named.as_str()] {
+        stack.temporal.temporal_cli_ok(&[
+            "workflow",
+            "signal",
+            "--workflow-id",
+            &workflow_id,
+            "--name",
+            "factory-completed",
+            "--input",
+            input,
+        ]);
+    }
+    let refused = stack
+        .replenishments()
+        .await
+        .complete_factory_order(CompleteFactoryOrderRequest {
+            sku: sku.into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(
+        refused.code(),
+        tonic::Code::FailedPrecondition,
+        "{refused:?}"
+    );
+    assert!(refused.message().contains("not-waiting"), "{refused:?}");
+    let update = stack.temporal.temporal_cli(&[
+        "workflow",
+        "update",
+        "execute",
+        "--workflow-id",
+        &workflow_id,
+        "--name",
+        "complete",
+        "--input",
+        &named,
+    ]);
+    assert!(!update.status.success(), "an early update was accepted");
+
+    // The factory's callback came meanwhile: stored, answered 200, handed over later.
+    stack
+        .wait_until("the factory called back", WAIT, || async {
+            stack.factory_stats().callbacks_sent >= 1
+        })
+        .await;
+    assert_eq!(
+        stock(&stack, sku).await,
+        0,
+        "a completion was taken too early"
+    );
+    let done = stack
+        .wait_for_status(sku, WAIT, |s| s.state == RestockState::Completed)
+        .await;
+    assert_eq!(done.ignored_signals, 2, "{done:#?}");
+    assert_eq!(done.received_quantity, Some(10));
+    assert_eq!(stock(&stack, sku).await, 10);
+    assert_eq!(receipts(&stack, sku).await, 1);
+    let delivery = factory_delivery::Entity::find_by_id(done.factory_order_id.clone())
+        .one(stack.app.store.connection())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(delivery.status, "settled", "{delivery:?}");
+    stack.wait_closed(sku).await;
+    maybe_save_history(&stack, sku, "early_completions_refused").await;
+
+    // Late: the run is over; an operator's completion of that order changes nothing.
+    stack.wait_closed(sku).await;
+    let late = stack
+        .replenishments()
+        .await
+        .complete_factory_order(CompleteFactoryOrderRequest {
+            sku: sku.into(),
+            factory_order_id: done.factory_order_id.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(late.code(), tonic::Code::FailedPrecondition, "{late:?}");
+    assert_eq!(stock(&stack, sku).await, 10);
+    stack.stop().await;
+}
+
+/// A waiting run completes only for its own order, through the update, which answers with
+/// the status; a wrong order id is refused with its reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn operator_update_names_the_order() {
+    let stack = spawn_stack(dropped_callbacks()).await.unwrap();
+    let sku = "OPER-1";
+    add_product(&stack, sku, 1, 0).await;
+    stack.app.sales().await.purchase(buy(sku)).await.unwrap();
+    let waiting = stack
+        .wait_for_status(sku, WAIT, |s| s.state == RestockState::AwaitingFactory)
+        .await;
+    let workflow_id = format!("replenish-{sku}");
+    let wrong = stack.temporal.temporal_cli(&[
+        "workflow",
+        "update",
+        "execute",
+        "--workflow-id",
+        &workflow_id,
+        "--name",
+        "complete",
+        "--input",
+        r#"{"factory_order_id":"replenish-OPER-1-someone-else"}"#,
+    ]);
+    assert!(!wrong.status.success());
+    let said = String::from_utf8_lossy(&wrong.stderr).to_string()
+        + &String::from_utf8_lossy(&wrong.stdout);
+    assert!(said.contains("other-order"), "{said}");
+    let too_many = format!(
+        r#"{{"factory_order_id":"{}","quantity":11}}"#,
+        waiting.factory_order_id
+    );
+    let refused = stack.temporal.temporal_cli(&[
+        "workflow",
+        "update",
+        "execute",
+        "--workflow-id",
+        &workflow_id,
+        "--name",
+        "complete",
+        "--input",
+        &too_many,
+    ]);
+    assert!(!refused.status.success(), "more than ordered was accepted");
+    assert_eq!(stock(&stack, sku).await, 0);
+
+    let answer = stack.temporal.temporal_cli_ok(&[
+        "workflow",
+        "update",
+        "execute",
+        "--workflow-id",
+        &workflow_id,
+        "--name",
+        "complete",
+        "--input",
+        &format!(
+            r#"{{"factory_order_id":"{}","quantity":4}}"#,
+            waiting.factory_order_id
+        ),
+    ]);
+    assert!(answer.contains(&waiting.factory_order_id), "{answer}");
+    let done = stack
+        .wait_for_status(sku, WAIT, |s| s.state == RestockState::Completed)
+        .await;
+    assert_eq!(done.received_quantity, Some(4));
+    assert_eq!(stock(&stack, sku).await, 4);
+    stack.stop().await;
+}
+
+/// Temporal's "Request Cancellation" (UI button, `temporal workflow cancel`) on a run waiting
+/// for the factory is the operator's cancel: it never turns into Overdue, the run ends
+/// Cancelled in the status, the read model, the search attribute and in Temporal, the ad runs
+/// again, and the factory's later delivery of that order is still counted once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn temporal_cancel_is_an_operator_cancel() {
+    let mut options = dropped_callbacks();
+    options.workflow = ReplenishSettings {
+        factory_sla_secs: 4,
+        ..options.workflow
+    };
+    let stack = spawn_stack(options).await.unwrap();
+    let sku = "TCANCEL-1";
+    add_product(&stack, sku, 1, 0).await;
+    stack.app.sales().await.purchase(buy(sku)).await.unwrap();
+    let waiting = stack
+        .wait_for_status(sku, WAIT, |s| {
+            s.state == RestockState::AwaitingFactory && s.ad_paused
+        })
+        .await;
+    assert!(!ad_active(&stack, sku).await);
+    let workflow_id = format!("replenish-{sku}");
+    stack
+        .temporal
+        .temporal_cli_ok(&["workflow", "cancel", "--workflow-id", &workflow_id]);
+    stack
+        .wait_until("the run ends cancelled in Temporal", WAIT, || async {
+            run_status(&stack, sku).await == WorkflowExecutionStatus::Canceled
+        })
+        .await;
+    assert_eq!(read_model_state(&stack, sku).await, "Cancelled");
+    assert!(ad_active(&stack, sku).await, "the ad stayed paused");
+    maybe_save_history(&stack, sku, "cancelled_in_temporal").await;
+    let listed = stack.temporal.temporal_cli_ok(&[
+        "workflow",
+        "list",
+        "--query",
+        &format!("RestockSku = '{sku}' AND RestockState = 'Cancelled'"),
+    ]);
+    assert!(listed.contains(&workflow_id), "{listed}");
+    // Past the SLA, nothing moved to Overdue.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(read_model_state(&stack, sku).await, "Cancelled");
+    let refused = stack
+        .replenishments()
+        .await
+        .complete_factory_order(CompleteFactoryOrderRequest {
+            sku: sku.into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::FailedPrecondition);
+
+    // The goods of the order that was out come anyway: counted once.
+    assert_eq!(
+        post_callback(&stack, sku, &waiting.factory_order_id, "10").await,
+        200
+    );
+    stack
+        .wait_until("the late delivery is in stock", WAIT, || async {
+            stock(&stack, sku).await == 10
+        })
+        .await;
+    assert_eq!(
+        post_callback(&stack, sku, &waiting.factory_order_id, "10").await,
+        200
+    );
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(stock(&stack, sku).await, 10);
+    assert_eq!(receipts(&stack, sku).await, 1);
+    assert_eq!(stack.factory_stats().total, 1);
+    stack.stop().await;
+}
+
+/// A cancel that arrives before the order is placed stops the order, and a cancel is
+/// refused with its reason once the delivery is being counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn cancel_before_the_order_sends_no_order() {
+    let mut stack = spawn_stack(dropped_callbacks()).await.unwrap();
+    let sku = "CANCEL-1";
+    add_product(&stack, sku, 1, 0).await;
+    // No worker: the run is started by the sale but takes no step until the worker is back.
+    stack.stop_worker().await;
+    stack.app.sales().await.purchase(buy(sku)).await.unwrap();
+    let workflow_id = format!("replenish-{sku}");
+    stack
+        .wait_until("the replenishment is started", WAIT, || async {
+            stack.app.store.outbox_depth().await.unwrap() == 0
+        })
+        .await;
+    stack.temporal.temporal_cli_ok(&[
+        "workflow",
+        "signal",
+        "--workflow-id",
+        &workflow_id,
+        "--name",
+        "cancel",
+        "--input",
+        r#"{"reason":"not this one"}"#,
+    ]);
+    stack.start_worker();
+    let cancelled = stack
+        .wait_for_status(sku, WAIT, |s| s.state == RestockState::Cancelled)
+        .await;
+    assert_eq!(cancelled.reason.as_deref(), Some("not this one"));
+    assert_eq!(stack.factory_stats().total, 0, "a cancelled run ordered");
+    assert!(ad_active(&stack, sku).await);
+
+    // A later sale starts a new run; once its delivery is reported, cancel is refused.
+    stack
+        .app
+        .store
+        .adjust_stock(&restock_inventory::AdjustStock {
+            sku: sku.into(),
+            delta: 1,
+            reason: "test".into(),
+            actor: "test".into(),
+        })
+        .await
+        .unwrap();
+    stack.app.sales().await.purchase(buy(sku)).await.unwrap();
+    let waiting = stack
+        .wait_for_status(sku, WAIT, |s| s.state == RestockState::AwaitingFactory)
+        .await;
+    let mut api = stack.replenishments().await;
+    api.complete_factory_order(CompleteFactoryOrderRequest {
+        sku: sku.into(),
+        factory_order_id: waiting.factory_order_id.clone(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let late = api
+        .cancel_replenishment(CancelReplenishmentRequest {
+            sku: sku.into(),
+            reason: "too late".into(),
+        })
+        .await;
+    if let Err(status) = &late {
+        assert_eq!(status.code(), tonic::Code::FailedPrecondition, "{status:?}");
+    }
+    let done = stack
+        .wait_for_status(sku, WAIT, |s| s.state == RestockState::Completed)
+        .await;
+    assert_eq!(done.received_quantity, Some(10));
+    assert_eq!(stock(&stack, sku).await, 10);
+    stack.stop().await;
+}
+
+/// A request that reaches the run after its stock read, while its last step runs (here the
+/// ad's resume mail, which fails and is retried), is not dropped: the run checks again and
+/// orders again, even though the stock it knew of was above the reorder point.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn request_during_the_last_step_is_not_dropped() {
+    // Every mail is refused: each ad activity tries three times, then gives the mail up.
+    let smtp = SmtpServer::start(u32::MAX).await;
+    let stack = spawn_stack(StackOptions {
+        smtp_url: Some(smtp.url()),
+        ..StackOptions::default()
+    })
+    .await
+    .unwrap();
+    let sku = "LATE-1";
+    add_product(&stack, sku, 1, 0).await;
+    stack.app.sales().await.purchase(buy(sku)).await.unwrap();
+    let restocking = stack
+        .wait_for_status(sku, WAIT, |s| {
+            s.state == RestockState::Restocking && s.stock_after.is_some()
+        })
+        .await;
+    // Sold out again while the run finishes; the request reaches the run (not the relay).
+    stack
+        .app
+        .store
+        .adjust_stock(&restock_inventory::AdjustStock {
+            sku: sku.into(),
+            delta: -10,
+            reason: "sold in the shop".into(),
+            actor: "test".into(),
+        })
+        .await
+        .unwrap();
+    stack
+        .temporal_client
+        .get_workflow_handle::<ReplenishStock>(format!("replenish-{sku}"))
+        .signal(
+            ReplenishStock::replenish_requested,
+            ReplenishRequested {
+                reason: "out_of_stock".into(),
+            },
+            WorkflowSignalOptions::default(),
+        )
+        .await
+        .unwrap();
+    let next = stack
+        .wait_for_status(sku, Duration::from_secs(90), |s| {
+            s.state == RestockState::Completed && s.factory_order_id != restocking.factory_order_id
+        })
+        .await;
+    assert_eq!(stack.factory_stats().total, 2);
+    assert_eq!(stock(&stack, sku).await, 10);
+    assert!(next.notification_failures > 0, "{next:#?}");
+    stack.stop().await;
+}
+
+/// Mail that cannot be sent never holds up the order, the restock, or the ad itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn failing_mail_never_holds_up_the_order() {
+    let smtp = SmtpServer::start(u32::MAX).await;
+    let stack = spawn_stack(StackOptions {
+        smtp_url: Some(smtp.url()),
+        ..StackOptions::default()
+    })
+    .await
+    .unwrap();
+    let sku = "MAIL-1";
+    add_product(&stack, sku, 1, 0).await;
+    stack.app.sales().await.purchase(buy(sku)).await.unwrap();
+    stack
+        .wait_until("the factory has the order", WAIT, || async {
+            stack.factory_stats().total == 1
+        })
+        .await;
+    let done = stack
+        .wait_for_status(sku, Duration::from_secs(90), |s| {
+            s.state == RestockState::Completed
+        })
+        .await;
+    assert_eq!(stock(&stack, sku).await, 10);
+    assert_eq!(done.notification_failures, 2, "{done:#?}");
+    assert!(ad_active(&stack, sku).await);
+    assert!(smtp.mail().is_empty());
+    let notes = stack.app.store.notifications(sku).await.unwrap();
+    assert_eq!(notes.len(), 2);
+    assert!(
+        notes
+            .iter()
+            .all(|n| n.status == "pending" && n.last_error.is_some())
+    );
+    stack.stop().await;
+}
+
+/// A callback with a count other than the ordered one is refused and changes nothing, and a
+/// genuine callback while Temporal is down is kept and completes the run once it is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn forged_count_refused_and_callback_during_outage_kept() {
+    let mut stack = spawn_stack(dropped_callbacks()).await.unwrap();
+    let sku = "INBOX-1";
+    add_product(&stack, sku, 1, 0).await;
+    stack.app.sales().await.purchase(buy(sku)).await.unwrap();
+    let waiting = stack
+        .wait_for_status(sku, WAIT, |s| s.state == RestockState::AwaitingFactory)
+        .await;
+    for forged in ["1000", "9", "11"] {
+        assert_eq!(
+            post_callback(&stack, sku, &waiting.factory_order_id, forged).await,
+            400,
+            "count {forged}"
+        );
+    }
+    assert!(
+        stack
+            .app
+            .store
+            .delivery(&waiting.factory_order_id)
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    stack.temporal.kill();
+    assert_eq!(
+        post_callback(&stack, sku, &waiting.factory_order_id, "10").await,
+        200,
+        "a genuine callback during an outage"
+    );
+    assert_eq!(
+        post_callback(&stack, sku, &waiting.factory_order_id, "10").await,
+        200,
+        "repeated"
+    );
+    // A sale meanwhile: its intent waits, and the relay counts its failed hand-overs.
+    add_product(&stack, "INBOX-2", 1, 0).await;
+    stack
+        .app
+        .sales()
+        .await
+        .purchase(buy("INBOX-2"))
+        .await
+        .unwrap();
+    let relay_failures = || async {
+        let metrics = reqwest_client()
+            .get(format!("http://{}/metrics", stack.app.http_addr))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        metrics
+            .lines()
+            .find(|l| l.starts_with("restock_relay_failures_total"))
+            .and_then(|l| l.split_whitespace().last())
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    stack
+        .wait_until("the relay counts its failed hand-overs", WAIT, || async {
+            relay_failures().await > 0.0
+        })
+        .await;
+    assert_eq!(stock(&stack, sku).await, 0);
+
+    stack.temporal.restart().await;
+    let done = stack
+        .wait_for_status(sku, Duration::from_secs(90), |s| {
+            s.state == RestockState::Completed
+        })
+        .await;
+    assert_eq!(done.received_quantity, Some(10));
+    assert_eq!(stock(&stack, sku).await, 10);
+    assert_eq!(receipts(&stack, sku).await, 1);
+    // The sale's intent waited out the outage too (this factory drops every callback).
+    stack
+        .wait_for_status("INBOX-2", Duration::from_secs(90), |s| {
+            s.state == RestockState::AwaitingFactory
+        })
+        .await;
+    stack.stop().await;
+}
+
+/// A product whose reorder quantity the factory can never take (stored before the limit
+/// was enforced) fails its run visibly: Failed in the status, read model and search
+/// attribute, with the reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_order_that_can_never_be_placed_fails_visibly() {
+    let stack = spawn_stack(StackOptions::default()).await.unwrap();
+    let sku = "HUGE-1";
+    add_product(&stack, sku, 1, 0).await;
+    product::ActiveModel {
+        sku: Set(sku.to_owned()),
+        reorder_quantity: Set(2_000_000),
+        ..Default::default()
+    }
+    .update(stack.app.store.connection())
+    .await
+    .unwrap();
+    stack.app.sales().await.purchase(buy(sku)).await.unwrap();
+    let failed = stack
+        .wait_for_status(sku, WAIT, |s| s.state == RestockState::Failed)
+        .await;
+    assert!(
+        failed
+            .reason
+            .as_deref()
+            .unwrap_or_default()
+            .contains("1000000"),
+        "{failed:#?}"
+    );
+    stack
+        .wait_until("the read model says Failed", WAIT, || async {
+            read_model_state(&stack, sku).await == "Failed"
+        })
+        .await;
+    let listed = stack.temporal.temporal_cli_ok(&[
+        "workflow",
+        "list",
+        "--query",
+        &format!("RestockSku = '{sku}' AND RestockState = 'Failed'"),
+    ]);
+    assert!(listed.contains(&format!("replenish-{sku}")), "{listed}");
+    assert_eq!(stack.factory_stats().total, 0);
+    stack.stop().await;
+}
+
+/// A run that waits long while sales keep asking continues as new with its order, so its
+/// history stays bounded; the order completes once, in the new run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_long_wait_continues_as_new_with_its_order() {
+    let stack = spawn_stack(dropped_callbacks()).await.unwrap();
+    let sku = "LONG-1";
+    add_product(&stack, sku, 1, 0).await;
+    stack.app.sales().await.purchase(buy(sku)).await.unwrap();
+    let waiting = stack
+        .wait_for_status(sku, WAIT, |s| s.state == RestockState::AwaitingFactory)
+        .await;
+    let handle = stack
+        .temporal_client
+        .get_workflow_handle::<ReplenishStock>(format!("replenish-{sku}"));
+    for _ in 0..restock_workflows::MAX_REQUESTS_PER_RUN + 5 {
+        handle
+            .signal(
+                ReplenishStock::replenish_requested,
+                ReplenishRequested {
+                    reason: "out_of_stock".into(),
+                },
+                WorkflowSignalOptions::default(),
+            )
+            .await
+            .unwrap();
+    }
+    let continued = stack
+        .wait_for_status(sku, WAIT, |s| s.continued_runs == 1)
+        .await;
+    assert_eq!(continued.factory_order_id, waiting.factory_order_id);
+    assert_eq!(continued.state, RestockState::AwaitingFactory);
+    assert!(continued.late_requests < restock_workflows::MAX_REQUESTS_PER_RUN);
+
+    assert_eq!(
+        post_callback(&stack, sku, &waiting.factory_order_id, "10").await,
+        200
+    );
+    stack
+        .wait_until("restocked", WAIT, || async {
+            stock(&stack, sku).await == 10
+        })
+        .await;
+    // The requests it carried are checked once more; stock is fine, so nothing is ordered.
+    let last = stack
+        .wait_for_status(sku, WAIT, |s| s.state == RestockState::NotNeeded)
+        .await;
+    assert_ne!(last.factory_order_id, waiting.factory_order_id);
+    assert_eq!(stack.factory_stats().total, 1);
+    assert_eq!(receipts(&stack, sku).await, 1);
+    stack.stop().await;
+}
