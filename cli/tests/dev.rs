@@ -1,6 +1,6 @@
 //! `restock dev` as a newcomer runs it (the README's commands): the binary starts the whole
 //! stack on free ports; the demo product sells out and the simulator's callback restocks it; a
-//! second product is completed with the `temporal` CLI; SIGINT leaves no child process and no
+//! second product is completed with the `temporal` CLI (update `complete`); SIGINT leaves no child process and no
 //! bound port; a second start keeps the data.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -200,10 +200,22 @@ fn restock_dev_from_sell_out_to_restock_and_clean_shutdown() {
         Duration::from_secs(60),
         || client(&ports, &["replenishment", "CP-502102"])["state"] == "AwaitingFactory",
     );
+    // As the README says: the update names the order `restock replenishment` shows.
+    let order = client(&ports, &["replenishment", "CP-502102"])["factory_order_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let temporal = restock_testkit::temporal::temporal_binary();
+    let input = format!(r#"{{"factory_order_id":"{order}"}}"#);
     let signal = Command::new(&temporal)
-        .args(["workflow", "signal", "--workflow-id", "replenish-CP-502102"])
-        .args(["--name", "factory-completed", "--input", "{}"])
+        .args([
+            "workflow",
+            "update",
+            "execute",
+            "--workflow-id",
+            "replenish-CP-502102",
+        ])
+        .args(["--name", "complete", "--input", &input])
         .args(["--address", &format!("127.0.0.1:{}", ports.temporal)])
         .output()
         .unwrap();

@@ -804,3 +804,246 @@ async fn a_long_wait_continues_as_new_with_its_order() {
     assert_eq!(receipts(&stack, sku).await, 1);
     stack.stop().await;
 }
+
+/// A small deterministic generator (xorshift64*), so a failing run can be replayed with its
+/// seed (`RESTOCK_TEST_SEED`).
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) % n.max(1)
+    }
+}
+
+/// Random interleavings over several products of sales (some with repeated keys), dropped,
+/// late and repeated callbacks, operator completions and cancels, and worker restarts. At
+/// quiescence, for every product: stock = initial + received − sold; one receipt per order
+/// and one factory order per run; no product at or below its reorder point without an open
+/// replenishment (unless an operator cancelled its last one); every receipt matches an order
+/// the factory accepted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn random_interleavings_keep_every_count() {
+    use restock_inventory::entity::{factory_order, sale, stock_receipt};
+    use restock_proto::v1::{Outcome, PurchaseRequest};
+    use sea_orm::{ColumnTrait, QueryFilter};
+
+    let seed = std::env::var("RESTOCK_TEST_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos() as u64)
+                .unwrap_or(1)
+                | 1
+        });
+    eprintln!("random_interleavings_keep_every_count: RESTOCK_TEST_SEED={seed}");
+    let mut rng = Rng(seed);
+    let mut stack = spawn_stack(StackOptions {
+        factory: SimulatorConfig {
+            drop_callback_every: 3,
+            step_interval: Duration::from_millis(100),
+            ..StackOptions::default().factory
+        },
+        workflow: ReplenishSettings {
+            factory_sla_secs: 3,
+            ..StackOptions::default().workflow
+        },
+        ..StackOptions::default()
+    })
+    .await
+    .unwrap();
+    let skus = ["RND-A", "RND-B", "RND-C", "RND-D"];
+    let initial = 3;
+    for (i, sku) in skus.iter().enumerate() {
+        // Reorder points 0 and 1: out-of-stock and reorder-point triggers both happen.
+        add_product(&stack, sku, initial, (i % 2) as i64).await;
+    }
+    let mut sales = stack.app.sales().await;
+    let mut api = stack.replenishments().await;
+    let mut cancelled_last = std::collections::HashSet::new();
+    let mut keys: Vec<(String, String)> = Vec::new();
+    for step in 0..120 {
+        let sku = skus[rng.below(skus.len() as u64) as usize];
+        match rng.below(100) {
+            0..=54 => {
+                // A sale; a third carry a key, and a key is sometimes sent again.
+                let key = match rng.below(3) {
+                    0 if !keys.is_empty() => keys[rng.below(keys.len() as u64) as usize].clone(),
+                    1 => {
+                        let key = format!("k-{seed}-{step}");
+                        keys.push((sku.to_owned(), key.clone()));
+                        (sku.to_owned(), key)
+                    }
+                    _ => (sku.to_owned(), String::new()),
+                };
+                let reply = sales
+                    .purchase(PurchaseRequest {
+                        sku: key.0.clone(),
+                        quantity: 1 + rng.below(2) as u32,
+                        idempotency_key: key.1,
+                        requester: "random".into(),
+                    })
+                    .await;
+                if let Ok(reply) = reply
+                    && reply.get_ref().outcome() == Outcome::Sold
+                {
+                    cancelled_last.remove(&key.0);
+                }
+            }
+            55..=69 => {
+                // The operator completes whatever waits (refusals are fine).
+                if let Some(status) = stack.status(sku).await
+                    && status.state.accepts_completion()
+                {
+                    let _ = api
+                        .complete_factory_order(CompleteFactoryOrderRequest {
+                            sku: sku.into(),
+                            factory_order_id: status.factory_order_id,
+                            quantity: 0,
+                        })
+                        .await;
+                }
+            }
+            70..=77 => {
+                if api
+                    .cancel_replenishment(CancelReplenishmentRequest {
+                        sku: sku.into(),
+                        reason: "random".into(),
+                    })
+                    .await
+                    .is_ok()
+                {
+                    cancelled_last.insert(sku.to_owned());
+                }
+            }
+            78..=91 => {
+                // A late or repeated genuine callback for one of the product's orders.
+                let orders = factory_order::Entity::find()
+                    .filter(factory_order::Column::Sku.eq(sku))
+                    .all(stack.app.store.connection())
+                    .await
+                    .unwrap();
+                if !orders.is_empty() {
+                    let o = &orders[rng.below(orders.len() as u64) as usize];
+                    let code =
+                        post_callback(&stack, sku, &o.order_id, &o.quantity.to_string()).await;
+                    assert_eq!(code, 200, "a genuine callback for {}", o.order_id);
+                }
+            }
+            92..=95 => {
+                stack.stop_worker().await;
+                tokio::time::sleep(Duration::from_millis(rng.below(500))).await;
+                stack.start_worker();
+            }
+            _ => tokio::time::sleep(Duration::from_millis(300)).await,
+        }
+        tokio::time::sleep(Duration::from_millis(rng.below(120))).await;
+    }
+
+    // Quiescence: the relay has handed everything over and no run is mid-step.
+    stack
+        .wait_until(
+            "outbox and inbox drained",
+            Duration::from_secs(90),
+            || async {
+                stack.app.store.outbox_depth().await.unwrap() == 0
+                    && stack.app.store.deliveries_pending().await.unwrap() == 0
+            },
+        )
+        .await;
+    let settled = |s: &restock_workflows::ReplenishStatus| {
+        s.state.is_terminal() || s.state.accepts_completion()
+    };
+    for sku in skus {
+        if stack.status(sku).await.is_some() {
+            stack
+                .wait_for_status(sku, Duration::from_secs(90), settled)
+                .await;
+        }
+    }
+    for sku in skus {
+        let p = stack.app.store.product(sku).await.unwrap().product;
+        if p.stock > p.reorder_point || cancelled_last.contains(sku) {
+            continue;
+        }
+        let open = stack
+            .status(sku)
+            .await
+            .is_some_and(|s| !s.state.is_terminal());
+        assert!(
+            open,
+            "seed {seed}: {sku} has stock {} (reorder point {}) and no open replenishment",
+            p.stock, p.reorder_point
+        );
+    }
+    // Close out: complete every waiting run, let them finish.
+    for sku in skus {
+        if let Some(status) = stack.status(sku).await
+            && status.state.accepts_completion()
+        {
+            let _ = api
+                .complete_factory_order(CompleteFactoryOrderRequest {
+                    sku: sku.into(),
+                    factory_order_id: status.factory_order_id,
+                    quantity: 0,
+                })
+                .await;
+        }
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+
+    let accepted = stack.factory_stats().orders_by_group;
+    assert!(
+        accepted.values().all(|n| *n == 1),
+        "seed {seed}: an order was sent twice: {accepted:?}"
+    );
+    let all_receipts = stock_receipt::Entity::find()
+        .all(stack.app.store.connection())
+        .await
+        .unwrap()
+        .len();
+    eprintln!(
+        "seed {seed}: {} factory orders, {all_receipts} receipts, {} cancels accepted last",
+        accepted.len(),
+        cancelled_last.len()
+    );
+    assert!(
+        accepted.len() >= 2 && all_receipts >= 1,
+        "seed {seed}: too little happened"
+    );
+    for sku in skus {
+        let p = stack.app.store.product(sku).await.unwrap().product;
+        let sold: i64 = sale::Entity::find()
+            .filter(sale::Column::Sku.eq(sku))
+            .all(stack.app.store.connection())
+            .await
+            .unwrap()
+            .iter()
+            .map(|s| s.quantity)
+            .sum();
+        let receipts = stock_receipt::Entity::find()
+            .filter(stock_receipt::Column::Sku.eq(sku))
+            .all(stack.app.store.connection())
+            .await
+            .unwrap();
+        let received: i64 = receipts.iter().map(|r| r.quantity).sum();
+        assert_eq!(
+            p.stock,
+            initial + received - sold,
+            "seed {seed}: {sku}: stock {} != {initial} + {received} - {sold}",
+            p.stock
+        );
+        for r in &receipts {
+            assert!(
+                accepted.contains_key(&r.factory_order_id),
+                "seed {seed}: receipt {} matches no order the factory accepted",
+                r.factory_order_id
+            );
+        }
+    }
+    stack.stop().await;
+}
