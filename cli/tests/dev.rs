@@ -1,6 +1,6 @@
 //! `restock dev` as a newcomer runs it (the README's commands): the binary starts the whole
 //! stack on free ports; the demo product sells out and the simulator's callback restocks it; a
-//! second product is completed with the `temporal` CLI (update `complete`); SIGINT leaves no child process and no
+//! second product is completed with the `temporal` CLI (signal naming the order); SIGINT leaves no child process and no
 //! bound port; a second start keeps the data.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -200,7 +200,7 @@ fn restock_dev_from_sell_out_to_restock_and_clean_shutdown() {
         Duration::from_secs(60),
         || client(&ports, &["replenishment", "CP-502102"])["state"] == "AwaitingFactory",
     );
-    // As the README says: the update names the order `restock replenishment` shows.
+    // As the README says: the signal names the order `restock replenishment` shows.
     let order = client(&ports, &["replenishment", "CP-502102"])["factory_order_id"]
         .as_str()
         .unwrap()
@@ -229,8 +229,16 @@ fn restock_dev_from_sell_out_to_restock_and_clean_shutdown() {
         Duration::from_secs(60),
         || stock(&ports, "CP-502102") == 20,
     );
-    let listed = client(&ports, &["replenishments", "--state", "Completed"]);
-    assert_eq!(listed.as_array().unwrap().len(), 2, "{listed}");
+    // The read model says Completed a moment after the stock is added.
+    wait_for(
+        "both replenishments Completed",
+        Duration::from_secs(30),
+        || {
+            client(&ports, &["replenishments", "--state", "Completed"])
+                .as_array()
+                .is_some_and(|l| l.len() == 2)
+        },
+    );
     interrupt_and_check(dev, &ports);
 
     // Running it again keeps the data.

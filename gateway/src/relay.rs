@@ -12,8 +12,8 @@ use std::time::Duration;
 use futures::StreamExt;
 use restock_inventory::Store;
 use restock_inventory::entity::replenish_outbox;
-use restock_workflows::client::{self, UpdateOutcome};
-use restock_workflows::{CompletionRefusal, FactoryCompleted, ReplenishInput, ReplenishSettings};
+use restock_workflows::client;
+use restock_workflows::{FactoryCompleted, ReplenishInput, ReplenishSettings};
 use tokio::sync::Notify;
 
 use crate::metrics::Metrics;
@@ -53,10 +53,11 @@ pub async fn run(
 ) {
     tokio::pin!(shutdown);
     let mut recent = RecentHandovers::new(settings.sweep_interval.max(MIN_REPEAT_INTERVAL));
+    let mut signalled = RecentHandovers::new(SIGNAL_REPEAT_INTERVAL);
     loop {
         if link.client().is_some() {
             drain(&store, &link, &settings, &metrics, &mut recent).await;
-            deliver(&store, &link, &metrics).await;
+            deliver(&store, &link, &metrics, &mut signalled).await;
         }
         tokio::select! {
             () = &mut shutdown => return,
@@ -218,12 +219,23 @@ async fn hand_over(
     }
 }
 
-/// Hands every pending delivery to its replenishment (update `complete`, naming the order).
-/// A run that is not waiting yet (the callback beat the run to AwaitingFactory) gets it at a
-/// later pass. A delivery whose run has closed, or moved on to another order, or is being
-/// cancelled, is still goods in the shop: it is added to stock directly, keyed by its order
-/// id like every increment, so it counts once whoever gets there first.
-async fn deliver(store: &Store, link: &TemporalLink, metrics: &Metrics) {
+/// Hands every pending delivery to its replenishment and settles it once its units are in
+/// stock (its receipt exists). The run that waits for the order gets the `factory-completed`
+/// signal naming it (at most once per [`SIGNAL_REPEAT_INTERVAL`]); a run that is not waiting
+/// yet, or is counting, is left alone until a later pass; a delivery no run is on (cancelled,
+/// terminated, or the product has moved on to a later order) is still goods in the shop: it is
+/// added to stock directly, keyed by its order id like every increment, so it counts once
+/// whoever gets there first.
+///
+/// A signal, not the `complete` update: an update accepted in the same workflow task as an
+/// activity's result was seen to make the history unreplayable (SDK 1.1.1, TMPRL1100), and
+/// the relay needs no answer: the receipt is its evidence.
+async fn deliver(
+    store: &Store,
+    link: &TemporalLink,
+    metrics: &Metrics,
+    signalled: &mut RecentHandovers,
+) {
     let Some(client) = link.client() else {
         return;
     };
@@ -234,18 +246,29 @@ async fn deliver(store: &Store, link: &TemporalLink, metrics: &Metrics) {
             return;
         }
     };
+    let resting = signalled.resting();
     for delivery in deliveries {
         let order_id = delivery.order_id.clone();
         let sku = delivery.sku.clone();
-        let quantity = u32::try_from(delivery.quantity).unwrap_or(u32::MAX);
-        let completion = FactoryCompleted {
-            quantity: Some(quantity),
-            factory_order_id: Some(order_id.clone()),
-        };
-        let outcome = match client::complete_order(client, &sku, completion.clone()).await {
-            Ok(outcome) => outcome,
+        match store.receipt(&order_id).await {
+            Ok(Some(_)) => {
+                settle(store, &order_id, "in stock (its replenishment counted it)").await;
+                continue;
+            }
+            Ok(None) => {}
             Err(err) => {
-                tracing::warn!(%sku, %order_id, error = %err, "cannot hand a delivery over yet; will retry");
+                tracing::warn!(%order_id, error = %err, "relay cannot read receipts");
+                return;
+            }
+        }
+        // Bounded: a query needs a worker, and the outbox must not wait behind it.
+        let status = match tokio::time::timeout(QUERY_TIMEOUT, client::query_status(client, &sku))
+            .await
+            .unwrap_or_else(|_| Err(anyhow::anyhow!("the status query timed out (no worker?)")))
+        {
+            Ok(status) => status,
+            Err(err) => {
+                tracing::warn!(%sku, %order_id, error = %err, "cannot see the replenishment yet; will retry");
                 metrics.relay_failed();
                 let _ = store
                     .delivery_attempt_failed(&order_id, &err.to_string())
@@ -253,42 +276,73 @@ async fn deliver(store: &Store, link: &TemporalLink, metrics: &Metrics) {
                 return;
             }
         };
-        let settled = match outcome {
-            UpdateOutcome::Accepted(_) => Some("completed its replenishment".to_owned()),
-            UpdateOutcome::Refused(reason) => match CompletionRefusal::from_message(&reason) {
-                Some(CompletionRefusal::NotWaiting) => {
-                    let _ = store.delivery_attempt_failed(&order_id, &reason).await;
-                    None
+        let on_this_order = status
+            .as_ref()
+            .filter(|s| s.factory_order_id == order_id && !s.state.is_terminal());
+        match on_this_order.map(|s| s.state) {
+            Some(state) if state.accepts_completion() => {
+                if resting.contains(&order_id) {
+                    continue;
                 }
-                Some(CompletionRefusal::AlreadyCompleted) => {
-                    Some("its replenishment already had it".to_owned())
-                }
-                _ if reason.contains("before updates existed") => {
-                    // A run from an earlier version: its signal, under its own rules.
-                    match client::signal_factory_completed(client, &sku, completion).await {
-                        Ok(_) => Some("signalled to a run from before updates".to_owned()),
-                        Err(err) => {
-                            let _ = store
-                                .delivery_attempt_failed(&order_id, &err.to_string())
-                                .await;
-                            None
+                let completion = FactoryCompleted {
+                    quantity: Some(u32::try_from(delivery.quantity).unwrap_or(u32::MAX)),
+                    factory_order_id: Some(order_id.clone()),
+                };
+                match client::signal_factory_completed(client, &sku, completion).await {
+                    Ok(client::Delivery::Delivered) => {
+                        tracing::info!(%sku, %order_id, "delivery signalled to its replenishment");
+                        signalled.handed_over(order_id.clone());
+                    }
+                    // Closed since the query (or terminated: its last state still reads
+                    // waiting): nobody will count it but us.
+                    Ok(client::Delivery::NotRunning) => {
+                        if let Some(outcome) =
+                            add_directly(store, &delivery, "its replenishment is not running").await
+                        {
+                            settle(store, &order_id, &outcome).await;
                         }
                     }
+                    Err(err) => {
+                        tracing::warn!(%sku, %order_id, error = %err, "cannot signal a delivery yet; will retry");
+                        metrics.relay_failed();
+                        let _ = store
+                            .delivery_attempt_failed(&order_id, &err.to_string())
+                            .await;
+                    }
                 }
-                _ => add_directly(store, &delivery, &reason).await,
-            },
-            UpdateOutcome::NotRunning => {
-                add_directly(store, &delivery, "no replenishment running").await
             }
-        };
-        if let Some(outcome) = settled {
-            tracing::info!(%sku, %order_id, quantity, %outcome, "delivery handed over");
-            if let Err(err) = store.settle_delivery(&order_id, &outcome).await {
-                tracing::warn!(%order_id, error = %err, "cannot settle a handed-over delivery; it will be handed over again (harmless)");
+            // Still ordering (the callback beat the order's reply), or counting it now.
+            Some(_) => {}
+            None => {
+                let why = match &status {
+                    None => "no replenishment running".to_owned(),
+                    Some(s) if s.factory_order_id != order_id => {
+                        format!("its replenishment moved on to order {}", s.factory_order_id)
+                    }
+                    Some(s) => format!("its replenishment ended {}", s.state),
+                };
+                if let Some(outcome) = add_directly(store, &delivery, &why).await {
+                    settle(store, &order_id, &outcome).await;
+                }
             }
         }
     }
 }
+
+/// Marks a delivery settled.
+async fn settle(store: &Store, order_id: &str, outcome: &str) {
+    tracing::info!(%order_id, %outcome, "delivery settled");
+    if let Err(err) = store.settle_delivery(order_id, outcome).await {
+        tracing::warn!(%order_id, error = %err, "cannot settle a delivery; it will be looked at again (harmless)");
+    }
+}
+
+/// How long the relay waits for a replenishment's status.
+const QUERY_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// How long the relay waits before signalling the same delivery again (the run may be busy,
+/// or its worker down: the signal it has is durable).
+const SIGNAL_REPEAT_INTERVAL: Duration = Duration::from_secs(30);
 
 /// Adds a delivery whose replenishment is not there to take it, once (keyed by its order id).
 async fn add_directly(

@@ -286,6 +286,119 @@ pub async fn cancel_replenishment(
     )
 }
 
+/// How long [`complete_and_confirm`] and [`cancel_and_confirm`] watch the run for its answer.
+pub const CONFIRM_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What a signal-and-confirm came to when the run did not answer in time.
+pub const NOT_CONFIRMED: &str = "unconfirmed: the signal is with the replenishment, but no worker took it within 10 s; it is applied under the same rules when a worker runs (check `restock replenishment`)";
+
+/// An operator's completion by the `factory-completed` signal, confirmed: the status is read
+/// first (a completion it would refuse is refused here, with the same reason), the signal is
+/// sent, and the run is watched until it has taken the delivery (`received_quantity` set) or
+/// refused it (`ignored_signals` grew).
+///
+/// The signal rather than the `complete` update: an update accepted in the same workflow task
+/// as another event (an activity result, a timer) was seen to leave a history the SDK (1.1.1)
+/// cannot replay (TMPRL1100), which would strand the run on its next replay.
+pub async fn complete_and_confirm(
+    client: &Client,
+    sku: &str,
+    completion: FactoryCompleted,
+) -> anyhow::Result<UpdateOutcome> {
+    let Some(before) = query_status(client, sku).await? else {
+        return Ok(UpdateOutcome::NotRunning);
+    };
+    if before.state.is_terminal()
+        && before.factory_order_id != completion.factory_order_id.clone().unwrap_or_default()
+    {
+        return Ok(UpdateOutcome::NotRunning);
+    }
+    if let Some((_, reason)) = crate::replenish::completion_refusal(&before, &completion, None) {
+        return Ok(UpdateOutcome::Refused(reason));
+    }
+    if signal_factory_completed(client, sku, completion.clone()).await? == Delivery::NotRunning {
+        return Ok(UpdateOutcome::NotRunning);
+    }
+    confirm(client, sku, &before, |s| {
+        s.factory_order_id == before.factory_order_id && s.received_quantity.is_some()
+    })
+    .await
+    .map(|outcome| match outcome {
+        UpdateOutcome::Refused(_) => UpdateOutcome::Refused(
+            crate::replenish::completion_refusal(
+                &before,
+                &completion,
+                Some(crate::CompletionRefusal::AlreadyCompleted),
+            )
+            .map(|(_, reason)| reason)
+            .unwrap_or_else(|| "the replenishment refused the completion".to_owned()),
+        ),
+        other => other,
+    })
+}
+
+/// An operator's cancel by the `cancel` signal, confirmed like [`complete_and_confirm`].
+pub async fn cancel_and_confirm(
+    client: &Client,
+    sku: &str,
+    request: CancelRequest,
+) -> anyhow::Result<UpdateOutcome> {
+    let Some(before) = query_status(client, sku).await? else {
+        return Ok(UpdateOutcome::NotRunning);
+    };
+    if before.state.is_terminal() {
+        return Ok(UpdateOutcome::NotRunning);
+    }
+    if !before.state.accepts_cancel() {
+        return Ok(UpdateOutcome::Refused(format!(
+            "the replenishment is {}; it can be cancelled only before the delivery is being counted",
+            before.state
+        )));
+    }
+    if signal_cancel(client, sku, request).await? == Delivery::NotRunning {
+        return Ok(UpdateOutcome::NotRunning);
+    }
+    confirm(client, sku, &before, |s| {
+        s.factory_order_id == before.factory_order_id && s.state == crate::RestockState::Cancelled
+    })
+    .await
+    .map(|outcome| match outcome {
+        UpdateOutcome::Refused(_) => UpdateOutcome::Refused(
+            "the replenishment refused the cancel: its delivery was reported meanwhile".to_owned(),
+        ),
+        other => other,
+    })
+}
+
+/// Watches the run after a signal: accepted when `taken` holds, refused when it counted one
+/// more ignored signal, an error after [`CONFIRM_TIMEOUT`].
+async fn confirm(
+    client: &Client,
+    sku: &str,
+    before: &ReplenishStatus,
+    taken: impl Fn(&ReplenishStatus) -> bool,
+) -> anyhow::Result<UpdateOutcome> {
+    let deadline = tokio::time::Instant::now() + CONFIRM_TIMEOUT;
+    loop {
+        if let Ok(Ok(Some(now))) =
+            tokio::time::timeout(Duration::from_secs(2), query_status(client, sku)).await
+        {
+            if taken(&now) {
+                return Ok(UpdateOutcome::Accepted(Box::new(now)));
+            }
+            if now.factory_order_id == before.factory_order_id
+                && now.ignored_signals > before.ignored_signals
+            {
+                return Ok(UpdateOutcome::Refused(String::new()));
+            }
+        }
+        if tokio::time::Instant::now() > deadline {
+            return Err(anyhow!(NOT_CONFIRMED));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// The `status` query of the product's latest replenishment run; `None` when it has none.
 pub async fn query_status(client: &Client, sku: &str) -> anyhow::Result<Option<ReplenishStatus>> {
     let handle = client.get_workflow_handle::<ReplenishStock>(workflow_id(sku));

@@ -31,7 +31,7 @@ use temporalio_common::RetryPolicy;
 use temporalio_common::search_attributes::SearchAttributeKey;
 use temporalio_macros::{workflow, workflow_methods};
 use temporalio_sdk::{
-    ActivityOptions, LocalActivityOptions, SyncWorkflowContext, WorkflowCancellationToken, WorkflowContext,
+    ActivityOptions, SyncWorkflowContext, WorkflowCancellationToken, WorkflowContext,
     WorkflowContextView, WorkflowResult,
 };
 
@@ -245,6 +245,74 @@ impl CompletionRefusal {
     }
 }
 
+/// Why a run in `status` refuses `completion`, if it does. `pending` is a completion or cancel
+/// the run holds but has not acted on yet (it refuses with that). The gateway applies the
+/// same function to a status it queried, to answer an operator before it signals.
+pub fn completion_refusal(
+    status: &ReplenishStatus,
+    completion: &FactoryCompleted,
+    pending: Option<CompletionRefusal>,
+) -> Option<(CompletionRefusal, String)> {
+    let current = &status.factory_order_id;
+    let refuse = |r: CompletionRefusal, text: String| Some((r, format!("{}: {text}", r.code())));
+    let Some(order) = completion
+        .factory_order_id
+        .as_deref()
+        .filter(|o| !o.is_empty())
+    else {
+        return refuse(
+            CompletionRefusal::MissingOrder,
+            format!(
+                "name the order to complete (factory_order_id); this replenishment's order is {current:?}"
+            ),
+        );
+    };
+    if order != current {
+        return refuse(
+            CompletionRefusal::OtherOrder,
+            format!("order {order:?} is not this replenishment's current order {current:?}"),
+        );
+    }
+    if pending == Some(CompletionRefusal::AlreadyCompleted)
+        || matches!(
+            status.state,
+            RestockState::Restocking | RestockState::Completed
+        )
+    {
+        return refuse(
+            CompletionRefusal::AlreadyCompleted,
+            format!("order {order:?} is already completed"),
+        );
+    }
+    if pending == Some(CompletionRefusal::Cancelled) || status.state == RestockState::Cancelled {
+        return refuse(
+            CompletionRefusal::Cancelled,
+            format!("the replenishment of order {order:?} is cancelled"),
+        );
+    }
+    if !status.state.accepts_completion() {
+        return refuse(
+            CompletionRefusal::NotWaiting,
+            format!(
+                "the replenishment is {}; a completion is accepted only while it waits for the factory (AwaitingFactory or Overdue)",
+                status.state
+            ),
+        );
+    }
+    if let Some(q) = completion.quantity
+        && q > status.ordered_quantity
+    {
+        return refuse(
+            CompletionRefusal::TooMany,
+            format!(
+                "{q} units is more than the {} ordered",
+                status.ordered_quantity
+            ),
+        );
+    }
+    None
+}
+
 /// The replenish-stock workflow.
 #[workflow]
 #[derive(Default)]
@@ -300,25 +368,6 @@ pub(crate) fn activity_options(settings: &ReplenishSettings) -> ActivityOptions 
     // abandon an order or an increment half-way; the run decides at its next step instead.
     .cancellation_token(WorkflowCancellationToken::new())
     .build()
-}
-
-/// Options for the bookkeeping steps (check-stock, record-replenishment), run as local
-/// activities: short, idempotent database calls done inside the workflow task instead of a
-/// round trip through the server each. Same retries as [`activity_options`].
-pub(crate) fn local_options(settings: &ReplenishSettings) -> LocalActivityOptions {
-    LocalActivityOptions::builder()
-        .start_to_close_timeout(Duration::from_secs(settings.activity_timeout_secs.max(1)))
-        .retry_policy(
-            RetryPolicy::builder()
-                .initial_interval(Duration::from_secs(settings.retry_initial_secs.max(1)))
-                .backoff_coefficient(2.0)
-                .maximum_interval(Duration::from_secs(settings.retry_max_interval_secs.max(1)))
-                .maximum_attempts(0)
-                .non_retryable_error_types(NON_RETRYABLE)
-                .build(),
-        )
-        .cancellation_token(WorkflowCancellationToken::new())
-        .build()
 }
 
 /// Options for notifications: a few tries, then the run goes on without them.
@@ -394,70 +443,20 @@ impl ReplenishStock {
         }
     }
 
-    /// Why this run refuses `completion` now, if it does.
+    /// Why this run refuses `completion` now, if it does: the status's rules
+    /// ([`completion_refusal`]) and what the run already holds but has not acted on yet.
     fn completion_refusal(
         &self,
         completion: &FactoryCompleted,
     ) -> Option<(CompletionRefusal, String)> {
-        let current = &self.status.factory_order_id;
-        let refuse =
-            |r: CompletionRefusal, text: String| Some((r, format!("{}: {text}", r.code())));
-        let Some(order) = completion
-            .factory_order_id
-            .as_deref()
-            .filter(|o| !o.is_empty())
-        else {
-            return refuse(
-                CompletionRefusal::MissingOrder,
-                format!(
-                    "name the order to complete (factory_order_id); this replenishment's order is {current:?}"
-                ),
-            );
+        let pending = if self.completion.is_some() {
+            Some(CompletionRefusal::AlreadyCompleted)
+        } else if self.cancel.is_some() {
+            Some(CompletionRefusal::Cancelled)
+        } else {
+            None
         };
-        if order != current {
-            return refuse(
-                CompletionRefusal::OtherOrder,
-                format!("order {order:?} is not this replenishment's current order {current:?}"),
-            );
-        }
-        if self.completion.is_some()
-            || matches!(
-                self.status.state,
-                RestockState::Restocking | RestockState::Completed
-            )
-        {
-            return refuse(
-                CompletionRefusal::AlreadyCompleted,
-                format!("order {order:?} is already completed"),
-            );
-        }
-        if self.cancel.is_some() || self.status.state == RestockState::Cancelled {
-            return refuse(
-                CompletionRefusal::Cancelled,
-                format!("the replenishment of order {order:?} is cancelled"),
-            );
-        }
-        if !self.status.state.accepts_completion() {
-            return refuse(
-                CompletionRefusal::NotWaiting,
-                format!(
-                    "the replenishment is {}; a completion is accepted only while it waits for the factory (AwaitingFactory or Overdue)",
-                    self.status.state
-                ),
-            );
-        }
-        if let Some(q) = completion.quantity
-            && q > self.status.ordered_quantity
-        {
-            return refuse(
-                CompletionRefusal::TooMany,
-                format!(
-                    "{q} units is more than the {} ordered",
-                    self.status.ordered_quantity
-                ),
-            );
-        }
-        None
+        completion_refusal(&self.status, completion, pending)
     }
 
     /// Why this run refuses a cancel now, if it does.

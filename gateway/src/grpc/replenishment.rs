@@ -219,8 +219,8 @@ impl ReplenishmentService for ReplenishmentApi {
                 "factory_order_id is longer than any order id (128 bytes)",
             ));
         }
+        let client = self.client()?;
         let order_id = if r.factory_order_id.is_empty() {
-            let client = self.client()?;
             match client::query_status(client, &r.sku)
                 .await
                 .map_err(|e| Status::unavailable(e.to_string()))?
@@ -235,7 +235,7 @@ impl ReplenishmentService for ReplenishmentApi {
             quantity: (r.quantity > 0).then_some(r.quantity),
             factory_order_id: Some(order_id.clone()),
         };
-        let outcome = client::complete_order(self.client()?, &r.sku, completion)
+        let outcome = client::complete_and_confirm(client, &r.sku, completion)
             .await
             .map_err(|e| Status::unavailable(e.to_string()))?;
         let status = accepted(outcome, &r.sku)?;
@@ -262,7 +262,7 @@ impl ReplenishmentService for ReplenishmentApi {
         let cancel = CancelRequest {
             reason: (!r.reason.is_empty()).then(|| r.reason.clone()),
         };
-        let outcome = client::cancel_replenishment(self.client()?, &r.sku, cancel)
+        let outcome = client::cancel_and_confirm(self.client()?, &r.sku, cancel)
             .await
             .map_err(|e| Status::unavailable(e.to_string()))?;
         let status = accepted(outcome, &r.sku)?;

@@ -18,7 +18,7 @@ use temporalio_sdk::{
 use super::{
     CancelRequest, CarriedOrder, FactoryCompleted, MAX_REQUESTS_PER_RUN, RESTOCK_SKU,
     RESTOCK_STATE, ReplenishInput, ReplenishOutcome, ReplenishSettings, ReplenishStock,
-    activity_options, local_options, millis, notification_options,
+    activity_options, millis, notification_options,
 };
 use crate::state::{self, Event, RestockState};
 
@@ -136,10 +136,10 @@ impl ReplenishStock {
         });
         Self::publish(ctx, settings).await?;
         let level: StockLevel = ctx
-            .execute_local_activity(
+            .execute_activity(
                 ReplenishActivities::check_stock,
                 input.sku.clone(),
-                local_options(settings),
+                activity_options(settings),
             )
             .await?;
         if !level.needs_replenishment() {
@@ -490,10 +490,10 @@ impl ReplenishStock {
             updated_at: s.status.updated_at,
         });
         ctx.upsert_search_attributes([RESTOCK_STATE.value_set(snapshot.state.clone())]);
-        ctx.execute_local_activity(
+        ctx.execute_activity(
             ReplenishActivities::record_replenishment,
             snapshot,
-            local_options(settings),
+            activity_options(settings),
         )
         .await?;
         Ok(())
