@@ -290,12 +290,16 @@ async fn completions_only_for_the_waiting_order() {
     assert_eq!(done.received_quantity, Some(10));
     assert_eq!(stock(&stack, sku).await, 10);
     assert_eq!(receipts(&stack, sku).await, 1);
-    let delivery = factory_delivery::Entity::find_by_id(done.factory_order_id.clone())
-        .one(stack.app.store.connection())
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(delivery.status, "settled", "{delivery:?}");
+    // The relay settles the inbox row once it sees the receipt.
+    stack
+        .wait_until("the delivery settled", WAIT, || async {
+            factory_delivery::Entity::find_by_id(done.factory_order_id.clone())
+                .one(stack.app.store.connection())
+                .await
+                .unwrap()
+                .is_some_and(|d| d.status == "settled")
+        })
+        .await;
     stack.wait_closed(sku).await;
     maybe_save_history(&stack, sku, "early_completions_refused").await;
 
