@@ -5,13 +5,11 @@
 use std::time::Duration;
 
 use anyhow::{Context, anyhow};
-use temporalio_client::errors::{
-    WorkflowInteractionError, WorkflowQueryError, WorkflowStartError, WorkflowUpdateError,
-};
+use temporalio_client::errors::{WorkflowInteractionError, WorkflowQueryError, WorkflowStartError};
 use temporalio_client::{
     Client, ClientOptions, ClientTlsOptions, Connection, ConnectionOptions, TlsOptions, Url,
-    WorkflowExecuteUpdateOptions, WorkflowIdConflictPolicy, WorkflowIdReusePolicy,
-    WorkflowQueryOptions, WorkflowSignalOptions, WorkflowStartOptions,
+    WorkflowIdConflictPolicy, WorkflowIdReusePolicy, WorkflowQueryOptions, WorkflowSignalOptions,
+    WorkflowStartOptions,
 };
 
 use crate::{
@@ -221,7 +219,7 @@ pub async fn signal_cancel(
     )
 }
 
-/// What an operator update (`complete`, `cancel`) came to.
+/// What an operator's completion or cancel came to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum UpdateOutcome {
     /// Accepted; the status right after it.
@@ -230,60 +228,6 @@ pub enum UpdateOutcome {
     Refused(String),
     /// No replenishment is running for this product.
     NotRunning,
-}
-
-fn update_outcome(
-    result: Result<ReplenishStatus, WorkflowUpdateError>,
-) -> anyhow::Result<UpdateOutcome> {
-    match result {
-        Ok(status) => Ok(UpdateOutcome::Accepted(Box::new(status))),
-        Err(WorkflowUpdateError::Failed(failure)) => Ok(UpdateOutcome::Refused(failure.message)),
-        Err(WorkflowUpdateError::NotFound(_)) => Ok(UpdateOutcome::NotRunning),
-        // A closed run refuses updates with "workflow execution already completed".
-        Err(WorkflowUpdateError::Rpc(status))
-            if status.code() == temporalio_client::tonic::Code::FailedPrecondition
-                && status.message().contains("completed") =>
-        {
-            Ok(UpdateOutcome::NotRunning)
-        }
-        Err(err) => Err(anyhow!("updating the workflow failed: {err}")),
-    }
-}
-
-/// Update `complete` on the product's replenishment: the delivery of `completion`'s order.
-pub async fn complete_order(
-    client: &Client,
-    sku: &str,
-    completion: FactoryCompleted,
-) -> anyhow::Result<UpdateOutcome> {
-    let handle = client.get_workflow_handle::<ReplenishStock>(workflow_id(sku));
-    update_outcome(
-        handle
-            .execute_update(
-                ReplenishStock::complete,
-                completion,
-                WorkflowExecuteUpdateOptions::default(),
-            )
-            .await,
-    )
-}
-
-/// Update `cancel` on the product's replenishment.
-pub async fn cancel_replenishment(
-    client: &Client,
-    sku: &str,
-    request: CancelRequest,
-) -> anyhow::Result<UpdateOutcome> {
-    let handle = client.get_workflow_handle::<ReplenishStock>(workflow_id(sku));
-    update_outcome(
-        handle
-            .execute_update(
-                ReplenishStock::cancel_update,
-                request,
-                WorkflowExecuteUpdateOptions::default(),
-            )
-            .await,
-    )
 }
 
 /// How long [`complete_and_confirm`] and [`cancel_and_confirm`] watch the run for its answer.

@@ -39,6 +39,45 @@ async fn post_callback(stack: &Stack, sku: &str, order_id: &str, count: &str) ->
         .as_u16()
 }
 
+/// A stack whose SMTP server refuses every mail: each ad activity tries three times, then
+/// gives the mail up.
+async fn stack_with_mail_down() -> (SmtpServer, Stack) {
+    let smtp = SmtpServer::start(u32::MAX).await;
+    let stack = spawn_stack(StackOptions {
+        smtp_url: Some(smtp.url()),
+        ..StackOptions::default()
+    })
+    .await
+    .unwrap();
+    (smtp, stack)
+}
+
+/// What the outbox relay sends for a sale: a `replenish-requested` signal.
+async fn request_replenishment(stack: &Stack, sku: &str) {
+    stack
+        .temporal_client
+        .get_workflow_handle::<ReplenishStock>(format!("replenish-{sku}"))
+        .signal(
+            ReplenishStock::replenish_requested,
+            ReplenishRequested {
+                reason: "out_of_stock".into(),
+            },
+            WorkflowSignalOptions::default(),
+        )
+        .await
+        .unwrap();
+}
+
+/// Sells out a new product (stock 1, reorder point 0) and waits until its run waits for the
+/// factory.
+async fn sold_out_and_waiting(stack: &Stack, sku: &str) -> restock_workflows::ReplenishStatus {
+    add_product(stack, sku, 1, 0).await;
+    stack.app.sales().await.purchase(buy(sku)).await.unwrap();
+    stack
+        .wait_for_status(sku, WAIT, |s| s.state == RestockState::AwaitingFactory)
+        .await
+}
+
 fn dropped_callbacks() -> StackOptions {
     StackOptions {
         factory: SimulatorConfig {
@@ -326,11 +365,7 @@ async fn completions_only_for_the_waiting_order() {
 async fn operator_update_names_the_order() {
     let stack = spawn_stack(dropped_callbacks()).await.unwrap();
     let sku = "OPER-1";
-    add_product(&stack, sku, 1, 0).await;
-    stack.app.sales().await.purchase(buy(sku)).await.unwrap();
-    let waiting = stack
-        .wait_for_status(sku, WAIT, |s| s.state == RestockState::AwaitingFactory)
-        .await;
+    let waiting = sold_out_and_waiting(&stack, sku).await;
     let workflow_id = format!("replenish-{sku}");
     let wrong = stack.temporal.temporal_cli(&[
         "workflow",
@@ -543,14 +578,7 @@ async fn cancel_before_the_order_sends_no_order() {
 /// orders again, even though the stock it knew of was above the reorder point.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn request_during_the_last_step_is_not_dropped() {
-    // Every mail is refused: each ad activity tries three times, then gives the mail up.
-    let smtp = SmtpServer::start(u32::MAX).await;
-    let stack = spawn_stack(StackOptions {
-        smtp_url: Some(smtp.url()),
-        ..StackOptions::default()
-    })
-    .await
-    .unwrap();
+    let (_smtp, stack) = stack_with_mail_down().await;
     let sku = "LATE-1";
     add_product(&stack, sku, 1, 0).await;
     stack.app.sales().await.purchase(buy(sku)).await.unwrap();
@@ -571,18 +599,7 @@ async fn request_during_the_last_step_is_not_dropped() {
         })
         .await
         .unwrap();
-    stack
-        .temporal_client
-        .get_workflow_handle::<ReplenishStock>(format!("replenish-{sku}"))
-        .signal(
-            ReplenishStock::replenish_requested,
-            ReplenishRequested {
-                reason: "out_of_stock".into(),
-            },
-            WorkflowSignalOptions::default(),
-        )
-        .await
-        .unwrap();
+    request_replenishment(&stack, sku).await;
     let next = stack
         .wait_for_status(sku, Duration::from_secs(90), |s| {
             s.state == RestockState::Completed && s.factory_order_id != restocking.factory_order_id
@@ -597,13 +614,7 @@ async fn request_during_the_last_step_is_not_dropped() {
 /// Mail that cannot be sent never holds up the order, the restock, or the ad itself.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn failing_mail_never_holds_up_the_order() {
-    let smtp = SmtpServer::start(u32::MAX).await;
-    let stack = spawn_stack(StackOptions {
-        smtp_url: Some(smtp.url()),
-        ..StackOptions::default()
-    })
-    .await
-    .unwrap();
+    let (smtp, stack) = stack_with_mail_down().await;
     let sku = "MAIL-1";
     add_product(&stack, sku, 1, 0).await;
     stack.app.sales().await.purchase(buy(sku)).await.unwrap();
@@ -637,11 +648,7 @@ async fn failing_mail_never_holds_up_the_order() {
 async fn forged_count_refused_and_callback_during_outage_kept() {
     let mut stack = spawn_stack(dropped_callbacks()).await.unwrap();
     let sku = "INBOX-1";
-    add_product(&stack, sku, 1, 0).await;
-    stack.app.sales().await.purchase(buy(sku)).await.unwrap();
-    let waiting = stack
-        .wait_for_status(sku, WAIT, |s| s.state == RestockState::AwaitingFactory)
-        .await;
+    let waiting = sold_out_and_waiting(&stack, sku).await;
     for forged in ["1000", "9", "11"] {
         assert_eq!(
             post_callback(&stack, sku, &waiting.factory_order_id, forged).await,
@@ -770,25 +777,9 @@ async fn an_order_that_can_never_be_placed_fails_visibly() {
 async fn a_long_wait_continues_as_new_with_its_order() {
     let stack = spawn_stack(dropped_callbacks()).await.unwrap();
     let sku = "LONG-1";
-    add_product(&stack, sku, 1, 0).await;
-    stack.app.sales().await.purchase(buy(sku)).await.unwrap();
-    let waiting = stack
-        .wait_for_status(sku, WAIT, |s| s.state == RestockState::AwaitingFactory)
-        .await;
-    let handle = stack
-        .temporal_client
-        .get_workflow_handle::<ReplenishStock>(format!("replenish-{sku}"));
+    let waiting = sold_out_and_waiting(&stack, sku).await;
     for _ in 0..restock_workflows::MAX_REQUESTS_PER_RUN + 5 {
-        handle
-            .signal(
-                ReplenishStock::replenish_requested,
-                ReplenishRequested {
-                    reason: "out_of_stock".into(),
-                },
-                WorkflowSignalOptions::default(),
-            )
-            .await
-            .unwrap();
+        request_replenishment(&stack, sku).await;
     }
     let continued = stack
         .wait_for_status(sku, WAIT, |s| s.continued_runs == 1)

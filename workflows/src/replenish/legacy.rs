@@ -10,11 +10,10 @@ use restock_activities::types::{AdChange, FactoryOrderInput, IncrementInput, Sto
 use temporalio_sdk::{ApplicationFailure, ContinueAsNewOptions, WorkflowContext, WorkflowResult};
 
 use super::{
-    RESTOCK_SKU, RESTOCK_STATE, ReplenishInput, ReplenishOutcome, ReplenishSettings,
-    ReplenishStock, activity_options, millis,
+    RESTOCK_SKU, ReplenishInput, ReplenishOutcome, ReplenishSettings, ReplenishStock,
+    activity_options, millis,
 };
 use crate::state::{self, Event, RestockState};
-use restock_activities::types::ReplenishmentSnapshot;
 
 impl ReplenishStock {
     /// Ends this run and starts a fresh one for the same product (continue-as-new), which
@@ -33,55 +32,6 @@ impl ReplenishStock {
         }
     }
 
-    /// Applies `event` through the state machine, then publishes the new state: search
-    /// attribute, read model.
-    async fn advance_v1(
-        ctx: &WorkflowContext<Self>,
-        settings: &ReplenishSettings,
-        event: Event,
-    ) -> WorkflowResult<RestockState> {
-        let at = millis(ctx.workflow_time());
-        let moved = ctx.state_mut(|s| {
-            let to = state::next(s.status.state, event)?;
-            s.status.state = to;
-            s.status.updated_at = at;
-            if to == RestockState::Overdue {
-                s.status.overdue = true;
-            }
-            s.status.history.push(state::Transition::new(to, at));
-            Ok::<_, state::InvalidTransition>(to)
-        });
-        let to = moved.map_err(|e| ApplicationFailure::non_retryable(e.to_string()))?;
-        Self::publish_v1(ctx, settings).await?;
-        Ok(to)
-    }
-
-    /// Sends the current state to the search attributes and the read model.
-    async fn publish_v1(
-        ctx: &WorkflowContext<Self>,
-        settings: &ReplenishSettings,
-    ) -> WorkflowResult<()> {
-        let workflow_id = ctx.workflow_id().to_owned();
-        let snapshot = ctx.state(|s| ReplenishmentSnapshot {
-            order_id: s.status.factory_order_id.clone(),
-            workflow_id,
-            sku: s.status.sku.clone(),
-            state: s.status.state.as_str().to_owned(),
-            quantity: s.status.ordered_quantity,
-            overdue: s.status.overdue,
-            started_at: s.status.started_at,
-            updated_at: s.status.updated_at,
-        });
-        ctx.upsert_search_attributes([RESTOCK_STATE.value_set(snapshot.state.clone())]);
-        ctx.execute_activity(
-            ReplenishActivities::record_replenishment,
-            snapshot,
-            activity_options(settings),
-        )
-        .await?;
-        Ok(())
-    }
-
     fn cancel_requested_v1(ctx: &WorkflowContext<Self>) -> bool {
         ctx.state(|s| s.cancel.is_some())
     }
@@ -93,7 +43,7 @@ impl ReplenishStock {
         ctx.state_mut(|s| {
             s.status.reason = s.cancel.as_ref().and_then(|c| c.reason.clone());
         });
-        let state = Self::advance_v1(ctx, settings, Event::Cancel).await?;
+        let state = Self::advance(ctx, settings, Event::Cancel).await?;
         Ok(ReplenishOutcome {
             state,
             received_quantity: 0,
@@ -126,7 +76,7 @@ impl ReplenishStock {
                 .push(state::Transition::new(RestockState::CheckingStock, started));
         });
         ctx.upsert_search_attributes([RESTOCK_SKU.value_set(input.sku.clone())]);
-        Self::publish_v1(ctx, &settings).await?;
+        Self::publish(ctx, &settings).await?;
 
         let options = activity_options(&settings);
         let level: StockLevel = ctx
@@ -141,7 +91,7 @@ impl ReplenishStock {
             return Self::finish_cancelled_v1(ctx, &settings).await;
         }
         if !level.needs_replenishment() {
-            Self::advance_v1(ctx, &settings, Event::StockSufficient).await?;
+            Self::advance(ctx, &settings, Event::StockSufficient).await?;
             if ctx.state(|s| s.status.late_requests > 0) {
                 // A sale asked again after the stock was read: read it again in a new run.
                 return Self::check_again_v1(ctx, input);
@@ -153,7 +103,7 @@ impl ReplenishStock {
         }
         let quantity = u32::try_from(level.reorder_quantity).unwrap_or(u32::MAX);
         ctx.state_mut(|s| s.status.ordered_quantity = quantity);
-        Self::advance_v1(ctx, &settings, Event::ReorderNeeded).await?;
+        Self::advance(ctx, &settings, Event::ReorderNeeded).await?;
         let ad_change = AdChange {
             order_id: order_id.clone(),
             sku: input.sku.clone(),
@@ -191,7 +141,7 @@ impl ReplenishStock {
         if Self::cancel_requested_v1(ctx) {
             return Self::finish_cancelled_v1(ctx, &settings).await;
         }
-        Self::advance_v1(ctx, &settings, Event::OrderPlaced).await?;
+        Self::advance(ctx, &settings, Event::OrderPlaced).await?;
 
         let sla = Duration::from_secs(settings.factory_sla_secs.max(1));
         let delivered = temporalio_sdk::workflows::select! {
@@ -199,7 +149,7 @@ impl ReplenishStock {
             r = ctx.wait_condition(|s| s.completion.is_some() || s.cancel.is_some()) => { r?; true }
         };
         if !delivered {
-            Self::advance_v1(ctx, &settings, Event::SlaPassed).await?;
+            Self::advance(ctx, &settings, Event::SlaPassed).await?;
             ctx.wait_condition(|s| s.completion.is_some() || s.cancel.is_some())
                 .await?;
         }
@@ -213,7 +163,7 @@ impl ReplenishStock {
                 .unwrap_or(quantity)
         });
         ctx.state_mut(|s| s.status.received_quantity = Some(received));
-        Self::advance_v1(ctx, &settings, Event::FactoryCompleted).await?;
+        Self::advance(ctx, &settings, Event::FactoryCompleted).await?;
 
         if received > 0 {
             let incremented = ctx
@@ -239,7 +189,7 @@ impl ReplenishStock {
             .await?;
             ctx.state_mut(|s| s.status.ad_paused = false);
         }
-        Self::advance_v1(ctx, &settings, Event::Restocked).await?;
+        Self::advance(ctx, &settings, Event::Restocked).await?;
         let still_low = ctx.state(|s| {
             s.status.late_requests > 0
                 && s.status

@@ -451,8 +451,9 @@ impl ReplenishStock {
         }
     }
 
-    /// Applies `event` through the state machine, then publishes the new state.
-    async fn advance(
+    /// Applies `event` through the state machine, then publishes the new state (the same
+    /// commands in both versions).
+    pub(super) async fn advance(
         ctx: &WorkflowContext<Self>,
         settings: &ReplenishSettings,
         event: Event,
@@ -474,7 +475,7 @@ impl ReplenishStock {
     }
 
     /// Sends the current state to the search attribute and the read model.
-    async fn publish(
+    pub(super) async fn publish(
         ctx: &WorkflowContext<Self>,
         settings: &ReplenishSettings,
     ) -> WorkflowResult<()> {
