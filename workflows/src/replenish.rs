@@ -6,12 +6,13 @@
 //! exactly once. Every state change is kept in the `status` query, the `RestockState` search
 //! attribute and the database read model.
 //!
-//! Operators act through Temporal **Updates**, answered with the resulting status or a refusal
-//! that says why: `complete` `{factory_order_id, quantity?}` (only while the run waits for the
-//! factory, only for its current order) and `cancel` `{reason?}` (refused once Restocking). The
-//! signals `factory-completed` and `cancel` follow the same rules (a refused signal is counted
-//! in `ignored_signals`), and Temporal's own cancellation (the Web UI's "Request Cancellation",
-//! `temporal workflow cancel`) is an operator cancel: same rules, same clean-up.
+//! A completion (signal `factory-completed`, or update `complete`, `{factory_order_id,
+//! quantity?}`) is taken only while the run waits for the factory and only for its current
+//! order; a cancel (signal or update `cancel`, `{reason?}`) is refused once Restocking. A
+//! refused signal is counted in `ignored_signals`; an update answers with the status or the
+//! refusal. Temporal's own cancellation (the Web UI's "Request Cancellation",
+//! `temporal workflow cancel`) is an operator cancel: same rules, same clean-up. restock's own
+//! callers use the signals and read the status for the answer (see [`crate::client`]).
 //!
 //! # Versions
 //! Runs started before [`PATCH_EXACTLY_ONCE`] replay through [`legacy`]; every new run records
@@ -548,7 +549,7 @@ impl ReplenishStock {
         }
     }
 
-    /// Update `complete`: an operator (or the gateway's delivery relay) reports the delivery
+    /// Update `complete`: an operator reports the delivery
     /// of the current order; answers with the status once accepted.
     #[update(name = "complete")]
     pub fn complete(
