@@ -235,9 +235,18 @@ impl ReplenishmentService for ReplenishmentApi {
             quantity: (r.quantity > 0).then_some(r.quantity),
             factory_order_id: Some(order_id.clone()),
         };
-        let outcome = client::complete_and_confirm(client, &r.sku, completion)
-            .await
-            .map_err(|e| Status::unavailable(e.to_string()))?;
+        let outcome = match client::complete_and_confirm(client, &r.sku, completion).await {
+            Ok(outcome) => outcome,
+            // Not seen in time: the run may have taken it and already moved on to a new run
+            // (a re-check); its receipt says so.
+            Err(err) => match self.store.receipt(&order_id).await {
+                Ok(Some(_)) => match client::query_status(client, &r.sku).await {
+                    Ok(Some(now)) => UpdateOutcome::Accepted(Box::new(now)),
+                    _ => return Err(Status::unavailable(err.to_string())),
+                },
+                _ => return Err(Status::unavailable(err.to_string())),
+            },
+        };
         let status = accepted(outcome, &r.sku)?;
         tracing::info!(sku = %r.sku, %order_id, quantity = r.quantity, %actor, "factory order completed by an operator");
         let detail = match r.quantity {
