@@ -32,8 +32,8 @@ use temporalio_common::RetryPolicy;
 use temporalio_common::search_attributes::SearchAttributeKey;
 use temporalio_macros::{workflow, workflow_methods};
 use temporalio_sdk::{
-    ActivityOptions, SyncWorkflowContext, WorkflowCancellationToken, WorkflowContext,
-    WorkflowContextView, WorkflowResult,
+    ActivityOptions, LocalActivityOptions, SyncWorkflowContext, WorkflowCancellationToken,
+    WorkflowContext, WorkflowContextView, WorkflowResult,
 };
 
 use crate::state::{self, RestockState};
@@ -369,6 +369,25 @@ pub(crate) fn activity_options(settings: &ReplenishSettings) -> ActivityOptions 
     // abandon an order or an increment half-way; the run decides at its next step instead.
     .cancellation_token(WorkflowCancellationToken::new())
     .build()
+}
+
+/// Options for the bookkeeping steps (check-stock, record-replenishment), run as local
+/// activities: short, idempotent database calls done inside the workflow task instead of a
+/// round trip through the server each. Same retries as [`activity_options`].
+pub(crate) fn local_options(settings: &ReplenishSettings) -> LocalActivityOptions {
+    LocalActivityOptions::builder()
+        .start_to_close_timeout(Duration::from_secs(settings.activity_timeout_secs.max(1)))
+        .retry_policy(
+            RetryPolicy::builder()
+                .initial_interval(Duration::from_secs(settings.retry_initial_secs.max(1)))
+                .backoff_coefficient(2.0)
+                .maximum_interval(Duration::from_secs(settings.retry_max_interval_secs.max(1)))
+                .maximum_attempts(0)
+                .non_retryable_error_types(NON_RETRYABLE)
+                .build(),
+        )
+        .cancellation_token(WorkflowCancellationToken::new())
+        .build()
 }
 
 /// Options for notifications: a few tries, then the run goes on without them.

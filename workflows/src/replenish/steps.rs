@@ -18,7 +18,7 @@ use temporalio_sdk::{
 use super::{
     CancelRequest, CarriedOrder, FactoryCompleted, MAX_REQUESTS_PER_RUN, RESTOCK_SKU,
     RESTOCK_STATE, ReplenishInput, ReplenishOutcome, ReplenishSettings, ReplenishStock,
-    activity_options, millis, notification_options,
+    activity_options, local_options, millis, notification_options,
 };
 use crate::state::{self, Event, RestockState};
 
@@ -136,10 +136,10 @@ impl ReplenishStock {
         });
         Self::publish(ctx, settings).await?;
         let level: StockLevel = ctx
-            .execute_activity(
+            .execute_local_activity(
                 ReplenishActivities::check_stock,
                 input.sku.clone(),
-                activity_options(settings),
+                local_options(settings),
             )
             .await?;
         if !level.needs_replenishment() {
@@ -474,7 +474,8 @@ impl ReplenishStock {
         Ok(to)
     }
 
-    /// Sends the current state to the search attribute and the read model.
+    /// Sends the current state to the search attribute and the read model (a local activity
+    /// since the patch: a database upsert needs no round trip through the server).
     pub(super) async fn publish(
         ctx: &WorkflowContext<Self>,
         settings: &ReplenishSettings,
@@ -491,12 +492,22 @@ impl ReplenishStock {
             updated_at: s.status.updated_at,
         });
         ctx.upsert_search_attributes([RESTOCK_STATE.value_set(snapshot.state.clone())]);
-        ctx.execute_activity(
-            ReplenishActivities::record_replenishment,
-            snapshot,
-            activity_options(settings),
-        )
-        .await?;
+        if ctx.state(|s| s.version) >= 2 {
+            ctx.execute_local_activity(
+                ReplenishActivities::record_replenishment,
+                snapshot,
+                local_options(settings),
+            )
+            .await?;
+        } else {
+            // Runs from before the patch recorded a regular activity here; they replay as such.
+            ctx.execute_activity(
+                ReplenishActivities::record_replenishment,
+                snapshot,
+                activity_options(settings),
+            )
+            .await?;
+        }
         Ok(())
     }
 }
