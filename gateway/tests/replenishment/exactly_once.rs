@@ -498,6 +498,64 @@ async fn temporal_cancel_is_an_operator_cancel() {
     stack.stop().await;
 }
 
+/// Temporal's Terminate on a run waiting for the factory: no clean-up runs (documented), but
+/// the order's delivery is still counted, once, and the next sale starts a new run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn terminated_run_still_gets_its_delivery_counted_once() {
+    let stack = spawn_stack(dropped_callbacks()).await.unwrap();
+    let sku = "TERM-1";
+    let waiting = sold_out_and_waiting(&stack, sku).await;
+    stack.temporal.temporal_cli_ok(&[
+        "workflow",
+        "terminate",
+        "--workflow-id",
+        &format!("replenish-{sku}"),
+        "--reason",
+        "operator pressed Terminate",
+    ]);
+    stack
+        .wait_until("terminated in Temporal", WAIT, || async {
+            run_status(&stack, sku).await == WorkflowExecutionStatus::Terminated
+        })
+        .await;
+    for _ in 0..2 {
+        assert_eq!(
+            post_callback(&stack, sku, &waiting.factory_order_id, "10").await,
+            200
+        );
+    }
+    stack
+        .wait_until("the delivery is in stock", WAIT, || async {
+            stock(&stack, sku).await == 10
+        })
+        .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(stock(&stack, sku).await, 10);
+    assert_eq!(receipts(&stack, sku).await, 1);
+    // Sold out again: a new run, a new order.
+    stack
+        .app
+        .store
+        .adjust_stock(&restock_inventory::AdjustStock {
+            sku: sku.into(),
+            delta: -10,
+            reason: "sold in the shop".into(),
+            actor: "test".into(),
+        })
+        .await
+        .unwrap();
+    stack.app.sales().await.purchase(buy(sku)).await.unwrap();
+    let next = stack
+        .wait_for_status(sku, WAIT, |s| {
+            s.state == RestockState::AwaitingFactory
+                && s.factory_order_id != waiting.factory_order_id
+        })
+        .await;
+    assert_eq!(stack.factory_stats().orders_for(&next.factory_order_id), 1);
+    assert_eq!(stack.factory_stats().total, 2);
+    stack.stop().await;
+}
+
 /// A cancel that arrives before the order is placed stops the order, and a cancel is
 /// refused with its reason once the delivery is being counted.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -562,9 +620,9 @@ async fn cancel_before_the_order_sends_no_order() {
             reason: "too late".into(),
         })
         .await;
-    if let Err(status) = &late {
-        assert_eq!(status.code(), tonic::Code::FailedPrecondition, "{status:?}");
-    }
+    // Counting (Restocking) or already done: refused either way, with the reason.
+    let status = late.expect_err("a cancel after the delivery was reported was accepted");
+    assert_eq!(status.code(), tonic::Code::FailedPrecondition, "{status:?}");
     let done = stack
         .wait_for_status(sku, WAIT, |s| s.state == RestockState::Completed)
         .await;
