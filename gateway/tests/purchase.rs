@@ -238,6 +238,58 @@ async fn same_key_sells_once(app: TestApp) {
         .unwrap();
     assert_eq!(rows, 1);
 
+    // Retries of a committed key among new sales (with grouping on, in the same
+    // transactions): nothing is read first, so the key's unique index catches each retry; it
+    // replays the first answer and the new sales beside it still sell, once each.
+    let mixed = "retry-mix";
+    add_product(&app.store, mixed, 100).await;
+    let original = client
+        .purchase(buy(mixed, 1, "mix-first"))
+        .await
+        .unwrap()
+        .into_inner();
+    let mut tasks = Vec::new();
+    for i in 0..24 {
+        let mut c = app.sales().await;
+        let key = if i % 3 == 0 {
+            "mix-first".to_owned()
+        } else {
+            format!("mix-{i}")
+        };
+        tasks.push(tokio::spawn(async move {
+            let reply = c.purchase(buy(mixed, 1, &key)).await.unwrap().into_inner();
+            (key, reply)
+        }));
+    }
+    for t in tasks {
+        let (key, reply) = t.await.unwrap();
+        assert_eq!(reply.outcome(), Outcome::Sold, "{key}: {reply:?}");
+        if key == "mix-first" {
+            assert!(reply.replayed, "a retry sold again: {reply:?}");
+            assert_eq!(reply.sale_id, original.sale_id);
+            assert_eq!(reply.remaining_stock, original.remaining_stock);
+        } else {
+            assert!(!reply.replayed, "{key}: {reply:?}");
+        }
+    }
+    assert_eq!(stock_of(&app.store, mixed).await, 100 - 1 - 16);
+    // Sold out, a retry of a sale that sold still hears its first answer, not OUT_OF_STOCK.
+    let rest = client
+        .purchase(buy(mixed, 83, "mix-rest"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(rest.outcome(), Outcome::Sold, "{rest:?}");
+    let retry = client
+        .purchase(buy(mixed, 1, "mix-first"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(retry.outcome(), Outcome::Sold, "{retry:?}");
+    assert!(retry.replayed);
+    assert_eq!(retry.sale_id, original.sale_id);
+    assert_eq!(stock_of(&app.store, mixed).await, 0);
+
     // The key reused for a different purchase is refused, and sells nothing.
     let err = client.purchase(buy(sku, 2, "order-42")).await.unwrap_err();
     assert_eq!(err.code(), Code::FailedPrecondition, "{err:?}");

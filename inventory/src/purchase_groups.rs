@@ -13,10 +13,11 @@
 //! On SQLite, which has one writer, the group is whatever purchases wait, of any products:
 //! one transaction, one `UPDATE` per product.
 //!
-//! Idempotency keys: replays are answered before queueing; a key repeated inside one group
-//! is sold once and the repeat replays it; a group that fails for any reason other than a
-//! transient conflict (a key committed elsewhere meanwhile, a vanished product) is rolled
-//! back whole and each request is sold alone, so each gets its own exact answer or error.
+//! Idempotency keys: nothing is read before the write. A key repeated inside one group is
+//! sold once and the repeat replays it; a key committed earlier (a client's retry) makes the
+//! group's `INSERT` hit the key's unique index, and a group that fails for that or any other
+//! reason than a transient conflict (a vanished product) is rolled back whole and each request
+//! is sold alone, so each gets its own exact answer or error (the retry: its first answer).
 //!
 //! Callers that are gone: a waiting sale whose caller stopped waiting (its deadline passed,
 //! its connection dropped: the reply's receiver was dropped) is taken out of the group before
@@ -254,7 +255,7 @@ async fn sell_group(store: &Store, group: Vec<Waiting>) {
     // Last look before the transaction: a caller gone by now is not sold.
     let group = groups.without_abandoned(group);
     if group.len() <= 1 {
-        // Alone: the ungrouped transaction (its replay was answered before queueing).
+        // Alone: the ungrouped transaction (a repeated key's conflict answers as a replay).
         for w in group {
             let _ = w.reply.send(store.sell_alone(&w.request).await);
         }
@@ -277,7 +278,8 @@ async fn sell_group(store: &Store, group: Vec<Waiting>) {
                 .shared_sales
                 .fetch_add(outcomes.len() as u64, Ordering::Relaxed);
             for (w, outcome) in firsts.into_iter().zip(outcomes) {
-                let _ = w.reply.send(Ok(outcome));
+                let answer = store.unless_replayed(&w.request, outcome).await;
+                let _ = w.reply.send(answer);
             }
         }
         Err(GroupFailure::RolledBack(err)) => {
@@ -331,7 +333,8 @@ async fn resolve_unknown(
                 .fetch_add(planned.len() as u64, Ordering::Relaxed);
         }
         for (w, outcome) in firsts.into_iter().zip(planned) {
-            let _ = w.reply.send(Ok(outcome));
+            let answer = store.unless_replayed(&w.request, outcome).await;
+            let _ = w.reply.send(answer);
         }
         return;
     }

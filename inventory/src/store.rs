@@ -361,10 +361,11 @@ impl Store {
     /// [`StoreError::Unavailable`] when nothing was sold; [`StoreError::OutcomeUnknown`] when
     /// the connection failed at commit and the sale may or may not have happened (with an
     /// idempotency key the store resolves that itself where it can).
+    ///
+    /// No read comes before the write: a repeated idempotency key is caught by the key's
+    /// unique index inside the sale's own transaction, and that conflict is answered with the
+    /// first purchase's result (`replayed`).
     pub async fn purchase(&self, request: &PurchaseRequest) -> Result<PurchaseOutcome, StoreError> {
-        if let Some(outcome) = self.replay(request).await? {
-            return Ok(outcome);
-        }
         match &self.groups {
             Some(groups) => groups.purchase(self, request.clone()).await,
             None => self.sell_alone(request).await,
@@ -397,7 +398,7 @@ impl Store {
         let mut uncertain: Option<SaleFailure> = None;
         for attempt in 1..=TRANSACTION_ATTEMPTS {
             let failure = match self.try_purchase(request).await {
-                Ok(outcome) => return Ok(outcome),
+                Ok(outcome) => return self.unless_replayed(request, outcome).await,
                 Err(failure) => failure,
             };
             let answer = match after_failure(&failure) {
@@ -461,6 +462,23 @@ impl Store {
         match uncertain {
             Some(first) => Err(StoreError::OutcomeUnknown(first.err)),
             None => unreachable_attempts(),
+        }
+    }
+
+    /// `outcome`, unless it is OUT_OF_STOCK for a key that already sold: then the first
+    /// purchase's answer (a retry of a sale must not hear "nothing sold"), or the refusal of
+    /// a key reused for another purchase. Only an out-of-stock answer reads: nothing else
+    /// wrote no sale row, so the key's unique index has decided for everything else.
+    pub(crate) async fn unless_replayed(
+        &self,
+        request: &PurchaseRequest,
+        outcome: PurchaseOutcome,
+    ) -> Result<PurchaseOutcome, StoreError> {
+        match outcome {
+            PurchaseOutcome::OutOfStock { .. } if request.idempotency_key.is_some() => {
+                Ok(self.replay(request).await?.unwrap_or(outcome))
+            }
+            outcome => Ok(outcome),
         }
     }
 
