@@ -1,21 +1,23 @@
-//! The databases' own rate for the sale's statement, measured on the benchmark's own tables:
+//! The databases' own rate for the sale's statement, measured on the benchmark's own tables
+//! with the database's own client, not through the driver under test:
 //! `UPDATE products SET stock = stock - 1, updated_at = ? WHERE sku = ? AND stock >= 1`,
 //! one autocommit transaction each — the least a sale can cost.
 //!
 //! - PostgreSQL: pgbench with that statement as its script, `-M prepared`, at the same
 //!   concurrency as the purchases (capped below `max_connections`).
-//! - SQLite: one connection in a tight loop, with the store's settings (WAL, synchronous =
-//!   NORMAL). SQLite has one writer at a time, so more connections cannot raise it.
+//! - SQLite: the C library itself (through rusqlite, which links the same libsqlite3 build as
+//!   sqlx), one connection in a tight loop with a prepared statement and the store's settings
+//!   (WAL, synchronous = NORMAL). SQLite has one writer at a time, so more connections cannot
+//!   raise it. Beside it, the whole keyed sale as the C library runs it: `BEGIN IMMEDIATE`,
+//!   the `UPDATE`, the sale row's `INSERT` (its idempotency key under the unique index),
+//!   `COMMIT`.
 
 use std::path::Path;
 use std::process::Stdio;
-use std::str::FromStr;
 
 use anyhow::Context;
-use sea_orm::sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
-use sea_orm::sqlx::{ConnectOptions, Connection};
 use sea_orm::{ConnectionTrait, Statement};
-use tokio::time::Instant;
+use std::time::Instant;
 
 use crate::load::{HOT_SKU, SkuPicker, histogram, quantile_ms};
 use crate::plan::{Plan, Shape};
@@ -54,49 +56,107 @@ pub async fn measure(
     plan: &Plan,
 ) -> anyhow::Result<Ceiling> {
     match db.backend {
-        Backend::Sqlite => sqlite_loop(db, shape, plan).await,
+        Backend::Sqlite => sqlite_loop(db, shape, plan, SqliteWork::Statement).await,
         Backend::Postgres => pgbench(db, shape, concurrency, plan).await,
     }
 }
 
-async fn sqlite_loop(db: &Database, shape: Shape, plan: &Plan) -> anyhow::Result<Ceiling> {
-    let mut conn = SqliteConnectOptions::from_str(&db.url)?
-        .journal_mode(SqliteJournalMode::Wal)
-        .synchronous(SqliteSynchronous::Normal)
-        .busy_timeout(std::time::Duration::from_secs(10))
-        .connect()
+/// SQLite only: the whole keyed sale's transaction through the C library.
+pub async fn sqlite_keyed_sale(
+    db: &Database,
+    shape: Shape,
+    plan: &Plan,
+) -> anyhow::Result<Ceiling> {
+    sqlite_loop(db, shape, plan, SqliteWork::KeyedSale).await
+}
+
+/// What the SQLite loop runs per iteration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SqliteWork {
+    /// The conditional `UPDATE`, autocommit.
+    Statement,
+    /// `BEGIN IMMEDIATE`, the `UPDATE`, the keyed sale row, `COMMIT`.
+    KeyedSale,
+}
+
+async fn sqlite_loop(
+    db: &Database,
+    shape: Shape,
+    plan: &Plan,
+    work: SqliteWork,
+) -> anyhow::Result<Ceiling> {
+    let path = db
+        .url
+        .strip_prefix("sqlite://")
+        .or_else(|| db.url.strip_prefix("sqlite:"))
+        .map(|p| p.split('?').next().unwrap_or(p).to_owned())
+        .with_context(|| format!("not a SQLite file URL: {}", db.url))?;
+    let plan = plan.clone();
+    tokio::task::spawn_blocking(move || sqlite_loop_blocking(&path, shape, &plan, work))
         .await
-        .context("opening the SQLite file for the ceiling")?;
+        .context("the SQLite ceiling's thread panicked")?
+}
+
+fn sqlite_loop_blocking(
+    path: &str,
+    shape: Shape,
+    plan: &Plan,
+    work: SqliteWork,
+) -> anyhow::Result<Ceiling> {
+    let conn = rusqlite::Connection::open(path)
+        .with_context(|| format!("opening {path} for the SQLite ceiling"))?;
+    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    let mut update = conn.prepare(
+        "UPDATE products SET stock = stock - 1, updated_at = ?1 WHERE sku = ?2 AND stock >= 1",
+    )?;
+    let mut insert = conn.prepare(
+        "INSERT INTO sales (id, sku, quantity, remaining_stock, idempotency_key, requester, \
+         requested_replenishment, created_at) VALUES (?1, ?2, 1, 0, ?3, 'ceiling', 0, 0)",
+    )?;
     let mut latencies = histogram()?;
     let start = Instant::now();
     let measure_from = start + plan.warmup;
     let end = measure_from + plan.measure;
     let mut done = 0u64;
+    let mut n = 0u64;
     let mut skus = SkuPicker::new(shape, plan.spread_products, 0);
+    let run = std::process::id();
     loop {
         let sent = Instant::now();
         if sent >= end {
             break;
         }
+        n += 1;
         let sku = skus.next_sku();
-        let result = sea_orm::sqlx::query(
-            "UPDATE products SET stock = stock - 1, updated_at = ? WHERE sku = ? AND stock >= 1",
-        )
-        .bind(0_i64)
-        .bind(sku)
-        .execute(&mut conn)
-        .await?;
-        if result.rows_affected() != 1 {
-            anyhow::bail!("the SQLite ceiling's UPDATE changed no row");
+        match work {
+            SqliteWork::Statement => {
+                if update.execute(rusqlite::params![0_i64, sku])? != 1 {
+                    anyhow::bail!("the SQLite ceiling's UPDATE changed no row");
+                }
+            }
+            SqliteWork::KeyedSale => {
+                conn.execute_batch("BEGIN IMMEDIATE")?;
+                if update.execute(rusqlite::params![0_i64, sku])? != 1 {
+                    anyhow::bail!("the SQLite ceiling's UPDATE changed no row");
+                }
+                let id = format!("ceiling-{run}-{n}");
+                insert.execute(rusqlite::params![id, sku, id])?;
+                conn.execute_batch("COMMIT")?;
+            }
         }
         if sent >= measure_from {
             done += 1;
             latencies.saturating_record(sent.elapsed().as_micros().max(1) as u64);
         }
     }
-    conn.close().await.ok();
     Ok(Ceiling {
-        tool: "tight loop, 1 connection".to_owned(),
+        tool: match work {
+            SqliteWork::Statement => "C library, 1 connection",
+            SqliteWork::KeyedSale => "C library, keyed sale transaction, 1 connection",
+        }
+        .to_owned(),
         clients: 1,
         per_second: done as f64 / plan.measure.as_secs_f64(),
         p50_ms: quantile_ms(&latencies, 0.5),

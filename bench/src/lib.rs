@@ -6,9 +6,10 @@
 //! - [`plan`]: what to run (`--quick` or the full run) and where from.
 //! - [`system`]: the processes under test (`restock gateway`, `worker`, `factory`, a
 //!   Temporal dev server) and their resident memory.
-//! - [`load`]: the purchase load generator (tonic clients, hdrhistogram).
+//! - [`load`]: the load generator (tonic clients, hdrhistogram): purchases, and the gRPC
+//!   no-op that measures the generator's and the transport's own limit.
 //! - [`ceiling`]: the databases' own rate for the sale's conditional `UPDATE` (pgbench for
-//!   PostgreSQL, a tight loop for SQLite).
+//!   PostgreSQL, the C library for SQLite), and SQLite's for the whole keyed sale.
 //! - [`replenish`]: out-of-stock sale → factory order latency, and replenishments per second.
 //! - [`trivial`]: the one-activity workflow that replenishments per second are compared with.
 //! - [`machine`]: the machine description at the top of the report.
@@ -64,6 +65,22 @@ pub async fn run(plan: Plan) -> anyhow::Result<Report> {
                 )
                 .await?;
             let idle = gateway.rss_kib();
+            if grouped {
+                // The transport's limit: the same generator calling a method with no work.
+                for &concurrency in &plan.concurrency {
+                    let noop = load::closed_loop(&gateway, load::Call::Noop, concurrency, &plan)
+                        .await
+                        .with_context(|| format!("no-op at {concurrency}"))?;
+                    eprintln!(
+                        "bench: {} no-op c={concurrency}: {:.0}/s p50 {:.2} ms p99 {:.2} ms",
+                        backend.name(),
+                        noop.per_second,
+                        noop.p50_ms,
+                        noop.p99_ms
+                    );
+                    report.noops.push((backend, concurrency, noop));
+                }
+            }
             for shape in plan.shapes() {
                 for &concurrency in &plan.concurrency {
                     let measured = load::purchases(&gateway, shape, concurrency, &plan)
@@ -116,6 +133,15 @@ pub async fn run(plan: Plan) -> anyhow::Result<Report> {
                     ceiling.describe()
                 );
                 report.ceilings.push((backend, shape, concurrency, ceiling));
+            }
+            if backend == Backend::Sqlite {
+                let sale = ceiling::sqlite_keyed_sale(&db, shape, &plan).await?;
+                eprintln!(
+                    "bench: keyed sale transaction {} {shape:?}: {}",
+                    backend.name(),
+                    sale.describe()
+                );
+                report.sale_ceilings.push((backend, shape, sale));
             }
         }
     }

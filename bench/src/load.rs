@@ -11,6 +11,9 @@ use restock_proto::v1::sales_service_client::SalesServiceClient;
 use restock_proto::v1::{Outcome, PurchaseRequest};
 use tokio::time::Instant;
 use tonic::transport::{Channel, Endpoint};
+use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
 
 use crate::plan::{Plan, Shape};
 use crate::system::Proc;
@@ -67,13 +70,13 @@ impl SkuPicker {
 /// What one purchase run measured.
 #[derive(Debug, Clone, Default)]
 pub struct Measured {
-    /// Purchases answered SOLD in the measured window.
+    /// Purchases answered SOLD (no-ops answered SERVING) in the measured window.
     pub sold: u64,
-    /// Answers other than SOLD (OUT_OF_STOCK, errors): 0 in a sound run.
+    /// Other answers (OUT_OF_STOCK, errors): 0 in a sound run.
     pub other: u64,
     /// The first such answer, to report.
     pub first_other: Option<String>,
-    /// SOLD per second.
+    /// SOLD (or SERVING) per second.
     pub per_second: f64,
     /// Median latency, ms.
     pub p50_ms: f64,
@@ -123,11 +126,34 @@ pub async fn channels(addr: std::net::SocketAddr, n: usize) -> anyhow::Result<Ve
     Ok(out)
 }
 
+/// What each client of a closed loop calls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Call {
+    /// `Purchase` of one unit with a fresh idempotency key, of the shape's products.
+    Purchase(Shape),
+    /// `grpc.health.v1.Health/Check`: answered from memory, no database, no work. The same
+    /// generator at the same concurrency calling it measures the transport's and the
+    /// generator's own limit: the ceiling no gRPC method can pass on this machine.
+    Noop,
+}
+
 /// Buys one unit at a time from `gateway` with `concurrency` clients for the plan's warm-up
 /// and measurement windows; only purchases sent inside the measurement window count.
 pub async fn purchases(
     gateway: &Proc,
     shape: Shape,
+    concurrency: usize,
+    plan: &Plan,
+) -> anyhow::Result<Measured> {
+    closed_loop(gateway, Call::Purchase(shape), concurrency, plan).await
+}
+
+/// Runs `call` from `concurrency` closed-loop clients over at most [`MAX_CONNECTIONS`]
+/// HTTP/2 connections; only calls sent inside the measurement window count. A purchase
+/// counts when SOLD, a no-op when SERVING.
+pub async fn closed_loop(
+    gateway: &Proc,
+    call: Call,
     concurrency: usize,
     plan: &Plan,
 ) -> anyhow::Result<Measured> {
@@ -141,10 +167,16 @@ pub async fn purchases(
     let end = measure_from + plan.measure;
     let mut tasks = Vec::with_capacity(concurrency);
     for client_no in 0..concurrency {
-        let mut client = SalesServiceClient::new(channels[client_no % channels.len()].clone());
+        let channel = channels[client_no % channels.len()].clone();
+        let mut sales = SalesServiceClient::new(channel.clone());
+        let mut health = HealthClient::new(channel);
         let mut latencies = histogram()?;
         tasks.push(tokio::spawn(async move {
             let mut measured = Measured::default();
+            let shape = match call {
+                Call::Purchase(shape) => shape,
+                Call::Noop => Shape::Hot,
+            };
             let mut skus = SkuPicker::new(shape, spread, client_no as u64 + 1);
             let mut n: u64 = 0;
             loop {
@@ -153,32 +185,43 @@ pub async fn purchases(
                     break;
                 }
                 n += 1;
-                let sku = skus.next_sku();
-                let reply = client
-                    .purchase(PurchaseRequest {
-                        sku,
-                        quantity: 1,
-                        idempotency_key: format!("bench-{pid}-{run}-{client_no}-{n}"),
-                        requester: "bench".to_owned(),
-                    })
-                    .await;
+                let answer: Result<(), String> = match call {
+                    Call::Purchase(_) => {
+                        let sku = skus.next_sku();
+                        match sales
+                            .purchase(PurchaseRequest {
+                                sku,
+                                quantity: 1,
+                                idempotency_key: format!("bench-{pid}-{run}-{client_no}-{n}"),
+                                requester: "bench".to_owned(),
+                            })
+                            .await
+                        {
+                            Ok(r) if r.get_ref().outcome() == Outcome::Sold => Ok(()),
+                            Ok(r) => Err(format!("{:?}", r.into_inner())),
+                            Err(status) => Err(format!("{status}")),
+                        }
+                    }
+                    Call::Noop => match health
+                        .check(HealthCheckRequest {
+                            service: String::new(),
+                        })
+                        .await
+                    {
+                        Ok(r) if r.get_ref().status() == ServingStatus::Serving => Ok(()),
+                        Ok(r) => Err(format!("{:?}", r.into_inner())),
+                        Err(status) => Err(format!("{status}")),
+                    },
+                };
                 if sent < measure_from {
                     continue;
                 }
                 latencies.saturating_record(sent.elapsed().as_micros().max(1) as u64);
-                match reply {
-                    Ok(r) if r.get_ref().outcome() == Outcome::Sold => measured.sold += 1,
-                    Ok(r) => {
+                match answer {
+                    Ok(()) => measured.sold += 1,
+                    Err(first) => {
                         measured.other += 1;
-                        measured
-                            .first_other
-                            .get_or_insert_with(|| format!("{:?}", r.into_inner()));
-                    }
-                    Err(status) => {
-                        measured.other += 1;
-                        measured
-                            .first_other
-                            .get_or_insert_with(|| format!("{status}"));
+                        measured.first_other.get_or_insert(first);
                     }
                 }
             }

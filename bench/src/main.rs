@@ -23,9 +23,14 @@ fn main() -> std::process::ExitCode {
         });
     match result {
         Ok(report) => {
-            if let Some((ungrouped, grouped)) = report.goal_ratios() {
+            for goal in report.goals().iter().filter(|g| g.measured.is_some()) {
                 eprintln!(
-                    "bench: PostgreSQL hot product at 64 clients: ungrouped {ungrouped:.2}x, grouped {grouped:.2}x the pgbench ceiling"
+                    "bench: goal {}: {:.2} (goal {} {}) {}",
+                    goal.what,
+                    goal.measured.unwrap_or_default(),
+                    if goal.at_most { "<=" } else { ">=" },
+                    goal.target,
+                    if goal.met() { "met" } else { "NOT met" }
                 );
             }
             std::process::ExitCode::SUCCESS
