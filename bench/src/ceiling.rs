@@ -70,6 +70,9 @@ pub async fn sqlite_keyed_sale(
     sqlite_loop(db, shape, plan, SqliteWork::KeyedSale).await
 }
 
+/// Makes each SQLite loop's sale ids and keys unique.
+static SQLITE_RUNS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 /// What the SQLite loop runs per iteration.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum SqliteWork {
@@ -122,7 +125,11 @@ fn sqlite_loop_blocking(
     let mut done = 0u64;
     let mut n = 0u64;
     let mut skus = SkuPicker::new(shape, plan.spread_products, 0);
-    let run = std::process::id();
+    let run = format!(
+        "{}-{}",
+        std::process::id(),
+        SQLITE_RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    );
     loop {
         let sent = Instant::now();
         if sent >= end {
