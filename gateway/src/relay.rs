@@ -13,7 +13,7 @@ use futures::StreamExt;
 use restock_inventory::Store;
 use restock_inventory::entity::replenish_outbox;
 use restock_workflows::client;
-use restock_workflows::{FactoryCompleted, ReplenishInput, ReplenishSettings};
+use restock_workflows::{FactoryCompleted, ReplenishInput, ReplenishSettings, RestockState};
 use tokio::sync::Notify;
 
 use crate::metrics::Metrics;
@@ -76,6 +76,7 @@ async fn drain(
     metrics: &Metrics,
     recent: &mut RecentHandovers,
 ) {
+    recent.release_ended(store).await;
     loop {
         let resting = recent.resting();
         let intents = match store.pending_outbox_except(&resting, BATCH).await {
@@ -110,16 +111,21 @@ async fn drain(
     }
 }
 
-/// The shortest time between two hand-overs for the same product. The first request for a
-/// product is handed over at once; more requests for it (out-of-stock sales keep coming while
-/// the factory works) wait here, so they become at most one signal per interval instead of one
-/// per sale, and the workflow's history stays small.
+/// The shortest time between two hand-overs for the same product while its run is open. The
+/// first request for a product is handed over at once; more requests for it (out-of-stock
+/// sales keep coming while the factory works) wait here, so they become at most one signal
+/// per interval instead of one per sale, and the workflow's history stays small. A run that
+/// ends (the read model records a final state after the hand-over) ends the rest: the
+/// product's next request starts its next run at once, not when the interval is over (a
+/// sold-out product with no order in flight loses a sale every moment it waits).
 const MIN_REPEAT_INTERVAL: Duration = Duration::from_secs(10);
 
 /// Products handed over recently, resting before their next hand-over.
 struct RecentHandovers {
     interval: Duration,
-    at: std::collections::HashMap<String, tokio::time::Instant>,
+    /// When each was handed over: the monotonic instant, and unix ms to compare with the
+    /// read model's `updated_at`.
+    at: std::collections::HashMap<String, (tokio::time::Instant, i64)>,
 }
 
 impl RecentHandovers {
@@ -131,14 +137,52 @@ impl RecentHandovers {
     }
 
     fn handed_over(&mut self, sku: String) {
-        self.at.insert(sku, tokio::time::Instant::now());
+        self.at.insert(
+            sku,
+            (
+                tokio::time::Instant::now(),
+                restock_inventory::store::now_ms(),
+            ),
+        );
     }
 
     /// Skus still resting (and forgets those whose rest is over).
     fn resting(&mut self) -> Vec<String> {
         let interval = self.interval;
-        self.at.retain(|_, at| at.elapsed() < interval);
+        self.at.retain(|_, (at, _)| at.elapsed() < interval);
         self.at.keys().cloned().collect()
+    }
+
+    /// Ends the rest of each product whose run has ended since its hand-over: its newest
+    /// read-model row since then is in a final state. A product whose read model cannot be
+    /// read keeps resting (the interval still ends it).
+    async fn release_ended(&mut self, store: &Store) {
+        let resting = self.resting();
+        let Some(since) = self.at.values().map(|(_, ms)| *ms).min() else {
+            return;
+        };
+        let rows = match store.replenishments_changed_since(&resting, since).await {
+            Ok(rows) => rows,
+            Err(err) => {
+                tracing::debug!(error = %err, "relay cannot read the replenishments; products rest their full interval");
+                return;
+            }
+        };
+        let mut newest: std::collections::HashMap<String, (i64, String)> =
+            std::collections::HashMap::new();
+        for (sku, state, updated_at) in rows {
+            let entry = newest.entry(sku).or_insert((i64::MIN, String::new()));
+            if updated_at >= entry.0 {
+                *entry = (updated_at, state);
+            }
+        }
+        for (sku, (updated_at, state)) in newest {
+            let ended = RestockState::parse(&state).is_some_and(RestockState::is_terminal);
+            let after_hand_over = self.at.get(&sku).is_some_and(|(_, ms)| updated_at >= *ms);
+            if ended && after_hand_over {
+                self.at.remove(&sku);
+            }
+        }
     }
 }
 

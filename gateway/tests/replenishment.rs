@@ -543,6 +543,48 @@ async fn reorder_point_starts_replenishment_while_sales_go_on() {
     stack.stop().await;
 }
 
+/// A product that sells out again right after its replenishment completed gets its next run
+/// at once: the relay's rest after a hand-over ends with the run, not with the interval (here
+/// two minutes, longer than the test waits, so waiting it out would fail the test).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn next_run_starts_when_the_last_one_ended_not_after_the_relay_rest() {
+    let stack = spawn_stack(StackOptions {
+        relay_sweep: Duration::from_secs(120),
+        ..StackOptions::default()
+    })
+    .await
+    .unwrap();
+    let sku = "AGAIN-1";
+    add_product(&stack, sku, 0, 0).await;
+    let mut sales = stack.app.sales().await;
+    let r = sales.purchase(buy(sku)).await.unwrap().into_inner();
+    assert_eq!(r.outcome(), Outcome::OutOfStock);
+    stack
+        .wait_for_status(sku, WAIT, |s| s.state == RestockState::Completed)
+        .await;
+    stack.wait_closed(sku).await;
+    assert_eq!(stack.factory_stats().total, 1);
+    assert_eq!(stock(&stack, sku).await, 10);
+
+    // Sell it out again: the sale to the reorder point (0) requests the next run.
+    for _ in 0..10 {
+        let r = sales.purchase(buy(sku)).await.unwrap().into_inner();
+        assert_eq!(r.outcome(), Outcome::Sold);
+    }
+    stack
+        .wait_until("a second factory order", WAIT, || async {
+            stack.factory_stats().total == 2
+        })
+        .await;
+    stack
+        .wait_until("the second delivery in stock", WAIT, || async {
+            stock(&stack, sku).await == 10
+        })
+        .await;
+    assert_eq!(receipts(&stack, sku).await, 2);
+    stack.stop().await;
+}
+
 fn reqwest_client() -> reqwest::Client {
     let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::Client::new()

@@ -392,6 +392,29 @@ impl Store {
             .await?)
     }
 
+    /// The read model's rows of `skus` changed at or after `since` (unix ms): `(sku, state,
+    /// updated_at)`. The relay asks this to learn which products' runs ended since it handed
+    /// them over.
+    pub async fn replenishments_changed_since(
+        &self,
+        skus: &[String],
+        since: i64,
+    ) -> Result<Vec<(String, String, i64)>, StoreError> {
+        if skus.is_empty() {
+            return Ok(Vec::new());
+        }
+        Ok(replenishment::Entity::find()
+            .select_only()
+            .column(replenishment::Column::Sku)
+            .column(replenishment::Column::State)
+            .column(replenishment::Column::UpdatedAt)
+            .filter(replenishment::Column::Sku.is_in(skus.iter().cloned()))
+            .filter(replenishment::Column::UpdatedAt.gte(since))
+            .into_tuple::<(String, String, i64)>()
+            .all(self.reader())
+            .await?)
+    }
+
     /// The newest replenishment of a product, if it ever had one.
     pub async fn latest_replenishment(
         &self,

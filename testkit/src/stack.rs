@@ -33,6 +33,10 @@ pub struct StackOptions {
     pub worker: bool,
     /// SMTP server for notifications (`None`: logged).
     pub smtp_url: Option<String>,
+    /// How often the gateway's relay sweeps its outbox (it also wakes on each sale and
+    /// callback); a product handed over rests at least this long, or 10 s, while its run is
+    /// open.
+    pub relay_sweep: Duration,
 }
 
 impl Default for StackOptions {
@@ -53,6 +57,7 @@ impl Default for StackOptions {
             factory_timeout: Duration::from_secs(3),
             worker: true,
             smtp_url: None,
+            relay_sweep: Duration::from_millis(500),
         }
     }
 }
@@ -106,7 +111,7 @@ pub async fn spawn_stack(options: StackOptions) -> Option<Stack> {
         }),
         signer: CallbackSigner::new(TEST_CALLBACK_SECRET).unwrap(),
         relay: RelaySettings {
-            sweep_interval: Duration::from_millis(500),
+            sweep_interval: options.relay_sweep,
             workflow: options.workflow.clone(),
         },
         tokens: restock_gateway::ApiTokens::default(),
