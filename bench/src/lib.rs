@@ -160,7 +160,7 @@ pub async fn run(plan: Plan) -> anyhow::Result<Report> {
     tokio::time::sleep(Duration::from_secs(1)).await;
     let worker_idle = stack.worker.rss_kib();
     let gateway_idle = stack.gateway.rss_kib();
-    let latency = replenish::order_latency(&stack, &plan).await?;
+    let latency = replenish::order_latency(&stack, &system.temporal, &plan).await?;
     eprintln!(
         "bench: out-of-stock sale -> factory order: p50 {:.1} ms p99 {:.1} ms",
         latency.p50_ms, latency.p99_ms

@@ -17,6 +17,7 @@ use crate::load::{channels, histogram, quantile_ms};
 use crate::plan::Plan;
 use crate::system::ReplenishmentStack;
 use crate::wait_until;
+use restock_testkit::temporal::DevServer;
 
 /// Units each benchmark replenishment orders.
 const REORDER_QUANTITY: i64 = 5;
@@ -26,6 +27,9 @@ const REORDER_QUANTITY: i64 = 5;
 pub struct OrderLatency {
     /// Sales timed.
     pub samples: usize,
+    /// Where the time goes: each step's median end, ms after the sale was sent (from the
+    /// workflow histories of the first [`BREAKDOWN_SAMPLES`] timed sales).
+    pub steps: Vec<(String, f64)>,
     /// Median, ms.
     pub p50_ms: f64,
     /// 99th percentile, ms.
@@ -110,6 +114,7 @@ async fn factory_stats(http: &reqwest::Client, url: &str) -> Option<SimulatorSta
 /// simulator accepting the order (its own clock, the same machine's).
 pub async fn order_latency(
     stack: &ReplenishmentStack,
+    temporal: &DevServer,
     plan: &Plan,
 ) -> anyhow::Result<OrderLatency> {
     let skus = out_of_stock_products(stack, "latency", plan.latency_samples).await?;
@@ -120,6 +125,7 @@ pub async fn order_latency(
     let mut client = SalesServiceClient::new(channels(gateway, 1).await?.remove(0));
     // The first replenishment pays for connections and caches: one untimed warm-up.
     let mut latencies = histogram()?;
+    let mut breakdown: Vec<Vec<(String, f64)>> = Vec::new();
     for (i, sku) in skus.iter().enumerate() {
         let sent = unix_micros();
         buy_out_of_stock(&mut client, sku).await?;
@@ -136,16 +142,123 @@ pub async fn order_latency(
         .await?;
         if i > 0 {
             latencies.saturating_record(accepted.saturating_sub(sent).max(1));
+            if i <= BREAKDOWN_SAMPLES {
+                match history_steps(temporal, sku, sent).await {
+                    Ok(mut steps) => {
+                        steps.push((
+                            "the factory simulator accepts the order".to_owned(),
+                            accepted.saturating_sub(sent) as f64 / 1000.0,
+                        ));
+                        breakdown.push(steps);
+                    }
+                    Err(err) => eprintln!("bench: no breakdown for {sku}: {err:#}"),
+                }
+            }
         }
         // Let this replenishment finish (production takes no time) before the next sale.
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     Ok(OrderLatency {
         samples: latencies.len() as usize,
+        steps: medians(&breakdown),
         p50_ms: quantile_ms(&latencies, 0.5),
         p99_ms: quantile_ms(&latencies, 0.99),
         max_ms: latencies.max() as f64 / 1000.0,
     })
+}
+
+/// Sales whose workflow history is read for the breakdown.
+pub const BREAKDOWN_SAMPLES: usize = 20;
+
+/// The steps of the run's history up to its order, ms after `sent_us` (unix µs): the first
+/// event of each listed type, read with `temporal workflow show`.
+async fn history_steps(
+    temporal: &DevServer,
+    sku: &str,
+    sent_us: u64,
+) -> anyhow::Result<Vec<(String, f64)>> {
+    const STEPS: [(&str, &str); 5] = [
+        (
+            "EVENT_TYPE_WORKFLOW_EXECUTION_STARTED",
+            "workflow started (sale committed, relay woke, signal-with-start)",
+        ),
+        (
+            "EVENT_TYPE_WORKFLOW_TASK_STARTED",
+            "first workflow task picked up by the worker",
+        ),
+        (
+            "EVENT_TYPE_WORKFLOW_TASK_COMPLETED",
+            "first workflow task completed (check-stock and record as local activities)",
+        ),
+        (
+            "EVENT_TYPE_ACTIVITY_TASK_SCHEDULED",
+            "order-from-factory scheduled",
+        ),
+        (
+            "EVENT_TYPE_ACTIVITY_TASK_STARTED",
+            "order-from-factory started on the worker",
+        ),
+    ];
+    let output = tokio::process::Command::new(restock_testkit::temporal::temporal_binary())
+        .args(["workflow", "show", "--output", "json", "--workflow-id"])
+        .arg(restock_workflows::client::workflow_id(sku))
+        .args([
+            "--address",
+            &temporal.address,
+            "--namespace",
+            &temporal.namespace,
+        ])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await
+        .context("running temporal workflow show")?;
+    if !output.status.success() {
+        anyhow::bail!(
+            "temporal workflow show failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    let history: serde_json::Value =
+        serde_json::from_slice(&output.stdout).context("parsing the history")?;
+    let events = history["events"]
+        .as_array()
+        .context("no events in the history")?;
+    let mut steps = Vec::new();
+    for (event_type, label) in STEPS {
+        let Some(time) = events
+            .iter()
+            .find(|e| e["eventType"].as_str() == Some(event_type))
+            .and_then(|e| e["eventTime"].as_str())
+        else {
+            continue;
+        };
+        let at = chrono::DateTime::parse_from_rfc3339(time)
+            .with_context(|| format!("event time {time}"))?;
+        let at_us = at.timestamp_micros().max(0) as u64;
+        steps.push((
+            label.to_owned(),
+            at_us.saturating_sub(sent_us) as f64 / 1000.0,
+        ));
+    }
+    Ok(steps)
+}
+
+/// Each step's median over the samples, in the first sample's order.
+fn medians(samples: &[Vec<(String, f64)>]) -> Vec<(String, f64)> {
+    let Some(first) = samples.first() else {
+        return Vec::new();
+    };
+    first
+        .iter()
+        .map(|(label, _)| {
+            let mut values: Vec<f64> = samples
+                .iter()
+                .filter_map(|s| s.iter().find(|(l, _)| l == label).map(|(_, v)| *v))
+                .collect();
+            values.sort_by(f64::total_cmp);
+            (label.clone(), values[values.len() / 2])
+        })
+        .collect()
 }
 
 /// Scenario 3: `plan.burst` products run out at once; from the first sale until every one
