@@ -31,6 +31,11 @@ pub struct DatabaseArgs {
     /// each purchase a transaction of its own.
     #[arg(long, env = "RESTOCK_GROUP_PURCHASES", default_value_t = true, action = clap::ArgAction::Set)]
     pub group_purchases: bool,
+    /// PostgreSQL/MySQL, grouping on: purchases of different products may share a
+    /// transaction when they fall in the same of this many lanes; 0: only purchases of one
+    /// product share one.
+    #[arg(long, env = "RESTOCK_PURCHASE_LANES", default_value_t = restock_inventory::purchase_groups::DEFAULT_LANES)]
+    pub purchase_lanes: usize,
 }
 
 impl DatabaseArgs {
@@ -40,6 +45,7 @@ impl DatabaseArgs {
             max_connections: self.db_max_connections,
             acquire_timeout: Duration::from_secs(5),
             group_purchases: self.group_purchases,
+            purchase_lanes: self.purchase_lanes,
             ..StoreOptions::default()
         };
         Store::connect(&self.database_url, &options)

@@ -503,11 +503,26 @@ async fn mariadb_unreachable_gives_unavailable_then_recovers() {
 /// A grouped store over a fresh database, with at most `max_waiting` purchases waiting per
 /// queue, behind a gateway; `None` when the backend is not configured.
 async fn spawn_grouped(backend: Backend, max_waiting: usize) -> Option<TestApp> {
+    spawn_grouped_in_lanes(
+        backend,
+        max_waiting,
+        restock_inventory::purchase_groups::DEFAULT_LANES,
+    )
+    .await
+}
+
+/// [`spawn_grouped`] with `lanes` queues on PostgreSQL and MariaDB.
+async fn spawn_grouped_in_lanes(
+    backend: Backend,
+    max_waiting: usize,
+    lanes: usize,
+) -> Option<TestApp> {
     let db = TestDb::new(backend).await?;
     let options = restock_inventory::StoreOptions {
         max_connections: 16,
         group_purchases: true,
         max_waiting_purchases: max_waiting,
+        purchase_lanes: lanes,
         ..Default::default()
     };
     let store = Store::connect(&db.url, &options).await.unwrap();
@@ -703,6 +718,80 @@ async fn full_queue_refuses_at_once(backend: Backend) {
     app.stop().await;
 }
 
+/// Spread load in two lanes: purchases of many products share transactions (rows locked in
+/// sku order), while the two lanes' transactions run at once. No deadlock surfaces, every
+/// answer is SOLD or OUT_OF_STOCK, and per product the units in sale rows plus the stock left
+/// are the initial stock, with one sale row per SOLD reply.
+async fn spread_purchases_share_transactions_across_products(backend: Backend) {
+    const PRODUCTS: usize = 12;
+    const STOCK: i64 = 60;
+    const PER_CLIENT: usize = 25;
+    let Some(app) =
+        spawn_grouped_in_lanes(backend, restock_inventory::purchase_groups::MAX_WAITING, 2).await
+    else {
+        return;
+    };
+    let skus: Vec<String> = (0..PRODUCTS).map(|i| format!("SPREAD-{i:02}")).collect();
+    for sku in &skus {
+        add_product(&app.store, sku, STOCK).await;
+    }
+    let mut tasks = Vec::new();
+    for client_no in 0..CLIENTS {
+        let mut client = app.sales().await;
+        let skus = skus.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut sold: Vec<(String, u32)> = Vec::new();
+            let mut x = client_no as u64 * 2_654_435_761 + 1;
+            for n in 0..PER_CLIENT {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                let sku = &skus[(x % PRODUCTS as u64) as usize];
+                let quantity = 1 + (x / 7 % 3) as u32;
+                let reply = client
+                    .purchase(buy(sku, quantity, &format!("spread-{client_no}-{n}")))
+                    .await
+                    .unwrap_or_else(|e| panic!("{sku}: {e:?}"))
+                    .into_inner();
+                match reply.outcome() {
+                    Outcome::Sold => sold.push((sku.clone(), quantity)),
+                    Outcome::OutOfStock => {}
+                    Outcome::Unspecified => panic!("no outcome: {reply:?}"),
+                }
+            }
+            sold
+        }));
+    }
+    let mut sold: Vec<(String, u32)> = Vec::new();
+    for t in tasks {
+        sold.extend(t.await.unwrap());
+    }
+    for sku in &skus {
+        let replies: Vec<u32> = sold
+            .iter()
+            .filter(|(s, _)| s == sku)
+            .map(|(_, q)| *q)
+            .collect();
+        let rows = sales_of(&app.store, sku).await;
+        assert_eq!(
+            rows.len(),
+            replies.len(),
+            "{sku}: sale rows vs SOLD replies"
+        );
+        let units: i64 = rows.iter().map(|r| r.quantity).sum();
+        let replied: i64 = replies.iter().map(|&q| i64::from(q)).sum();
+        assert_eq!(units, replied, "{sku}: units sold");
+        assert_eq!(
+            stock_of(&app.store, sku).await + units,
+            STOCK,
+            "{sku}: stock + units sold"
+        );
+    }
+    let counts = app.store.purchase_grouping().unwrap();
+    assert!(counts.shared_transactions > 0, "{counts:?}");
+    app.stop().await;
+}
+
 macro_rules! on_three_databases {
     ($($name:ident => $body:ident;)*) => {
         $(mod $name {
@@ -724,6 +813,7 @@ macro_rules! on_three_databases {
 }
 
 on_three_databases! {
+    spread_purchases_share_transactions_across_products => spread_purchases_share_transactions_across_products;
     abandoned_purchases_sell_nothing => abandoned_purchases_sell_nothing;
     full_queue_refuses_at_once => full_queue_refuses_at_once;
 }

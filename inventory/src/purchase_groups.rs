@@ -11,7 +11,11 @@
 //! ungrouped path.
 //!
 //! On SQLite, which has one writer, the group is whatever purchases wait, of any products:
-//! one transaction, one `UPDATE` per product.
+//! one transaction, one `UPDATE` per product. On PostgreSQL and MySQL, purchases wait in one of
+//! a few lanes ([`crate::StoreOptions::purchase_lanes`]; a product always in the same one), so
+//! spread load groups too: a lane's transaction sells several products, locking their rows in
+//! sku order, so two transactions never wait for each other in a cycle (and lanes never share
+//! a product). With 0 lanes each product has its own queue.
 //!
 //! Idempotency keys: nothing is read before the write. A key repeated inside one group is
 //! sold once and the repeat replays it; a key committed earlier (a client's retry) makes the
@@ -53,6 +57,10 @@ pub const MAX_GROUP: usize = 256;
 /// behind the one in flight; more would wait longer than a caller usually does.
 pub const MAX_WAITING: usize = MAX_GROUP * 4;
 
+/// Default for [`crate::StoreOptions::purchase_lanes`]: half the default pool, so the lanes'
+/// transactions leave connections for reads and sales that sell alone.
+pub const DEFAULT_LANES: usize = 8;
+
 /// A sale waiting for its product's next transaction.
 struct Waiting {
     request: PurchaseRequest,
@@ -72,6 +80,8 @@ pub(crate) struct PurchaseGroups {
     queues: Mutex<HashMap<String, Vec<Waiting>>>,
     /// Most purchases waiting in one queue.
     max_waiting: usize,
+    /// Queues of PostgreSQL/MySQL purchases (0: one per product).
+    lanes: usize,
     /// Purchases taken from their queue whose transaction has not answered yet.
     selling: AtomicUsize,
     /// Groups of two or more sold in one transaction, and the sales in them.
@@ -115,10 +125,11 @@ impl std::fmt::Debug for PurchaseGroups {
 
 impl PurchaseGroups {
     /// Empty queues of at most `max_waiting` purchases each (at least one).
-    pub(crate) fn new(max_waiting: usize) -> Self {
+    pub(crate) fn new(max_waiting: usize, lanes: usize) -> Self {
         Self {
             queues: Mutex::new(HashMap::new()),
             max_waiting: max_waiting.max(1),
+            lanes,
             selling: AtomicUsize::new(0),
             shared_transactions: AtomicU64::new(0),
             shared_sales: AtomicU64::new(0),
@@ -142,7 +153,7 @@ impl PurchaseGroups {
         request: PurchaseRequest,
     ) -> Result<PurchaseOutcome, StoreError> {
         let (reply, answer) = oneshot::channel();
-        let key = queue_key(store, &request);
+        let key = queue_key(store, self.lanes, &request);
         let waiting = Waiting { request, reply };
         let start = {
             let mut queues = self.lock();
@@ -221,13 +232,22 @@ impl PurchaseGroups {
     }
 }
 
-/// Which queue a purchase waits in: its product's, or on SQLite the one queue of all
-/// products — SQLite has a single writer, so every transaction waits for every other anyway,
-/// and one transaction can as well sell several products. (Elsewhere, transactions that
-/// lock several product rows could deadlock each other.)
-fn queue_key(store: &Store, request: &PurchaseRequest) -> String {
+/// Which queue a purchase waits in: on SQLite the one queue of all products — SQLite has a
+/// single writer, so every transaction waits for every other anyway; elsewhere its product's
+/// lane (a stable hash of the sku), or with 0 lanes its product's own queue.
+fn queue_key(store: &Store, lanes: usize, request: &PurchaseRequest) -> String {
     match store.backend() {
         sea_orm::DbBackend::Sqlite => String::new(),
+        _ if lanes > 0 => {
+            // FNV-1a: stable across processes and releases, unlike std's hasher.
+            let hash = request
+                .sku()
+                .bytes()
+                .fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+                    (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+                });
+            format!("lane-{}", hash % lanes as u64)
+        }
         _ => request.sku().to_owned(),
     }
 }
@@ -428,8 +448,9 @@ impl Store {
         }
     }
 
-    /// Everything of the group's transaction but its commit: products in order of first
-    /// appearance; the transaction, to commit, and each request's outcome once it commits.
+    /// Everything of the group's transaction but its commit: products in sku order (one lock
+    /// order for every transaction, so none waits for another in a cycle); the transaction,
+    /// to commit, and each request's outcome once it commits.
     async fn prepare_group(
         &self,
         requests: &[&PurchaseRequest],
@@ -440,6 +461,7 @@ impl Store {
                 skus.push(r.sku());
             }
         }
+        skus.sort_unstable();
         let txn = self.begin_write().await?;
         let now = now_ms();
         let mut outcomes: Vec<Option<PurchaseOutcome>> = vec![None; requests.len()];

@@ -43,10 +43,16 @@ pub struct StoreOptions {
     /// Sell concurrent purchases of one product in one transaction
     /// ([`crate::purchase_groups`]); `false` gives each purchase its own transaction.
     pub group_purchases: bool,
-    /// With grouping on: most purchases that may wait for one product's transaction (on
-    /// SQLite, for the one writer). Beyond it a purchase is refused at once with
+    /// With grouping on: most purchases that may wait in one queue (a product's, a lane's,
+    /// or on SQLite the one writer's). Beyond it a purchase is refused at once with
     /// [`StoreError::Busy`], nothing sold, instead of waiting longer than its caller will.
     pub max_waiting_purchases: usize,
+    /// With grouping on, on PostgreSQL and MySQL: how many queues purchases wait in, each
+    /// product always in the same one, so that purchases of different products share a
+    /// transaction too (its rows locked in sku order: no deadlock). 0: one queue per product,
+    /// so only purchases of the same product share one. (SQLite always has one queue: one
+    /// writer.)
+    pub purchase_lanes: usize,
 }
 
 impl Default for StoreOptions {
@@ -58,6 +64,7 @@ impl Default for StoreOptions {
             sqlite_busy_timeout: Duration::from_secs(10),
             group_purchases: true,
             max_waiting_purchases: crate::purchase_groups::MAX_WAITING,
+            purchase_lanes: crate::purchase_groups::DEFAULT_LANES,
         }
     }
 }
@@ -290,9 +297,12 @@ impl Store {
             writer,
             reader,
             backend,
-            groups: options
-                .group_purchases
-                .then(|| Arc::new(PurchaseGroups::new(options.max_waiting_purchases))),
+            groups: options.group_purchases.then(|| {
+                Arc::new(PurchaseGroups::new(
+                    options.max_waiting_purchases,
+                    options.purchase_lanes,
+                ))
+            }),
         })
     }
 
