@@ -188,11 +188,11 @@ async fn history_steps(
         ),
         (
             "EVENT_TYPE_WORKFLOW_TASK_COMPLETED",
-            "first workflow task completed (check-stock and record as local activities)",
+            "first workflow task completed",
         ),
         (
             "EVENT_TYPE_ACTIVITY_TASK_SCHEDULED",
-            "order-from-factory scheduled",
+            "order-from-factory scheduled (after check-stock and record-replenishment, local)",
         ),
         (
             "EVENT_TYPE_ACTIVITY_TASK_STARTED",

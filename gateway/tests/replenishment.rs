@@ -69,8 +69,8 @@ async fn maybe_save_history(stack: &Stack, sku: &str, name: &str) {
         .to_json()
         .await
         .unwrap();
-    // Histories of runs since the exactly-once patch; the older ones stay as they were.
-    std::fs::write(format!("{dir}/v2-{name}.json"), json).unwrap();
+    // Histories of runs since the local-bookkeeping patch; the older ones stay as they were.
+    std::fs::write(format!("{dir}/v3-{name}.json"), json).unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -50,6 +50,12 @@ pub const SEARCH_ATTRIBUTE_STATE: &str = "RestockState";
 /// the order, Temporal cancellation handled, late requests never dropped, Failed published.
 pub const PATCH_EXACTLY_ONCE: &str = "exactly-once-v2";
 
+/// The patch every run since the speed round records on top of [`PATCH_EXACTLY_ONCE`]: the
+/// increment and the ad's pause and resume run as local activities (inside the workflow task,
+/// no round trip through the server each); only the factory order stays a regular activity.
+/// Runs without it replay their regular activities.
+pub const PATCH_LOCAL_BOOKKEEPING: &str = "local-bookkeeping-v3";
+
 /// Replenishment requests one run takes before it continues as new, carrying its order over,
 /// so a run that stays Overdue for days keeps a bounded history.
 pub const MAX_REQUESTS_PER_RUN: u32 = 200;
@@ -323,7 +329,8 @@ pub struct ReplenishStock {
     cancel: Option<CancelRequest>,
     /// Runs before [`PATCH_EXACTLY_ONCE`]: set once check-stock has answered.
     stock_checked: bool,
-    /// 0: a run from before [`PATCH_EXACTLY_ONCE`] ([`legacy`]); 2: since.
+    /// 0: a run from before [`PATCH_EXACTLY_ONCE`] ([`legacy`]); 2: since; 3: since
+    /// [`PATCH_LOCAL_BOOKKEEPING`] too.
     version: u8,
     /// Set before the stock is read: every request after this is checked again at the end.
     check_started: bool,
@@ -383,6 +390,23 @@ pub(crate) fn local_options(settings: &ReplenishSettings) -> LocalActivityOption
                 .backoff_coefficient(2.0)
                 .maximum_interval(Duration::from_secs(settings.retry_max_interval_secs.max(1)))
                 .maximum_attempts(0)
+                .non_retryable_error_types(NON_RETRYABLE)
+                .build(),
+        )
+        .cancellation_token(WorkflowCancellationToken::new())
+        .build()
+}
+
+/// [`notification_options`] for a local activity (runs since [`PATCH_LOCAL_BOOKKEEPING`]).
+pub(crate) fn local_notification_options(settings: &ReplenishSettings) -> LocalActivityOptions {
+    LocalActivityOptions::builder()
+        .start_to_close_timeout(Duration::from_secs(settings.activity_timeout_secs.max(1)))
+        .retry_policy(
+            RetryPolicy::builder()
+                .initial_interval(Duration::from_secs(settings.retry_initial_secs.max(1)))
+                .backoff_coefficient(2.0)
+                .maximum_interval(Duration::from_secs(settings.retry_max_interval_secs.max(1)))
+                .maximum_attempts(restock_activities::replenish::MAIL_ATTEMPTS)
                 .non_retryable_error_types(NON_RETRYABLE)
                 .build(),
         )
@@ -507,10 +531,12 @@ impl ReplenishStock {
         ctx: &mut WorkflowContext<Self>,
         input: ReplenishInput,
     ) -> WorkflowResult<ReplenishOutcome> {
-        let version = if ctx.patched(PATCH_EXACTLY_ONCE) {
-            2
-        } else {
+        let version = if !ctx.patched(PATCH_EXACTLY_ONCE) {
             0
+        } else if ctx.patched(PATCH_LOCAL_BOOKKEEPING) {
+            3
+        } else {
+            2
         };
         ctx.state_mut(|s| {
             s.version = version;

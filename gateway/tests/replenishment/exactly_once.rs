@@ -114,6 +114,31 @@ async fn read_model_state(stack: &Stack, sku: &str) -> String {
         .state
 }
 
+/// Every base64 `data` string in `event`, decoded as text.
+fn marker_payloads(event: &serde_json::Value) -> Vec<String> {
+    use base64::Engine;
+    fn walk(v: &serde_json::Value, out: &mut Vec<String>) {
+        match v {
+            serde_json::Value::Object(map) => {
+                for (k, v) in map {
+                    if k == "data"
+                        && let Some(text) = v.as_str()
+                        && let Ok(bytes) = base64::engine::general_purpose::STANDARD.decode(text)
+                    {
+                        out.push(String::from_utf8_lossy(&bytes).into_owned());
+                    }
+                    walk(v, out);
+                }
+            }
+            serde_json::Value::Array(items) => items.iter().for_each(|v| walk(v, out)),
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    walk(event, &mut out);
+    out
+}
+
 /// The event id of the workflow task that scheduled the first `activity` of the current run,
 /// for `temporal workflow reset --event-id`.
 fn task_before(stack: &Stack, workflow_id: &str, activity: &str) -> String {
@@ -127,9 +152,19 @@ fn task_before(stack: &Stack, workflow_id: &str, activity: &str) -> String {
     ]);
     let history: serde_json::Value = serde_json::from_str(&json).unwrap();
     let events = history["events"].as_array().unwrap();
+    // A regular activity is scheduled by name; a local one is a marker whose payload (base64
+    // JSON) names its type.
+    let names_it = |e: &serde_json::Value| {
+        let text = e.to_string();
+        text.contains(&format!("\"name\":\"{activity}\""))
+            || (text.contains("core_local_activity")
+                && marker_payloads(e)
+                    .iter()
+                    .any(|p| p.contains(&format!("\"activity_type\":\"{activity}\""))))
+    };
     let scheduled = events
         .iter()
-        .position(|e| e.to_string().contains(&format!("\"name\":\"{activity}\"")))
+        .position(names_it)
         .unwrap_or_else(|| panic!("no {activity} in the history"));
     let completed = events[..scheduled]
         .iter()
@@ -640,11 +675,25 @@ async fn request_during_the_last_step_is_not_dropped() {
     let sku = "LATE-1";
     add_product(&stack, sku, 1, 0).await;
     stack.app.sales().await.purchase(buy(sku)).await.unwrap();
-    let restocking = stack
-        .wait_for_status(sku, WAIT, |s| {
-            s.state == RestockState::Restocking && s.stock_after.is_some()
-        })
+    // The delivery is in stock and the run is still Restocking: resuming the ad, its mail
+    // failing and retried (local activities in the run's last workflow task).
+    stack
+        .wait_until(
+            "the delivery in stock while the run finishes",
+            WAIT,
+            || async {
+                stock(&stack, sku).await == 10
+                    && read_model_state(&stack, sku).await == "Restocking"
+            },
+        )
         .await;
+    let restocking = stack
+        .app
+        .store
+        .latest_replenishment(sku)
+        .await
+        .unwrap()
+        .unwrap();
     // Sold out again while the run finishes; the request reaches the run (not the relay).
     stack
         .app
@@ -660,7 +709,7 @@ async fn request_during_the_last_step_is_not_dropped() {
     request_replenishment(&stack, sku).await;
     let next = stack
         .wait_for_status(sku, Duration::from_secs(90), |s| {
-            s.state == RestockState::Completed && s.factory_order_id != restocking.factory_order_id
+            s.state == RestockState::Completed && s.factory_order_id != restocking.order_id
         })
         .await;
     assert_eq!(stack.factory_stats().total, 2);

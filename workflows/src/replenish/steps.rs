@@ -18,7 +18,7 @@ use temporalio_sdk::{
 use super::{
     CancelRequest, CarriedOrder, FactoryCompleted, MAX_REQUESTS_PER_RUN, RESTOCK_SKU,
     RESTOCK_STATE, ReplenishInput, ReplenishOutcome, ReplenishSettings, ReplenishStock,
-    activity_options, local_options, millis, notification_options,
+    activity_options, local_notification_options, local_options, millis, notification_options,
 };
 use crate::state::{self, Event, RestockState};
 
@@ -278,18 +278,29 @@ impl ReplenishStock {
         Self::advance(ctx, settings, Event::FactoryCompleted).await?;
         if received > 0 {
             let order_id = ctx.state(|s| s.status.factory_order_id.clone());
-            let incremented = ctx
-                .execute_activity(
+            let increment = IncrementInput {
+                order_id,
+                sku: sku.to_owned(),
+                quantity: received,
+                replenishment_id: ctx.workflow_id().to_owned(),
+            };
+            // Keyed by the order id: a retry (or a local activity run again after a worker
+            // crash) adds nothing twice.
+            let incremented = if Self::local_bookkeeping(ctx) {
+                ctx.execute_local_activity(
                     ReplenishActivities::increment_stock,
-                    IncrementInput {
-                        order_id,
-                        sku: sku.to_owned(),
-                        quantity: received,
-                        replenishment_id: ctx.workflow_id().to_owned(),
-                    },
+                    increment,
+                    local_options(settings),
+                )
+                .await?
+            } else {
+                ctx.execute_activity(
+                    ReplenishActivities::increment_stock,
+                    increment,
                     activity_options(settings),
                 )
-                .await?;
+                .await?
+            };
             ctx.state_mut(|s| s.status.stock_after = Some(incremented.stock));
         }
         Self::resume_ad(ctx, settings, sku).await;
@@ -401,6 +412,12 @@ impl ReplenishStock {
         })
     }
 
+    /// Whether the increment and the ad's changes run as local activities (runs since
+    /// [`super::PATCH_LOCAL_BOOKKEEPING`]).
+    fn local_bookkeeping(ctx: &WorkflowContext<Self>) -> bool {
+        ctx.state(|s| s.version) >= 3
+    }
+
     fn ad_change(ctx: &WorkflowContext<Self>, sku: &str) -> AdChange {
         AdChange {
             order_id: ctx.state(|s| s.status.factory_order_id.clone()),
@@ -413,14 +430,22 @@ impl ReplenishStock {
     /// tries, then the run goes on without it.
     async fn pause_ad(ctx: &WorkflowContext<Self>, settings: &ReplenishSettings, sku: &str) {
         let change = Self::ad_change(ctx, sku);
-        match ctx
-            .execute_activity(
+        let paused = if Self::local_bookkeeping(ctx) {
+            ctx.execute_local_activity(
+                ReplenishActivities::pause_advertising,
+                change,
+                local_notification_options(settings),
+            )
+            .await
+        } else {
+            ctx.execute_activity(
                 ReplenishActivities::pause_advertising,
                 change,
                 notification_options(settings),
             )
             .await
-        {
+        };
+        match paused {
             Ok(paused) => ctx.state_mut(|s| {
                 s.status.ad_paused = paused.has_ad;
                 s.status.notification_failures += u32::from(paused.mail_failed);
@@ -435,14 +460,22 @@ impl ReplenishStock {
             return;
         }
         let change = Self::ad_change(ctx, sku);
-        match ctx
-            .execute_activity(
+        let resumed = if Self::local_bookkeeping(ctx) {
+            ctx.execute_local_activity(
+                ReplenishActivities::resume_advertising,
+                change,
+                local_notification_options(settings),
+            )
+            .await
+        } else {
+            ctx.execute_activity(
                 ReplenishActivities::resume_advertising,
                 change,
                 notification_options(settings),
             )
             .await
-        {
+        };
+        match resumed {
             Ok(resumed) => ctx.state_mut(|s| {
                 s.status.ad_paused = false;
                 s.status.notification_failures += u32::from(resumed.mail_failed);
