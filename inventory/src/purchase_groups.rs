@@ -563,7 +563,7 @@ impl Store {
             left -= quantity;
             let reorder = left <= reorder_point;
             reordered |= reorder;
-            let sale_id = uuid::Uuid::new_v4().to_string();
+            let sale_id = crate::store::new_sale_id();
             sales.push(sale::ActiveModel {
                 id: Set(sale_id.clone()),
                 sku: Set(sku.to_owned()),
