@@ -291,86 +291,109 @@ async fn deliver(
         }
     };
     let resting = signalled.resting();
-    for delivery in deliveries {
-        let order_id = delivery.order_id.clone();
-        let sku = delivery.sku.clone();
-        match store.receipt(&order_id).await {
-            Ok(Some(_)) => {
-                settle(store, &order_id, "in stock (its replenishment counted it)").await;
-                continue;
-            }
-            Ok(None) => {}
-            Err(err) => {
-                tracing::warn!(%order_id, error = %err, "relay cannot read receipts");
-                return;
+    // Several at once, like the hand-overs: each waits on a query and a signal, and a burst
+    // of callbacks must not queue behind one another.
+    let newly_signalled: Vec<String> = futures::stream::iter(deliveries)
+        .map(|delivery| deliver_one(store, client, metrics, &resting, delivery))
+        .buffer_unordered(CONCURRENT_STARTS)
+        .filter_map(|signalled| async move { signalled })
+        .collect()
+        .await;
+    for order_id in newly_signalled {
+        signalled.handed_over(order_id);
+    }
+}
+
+/// One delivery of [`deliver`]: settles it when its units are in stock, signals the run that
+/// waits for it (unless signalled recently: `resting`), or adds it directly when no run is on
+/// its order. The order id when it was signalled.
+async fn deliver_one(
+    store: &Store,
+    client: &temporalio_client::Client,
+    metrics: &Metrics,
+    resting: &[String],
+    delivery: restock_inventory::entity::factory_delivery::Model,
+) -> Option<String> {
+    let order_id = delivery.order_id.clone();
+    let sku = delivery.sku.clone();
+    match store.receipt(&order_id).await {
+        Ok(Some(_)) => {
+            settle(store, &order_id, "in stock (its replenishment counted it)").await;
+            return None;
+        }
+        Ok(None) => {}
+        Err(err) => {
+            tracing::warn!(%order_id, error = %err, "relay cannot read receipts");
+            return None;
+        }
+    }
+    // Signalled a moment ago and not counted yet: the run is on it; no query needed.
+    if resting.contains(&order_id) {
+        return None;
+    }
+    // Bounded: a query needs a worker, and the outbox must not wait behind it.
+    let status = match tokio::time::timeout(QUERY_TIMEOUT, client::query_status(client, &sku))
+        .await
+        .unwrap_or_else(|_| Err(anyhow::anyhow!("the status query timed out (no worker?)")))
+    {
+        Ok(status) => status,
+        Err(err) => {
+            tracing::warn!(%sku, %order_id, error = %err, "cannot see the replenishment yet; will retry");
+            metrics.relay_failed();
+            let _ = store
+                .delivery_attempt_failed(&order_id, &err.to_string())
+                .await;
+            return None;
+        }
+    };
+    let on_this_order = status
+        .as_ref()
+        .filter(|s| s.factory_order_id == order_id && !s.state.is_terminal());
+    match on_this_order.map(|s| s.state) {
+        Some(state) if state.accepts_completion() => {
+            let completion = FactoryCompleted {
+                quantity: Some(u32::try_from(delivery.quantity).unwrap_or(u32::MAX)),
+                factory_order_id: Some(order_id.clone()),
+            };
+            match client::signal_factory_completed(client, &sku, completion).await {
+                Ok(client::Delivery::Delivered) => {
+                    tracing::info!(%sku, %order_id, "delivery signalled to its replenishment");
+                    return Some(order_id);
+                }
+                // Closed since the query (or terminated: its last state still reads
+                // waiting): nobody will count it but us.
+                Ok(client::Delivery::NotRunning) => {
+                    if let Some(outcome) =
+                        add_directly(store, &delivery, "its replenishment is not running").await
+                    {
+                        settle(store, &order_id, &outcome).await;
+                    }
+                }
+                Err(err) => {
+                    tracing::warn!(%sku, %order_id, error = %err, "cannot signal a delivery yet; will retry");
+                    metrics.relay_failed();
+                    let _ = store
+                        .delivery_attempt_failed(&order_id, &err.to_string())
+                        .await;
+                }
             }
         }
-        // Bounded: a query needs a worker, and the outbox must not wait behind it.
-        let status = match tokio::time::timeout(QUERY_TIMEOUT, client::query_status(client, &sku))
-            .await
-            .unwrap_or_else(|_| Err(anyhow::anyhow!("the status query timed out (no worker?)")))
-        {
-            Ok(status) => status,
-            Err(err) => {
-                tracing::warn!(%sku, %order_id, error = %err, "cannot see the replenishment yet; will retry");
-                metrics.relay_failed();
-                let _ = store
-                    .delivery_attempt_failed(&order_id, &err.to_string())
-                    .await;
-                return;
-            }
-        };
-        let on_this_order = status
-            .as_ref()
-            .filter(|s| s.factory_order_id == order_id && !s.state.is_terminal());
-        match on_this_order.map(|s| s.state) {
-            Some(state) if state.accepts_completion() => {
-                if resting.contains(&order_id) {
-                    continue;
+        // Still ordering (the callback beat the order's reply), or counting it now.
+        Some(_) => {}
+        None => {
+            let why = match &status {
+                None => "no replenishment running".to_owned(),
+                Some(s) if s.factory_order_id != order_id => {
+                    format!("its replenishment moved on to order {}", s.factory_order_id)
                 }
-                let completion = FactoryCompleted {
-                    quantity: Some(u32::try_from(delivery.quantity).unwrap_or(u32::MAX)),
-                    factory_order_id: Some(order_id.clone()),
-                };
-                match client::signal_factory_completed(client, &sku, completion).await {
-                    Ok(client::Delivery::Delivered) => {
-                        tracing::info!(%sku, %order_id, "delivery signalled to its replenishment");
-                        signalled.handed_over(order_id.clone());
-                    }
-                    // Closed since the query (or terminated: its last state still reads
-                    // waiting): nobody will count it but us.
-                    Ok(client::Delivery::NotRunning) => {
-                        if let Some(outcome) =
-                            add_directly(store, &delivery, "its replenishment is not running").await
-                        {
-                            settle(store, &order_id, &outcome).await;
-                        }
-                    }
-                    Err(err) => {
-                        tracing::warn!(%sku, %order_id, error = %err, "cannot signal a delivery yet; will retry");
-                        metrics.relay_failed();
-                        let _ = store
-                            .delivery_attempt_failed(&order_id, &err.to_string())
-                            .await;
-                    }
-                }
-            }
-            // Still ordering (the callback beat the order's reply), or counting it now.
-            Some(_) => {}
-            None => {
-                let why = match &status {
-                    None => "no replenishment running".to_owned(),
-                    Some(s) if s.factory_order_id != order_id => {
-                        format!("its replenishment moved on to order {}", s.factory_order_id)
-                    }
-                    Some(s) => format!("its replenishment ended {}", s.state),
-                };
-                if let Some(outcome) = add_directly(store, &delivery, &why).await {
-                    settle(store, &order_id, &outcome).await;
-                }
+                Some(s) => format!("its replenishment ended {}", s.state),
+            };
+            if let Some(outcome) = add_directly(store, &delivery, &why).await {
+                settle(store, &order_id, &outcome).await;
             }
         }
     }
+    None
 }
 
 /// Marks a delivery settled.
