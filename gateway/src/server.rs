@@ -82,11 +82,12 @@ pub async fn run(
     health
         .set_serving::<ReplenishmentServiceServer<ReplenishmentApi>>()
         .await;
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(restock_proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    let reflection_v1 = reflection()
         .build_v1()
-        .context("building the gRPC reflection service")?;
+        .context("building the gRPC reflection service (v1)")?;
+    let reflection_v1alpha = reflection()
+        .build_v1alpha()
+        .context("building the gRPC reflection service (v1alpha)")?;
 
     let mut builder = tonic::transport::Server::builder();
     if let Some(tls) = &settings.tls {
@@ -98,7 +99,8 @@ pub async fn run(
         .layer(RequestIdLayer)
         .layer(AuthLayer::new(settings.tokens.clone()))
         .add_service(health_service)
-        .add_service(reflection)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
         .add_service(SalesServiceServer::new(SalesApi::new(
             store.clone(),
             relay_wake.clone(),
@@ -152,6 +154,18 @@ pub async fn run(
     served?;
     tracing::info!("gateway stopped");
     Ok(())
+}
+
+/// The reflection service's descriptors: restock's, health's and both reflection versions',
+/// so that either version lists every service the server has (tonic's builder would add only
+/// the descriptor of the version being built).
+fn reflection() -> tonic_reflection::server::Builder<'static> {
+    tonic_reflection::server::Builder::configure()
+        .include_reflection_service(false)
+        .register_encoded_file_descriptor_set(restock_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET)
 }
 
 /// Turns Nagle's algorithm off on accepted gRPC connections: a reply written in several
