@@ -3,6 +3,7 @@
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use futures::FutureExt;
@@ -39,7 +40,13 @@ pub struct GatewaySettings {
     pub tokens: ApiTokens,
     /// TLS for both listeners; `None`: plaintext.
     pub tls: Option<TlsSettings>,
+    /// How often gRPC health checks the database (`RESTOCK_HEALTH_CHECK_SECS`, see
+    /// [`crate::health`]).
+    pub health_check_interval: Duration,
 }
+
+/// The default of [`GatewaySettings::health_check_interval`].
+pub const DEFAULT_HEALTH_CHECK_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Serves gRPC on `grpc` and HTTP on `http`, and relays the outbox to Temporal, until
 /// `shutdown` resolves; then lets in-flight requests finish and returns. Either server
@@ -74,14 +81,29 @@ pub async fn run(
         shutdown.clone(),
     ));
 
-    let (health, health_service) = tonic_health::server::health_reporter();
-    health.set_serving::<SalesServiceServer<SalesApi>>().await;
-    health
-        .set_serving::<InventoryServiceServer<InventoryApi>>()
-        .await;
-    health
-        .set_serving::<ReplenishmentServiceServer<ReplenishmentApi>>()
-        .await;
+    // Health follows the database from the first call on: checked once before serving, then
+    // in the background; NOT_SERVING as soon as shutdown begins.
+    let (reporter, health_service) = tonic_health::server::health_reporter();
+    let health = crate::health::DatabaseHealth::new(reporter);
+    let interval = settings.health_check_interval;
+    let healthy = health.check_now(&store, interval).await;
+    if !healthy {
+        tracing::warn!("the database does not answer: gRPC health starts NOT_SERVING");
+    }
+    let health_task = tokio::spawn(health.clone().follow_database(
+        store.clone(),
+        interval,
+        healthy,
+        shutdown.clone(),
+    ));
+    let grpc_shutdown = {
+        let shutdown = shutdown.clone();
+        let health = health.clone();
+        async move {
+            shutdown.await;
+            health.stop().await;
+        }
+    };
     let reflection_v1 = reflection()
         .build_v1()
         .context("building the gRPC reflection service (v1)")?;
@@ -113,7 +135,7 @@ pub async fn run(
             store.clone(),
             temporal.clone(),
         )))
-        .serve_with_incoming_shutdown(no_delay(TcpListenerStream::new(grpc)), shutdown.clone());
+        .serve_with_incoming_shutdown(no_delay(TcpListenerStream::new(grpc)), grpc_shutdown);
     let http_state = HttpState {
         store,
         signer: settings.signer.clone(),
@@ -151,6 +173,7 @@ pub async fn run(
         http_server,
     );
     relay.abort();
+    health_task.abort();
     served?;
     tracing::info!("gateway stopped");
     Ok(())

@@ -37,6 +37,7 @@ fn settings(tls: Option<TlsSettings>) -> GatewaySettings {
         ))
         .unwrap(),
         tls,
+        health_check_interval: restock_gateway::DEFAULT_HEALTH_CHECK_INTERVAL,
     }
 }
 

@@ -1,9 +1,21 @@
 //! The gRPC ecosystem's conventions, as other tools expect them: reflection in both versions
-//! (v1 and v1alpha, which grpcurl and older clients still use).
+//! (v1 and v1alpha, which grpcurl and older clients still use), and health that follows the
+//! database (NOT_SERVING while it does not answer and from the start of shutdown).
 
-use restock_testkit::{Backend, spawn_app};
+use std::time::{Duration, Instant};
+
+use restock_gateway::GatewaySettings;
+use restock_gateway::health::SERVICES;
+use restock_inventory::{Store, StoreOptions};
+use restock_testkit::{
+    Backend, FlakyProxy, TestDb, sales_only_settings, spawn_app, spawn_gateway_with, url_addr,
+};
+use tokio::net::TcpListener;
 use tonic::Code;
 use tonic::transport::Channel;
+use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
 use tonic_reflection::pb::v1alpha::ServerReflectionRequest;
 use tonic_reflection::pb::v1alpha::server_reflection_client::ServerReflectionClient;
 use tonic_reflection::pb::v1alpha::server_reflection_request::MessageRequest;
@@ -104,4 +116,96 @@ async fn reflection_v1alpha_lists_and_describes_the_services() {
         "{unknown:?}"
     );
     app.stop().await;
+}
+
+/// The status of `service`.
+async fn status(health: &mut HealthClient<Channel>, service: &str) -> ServingStatus {
+    let reply = health
+        .check(HealthCheckRequest {
+            service: service.to_owned(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    reply.status()
+}
+
+/// Waits until every service of [`SERVICES`] reports `want`; fails after a generous deadline
+/// (this checks that the status changes, not how fast).
+async fn wait_for_all(health: &mut HealthClient<Channel>, want: ServingStatus) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let mut now = Vec::new();
+        for service in SERVICES {
+            now.push((service, status(health, service).await));
+        }
+        if now.iter().all(|(_, s)| *s == want) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "health never became {want:?} for all services: {now:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_follows_the_database() {
+    let Some(db) = TestDb::new(Backend::Postgres).await else {
+        return;
+    };
+    db.store().await; // migrate + demo catalogue directly
+    let proxy = FlakyProxy::start(url_addr(&db.url)).await;
+    let options = StoreOptions {
+        acquire_timeout: Duration::from_secs(2),
+        connect_timeout: Duration::from_secs(2),
+        ..StoreOptions::default()
+    };
+    let store = Store::connect(&proxy.url_through(&db.url), &options)
+        .await
+        .unwrap();
+    let grpc = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let http = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let settings = GatewaySettings {
+        health_check_interval: Duration::from_millis(200),
+        ..sales_only_settings()
+    };
+    let app = spawn_gateway_with(db, store, grpc, http, settings);
+    let channel = app.channel().await;
+    let mut health = HealthClient::new(channel.clone());
+    for service in SERVICES {
+        assert_eq!(
+            status(&mut health, service).await,
+            ServingStatus::Serving,
+            "{service:?}"
+        );
+    }
+
+    proxy.take_down();
+    wait_for_all(&mut health, ServingStatus::NotServing).await;
+    proxy.bring_up();
+    wait_for_all(&mut health, ServingStatus::Serving).await;
+
+    // Shutdown: a watcher sees NOT_SERVING before the server goes.
+    let mut watch = health
+        .watch(HealthCheckRequest {
+            service: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let first = watch.message().await.unwrap().unwrap();
+    assert_eq!(first.status(), ServingStatus::Serving);
+    let stopped = tokio::spawn(app.stop());
+    let next = watch
+        .message()
+        .await
+        .unwrap()
+        .expect("the watch ended without a NOT_SERVING");
+    assert_eq!(next.status(), ServingStatus::NotServing);
+    drop(watch);
+    drop(health);
+    drop(channel);
+    stopped.await.unwrap();
 }
