@@ -1,12 +1,17 @@
 //! The gRPC ecosystem's conventions, as other tools expect them: reflection in both versions
-//! (v1 and v1alpha, which grpcurl and older clients still use), and health that follows the
-//! database (NOT_SERVING while it does not answer and from the start of shutdown).
+//! (v1 and v1alpha, which grpcurl and older clients still use), health that follows the
+//! database (NOT_SERVING while it does not answer and from the start of shutdown), and errors
+//! with google.rpc details (`ErrorInfo`, `BadRequest` naming the field, `RetryInfo`) read with
+//! `tonic-types`.
 
 use std::time::{Duration, Instant};
 
 use restock_gateway::GatewaySettings;
 use restock_gateway::health::SERVICES;
 use restock_inventory::{Store, StoreOptions};
+use restock_proto::v1::{
+    GetProductRequest, Outcome, Product, PurchaseRequest, UpsertProductRequest,
+};
 use restock_testkit::{
     Backend, FlakyProxy, TestDb, sales_only_settings, spawn_app, spawn_gateway_with, url_addr,
 };
@@ -20,6 +25,7 @@ use tonic_reflection::pb::v1alpha::ServerReflectionRequest;
 use tonic_reflection::pb::v1alpha::server_reflection_client::ServerReflectionClient;
 use tonic_reflection::pb::v1alpha::server_reflection_request::MessageRequest;
 use tonic_reflection::pb::v1alpha::server_reflection_response::MessageResponse;
+use tonic_types::StatusExt;
 
 /// One v1alpha reflection request, and its answer (tonic's reflection server answers an
 /// unknown symbol with an error status on the stream, not with an `ErrorResponse`).
@@ -182,8 +188,36 @@ async fn health_follows_the_database() {
         );
     }
 
+    // Sales work, then the database goes: NOT_SERVING, and a sale is refused with a reason
+    // and a retry delay.
+    let mut sales =
+        restock_proto::v1::sales_service_client::SalesServiceClient::new(channel.clone());
+    let buy = PurchaseRequest {
+        sku: restock_inventory::demo::DEMO_SKU.to_owned(),
+        quantity: 1,
+        idempotency_key: String::new(),
+        requester: "test".to_owned(),
+    };
+    let sold = sales.purchase(buy.clone()).await.unwrap().into_inner();
+    assert_eq!(sold.outcome(), Outcome::Sold);
     proxy.take_down();
     wait_for_all(&mut health, ServingStatus::NotServing).await;
+    let err = sales.purchase(buy).await.unwrap_err();
+    assert_eq!(err.code(), Code::Unavailable, "{err:?}");
+    assert_eq!(
+        reason_and_fields(&err),
+        (
+            "DATABASE_UNAVAILABLE".to_owned(),
+            "restock".to_owned(),
+            vec![]
+        )
+    );
+    assert!(
+        err.get_details_retry_info()
+            .and_then(|r| r.retry_delay)
+            .is_some_and(|d| d > Duration::ZERO),
+        "{err:?}"
+    );
     proxy.bring_up();
     wait_for_all(&mut health, ServingStatus::Serving).await;
 
@@ -208,4 +242,97 @@ async fn health_follows_the_database() {
     drop(health);
     drop(channel);
     stopped.await.unwrap();
+}
+
+/// The `ErrorInfo` reason and the fields a `BadRequest` names, as a client reads them.
+fn reason_and_fields(status: &tonic::Status) -> (String, String, Vec<String>) {
+    let details = status.get_error_details();
+    let info = details
+        .error_info()
+        .unwrap_or_else(|| panic!("no ErrorInfo: {status:?}"));
+    let fields = details
+        .bad_request()
+        .map(|b| b.field_violations.iter().map(|v| v.field.clone()).collect())
+        .unwrap_or_default();
+    (info.reason.clone(), info.domain.clone(), fields)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn errors_carry_machine_readable_details() {
+    let app = spawn_app(Backend::Sqlite).await.unwrap();
+    let mut sales = app.sales().await;
+    let buy = |sku: &str, quantity: u32| PurchaseRequest {
+        sku: sku.to_owned(),
+        quantity,
+        idempotency_key: String::new(),
+        requester: "test".to_owned(),
+    };
+    let sku = restock_inventory::demo::DEMO_SKU;
+    for (request, field) in [
+        (buy(sku, 0), "quantity"),
+        (buy(sku, 10_001), "quantity"),
+        (buy("CP 1", 1), "sku"),
+        (buy("", 1), "sku"),
+        (
+            PurchaseRequest {
+                idempotency_key: "a key".to_owned(),
+                ..buy(sku, 1)
+            },
+            "idempotency_key",
+        ),
+    ] {
+        let err = sales.purchase(request.clone()).await.unwrap_err();
+        assert_eq!(err.code(), Code::InvalidArgument, "{request:?}: {err:?}");
+        assert_eq!(
+            reason_and_fields(&err),
+            (
+                "INVALID_ARGUMENT".to_owned(),
+                "restock".to_owned(),
+                vec![field.to_owned()]
+            ),
+            "{request:?}"
+        );
+        let violation = &err.get_details_bad_request().unwrap().field_violations[0];
+        assert!(
+            violation.description.contains(field),
+            "{request:?}: {violation:?}"
+        );
+    }
+
+    // A field inside a message is named by its path.
+    let mut inventory = app.inventory().await;
+    let err = inventory
+        .upsert_product(UpsertProductRequest {
+            product: Some(Product {
+                sku: "NEW-1".to_owned(),
+                name: "new".to_owned(),
+                price: 100,
+                stock: 1,
+                reorder_point: 0,
+                reorder_quantity: 0,
+                factory_id: restock_inventory::demo::DEMO_FACTORY.to_owned(),
+                ad_active: true,
+            }),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(
+        reason_and_fields(&err).2,
+        ["product.reorder_quantity"],
+        "{err:?}"
+    );
+
+    // Not found: a reason, no field.
+    let err = inventory
+        .get_product(GetProductRequest {
+            sku: "NOPE-1".to_owned(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::NotFound);
+    assert_eq!(
+        reason_and_fields(&err),
+        ("NOT_FOUND".to_owned(), "restock".to_owned(), vec![])
+    );
+    app.stop().await;
 }
