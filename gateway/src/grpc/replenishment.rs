@@ -23,7 +23,7 @@ use crate::temporal::TemporalLink;
 /// Replenishments per page when the client asks for 0.
 const DEFAULT_PAGE_SIZE: u32 = 50;
 /// Most replenishments per page.
-const MAX_PAGE_SIZE: u32 = 500;
+pub const MAX_PAGE_SIZE: u32 = 500;
 /// How long a live query may take before the read model answers instead.
 const QUERY_TIMEOUT: Duration = Duration::from_secs(3);
 
