@@ -29,9 +29,9 @@ pub fn fatal(type_name: &str, message: impl Into<String>) -> ActivityError {
 /// is retried.
 pub fn from_store(err: StoreError) -> ActivityError {
     match err {
-        StoreError::InvalidInput(msg) | StoreError::FailedPrecondition(msg) => {
-            fatal(INVALID_INPUT, msg)
-        }
+        StoreError::InvalidInput(msg)
+        | StoreError::InvalidField { message: msg, .. }
+        | StoreError::FailedPrecondition(msg) => fatal(INVALID_INPUT, msg),
         StoreError::NotFound(msg) => fatal(NOT_FOUND, msg),
         other => anyhow::Error::new(other).into(),
     }

@@ -4,15 +4,26 @@
 //! - [`config`]: flags with environment fallbacks (`RESTOCK_DATABASE_URL`, ...), shared by
 //!   the subcommands.
 //! - [`commands`]: one module per subcommand; each is a thin shell over a library crate.
+//! - [`output`]: what client commands print (a closed stdout ends them quietly); [`exit`]:
+//!   the documented exit codes.
 
+#[macro_use]
+mod output;
 mod commands;
 mod config;
+mod exit;
 
 use clap::{Parser, Subcommand};
 
 /// Automatic stock replenishment: sell, run out, reorder from the factory, restock.
 #[derive(Debug, Parser)]
-#[command(name = "restock", version, about, propagate_version = true)]
+#[command(
+    name = "restock",
+    version,
+    about,
+    propagate_version = true,
+    after_help = exit::HELP
+)]
 struct Cli {
     #[command(flatten)]
     log: config::LogArgs,
@@ -59,26 +70,30 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
-    let result = runtime.block_on(async {
+    let result: anyhow::Result<u8> = runtime.block_on(async {
+        let done = |r: anyhow::Result<()>| r.map(|()| exit::OK);
         match cli.command {
-            Command::Dev(args) => commands::dev::run(args).await,
-            Command::Migrate(args) => commands::migrate::run(args).await,
-            Command::Gateway(args) => commands::gateway::run(args).await,
-            Command::Worker(args) => commands::worker::run(args).await,
-            Command::Factory(args) => commands::factory::run(args).await,
+            Command::Dev(args) => done(commands::dev::run(args).await),
+            Command::Migrate(args) => done(commands::migrate::run(args).await),
+            Command::Gateway(args) => done(commands::gateway::run(args).await),
+            Command::Worker(args) => done(commands::worker::run(args).await),
+            Command::Factory(args) => done(commands::factory::run(args).await),
             Command::Buy(args) => commands::client::buy(args).await,
-            Command::Stock(args) => commands::client::stock(args).await,
-            Command::Replenishments(args) => commands::replenishments::list(args).await,
-            Command::Replenishment(args) => commands::replenishments::show(args).await,
-            Command::Complete(args) => commands::replenishments::complete(args).await,
-            Command::Cancel(args) => commands::replenishments::cancel(args).await,
+            Command::Stock(args) => done(commands::client::stock(args).await),
+            Command::Replenishments(args) => done(commands::replenishments::list(args).await),
+            Command::Replenishment(args) => done(commands::replenishments::show(args).await),
+            Command::Complete(args) => done(commands::replenishments::complete(args).await),
+            Command::Cancel(args) => done(commands::replenishments::cancel(args).await),
         }
     });
     match result {
-        Ok(()) => std::process::ExitCode::SUCCESS,
+        Ok(code) => std::process::ExitCode::from(code),
+        Err(err) if output::is_stdout_closed(&err) => std::process::ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("error: {err:#}");
-            std::process::ExitCode::FAILURE
+            use std::io::Write;
+            // Not eprintln!: a closed stderr must not turn an error into a panic either.
+            let _ = writeln!(std::io::stderr(), "error: {err:#}");
+            std::process::ExitCode::from(exit::for_error(&err))
         }
     }
 }

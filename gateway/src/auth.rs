@@ -171,15 +171,15 @@ pub fn check(
         return Ok(None);
     }
     let Some(bearer) = authorization.and_then(|h| h.strip_prefix("Bearer ")) else {
-        return Err(Status::unauthenticated(
+        return Err(crate::grpc::status::unauthenticated(
             "missing API token: send `authorization: Bearer <token>` (RESTOCK_API_TOKEN for the restock CLI)",
         ));
     };
     let Some(caller) = tokens.authenticate(bearer.trim()) else {
-        return Err(Status::unauthenticated("invalid API token"));
+        return Err(crate::grpc::status::unauthenticated("invalid API token"));
     };
     if caller.role < needed {
-        return Err(Status::permission_denied(format!(
+        return Err(crate::grpc::status::permission_denied(format!(
             "token {:?} has the sales role; this call needs an admin token",
             caller.name
         )));

@@ -9,6 +9,7 @@
 //!   resolves (tests start it on port 0).
 //! - [`grpc`]: one module per `restock.v1` service, and [`grpc::status`], the one place store
 //!   errors become gRPC statuses.
+//! - [`health`]: gRPC health, following the database like `GET /healthz`.
 //! - [`http`]: `GET /healthz` and the routes of [`callback`], the factory's completion
 //!   callback (HMAC token in the URL, then a `factory-completed` signal).
 //! - [`relay`]: the outbox relay: intents written with sales become replenish-stock workflows.
@@ -20,6 +21,7 @@
 pub mod auth;
 pub mod callback;
 pub mod grpc;
+pub mod health;
 pub mod http;
 pub mod metrics;
 pub mod relay;
@@ -30,6 +32,6 @@ pub mod tls;
 
 pub use auth::ApiTokens;
 pub use relay::RelaySettings;
-pub use server::{GatewaySettings, run};
+pub use server::{DEFAULT_HEALTH_CHECK_INTERVAL, GatewaySettings, run};
 pub use temporal::{TemporalLink, TemporalSettings};
 pub use tls::TlsSettings;

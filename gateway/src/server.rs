@@ -3,6 +3,7 @@
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use futures::FutureExt;
@@ -39,7 +40,13 @@ pub struct GatewaySettings {
     pub tokens: ApiTokens,
     /// TLS for both listeners; `None`: plaintext.
     pub tls: Option<TlsSettings>,
+    /// How often gRPC health checks the database (`RESTOCK_HEALTH_CHECK_SECS`, see
+    /// [`crate::health`]).
+    pub health_check_interval: Duration,
 }
+
+/// The default of [`GatewaySettings::health_check_interval`].
+pub const DEFAULT_HEALTH_CHECK_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Serves gRPC on `grpc` and HTTP on `http`, and relays the outbox to Temporal, until
 /// `shutdown` resolves; then lets in-flight requests finish and returns. Either server
@@ -74,19 +81,35 @@ pub async fn run(
         shutdown.clone(),
     ));
 
-    let (health, health_service) = tonic_health::server::health_reporter();
-    health.set_serving::<SalesServiceServer<SalesApi>>().await;
-    health
-        .set_serving::<InventoryServiceServer<InventoryApi>>()
-        .await;
-    health
-        .set_serving::<ReplenishmentServiceServer<ReplenishmentApi>>()
-        .await;
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(restock_proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    // Health follows the database from the first call on: checked once before serving, then
+    // in the background; NOT_SERVING as soon as shutdown begins.
+    let (reporter, health_service) = tonic_health::server::health_reporter();
+    let health = crate::health::DatabaseHealth::new(reporter);
+    let interval = settings.health_check_interval;
+    let healthy = health.check_now(&store, interval).await;
+    if !healthy {
+        tracing::warn!("the database does not answer: gRPC health starts NOT_SERVING");
+    }
+    let health_task = tokio::spawn(health.clone().follow_database(
+        store.clone(),
+        interval,
+        healthy,
+        shutdown.clone(),
+    ));
+    let grpc_shutdown = {
+        let shutdown = shutdown.clone();
+        let health = health.clone();
+        async move {
+            shutdown.await;
+            health.stop().await;
+        }
+    };
+    let reflection_v1 = reflection()
         .build_v1()
-        .context("building the gRPC reflection service")?;
+        .context("building the gRPC reflection service (v1)")?;
+    let reflection_v1alpha = reflection()
+        .build_v1alpha()
+        .context("building the gRPC reflection service (v1alpha)")?;
 
     let mut builder = tonic::transport::Server::builder();
     if let Some(tls) = &settings.tls {
@@ -98,7 +121,8 @@ pub async fn run(
         .layer(RequestIdLayer)
         .layer(AuthLayer::new(settings.tokens.clone()))
         .add_service(health_service)
-        .add_service(reflection)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
         .add_service(SalesServiceServer::new(SalesApi::new(
             store.clone(),
             relay_wake.clone(),
@@ -111,7 +135,7 @@ pub async fn run(
             store.clone(),
             temporal.clone(),
         )))
-        .serve_with_incoming_shutdown(no_delay(TcpListenerStream::new(grpc)), shutdown.clone());
+        .serve_with_incoming_shutdown(no_delay(TcpListenerStream::new(grpc)), grpc_shutdown);
     let http_state = HttpState {
         store,
         signer: settings.signer.clone(),
@@ -149,9 +173,22 @@ pub async fn run(
         http_server,
     );
     relay.abort();
+    health_task.abort();
     served?;
     tracing::info!("gateway stopped");
     Ok(())
+}
+
+/// The reflection service's descriptors: restock's, health's and both reflection versions',
+/// so that either version lists every service the server has (tonic's builder would add only
+/// the descriptor of the version being built).
+fn reflection() -> tonic_reflection::server::Builder<'static> {
+    tonic_reflection::server::Builder::configure()
+        .include_reflection_service(false)
+        .register_encoded_file_descriptor_set(restock_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET)
 }
 
 /// Turns Nagle's algorithm off on accepted gRPC connections: a reply written in several

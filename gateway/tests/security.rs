@@ -2,9 +2,13 @@
 //! documented code and refused calls change nothing; the audit trail records who adjusted
 //! stock; a TLS gateway serves a client that trusts its certificate and refuses plaintext, and
 //! clients that never finish their TLS handshake do not hold up anyone else; a gateway without
-//! tokens will not serve gRPC beyond loopback.
+//! tokens will not serve gRPC beyond loopback. [`grpc_conventions`]: what the open services
+//! (reflection, health) answer.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+#[path = "security/grpc_conventions.rs"]
+mod grpc_conventions;
 
 use restock_gateway::{ApiTokens, GatewaySettings, RelaySettings, TlsSettings};
 use restock_inventory::Store;
@@ -33,6 +37,7 @@ fn settings(tls: Option<TlsSettings>) -> GatewaySettings {
         ))
         .unwrap(),
         tls,
+        health_check_interval: restock_gateway::DEFAULT_HEALTH_CHECK_INTERVAL,
     }
 }
 

@@ -8,6 +8,15 @@ pub enum StoreError {
     /// The input breaks a rule ([`crate::validate`]); nothing was changed.
     #[error("{0}")]
     InvalidInput(String),
+    /// One field of the input breaks a rule ([`crate::validate`]); nothing was changed. Like
+    /// [`StoreError::InvalidInput`], and it names the field, so clients can point at it.
+    #[error("{message}")]
+    InvalidField {
+        /// The field's name as the request spells it (`sku`, `quantity`, `product.sku`).
+        field: String,
+        /// What is wrong with it, for people.
+        message: String,
+    },
     /// The product (or factory) does not exist.
     #[error("{0}")]
     NotFound(String),
@@ -32,6 +41,36 @@ pub enum StoreError {
     /// Any other database failure (a bug or a broken schema); details are logged.
     #[error("database error: {0}")]
     Database(#[source] DbErr),
+}
+
+impl StoreError {
+    /// An invalid `field`, with what is wrong with it.
+    pub fn invalid_field(field: impl Into<String>, message: impl Into<String>) -> Self {
+        StoreError::InvalidField {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+
+    /// The invalid field this error names, if it names one.
+    pub fn field(&self) -> Option<&str> {
+        match self {
+            StoreError::InvalidField { field, .. } => Some(field),
+            _ => None,
+        }
+    }
+
+    /// Places an invalid field inside the request's field `parent`: `sku` becomes
+    /// `product.sku` when the request carries it in `product`. Other errors are unchanged.
+    pub fn within(self, parent: &str) -> Self {
+        match self {
+            StoreError::InvalidField { field, message } => StoreError::InvalidField {
+                field: format!("{parent}.{field}"),
+                message,
+            },
+            other => other,
+        }
+    }
 }
 
 /// How a database error should be handled.
@@ -259,6 +298,17 @@ mod tests {
             before_commit(io_reset()),
             StoreError::Unavailable(_)
         ));
+    }
+
+    #[test]
+    fn an_invalid_field_is_named_and_can_be_nested() {
+        let err = StoreError::invalid_field("sku", "sku is empty");
+        assert_eq!(err.to_string(), "sku is empty");
+        assert_eq!(err.field(), Some("sku"));
+        let nested = err.within("product");
+        assert_eq!(nested.field(), Some("product.sku"));
+        assert_eq!(nested.to_string(), "sku is empty");
+        assert_eq!(StoreError::InvalidInput("x".into()).field(), None);
     }
 
     #[test]

@@ -1,5 +1,8 @@
 //! The rules for what the store accepts. Every entry point (gRPC, CLI, callbacks) checks input
 //! with these before anything touches the database, so a rejected request changes nothing.
+//!
+//! Each rule's error names the field it checked ([`StoreError::InvalidField`]): the field or
+//! `what` argument with spaces as underscores (`factory id` is the field `factory_id`).
 
 use crate::StoreError;
 
@@ -21,8 +24,9 @@ pub const MAX_REORDER_QUANTITY: i64 = 1_000_000;
 /// Longest free-text reason.
 pub const MAX_REASON_LEN: usize = 500;
 
-fn invalid(msg: impl Into<String>) -> StoreError {
-    StoreError::InvalidInput(msg.into())
+/// `field` (spaces as underscores) is invalid: `msg`.
+fn invalid(field: &str, msg: impl Into<String>) -> StoreError {
+    StoreError::invalid_field(field.replace(' ', "_"), msg)
 }
 
 /// Shows at most the first 40 characters of untrusted input in an error message.
@@ -38,22 +42,28 @@ fn excerpt(s: &str) -> String {
 /// digits, `-`, `_` or `.`.
 pub fn id(what: &str, value: &str) -> Result<(), StoreError> {
     if value.is_empty() {
-        return Err(invalid(format!("{what} is empty")));
+        return Err(invalid(what, format!("{what} is empty")));
     }
     if value.len() > MAX_ID_LEN {
-        return Err(invalid(format!(
-            "{what} is {} bytes long; at most {MAX_ID_LEN} are allowed",
-            value.len()
-        )));
+        return Err(invalid(
+            what,
+            format!(
+                "{what} is {} bytes long; at most {MAX_ID_LEN} are allowed",
+                value.len()
+            ),
+        ));
     }
     if let Some(bad) = value
         .chars()
         .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')))
     {
-        return Err(invalid(format!(
-            "{what} \"{}\" contains {bad:?}; only ASCII letters, digits, '-', '_' and '.' are allowed",
-            excerpt(value)
-        )));
+        return Err(invalid(
+            what,
+            format!(
+                "{what} \"{}\" contains {bad:?}; only ASCII letters, digits, '-', '_' and '.' are allowed",
+                excerpt(value)
+            ),
+        ));
     }
     Ok(())
 }
@@ -66,12 +76,15 @@ pub fn sku(value: &str) -> Result<(), StoreError> {
 /// A purchase quantity: 1 to [`MAX_PURCHASE_QUANTITY`].
 pub fn purchase_quantity(quantity: u32) -> Result<(), StoreError> {
     if quantity == 0 {
-        return Err(invalid("quantity must be at least 1"));
+        return Err(invalid("quantity", "quantity must be at least 1"));
     }
     if quantity > MAX_PURCHASE_QUANTITY {
-        return Err(invalid(format!(
-            "quantity {quantity} is more than one purchase may take (at most {MAX_PURCHASE_QUANTITY})"
-        )));
+        return Err(invalid(
+            "quantity",
+            format!(
+                "quantity {quantity} is more than one purchase may take (at most {MAX_PURCHASE_QUANTITY})"
+            ),
+        ));
     }
     Ok(())
 }
@@ -80,16 +93,22 @@ pub fn purchase_quantity(quantity: u32) -> Result<(), StoreError> {
 /// ASCII without spaces.
 pub fn token(what: &str, value: &str) -> Result<(), StoreError> {
     if value.len() > MAX_KEY_LEN {
-        return Err(invalid(format!(
-            "{what} is {} bytes long; at most {MAX_KEY_LEN} are allowed",
-            value.len()
-        )));
+        return Err(invalid(
+            what,
+            format!(
+                "{what} is {} bytes long; at most {MAX_KEY_LEN} are allowed",
+                value.len()
+            ),
+        ));
     }
     if let Some(bad) = value.chars().find(|c| !c.is_ascii_graphic()) {
-        return Err(invalid(format!(
-            "{what} \"{}\" contains {bad:?}; only printable ASCII without spaces is allowed",
-            excerpt(value)
-        )));
+        return Err(invalid(
+            what,
+            format!(
+                "{what} \"{}\" contains {bad:?}; only printable ASCII without spaces is allowed",
+                excerpt(value)
+            ),
+        ));
     }
     Ok(())
 }
@@ -97,15 +116,16 @@ pub fn token(what: &str, value: &str) -> Result<(), StoreError> {
 /// A display name: 1 to [`MAX_NAME_LEN`] characters, no control characters.
 pub fn name(what: &str, value: &str) -> Result<(), StoreError> {
     if value.trim().is_empty() {
-        return Err(invalid(format!("{what} is empty")));
+        return Err(invalid(what, format!("{what} is empty")));
     }
     if value.chars().count() > MAX_NAME_LEN {
-        return Err(invalid(format!(
-            "{what} is longer than {MAX_NAME_LEN} characters"
-        )));
+        return Err(invalid(
+            what,
+            format!("{what} is longer than {MAX_NAME_LEN} characters"),
+        ));
     }
     if value.chars().any(char::is_control) {
-        return Err(invalid(format!("{what} contains control characters")));
+        return Err(invalid(what, format!("{what} contains control characters")));
     }
     Ok(())
 }
@@ -113,12 +133,13 @@ pub fn name(what: &str, value: &str) -> Result<(), StoreError> {
 /// A free-text reason (may be empty).
 pub fn reason(value: &str) -> Result<(), StoreError> {
     if value.chars().count() > MAX_REASON_LEN {
-        return Err(invalid(format!(
-            "reason is longer than {MAX_REASON_LEN} characters"
-        )));
+        return Err(invalid(
+            "reason",
+            format!("reason is longer than {MAX_REASON_LEN} characters"),
+        ));
     }
     if value.chars().any(|c| c.is_control() && c != '\n') {
-        return Err(invalid("reason contains control characters"));
+        return Err(invalid("reason", "reason contains control characters"));
     }
     Ok(())
 }
@@ -126,15 +147,19 @@ pub fn reason(value: &str) -> Result<(), StoreError> {
 /// A product's reorder quantity: 1 to [`MAX_REORDER_QUANTITY`], the factory's largest order.
 pub fn reorder_quantity(value: i64) -> Result<(), StoreError> {
     if value < 1 {
-        return Err(invalid(format!(
-            "reorder_quantity must be at least 1, not {value}"
-        )));
+        return Err(invalid(
+            "reorder_quantity",
+            format!("reorder_quantity must be at least 1, not {value}"),
+        ));
     }
     if value > MAX_REORDER_QUANTITY {
-        return Err(invalid(format!(
-            "reorder_quantity {value} is more than the factory makes in one order \
-             (at most {MAX_REORDER_QUANTITY})"
-        )));
+        return Err(invalid(
+            "reorder_quantity",
+            format!(
+                "reorder_quantity {value} is more than the factory makes in one order \
+                 (at most {MAX_REORDER_QUANTITY})"
+            ),
+        ));
     }
     Ok(())
 }
@@ -142,9 +167,10 @@ pub fn reorder_quantity(value: i64) -> Result<(), StoreError> {
 /// A count of units (`0..=MAX_UNITS`), `min` allowing 1 where zero makes no sense.
 pub fn units(what: &str, value: i64, min: i64) -> Result<(), StoreError> {
     if value < min || value > MAX_UNITS {
-        return Err(invalid(format!(
-            "{what} must be between {min} and {MAX_UNITS}, not {value}"
-        )));
+        return Err(invalid(
+            what,
+            format!("{what} must be between {min} and {MAX_UNITS}, not {value}"),
+        ));
     }
     Ok(())
 }
@@ -190,6 +216,25 @@ mod tests {
         assert!(token("key", "0b5c-9f").is_ok());
         assert!(token("key", "a b").is_err());
         assert!(token("key", &"k".repeat(129)).is_err());
+    }
+
+    #[test]
+    fn errors_name_their_field() {
+        assert_eq!(sku("CP 1").unwrap_err().field(), Some("sku"));
+        assert_eq!(purchase_quantity(0).unwrap_err().field(), Some("quantity"));
+        assert_eq!(
+            token("idempotency_key", "a b").unwrap_err().field(),
+            Some("idempotency_key")
+        );
+        assert_eq!(
+            id("factory id", "").unwrap_err().field(),
+            Some("factory_id")
+        );
+        assert_eq!(
+            reorder_quantity(0).unwrap_err().field(),
+            Some("reorder_quantity")
+        );
+        assert_eq!(units("price", -1, 0).unwrap_err().field(), Some("price"));
     }
 
     #[test]

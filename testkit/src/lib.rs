@@ -330,6 +330,7 @@ pub fn sales_only_settings() -> restock_gateway::GatewaySettings {
         relay: restock_gateway::RelaySettings::default(),
         tokens: restock_gateway::ApiTokens::default(),
         tls: None,
+        health_check_interval: restock_gateway::DEFAULT_HEALTH_CHECK_INTERVAL,
     }
 }
 

@@ -116,6 +116,7 @@ pub async fn spawn_stack(options: StackOptions) -> Option<Stack> {
         },
         tokens: restock_gateway::ApiTokens::default(),
         tls: None,
+        health_check_interval: restock_gateway::DEFAULT_HEALTH_CHECK_INTERVAL,
     };
     let app = spawn_gateway_with(db, store, grpc, http, settings);
     let temporal_client = restock_workflows::client::connect(&TemporalEndpoint::plain(

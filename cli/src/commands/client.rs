@@ -1,12 +1,15 @@
 //! Client commands for people (`buy`, `stock`): readable output, or `--json` for scripts.
 
 use anyhow::{Context, anyhow};
+use restock_inventory::validate::MAX_PURCHASE_QUANTITY;
 use restock_proto::v1::{
     GetProductRequest, ListProductsRequest, Outcome, Product, PurchaseRequest,
     inventory_service_client::InventoryServiceClient, sales_service_client::SalesServiceClient,
 };
 use serde_json::json;
 use tonic::transport::Channel;
+
+use crate::exit;
 
 /// Where the gateway is.
 #[derive(Debug, clap::Args)]
@@ -89,13 +92,19 @@ impl ServerArgs {
             .connect_timeout(std::time::Duration::from_secs(5))
             .connect()
             .await
-            .with_context(|| {
-                format!("cannot reach the gateway at {url}: is `restock gateway` (or `restock dev`) running? (RESTOCK_GRPC_ADDR)")
+            .map_err(|err| {
+                exit::failure(
+                    exit::UNAVAILABLE,
+                    format!(
+                        "cannot reach the gateway at {url}: is `restock gateway` (or `restock dev`) running? (RESTOCK_GRPC_ADDR): {:#}",
+                        anyhow::Error::new(err)
+                    ),
+                )
             })
     }
 }
 
-/// Turns a gRPC error status into a message a person can act on.
+/// Turns a gRPC error status into a message a person can act on, and the exit code for it.
 pub fn explain(status: tonic::Status) -> anyhow::Error {
     let hint = match status.code() {
         tonic::Code::NotFound => " (list products with `restock stock`)",
@@ -104,7 +113,10 @@ pub fn explain(status: tonic::Status) -> anyhow::Error {
         tonic::Code::PermissionDenied => " (this needs an admin token)",
         _ => "",
     };
-    anyhow!("{}{hint} [{:?}]", status.message(), status.code())
+    exit::failure(
+        exit::for_grpc(status.code()),
+        format!("{}{hint} [{:?}]", status.message(), status.code()),
+    )
 }
 
 /// `restock buy` flags.
@@ -112,8 +124,13 @@ pub fn explain(status: tonic::Status) -> anyhow::Error {
 pub struct BuyArgs {
     /// The product to buy, e.g. CP-502101.
     sku: String,
-    /// Units to buy.
-    #[arg(short, long, default_value_t = 1)]
+    /// Units to buy (at most the gateway's limit for one purchase).
+    #[arg(
+        short,
+        long,
+        default_value_t = 1,
+        value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_PURCHASE_QUANTITY))
+    )]
     quantity: u32,
     /// Idempotency key: repeating the command with the same key sells nothing more.
     #[arg(long, default_value = "")]
@@ -131,8 +148,8 @@ pub struct BuyArgs {
     server: ServerArgs,
 }
 
-/// Buys a product.
-pub async fn buy(args: BuyArgs) -> anyhow::Result<()> {
+/// Buys a product; the exit code is [`exit::OUT_OF_STOCK`] when nothing was sold.
+pub async fn buy(args: BuyArgs) -> anyhow::Result<u8> {
     let mut client = SalesServiceClient::new(args.server.connect().await?);
     let reply = client
         .purchase(PurchaseRequest {
@@ -145,60 +162,69 @@ pub async fn buy(args: BuyArgs) -> anyhow::Result<()> {
         .map_err(explain)?
         .into_inner();
     let outcome = reply.outcome();
-    if args.server.json {
-        println!(
-            "{}",
-            json!({
-                "outcome": match outcome {
-                    Outcome::Sold => "SOLD",
-                    Outcome::OutOfStock => "OUT_OF_STOCK",
-                    Outcome::Unspecified => "UNSPECIFIED",
-                },
-                "sku": args.sku,
-                "quantity": args.quantity,
-                "remaining_stock": reply.remaining_stock,
-                "sale_id": reply.sale_id,
-                "replenishment_id": reply.replenishment_id,
-                "replayed": reply.replayed,
-                "message": reply.message,
-            })
-        );
-        return Ok(());
+    let code = match outcome {
+        Outcome::OutOfStock => exit::OUT_OF_STOCK,
+        Outcome::Sold | Outcome::Unspecified => exit::OK,
+    };
+    let follow = args.wait && !reply.replenishment_id.is_empty();
+    let timeout = std::time::Duration::from_secs(args.wait_timeout_secs);
+    if args.server.json() {
+        // One JSON document, with the replenishment's end when waiting for it.
+        let mut doc = json!({
+            "outcome": match outcome {
+                Outcome::Sold => "SOLD",
+                Outcome::OutOfStock => "OUT_OF_STOCK",
+                Outcome::Unspecified => "UNSPECIFIED",
+            },
+            "sku": args.sku,
+            "quantity": args.quantity,
+            "remaining_stock": reply.remaining_stock,
+            "sale_id": reply.sale_id,
+            "replenishment_id": reply.replenishment_id,
+            "replayed": reply.replayed,
+            "message": reply.message,
+        });
+        if follow {
+            let last = super::replenishments::follow(&args.server, &args.sku, timeout).await?;
+            doc["replenishment"] = super::replenishments::to_json(&last);
+        }
+        outln!("{doc}")?;
+        return Ok(code);
     }
     match outcome {
         Outcome::Sold => {
-            println!(
+            outln!(
                 "SOLD  {} x {}  ({} left)  sale {}",
-                args.quantity, args.sku, reply.remaining_stock, reply.sale_id
-            );
+                args.quantity,
+                args.sku,
+                reply.remaining_stock,
+                reply.sale_id
+            )?;
             if !reply.replenishment_id.is_empty() {
-                println!(
+                outln!(
                     "      stock is at the reorder point: replenishment {} requested",
                     reply.replenishment_id
-                );
+                )?;
             }
         }
         Outcome::OutOfStock => {
-            println!(
+            outln!(
                 "OUT OF STOCK  {}: {} left, {} asked for; nothing sold",
-                args.sku, reply.remaining_stock, args.quantity
-            );
-            println!(
+                args.sku,
+                reply.remaining_stock,
+                args.quantity
+            )?;
+            outln!(
                 "      replenishment {} requested from the factory",
                 reply.replenishment_id
-            );
+            )?;
         }
-        Outcome::Unspecified => println!("{}", reply.message),
+        Outcome::Unspecified => outln!("{}", reply.message)?,
     }
-    if args.wait && !reply.replenishment_id.is_empty() {
-        super::replenishments::follow(
-            &args.server,
-            &args.sku,
-            std::time::Duration::from_secs(args.wait_timeout_secs),
-        )
-        .await?;
+    if follow {
+        super::replenishments::follow(&args.server, &args.sku, timeout).await?;
     }
-    Ok(())
+    Ok(code)
 }
 
 /// `restock stock` flags.
@@ -243,11 +269,9 @@ pub async fn stock(args: StockArgs) -> anyhow::Result<()> {
     };
     if args.server.json {
         let rows: Vec<_> = products.iter().map(product_json).collect();
-        println!("{}", serde_json::Value::Array(rows));
-        return Ok(());
+        return outln!("{}", serde_json::Value::Array(rows));
     }
-    print!("{}", stock_table(&products));
-    Ok(())
+    outln!("{}", stock_table(&products).trim_end())
 }
 
 fn product_json(p: &Product) -> serde_json::Value {

@@ -249,7 +249,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let mut procs: Vec<Proc> = Vec::new();
 
     let result = async {
-        println!("starting Temporal (dev server, data in {}) ...", data.display());
+        say(&format!("starting Temporal (dev server, data in {}) ...", data.display()));
         let mut temporal = Command::new(&temporal_bin);
         temporal.args(["server", "start-dev", "--ip", "127.0.0.1", "--log-level", "warn"]);
         temporal.arg("--db-filename").arg(data.join("temporal.db"));
@@ -265,7 +265,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         })
         .await?;
 
-        println!("migrating {} and loading the demo catalogue ...", data.join("restock.db").display());
+        say(&format!("migrating {} and loading the demo catalogue ...", data.join("restock.db").display()));
         let store = restock_inventory::Store::connect(&database_url, &Default::default()).await?;
         store.migrate().await?;
         restock_inventory::demo::load(&store).await?;
@@ -311,24 +311,24 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         .await?;
 
         let ui = format!("http://{ui_addr}");
-        println!();
-        println!("restock is running — Ctrl-C stops everything");
-        println!("  gRPC API           {}   (try: restock buy CP-502101)", args.grpc_addr);
-        println!("  HTTP + callbacks   http://{}/healthz", args.http_addr);
-        println!("  factory simulator  http://{}   (production takes {}s)", args.factory_addr, args.production_secs);
-        println!("  Temporal           {temporal_address}   (namespace default)");
-        println!("  Temporal UI        {ui}");
-        println!(
+        say("");
+        say("restock is running — Ctrl-C stops everything");
+        say(&format!("  gRPC API           {}   (try: restock buy CP-502101)", args.grpc_addr));
+        say(&format!("  HTTP + callbacks   http://{}/healthz", args.http_addr));
+        say(&format!("  factory simulator  http://{}   (production takes {}s)", args.factory_addr, args.production_secs));
+        say(&format!("  Temporal           {temporal_address}   (namespace default)"));
+        say(&format!("  Temporal UI        {ui}"));
+        say(&format!(
             "  replenishments     {ui}/namespaces/default/workflows?query=WorkflowType%3D%22replenish-stock%22"
-        );
-        println!("  data               {}", data.display());
-        println!("  logs               {}", logs.display());
+        ));
+        say(&format!("  data               {}", data.display()));
+        say(&format!("  logs               {}", logs.display()));
         let pids: Vec<String> = procs
             .iter()
             .map(|p| format!("{}={}", p.name, p.child.id().unwrap_or_default()))
             .collect();
-        println!("children: {}", pids.join(" "));
-        println!("ready");
+        say(&format!("children: {}", pids.join(" ")));
+        say("ready");
 
         // Run until Ctrl-C, or until a child dies on its own.
         let exited = async {

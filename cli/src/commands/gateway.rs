@@ -39,6 +39,9 @@ pub struct Args {
     /// TLS private key (PEM) for the gRPC and HTTP listeners.
     #[arg(long, env = "RESTOCK_TLS_KEY", requires = "tls_cert")]
     tls_key: Option<std::path::PathBuf>,
+    /// How often gRPC health checks the database (NOT_SERVING while it does not answer).
+    #[arg(long, env = "RESTOCK_HEALTH_CHECK_SECS", default_value_t = 1)]
+    health_check_secs: u64,
 }
 
 /// Durations given to every replenish-stock workflow (and the relay's pace).
@@ -123,6 +126,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         relay: args.workflow.relay(),
         tokens,
         tls,
+        health_check_interval: Duration::from_secs(args.health_check_secs.max(1)),
     };
     restock_gateway::run(grpc, http, store, settings, shutdown_signal()).await
 }

@@ -19,15 +19,15 @@ pub struct Args {
 pub async fn run(args: Args) -> anyhow::Result<()> {
     let store = args.db.connect().await?;
     store.migrate().await.context("applying migrations")?;
-    println!("schema is up to date");
+    outln!("schema is up to date")?;
     if args.demo {
         restock_inventory::demo::load(&store)
             .await
             .context("loading the demo catalogue")?;
-        println!(
+        outln!(
             "demo catalogue loaded ({} products)",
             restock_inventory::demo::products().len()
-        );
+        )?;
     }
     Ok(())
 }

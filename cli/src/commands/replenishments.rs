@@ -16,7 +16,8 @@ async fn client(server: &ServerArgs) -> anyhow::Result<ReplenishmentServiceClien
     Ok(ReplenishmentServiceClient::new(server.connect().await?))
 }
 
-fn to_json(r: &Replenishment) -> serde_json::Value {
+/// A replenishment as JSON (the `--json` output of these commands).
+pub fn to_json(r: &Replenishment) -> serde_json::Value {
     json!({
         "id": r.id, "sku": r.sku, "state": r.state, "quantity": r.quantity,
         "factory_order_id": r.factory_order_id, "factory_reference": r.factory_reference,
@@ -49,8 +50,13 @@ pub struct ListArgs {
     /// Only replenishments in this state (e.g. Overdue, AwaitingFactory, Completed).
     #[arg(long)]
     state: Option<String>,
-    /// At most this many.
-    #[arg(long, default_value_t = 50)]
+    /// At most this many (the gateway sends at most 500 at once).
+    #[arg(
+        long,
+        default_value_t = 50,
+        value_parser = clap::value_parser!(u32)
+            .range(1..=i64::from(restock_gateway::grpc::replenishment::MAX_PAGE_SIZE))
+    )]
     limit: u32,
     #[command(flatten)]
     server: ServerArgs,
@@ -70,25 +76,27 @@ pub async fn list(args: ListArgs) -> anyhow::Result<()> {
         .into_inner();
     if args.server.json() {
         let rows: Vec<_> = reply.replenishments.iter().map(to_json).collect();
-        println!("{}", serde_json::Value::Array(rows));
-        return Ok(());
+        return outln!("{}", serde_json::Value::Array(rows));
     }
     if reply.replenishments.is_empty() {
-        println!(
+        return outln!(
             "no replenishments{}",
             match &args.state {
                 Some(s) => format!(" in state {s}"),
                 None => " yet (one starts when a product sells out)".to_owned(),
             }
         );
-        return Ok(());
     }
-    println!(
+    outln!(
         "{:<14} {:<20} {:>5}  {:>9}  {:<8} ORDER",
-        "SKU", "STATE", "QTY", "AGE", "OVERDUE"
-    );
+        "SKU",
+        "STATE",
+        "QTY",
+        "AGE",
+        "OVERDUE"
+    )?;
     for r in &reply.replenishments {
-        println!(
+        outln!(
             "{:<14} {:<20} {:>5}  {:>9}  {:<8} {}",
             r.sku,
             r.state,
@@ -96,7 +104,7 @@ pub async fn list(args: ListArgs) -> anyhow::Result<()> {
             age(&r.started_at),
             if r.overdue { "yes" } else { "-" },
             r.factory_order_id
-        );
+        )?;
     }
     Ok(())
 }
@@ -110,19 +118,20 @@ pub struct ShowArgs {
     server: ServerArgs,
 }
 
-fn print_detail(r: &Replenishment) {
-    println!(
+fn print_detail(r: &Replenishment) -> anyhow::Result<()> {
+    outln!(
         "{}  {}  ({})",
         r.id,
         r.state,
         if r.overdue { "OVERDUE" } else { "on time" }
-    );
-    println!(
+    )?;
+    outln!(
         "  ordered      {} units, order {}",
-        r.quantity, r.factory_order_id
-    );
+        r.quantity,
+        r.factory_order_id
+    )?;
     if !r.factory_reference.is_empty() || r.source == "workflow" {
-        println!(
+        outln!(
             "  factory      {}{}",
             if r.factory_reference.is_empty() {
                 "-"
@@ -138,25 +147,26 @@ fn print_detail(r: &Replenishment) {
             } else {
                 ""
             }
-        );
+        )?;
     }
     if r.received_quantity > 0 {
-        println!("  received     {} units", r.received_quantity);
+        outln!("  received     {} units", r.received_quantity)?;
     }
     if !r.reason.is_empty() {
-        println!("  reason       {}", r.reason);
+        outln!("  reason       {}", r.reason)?;
     }
-    println!(
+    outln!(
         "  started      {} ({} ago)",
         r.started_at,
         age(&r.started_at)
-    );
+    )?;
     for h in &r.history {
-        println!("    {:<20} {}", h.state, h.at);
+        outln!("    {:<20} {}", h.state, h.at)?;
     }
     if r.source == "read_model" {
-        println!("  (from the database copy: the workflow did not answer)");
+        outln!("  (from the database copy: the workflow did not answer)")?;
     }
+    Ok(())
 }
 
 /// Shows one product's replenishment (live state and history).
@@ -170,11 +180,10 @@ pub async fn show(args: ShowArgs) -> anyhow::Result<()> {
         .map_err(explain)?
         .into_inner();
     if args.server.json() {
-        println!("{}", to_json(&r));
+        outln!("{}", to_json(&r))
     } else {
-        print_detail(&r);
+        print_detail(&r)
     }
-    Ok(())
 }
 
 /// `restock complete` flags.
@@ -183,7 +192,11 @@ pub struct CompleteArgs {
     /// The product whose factory order arrived.
     sku: String,
     /// Units that arrived (default: the ordered quantity; never more).
-    #[arg(short, long)]
+    #[arg(
+        short,
+        long,
+        value_parser = clap::value_parser!(u32).range(1..=i64::from(restock_factory::wire::MAX_QUANTITY))
+    )]
     quantity: Option<u32>,
     /// The order that arrived (`restock replenishment SKU` shows it). Default: the current
     /// run's order; the run refuses if it is not waiting for the factory.
@@ -195,9 +208,6 @@ pub struct CompleteArgs {
 
 /// Reports a factory delivery by hand (when the factory's callback was lost).
 pub async fn complete(args: CompleteArgs) -> anyhow::Result<()> {
-    if args.quantity == Some(0) {
-        anyhow::bail!("--quantity must be at least 1 (leave it out for the ordered quantity)");
-    }
     let r = client(&args.server)
         .await?
         .complete_factory_order(CompleteFactoryOrderRequest {
@@ -209,14 +219,15 @@ pub async fn complete(args: CompleteArgs) -> anyhow::Result<()> {
         .map_err(explain)?
         .into_inner();
     if args.server.json() {
-        println!("{}", to_json(&r));
+        outln!("{}", to_json(&r))
     } else {
-        println!(
+        outln!(
             "completion of order {} accepted by {}; it restocks now (follow with `restock replenishment {}`)",
-            r.factory_order_id, r.id, r.sku
-        );
+            r.factory_order_id,
+            r.id,
+            r.sku
+        )
     }
-    Ok(())
 }
 
 /// `restock cancel` flags.
@@ -243,16 +254,20 @@ pub async fn cancel(args: CancelArgs) -> anyhow::Result<()> {
         .map_err(explain)?
         .into_inner();
     if args.server.json() {
-        println!("{}", to_json(&r));
+        outln!("{}", to_json(&r))
     } else {
-        println!("cancel sent to {} (state now {})", r.id, r.state);
+        outln!("cancel sent to {} (state now {})", r.id, r.state)
     }
-    Ok(())
 }
 
-/// Prints each new state of the product's replenishment until it ends or `timeout` passes.
+/// Follows the product's replenishment until it ends or `timeout` passes, and returns its
+/// end; prints each new state unless the output is JSON (then the caller prints the end).
 /// A finished run that started before we asked is an older one: keep waiting for ours.
-pub async fn follow(server: &ServerArgs, sku: &str, timeout: Duration) -> anyhow::Result<()> {
+pub async fn follow(
+    server: &ServerArgs,
+    sku: &str,
+    timeout: Duration,
+) -> anyhow::Result<Replenishment> {
     let mut api = client(server).await?;
     let asked_at = chrono::Utc::now() - chrono::Duration::seconds(5);
     let deadline = tokio::time::Instant::now() + timeout;
@@ -273,19 +288,17 @@ pub async fn follow(server: &ServerArgs, sku: &str, timeout: Duration) -> anyhow
                 let started_before =
                     chrono::DateTime::parse_from_rfc3339(&r.started_at).is_ok_and(|t| t < asked_at);
                 if !(terminal && started_before) {
-                    for h in r.history.iter().skip(printed) {
-                        if server.json() {
-                            println!("{}", json!({"sku": sku, "state": h.state, "at": h.at}));
-                        } else {
-                            println!("  -> {:<20} {}", h.state, h.at);
+                    if !server.json() {
+                        for h in r.history.iter().skip(printed) {
+                            outln!("  -> {:<20} {}", h.state, h.at)?;
                         }
                     }
                     printed = printed.max(r.history.len());
                     if terminal {
                         if !server.json() {
-                            println!("replenishment {} ended: {}", r.id, r.state);
+                            outln!("replenishment {} ended: {}", r.id, r.state)?;
                         }
-                        return Ok(());
+                        return Ok(r);
                     }
                 }
             }

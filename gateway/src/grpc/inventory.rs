@@ -7,7 +7,7 @@ use restock_proto::v1::{
 };
 use tonic::{Request, Response, Status};
 
-use super::status::from_store;
+use super::status::{self, from_store};
 use crate::auth::Caller;
 
 /// Products per page when the client asks for 0.
@@ -74,7 +74,7 @@ impl InventoryService for InventoryApi {
         let after = (!r.page_token.is_empty()).then_some(r.page_token.as_str());
         if let Some(token) = after {
             restock_inventory::validate::sku(token).map_err(|_| {
-                Status::invalid_argument("page_token is not one this server issued")
+                status::invalid_field("page_token", "page_token is not one this server issued")
             })?;
         }
         let mut views = self
@@ -104,7 +104,7 @@ impl InventoryService for InventoryApi {
     ) -> Result<Response<Product>, Status> {
         let actor = Caller::of(&request);
         let Some(p) = request.into_inner().product else {
-            return Err(Status::invalid_argument("product is required"));
+            return Err(status::invalid_field("product", "product is required"));
         };
         let detail = format!(
             "name={:?} price={} reorder_point={} reorder_quantity={} factory={}",
@@ -123,7 +123,7 @@ impl InventoryService for InventoryApi {
                 factory_id: p.factory_id,
             })
             .await
-            .map_err(from_store)?;
+            .map_err(|e| from_store(e.within("product")))?;
         self.store
             .record_audit(&actor, "upsert_product", &sku, &detail, "")
             .await

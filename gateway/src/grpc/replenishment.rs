@@ -16,14 +16,14 @@ use restock_workflows::{CancelRequest, FactoryCompleted, ReplenishStatus, Restoc
 use temporalio_client::Client;
 use tonic::{Request, Response, Status};
 
-use super::status::from_store;
+use super::status::{self, from_store};
 use crate::auth::Caller;
 use crate::temporal::TemporalLink;
 
 /// Replenishments per page when the client asks for 0.
 const DEFAULT_PAGE_SIZE: u32 = 50;
 /// Most replenishments per page.
-const MAX_PAGE_SIZE: u32 = 500;
+pub const MAX_PAGE_SIZE: u32 = 500;
 /// How long a live query may take before the read model answers instead.
 const QUERY_TIMEOUT: Duration = Duration::from_secs(3);
 
@@ -42,7 +42,8 @@ impl ReplenishmentApi {
 
     fn client(&self) -> Result<&Client, Status> {
         self.temporal.client().ok_or_else(|| {
-            Status::unavailable(
+            status::unavailable(
+                status::reason::TEMPORAL_UNAVAILABLE,
                 "Temporal is not reachable yet; sales go on and replenishments start when it is back",
             )
         })
@@ -70,7 +71,7 @@ impl ReplenishmentApi {
             .map_err(from_store)?
         {
             Some(record) => Ok(from_record(&record)),
-            None => Err(Status::not_found(format!(
+            None => Err(status::not_found(format!(
                 "{sku} has no replenishment (one starts when it sells out)"
             ))),
         }
@@ -131,15 +132,20 @@ pub fn from_record(r: &ReplenishmentRecord) -> Replenishment {
 fn accepted(outcome: UpdateOutcome, sku: &str) -> Result<ReplenishStatus, Status> {
     match outcome {
         UpdateOutcome::Accepted(status) => Ok(*status),
-        UpdateOutcome::Refused(reason) => Err(Status::failed_precondition(format!(
+        UpdateOutcome::Refused(reason) => Err(status::failed_precondition(format!(
             "the replenishment of {sku} refused: {reason}"
         ))),
         UpdateOutcome::NotRunning => Err(not_running(sku)),
     }
 }
 
+/// A Temporal call that failed: UNAVAILABLE, with the client's words.
+fn temporal_unavailable(err: impl std::fmt::Display) -> Status {
+    status::unavailable(status::reason::TEMPORAL_UNAVAILABLE, err.to_string())
+}
+
 fn not_running(sku: &str) -> Status {
-    Status::failed_precondition(format!(
+    status::failed_precondition(format!(
         "{sku} has no replenishment running (see `restock replenishments`)"
     ))
 }
@@ -162,11 +168,14 @@ impl ReplenishmentService for ReplenishmentApi {
         let state = match r.state.as_str() {
             "" => None,
             name => Some(RestockState::parse(name).ok_or_else(|| {
-                Status::invalid_argument(format!(
-                    "unknown state {:?}; one of: {}",
-                    name.chars().take(40).collect::<String>(),
-                    RestockState::ALL.map(RestockState::as_str).join(", ")
-                ))
+                status::invalid_field(
+                    "state",
+                    format!(
+                        "unknown state {:?}; one of: {}",
+                        name.chars().take(40).collect::<String>(),
+                        RestockState::ALL.map(RestockState::as_str).join(", ")
+                    ),
+                )
             })?),
         };
         let page_size = match r.page_size {
@@ -177,7 +186,7 @@ impl ReplenishmentService for ReplenishmentApi {
         let offset: u64 = match r.page_token.as_str() {
             "" => 0,
             token => token.parse().map_err(|_| {
-                Status::invalid_argument("page_token is not one this server issued")
+                status::invalid_field("page_token", "page_token is not one this server issued")
             })?,
         };
         let mut rows = self
@@ -209,13 +218,17 @@ impl ReplenishmentService for ReplenishmentApi {
         let r = request.into_inner();
         restock_inventory::validate::sku(&r.sku).map_err(from_store)?;
         if r.quantity > restock_factory::wire::MAX_QUANTITY {
-            return Err(Status::invalid_argument(format!(
-                "quantity must be at most {} (the most one factory order holds)",
-                restock_factory::wire::MAX_QUANTITY
-            )));
+            return Err(status::invalid_field(
+                "quantity",
+                format!(
+                    "quantity must be at most {} (the most one factory order holds)",
+                    restock_factory::wire::MAX_QUANTITY
+                ),
+            ));
         }
         if !r.factory_order_id.is_empty() && r.factory_order_id.len() > 128 {
-            return Err(Status::invalid_argument(
+            return Err(status::invalid_field(
+                "factory_order_id",
                 "factory_order_id is longer than any order id (128 bytes)",
             ));
         }
@@ -223,7 +236,7 @@ impl ReplenishmentService for ReplenishmentApi {
         let order_id = if r.factory_order_id.is_empty() {
             match client::query_status(client, &r.sku)
                 .await
-                .map_err(|e| Status::unavailable(e.to_string()))?
+                .map_err(temporal_unavailable)?
             {
                 Some(status) if !status.state.is_terminal() => status.factory_order_id,
                 _ => return Err(not_running(&r.sku)),
@@ -242,9 +255,9 @@ impl ReplenishmentService for ReplenishmentApi {
             Err(err) => match self.store.receipt(&order_id).await {
                 Ok(Some(_)) => match client::query_status(client, &r.sku).await {
                     Ok(Some(now)) => UpdateOutcome::Accepted(Box::new(now)),
-                    _ => return Err(Status::unavailable(err.to_string())),
+                    _ => return Err(temporal_unavailable(err)),
                 },
-                _ => return Err(Status::unavailable(err.to_string())),
+                _ => return Err(temporal_unavailable(err)),
             },
         };
         let status = accepted(outcome, &r.sku)?;
@@ -273,7 +286,7 @@ impl ReplenishmentService for ReplenishmentApi {
         };
         let outcome = client::cancel_and_confirm(self.client()?, &r.sku, cancel)
             .await
-            .map_err(|e| Status::unavailable(e.to_string()))?;
+            .map_err(temporal_unavailable)?;
         let status = accepted(outcome, &r.sku)?;
         tracing::info!(sku = %r.sku, reason = %r.reason, %actor, "replenishment cancel accepted");
         self.store

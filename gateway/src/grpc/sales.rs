@@ -10,7 +10,7 @@ use std::sync::Arc;
 use tokio::sync::Notify;
 use tonic::{Request, Response, Status};
 
-use super::status::from_store;
+use super::status::{self, from_store};
 use crate::metrics::Metrics;
 
 /// SalesService on top of the store.
@@ -52,7 +52,7 @@ fn purchase_error(err: StoreError, keyed: bool) -> Status {
     match err {
         StoreError::OutcomeUnknown(source) => {
             tracing::error!(error = %source, keyed, "purchase outcome unknown");
-            Status::unknown(if keyed {
+            status::outcome_unknown(if keyed {
                 "the inventory database connection failed while the sale was being committed: it may or may not have been sold; retrying with the same idempotency key is safe (it sells at most once)"
             } else {
                 "the inventory database connection failed while the sale was being committed: it may or may not have been sold; this purchase had no idempotency key, so check the stock before buying again (send a key to make retries safe)"

@@ -1,0 +1,58 @@
+//! Everything the client commands print goes through [`line`] (or [`outln!`]): a reader that
+//! stopped reading (`restock stock | head -1`, `restock replenishments | true`) is a normal,
+//! quiet end of the command, not a panic ("failed printing to stdout: Broken pipe", which
+//! `println!` gives).
+
+use std::fmt;
+use std::io::Write;
+
+/// Stdout was closed by its reader: the command stops printing and exits 0, quietly.
+#[derive(Debug)]
+pub struct StdoutClosed;
+
+impl fmt::Display for StdoutClosed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("stdout was closed by its reader")
+    }
+}
+
+impl std::error::Error for StdoutClosed {}
+
+/// Writes `text` and a newline to stdout, flushed. A closed pipe is [`StdoutClosed`]; any
+/// other write error is reported as such.
+pub fn line(text: fmt::Arguments<'_>) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    match writeln!(out, "{text}").and_then(|()| out.flush()) {
+        Ok(()) => Ok(()),
+        Err(err) if err.kind() == std::io::ErrorKind::BrokenPipe => Err(StdoutClosed.into()),
+        Err(err) => Err(anyhow::Error::new(err).context("writing to stdout")),
+    }
+}
+
+/// Whether `err` is (or was caused by) [`StdoutClosed`].
+pub fn is_stdout_closed(err: &anyhow::Error) -> bool {
+    err.chain().any(|cause| cause.is::<StdoutClosed>())
+}
+
+/// `println!` for client commands: writes through [`line`] and evaluates to its
+/// `anyhow::Result<()>`, so a closed stdout ends the command quietly (`outln!(...)?`).
+macro_rules! outln {
+    () => {
+        $crate::output::line(format_args!(""))
+    };
+    ($($arg:tt)*) => {
+        $crate::output::line(format_args!($($arg)*))
+    };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_closed_stdout_is_recognised_through_context() {
+        let err = anyhow::Error::new(StdoutClosed).context("printing the stock table");
+        assert!(is_stdout_closed(&err));
+        assert!(!is_stdout_closed(&anyhow::anyhow!("other")));
+    }
+}
