@@ -17,6 +17,17 @@ use crate::{
     ReplenishStock,
 };
 
+/// This process's identity in Temporal (the UI's worker list, each event's `identity`):
+/// `restock-<pid>@<host>`, so two containers that both run as pid 1 stay apart.
+pub fn identity() -> String {
+    let host = hostname::get()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .filter(|h| !h.trim().is_empty())
+        .unwrap_or_else(|| "unknown-host".to_owned());
+    format!("restock-{}@{host}", std::process::id())
+}
+
 /// The workflow id of a product's replenishment: `replenish-<sku>`.
 pub fn workflow_id(sku: &str) -> String {
     format!("replenish-{sku}")
@@ -97,7 +108,7 @@ pub async fn connect(endpoint: &TemporalEndpoint) -> anyhow::Result<Client> {
             .build()
     });
     let options = ConnectionOptions::new(url)
-        .identity(format!("restock@{}", std::process::id()))
+        .identity(identity())
         .connect_timeout(Duration::from_secs(5))
         .maybe_tls_options(tls_options)
         .maybe_api_key(endpoint.api_key.clone())
@@ -368,3 +379,21 @@ pub const DEV_SERVER_SQLITE_ARGS: [&str; 4] = [
     "--sqlite-pragma",
     "synchronous=normal",
 ];
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn identity_names_the_pid_and_the_host() {
+        let id = super::identity();
+        assert!(
+            id.starts_with(&format!("restock-{}@", std::process::id())),
+            "{id}"
+        );
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_owned())
+            .unwrap_or_default();
+        if !host.is_empty() {
+            assert!(id.ends_with(&format!("@{host}")), "{id}");
+        }
+    }
+}
