@@ -480,7 +480,7 @@ impl Report {
                 if !l.steps.is_empty() {
                     let _ = writeln!(
                         out,
-                        "Where the time goes (median over the first {} timed sales, from their workflow histories; ms after the Purchase was sent):\n\n| step done | ms |\n|---|---:|",
+                        "Where the time goes (median over about {} of the timed sales, spread over the run, from their workflow histories; ms after the Purchase was sent; the last row is the simulator's clock, the others Temporal's):\n\n| step done | ms |\n|---|---:|",
                         crate::replenish::BREAKDOWN_SAMPLES.min(l.samples)
                     );
                     for (step, ms) in &l.steps {
