@@ -357,79 +357,61 @@ pub(crate) fn millis(time: Option<std::time::SystemTime>) -> i64 {
         .unwrap_or(0)
 }
 
-pub(crate) fn activity_options(settings: &ReplenishSettings) -> ActivityOptions {
+/// Retries for every step: backoff from the settings, at most `attempts` tries (0: until the
+/// dependency answers, the DLQ replacement; only the non-retryable failure types end the
+/// workflow).
+fn retries(settings: &ReplenishSettings, attempts: u32) -> RetryPolicy {
+    RetryPolicy::builder()
+        .initial_interval(Duration::from_secs(settings.retry_initial_secs.max(1)))
+        .backoff_coefficient(2.0)
+        .maximum_interval(Duration::from_secs(settings.retry_max_interval_secs.max(1)))
+        .maximum_attempts(attempts)
+        .non_retryable_error_types(NON_RETRYABLE)
+        .build()
+}
+
+/// A regular activity with [`retries`]. Detached from the workflow's cancellation:
+/// Temporal's "Request Cancellation" must never abandon an order or an increment half-way;
+/// the run decides at its next step instead.
+fn regular(settings: &ReplenishSettings, attempts: u32) -> ActivityOptions {
     ActivityOptions::with_start_to_close_timeout(Duration::from_secs(
         settings.activity_timeout_secs.max(1),
     ))
-    .retry_policy(
-        RetryPolicy::builder()
-            .initial_interval(Duration::from_secs(settings.retry_initial_secs.max(1)))
-            .backoff_coefficient(2.0)
-            .maximum_interval(Duration::from_secs(settings.retry_max_interval_secs.max(1)))
-            // 0: retry until the dependency answers (the DLQ replacement); only the
-            // non-retryable failure types end the workflow.
-            .maximum_attempts(0)
-            .non_retryable_error_types(NON_RETRYABLE)
-            .build(),
-    )
-    // Detached from the workflow's cancellation: Temporal's "Request Cancellation" must never
-    // abandon an order or an increment half-way; the run decides at its next step instead.
+    .retry_policy(retries(settings, attempts))
     .cancellation_token(WorkflowCancellationToken::new())
     .build()
 }
 
-/// Options for the bookkeeping steps (check-stock, record-replenishment), run as local
-/// activities: short, idempotent database calls done inside the workflow task instead of a
-/// round trip through the server each. Same retries as [`activity_options`].
-pub(crate) fn local_options(settings: &ReplenishSettings) -> LocalActivityOptions {
+/// A local activity with [`retries`], detached like [`regular`].
+fn local(settings: &ReplenishSettings, attempts: u32) -> LocalActivityOptions {
     LocalActivityOptions::builder()
         .start_to_close_timeout(Duration::from_secs(settings.activity_timeout_secs.max(1)))
-        .retry_policy(
-            RetryPolicy::builder()
-                .initial_interval(Duration::from_secs(settings.retry_initial_secs.max(1)))
-                .backoff_coefficient(2.0)
-                .maximum_interval(Duration::from_secs(settings.retry_max_interval_secs.max(1)))
-                .maximum_attempts(0)
-                .non_retryable_error_types(NON_RETRYABLE)
-                .build(),
-        )
+        .retry_policy(retries(settings, attempts))
         .cancellation_token(WorkflowCancellationToken::new())
         .build()
+}
+
+/// Options for the factory order (and, in runs before [`PATCH_LOCAL_BOOKKEEPING`], the
+/// increment): retried until the dependency answers.
+pub(crate) fn activity_options(settings: &ReplenishSettings) -> ActivityOptions {
+    regular(settings, 0)
+}
+
+/// Options for the bookkeeping steps run as local activities: short, idempotent database
+/// calls done inside the workflow task instead of a round trip through the server each. Same
+/// retries as [`activity_options`].
+pub(crate) fn local_options(settings: &ReplenishSettings) -> LocalActivityOptions {
+    local(settings, 0)
 }
 
 /// [`notification_options`] for a local activity (runs since [`PATCH_LOCAL_BOOKKEEPING`]).
 pub(crate) fn local_notification_options(settings: &ReplenishSettings) -> LocalActivityOptions {
-    LocalActivityOptions::builder()
-        .start_to_close_timeout(Duration::from_secs(settings.activity_timeout_secs.max(1)))
-        .retry_policy(
-            RetryPolicy::builder()
-                .initial_interval(Duration::from_secs(settings.retry_initial_secs.max(1)))
-                .backoff_coefficient(2.0)
-                .maximum_interval(Duration::from_secs(settings.retry_max_interval_secs.max(1)))
-                .maximum_attempts(restock_activities::replenish::MAIL_ATTEMPTS)
-                .non_retryable_error_types(NON_RETRYABLE)
-                .build(),
-        )
-        .cancellation_token(WorkflowCancellationToken::new())
-        .build()
+    local(settings, restock_activities::replenish::MAIL_ATTEMPTS)
 }
 
 /// Options for notifications: a few tries, then the run goes on without them.
 pub(crate) fn notification_options(settings: &ReplenishSettings) -> ActivityOptions {
-    ActivityOptions::with_start_to_close_timeout(Duration::from_secs(
-        settings.activity_timeout_secs.max(1),
-    ))
-    .retry_policy(
-        RetryPolicy::builder()
-            .initial_interval(Duration::from_secs(settings.retry_initial_secs.max(1)))
-            .backoff_coefficient(2.0)
-            .maximum_interval(Duration::from_secs(settings.retry_max_interval_secs.max(1)))
-            .maximum_attempts(restock_activities::replenish::MAIL_ATTEMPTS)
-            .non_retryable_error_types(NON_RETRYABLE)
-            .build(),
-    )
-    .cancellation_token(WorkflowCancellationToken::new())
-    .build()
+    regular(settings, restock_activities::replenish::MAIL_ATTEMPTS)
 }
 
 impl ReplenishStock {
