@@ -7,5 +7,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 temporal=$(scripts/install-temporal.sh)
-cargo build -q -p restock
+# Not quiet: a first build takes minutes, and its progress shows they are passing.
+cargo build -p restock
 exec target/debug/restock dev --temporal-bin "$temporal" "$@"
