@@ -247,6 +247,14 @@ fn restock_dev_from_sell_out_to_restock_and_clean_shutdown() {
     );
     interrupt_and_check(dev, &ports);
 
+    // The processes' log files hold text, not a terminal's colour codes.
+    for name in ["gateway", "worker", "factory"] {
+        let path = dir.path().join(".restock/logs").join(format!("{name}.log"));
+        let log = std::fs::read_to_string(&path).unwrap();
+        assert!(log.contains("INFO"), "{} is empty", path.display());
+        assert!(!log.contains('\u{1b}'), "{} has ANSI codes", path.display());
+    }
+
     // Running it again keeps the data.
     let dev = start_dev(dir.path(), &ports);
     assert_eq!(stock(&ports, "CP-502101"), 10);
