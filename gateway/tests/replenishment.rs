@@ -42,6 +42,21 @@ async fn add_product(stack: &Stack, sku: &str, stock: i64, reorder_point: i64) {
         .unwrap();
 }
 
+/// Changes the product's stock by `delta` outside a sale (as an operator's adjustment does).
+async fn adjust(stack: &Stack, sku: &str, delta: i64, reason: &str) {
+    stack
+        .app
+        .store
+        .adjust_stock(&restock_inventory::AdjustStock {
+            sku: sku.into(),
+            delta,
+            reason: reason.into(),
+            actor: "test".into(),
+        })
+        .await
+        .unwrap();
+}
+
 async fn receipts(stack: &Stack, sku: &str) -> u64 {
     stock_receipt::Entity::find()
         .filter(stock_receipt::Column::Sku.eq(sku))
@@ -237,17 +252,7 @@ async fn temporal_cli_signal_completes_a_waiting_replenishment() {
     };
     let stack = spawn_stack(options).await.unwrap();
     let sku = "CP-502102"; // stock 5, reorder quantity 20
-    stack
-        .app
-        .store
-        .adjust_stock(&restock_inventory::AdjustStock {
-            sku: sku.into(),
-            delta: -5,
-            reason: "test".into(),
-            actor: "test".into(),
-        })
-        .await
-        .unwrap();
+    adjust(&stack, sku, -5, "test").await;
     let waiting = stack
         .wait_for_status(sku, WAIT, |s| s.state == RestockState::AwaitingFactory)
         .await;

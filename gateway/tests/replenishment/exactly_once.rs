@@ -17,7 +17,8 @@ use sea_orm::{ActiveModelTrait, ActiveValue::Set, EntityTrait};
 use temporalio_client::{WorkflowDescribeOptions, WorkflowExecutionStatus, WorkflowSignalOptions};
 
 use super::{
-    WAIT, add_product, buy, maybe_save_history, receipts, reqwest_client, serde_json_body, stock,
+    WAIT, add_product, adjust, buy, maybe_save_history, receipts, reqwest_client, serde_json_body,
+    stock,
 };
 
 fn callback_url(stack: &Stack, sku: &str, order_id: &str) -> String {
@@ -568,17 +569,7 @@ async fn terminated_run_still_gets_its_delivery_counted_once() {
     assert_eq!(stock(&stack, sku).await, 10);
     assert_eq!(receipts(&stack, sku).await, 1);
     // Sold out again: a new run, a new order.
-    stack
-        .app
-        .store
-        .adjust_stock(&restock_inventory::AdjustStock {
-            sku: sku.into(),
-            delta: -10,
-            reason: "sold in the shop".into(),
-            actor: "test".into(),
-        })
-        .await
-        .unwrap();
+    adjust(&stack, sku, -10, "sold in the shop").await;
     stack.app.sales().await.purchase(buy(sku)).await.unwrap();
     let next = stack
         .wait_for_status(sku, WAIT, |s| {
@@ -626,17 +617,7 @@ async fn cancel_before_the_order_sends_no_order() {
     assert!(ad_active(&stack, sku).await);
 
     // A later sale starts a new run; once its delivery is reported, cancel is refused.
-    stack
-        .app
-        .store
-        .adjust_stock(&restock_inventory::AdjustStock {
-            sku: sku.into(),
-            delta: 1,
-            reason: "test".into(),
-            actor: "test".into(),
-        })
-        .await
-        .unwrap();
+    adjust(&stack, sku, 1, "test").await;
     stack.app.sales().await.purchase(buy(sku)).await.unwrap();
     let waiting = stack
         .wait_for_status(sku, WAIT, |s| s.state == RestockState::AwaitingFactory)
@@ -695,17 +676,7 @@ async fn request_during_the_last_step_is_not_dropped() {
         .unwrap()
         .unwrap();
     // Sold out again while the run finishes; the request reaches the run (not the relay).
-    stack
-        .app
-        .store
-        .adjust_stock(&restock_inventory::AdjustStock {
-            sku: sku.into(),
-            delta: -10,
-            reason: "sold in the shop".into(),
-            actor: "test".into(),
-        })
-        .await
-        .unwrap();
+    adjust(&stack, sku, -10, "sold in the shop").await;
     request_replenishment(&stack, sku).await;
     let next = stack
         .wait_for_status(sku, Duration::from_secs(90), |s| {
