@@ -104,6 +104,7 @@ pub async fn create_products(store: &Store, plan: &Plan) -> anyhow::Result<()> {
         reorder_point: 0,
         reorder_quantity: 1,
         factory_id: restock_inventory::demo::DEMO_FACTORY.to_owned(),
+        policy: None,
     };
     store.upsert_product(&product(HOT_SKU.to_owned())).await?;
     for i in 0..plan.spread_products {

@@ -79,6 +79,7 @@ async fn out_of_stock_products(
                 reorder_point: 0,
                 reorder_quantity: REORDER_QUANTITY,
                 factory_id: restock_inventory::demo::DEMO_FACTORY.to_owned(),
+                policy: None,
             })
             .await?;
         skus.push(sku);

@@ -14,12 +14,14 @@
 //!   callback (HMAC token in the URL, then a `factory-completed` signal).
 //! - [`relay`]: the outbox relay: intents written with sales become replenish-stock workflows.
 //! - [`temporal`]: the background connection to Temporal.
+//! - [`demand`]: units refused while out of stock, summed and written for the planner.
 //! - [`metrics`]: Prometheus metrics on `GET /metrics`; [`request_id`]: an id on every call.
 //! - [`auth`]: bearer tokens and roles on gRPC (one tower layer); [`tls`]: TLS for both
 //!   listeners.
 
 pub mod auth;
 pub mod callback;
+pub mod demand;
 pub mod grpc;
 pub mod health;
 pub mod http;

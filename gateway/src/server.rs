@@ -81,6 +81,9 @@ pub async fn run(
         shutdown.clone(),
     ));
 
+    let missed = crate::demand::MissedDemand::default();
+    let missed_task = tokio::spawn(missed.clone().flush_until(store.clone(), shutdown.clone()));
+
     // Health follows the database from the first call on: checked once before serving, then
     // in the background; NOT_SERVING as soon as shutdown begins.
     let (reporter, health_service) = tonic_health::server::health_reporter();
@@ -127,6 +130,7 @@ pub async fn run(
             store.clone(),
             relay_wake.clone(),
             metrics.clone(),
+            missed,
         )))
         .add_service(InventoryServiceServer::new(InventoryApi::new(
             store.clone(),
@@ -174,6 +178,10 @@ pub async fn run(
     );
     relay.abort();
     health_task.abort();
+    // The last second's missed demand is written before the gateway returns.
+    if let Err(err) = missed_task.await {
+        tracing::warn!(error = %err, "the missed-demand writer stopped early");
+    }
     served?;
     tracing::info!("gateway stopped");
     Ok(())

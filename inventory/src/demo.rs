@@ -39,6 +39,7 @@ pub fn products() -> Vec<NewProduct> {
                 reorder_point,
                 reorder_quantity,
                 factory_id: factory.to_owned(),
+                policy: None,
             }
         };
     vec![

@@ -9,6 +9,10 @@
 //!   inserts in one transaction, never read-then-write), stock adjustments, the outbox.
 //! - [`purchase_groups`]: concurrent sales of one product sold in one transaction (one
 //!   `UPDATE`, one commit), each still with its exact outcome.
+//! - [`policy`]: the replenishment policy's arithmetic (demand, lead time, reorder point and
+//!   quantity), pure functions.
+//! - [`planning`]: policies and bounds per product, the demand and lead time the planner
+//!   measures, and the planner's pass.
 //! - [`replenishment`]: the outbox the relay drains, factory-order records (never send an
 //!   order twice), the idempotent stock increment, the `replenishments` read model.
 //! - [`deliveries`]: the delivery inbox: verified factory callbacks kept until the relay has
@@ -24,12 +28,16 @@ pub mod demo;
 pub mod entity;
 pub mod error;
 pub mod migration;
+pub mod planning;
+pub mod policy;
 pub mod purchase_groups;
 pub mod replenishment;
 pub mod store;
 pub mod validate;
 
 pub use error::StoreError;
+pub use planning::{PlanSummary, PlannerSettings, PolicyChange};
+pub use policy::{AdaptiveSettings, PolicyKind};
 pub use purchase_groups::{GroupingCounts, QueueDepth};
 pub use replenishment::{Received, ReplenishmentRecord, SendDecision};
 pub use sea_orm::DbErr;

@@ -19,9 +19,12 @@ use sea_orm::{
 };
 use sea_orm_migration::MigratorTrait;
 
-use crate::entity::{advertisement, audit_log, factory, product, replenish_outbox, sale};
+use crate::entity::{
+    advertisement, audit_log, factory, product, replenish_outbox, replenishment_policy, sale,
+};
 use crate::error::{DbErrKind, before_commit, classify, may_have_committed};
 use crate::migration::Migrator;
+use crate::planning::{PolicyChange, apply_policy_change};
 use crate::purchase_groups::PurchaseGroups;
 use crate::{StoreError, replenishment_id, validate};
 
@@ -161,16 +164,18 @@ pub enum PurchaseOutcome {
 }
 
 /// A product as clients see it (with its advertisement's state).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ProductView {
     /// The product row.
     pub product: product::Model,
     /// Whether its advertisement runs.
     pub ad_active: bool,
+    /// Its replenishment policy and the planner's figures (`None`: fixed).
+    pub policy: Option<replenishment_policy::Model>,
 }
 
 /// A product to create or update.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct NewProduct {
     /// Sku.
     pub sku: String,
@@ -186,6 +191,9 @@ pub struct NewProduct {
     pub reorder_quantity: i64,
     /// Factory id; the factory must exist.
     pub factory_id: String,
+    /// The replenishment policy to set; `None` leaves an existing product's alone and makes
+    /// a new product `fixed`.
+    pub policy: Option<PolicyChange>,
 }
 
 /// A factory to create or update.
@@ -657,9 +665,13 @@ impl Store {
         let ad = advertisement::Entity::find_by_id(sku)
             .one(&self.reader)
             .await?;
+        let policy = replenishment_policy::Entity::find_by_id(sku)
+            .one(&self.reader)
+            .await?;
         Ok(ProductView {
             product: found,
             ad_active: ad.is_some_and(|a| a.active),
+            policy,
         })
     }
 
@@ -677,16 +689,25 @@ impl Store {
         let products = query.limit(limit).all(&self.reader).await?;
         let skus: Vec<&str> = products.iter().map(|p| p.sku.as_str()).collect();
         let ads = advertisement::Entity::find()
-            .filter(advertisement::Column::Sku.is_in(skus))
+            .filter(advertisement::Column::Sku.is_in(skus.clone()))
+            .all(&self.reader)
+            .await?;
+        let mut policies = replenishment_policy::Entity::find()
+            .filter(replenishment_policy::Column::Sku.is_in(skus))
             .all(&self.reader)
             .await?;
         Ok(products
             .into_iter()
             .map(|p| {
                 let ad_active = ads.iter().any(|a| a.sku == p.sku && a.active);
+                let policy = policies
+                    .iter()
+                    .position(|row| row.sku == p.sku)
+                    .map(|at| policies.swap_remove(at));
                 ProductView {
                     product: p,
                     ad_active,
+                    policy,
                 }
             })
             .collect())
@@ -797,6 +818,9 @@ impl Store {
         )
         .exec_without_returning(&txn)
         .await?;
+        if let Some(change) = &p.policy {
+            apply_policy_change(&txn, &p.sku, change).await?;
+        }
         txn.commit().await?;
         self.product(&p.sku).await
     }

@@ -316,6 +316,7 @@ pub fn product(
         reorder_point,
         reorder_quantity,
         factory_id: restock_inventory::demo::DEMO_FACTORY.to_owned(),
+        policy: None,
     }
 }
 

@@ -1,9 +1,14 @@
 //! `restock.v1.InventoryService`: the catalogue and manual stock changes.
 
-use restock_inventory::{AdjustStock, NewProduct, ProductView, Store};
+use restock_inventory::planning::settings_of;
+use restock_inventory::{
+    AdaptiveSettings as StoreSettings, AdjustStock, NewProduct, PolicyChange, PolicyKind,
+    ProductView, Store,
+};
 use restock_proto::v1::{
-    AdjustStockRequest, GetProductRequest, ListProductsRequest, ListProductsResponse, Product,
-    UpsertProductRequest, inventory_service_server::InventoryService,
+    AdaptiveSettings, AdjustStockRequest, GetProductRequest, ListProductsRequest,
+    ListProductsResponse, Product, ReplenishmentPlan, ReplenishmentPolicy, UpsertProductRequest,
+    inventory_service_server::InventoryService,
 };
 use tonic::{Request, Response, Status};
 
@@ -38,6 +43,44 @@ impl InventoryApi {
 /// The wire form of a product.
 pub fn to_pb(view: ProductView) -> Product {
     let p = view.product;
+    let kind = view
+        .policy
+        .as_ref()
+        .and_then(|row| PolicyKind::parse(&row.policy))
+        .unwrap_or(PolicyKind::Fixed);
+    let adaptive = view.policy.as_ref().map(|row| {
+        let s = settings_of(row);
+        AdaptiveSettings {
+            service_level_percent: s.service_level * 100.0,
+            min_reorder_point: s.min_reorder_point,
+            max_reorder_point: s.max_reorder_point,
+            min_reorder_quantity: s.min_reorder_quantity,
+            max_reorder_quantity: s.max_reorder_quantity,
+        }
+    });
+    let plan = view
+        .policy
+        .as_ref()
+        .filter(|_| kind == PolicyKind::Adaptive)
+        .and_then(|row| {
+            let planned_at = row.planned_at?;
+            let demand = row.demand_per_second.unwrap_or(0.0);
+            Some(ReplenishmentPlan {
+                demand_per_second: demand,
+                demand_stddev_per_second: row.demand_stddev.unwrap_or(0.0),
+                lead_time_seconds: row.lead_time_secs.unwrap_or(0.0),
+                lead_time_stddev_seconds: row.lead_time_stddev.unwrap_or(0.0),
+                lead_time_observations: u32::try_from(row.lead_time_observations).unwrap_or(0),
+                computed_reorder_point: p.reorder_point,
+                computed_reorder_quantity: p.reorder_quantity,
+                cover_seconds: if demand > 0.0 {
+                    p.stock as f64 / demand
+                } else {
+                    0.0
+                },
+                planned_at_unix_ms: planned_at,
+            })
+        });
     Product {
         sku: p.sku,
         name: p.name,
@@ -47,7 +90,41 @@ pub fn to_pb(view: ProductView) -> Product {
         reorder_quantity: p.reorder_quantity,
         factory_id: p.factory_id,
         ad_active: view.ad_active,
+        policy: match kind {
+            PolicyKind::Fixed => ReplenishmentPolicy::Fixed,
+            PolicyKind::Adaptive => ReplenishmentPolicy::Adaptive,
+        } as i32,
+        adaptive,
+        plan,
     }
+}
+
+/// The store's policy change from an UpsertProduct request: an unspecified policy keeps the
+/// product's (a new product is adaptive); absent settings keep the product's.
+fn policy_change(p: &Product) -> Result<PolicyChange, Status> {
+    let kind = match ReplenishmentPolicy::try_from(p.policy) {
+        Ok(ReplenishmentPolicy::Unspecified) => None,
+        Ok(ReplenishmentPolicy::Fixed) => Some(PolicyKind::Fixed),
+        Ok(ReplenishmentPolicy::Adaptive) => Some(PolicyKind::Adaptive),
+        Err(_) => {
+            return Err(status::invalid_field(
+                "product.policy",
+                "policy must be REPLENISHMENT_POLICY_FIXED or REPLENISHMENT_POLICY_ADAPTIVE",
+            ));
+        }
+    };
+    let adaptive = p.adaptive.as_ref().map(|a| StoreSettings {
+        service_level: if a.service_level_percent == 0.0 {
+            restock_inventory::policy::DEFAULT_SERVICE_LEVEL
+        } else {
+            a.service_level_percent / 100.0
+        },
+        min_reorder_point: a.min_reorder_point,
+        max_reorder_point: a.max_reorder_point,
+        min_reorder_quantity: a.min_reorder_quantity,
+        max_reorder_quantity: a.max_reorder_quantity,
+    });
+    Ok(PolicyChange { kind, adaptive })
 }
 
 #[tonic::async_trait]
@@ -106,9 +183,15 @@ impl InventoryService for InventoryApi {
         let Some(p) = request.into_inner().product else {
             return Err(status::invalid_field("product", "product is required"));
         };
+        let policy = policy_change(&p)?;
         let detail = format!(
-            "name={:?} price={} reorder_point={} reorder_quantity={} factory={}",
-            p.name, p.price, p.reorder_point, p.reorder_quantity, p.factory_id
+            "name={:?} price={} reorder_point={} reorder_quantity={} factory={} policy={:?}",
+            p.name,
+            p.price,
+            p.reorder_point,
+            p.reorder_quantity,
+            p.factory_id,
+            ReplenishmentPolicy::try_from(p.policy).unwrap_or_default()
         );
         let sku = p.sku.clone();
         let view = self
@@ -121,6 +204,7 @@ impl InventoryService for InventoryApi {
                 reorder_point: p.reorder_point,
                 reorder_quantity: p.reorder_quantity,
                 factory_id: p.factory_id,
+                policy: Some(policy),
             })
             .await
             .map_err(|e| from_store(e.within("product")))?;

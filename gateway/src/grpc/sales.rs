@@ -11,6 +11,7 @@ use tokio::sync::Notify;
 use tonic::{Request, Response, Status};
 
 use super::status::{self, from_store};
+use crate::demand::MissedDemand;
 use crate::metrics::Metrics;
 
 /// SalesService on top of the store.
@@ -20,15 +21,24 @@ pub struct SalesApi {
     /// Wakes the outbox relay right after a sale commits a replenishment intent.
     relay_wake: Arc<Notify>,
     metrics: Metrics,
+    /// Units asked for while out of stock, for the planner's demand.
+    missed: MissedDemand,
 }
 
 impl SalesApi {
-    /// A SalesService selling from `store`, waking `relay_wake` after each new intent.
-    pub fn new(store: Store, relay_wake: Arc<Notify>, metrics: Metrics) -> Self {
+    /// A SalesService selling from `store`, waking `relay_wake` after each new intent and
+    /// noting refused units in `missed`.
+    pub fn new(
+        store: Store,
+        relay_wake: Arc<Notify>,
+        metrics: Metrics,
+        missed: MissedDemand,
+    ) -> Self {
         Self {
             store,
             relay_wake,
             metrics,
+            missed,
         }
     }
 }
@@ -128,17 +138,20 @@ impl SalesApi {
             PurchaseOutcome::OutOfStock {
                 stock,
                 replenishment_id,
-            } => PurchaseResponse {
-                outcome: Outcome::OutOfStock.into(),
-                remaining_stock: stock,
-                sale_id: String::new(),
-                message: format!(
-                    "out of stock: {} has {stock} left, {} asked for; nothing sold, replenishment {replenishment_id} requested",
-                    r.sku, r.quantity
-                ),
-                replenishment_id,
-                replayed: false,
-            },
+            } => {
+                self.missed.record(&r.sku, r.quantity);
+                PurchaseResponse {
+                    outcome: Outcome::OutOfStock.into(),
+                    remaining_stock: stock,
+                    sale_id: String::new(),
+                    message: format!(
+                        "out of stock: {} has {stock} left, {} asked for; nothing sold, replenishment {replenishment_id} requested",
+                        r.sku, r.quantity
+                    ),
+                    replenishment_id,
+                    replayed: false,
+                }
+            }
         };
         tracing::debug!(sku = %r.sku, outcome = ?reply.outcome(), "purchase");
         Ok(Response::new(reply))

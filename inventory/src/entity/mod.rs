@@ -3,6 +3,7 @@
 
 pub mod advertisement;
 pub mod audit_log;
+pub mod demand_miss;
 pub mod factory;
 pub mod factory_delivery;
 pub mod factory_order;
@@ -10,5 +11,6 @@ pub mod notification;
 pub mod product;
 pub mod replenish_outbox;
 pub mod replenishment;
+pub mod replenishment_policy;
 pub mod sale;
 pub mod stock_receipt;

@@ -8,6 +8,7 @@ mod m0002_replenishment;
 mod m0003_notifications;
 mod m0004_audit_log;
 mod m0005_factory_deliveries;
+mod m0006_replenishment_policy;
 
 /// All migrations, oldest first.
 pub struct Migrator;
@@ -21,6 +22,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0003_notifications::Migration),
             Box::new(m0004_audit_log::Migration),
             Box::new(m0005_factory_deliveries::Migration),
+            Box::new(m0006_replenishment_policy::Migration),
         ]
     }
 }
