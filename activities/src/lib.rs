@@ -7,14 +7,18 @@
 //! # Layout
 //! - [`types`]: activity inputs and outputs (shared with the workflow crate).
 //! - [`replenish`]: [`ReplenishActivities`], the activities themselves, and their names.
+//! - [`plan`]: [`PlanningActivities`], the planner's one activity (a pass of the
+//!   replenishment policy).
 //! - [`notify`]: email through SMTP (`RESTOCK_SMTP_URL`), or the log without it.
 //! - [`errors`]: which failures are retryable and which end the workflow.
 
 pub mod errors;
 pub mod notify;
+pub mod plan;
 pub mod replenish;
 pub mod types;
 
+pub use plan::PlanningActivities;
 pub use replenish::{ActivitySettings, ReplenishActivities};
 
 /// The most units one factory order may ask for (the legacy factory's contract).

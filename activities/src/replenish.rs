@@ -68,6 +68,11 @@ impl ReplenishActivities {
         }
     }
 
+    /// The store the activities use.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
     fn placed(
         order_id: &str,
         reference: Option<String>,

@@ -118,6 +118,7 @@ async fn call(channel: &Channel, rpc: &str, token: Option<&str>) -> Code {
                             reorder_quantity: 10,
                             factory_id: restock_inventory::demo::DEMO_FACTORY.into(),
                             ad_active: true,
+                            ..Default::default()
                         }),
                     },
                     token,

@@ -37,6 +37,8 @@ pub struct StackOptions {
     /// callback); a product handed over rests at least this long, or 10 s, while its run is
     /// open.
     pub relay_sweep: Duration,
+    /// The worker's planner (no schedule by default: tests run the planner by hand).
+    pub planner: restock_worker::PlannerConfig,
 }
 
 impl Default for StackOptions {
@@ -58,6 +60,7 @@ impl Default for StackOptions {
             worker: true,
             smtp_url: None,
             relay_sweep: Duration::from_millis(500),
+            planner: restock_worker::PlannerConfig::default(),
         }
     }
 }
@@ -172,6 +175,7 @@ impl Stack {
             max_concurrent_activities: 32,
             graceful_shutdown: Duration::from_secs(1),
             metrics_addr: None,
+            planner: self.options.planner.clone(),
         };
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         // The SDK's worker future is not Send: give it a thread and a runtime of its own,

@@ -2,16 +2,18 @@
 //! queue `restock`. Stateless: run as many as the load needs.
 //!
 //! # Layout
-//! - [`WorkerSettings`]: task queue, concurrency, shutdown grace.
+//! - [`WorkerSettings`]: task queue, concurrency, shutdown grace, the planner's schedule.
 //! - [`run`]: connects (retrying until Temporal answers), polls until `shutdown`, then drains
-//!   in-flight tasks for the grace period.
+//!   in-flight tasks for the grace period. It also hosts the planning workflow and creates its
+//!   Temporal Schedule (`restock-planner`) when missing.
 
 use std::future::Future;
 use std::time::Duration;
 
 use anyhow::anyhow;
-use restock_activities::ReplenishActivities;
-use restock_workflows::ReplenishStock;
+use restock_activities::plan::PlannerSettings;
+use restock_activities::{PlanningActivities, ReplenishActivities};
+use restock_workflows::{PlanReplenishments, ReplenishStock};
 use std::sync::Arc;
 use temporalio_sdk::runtime::worker_tuner::{FixedSizeSlotSupplier, TunerHolder};
 
@@ -46,6 +48,18 @@ pub struct WorkerSettings {
     pub graceful_shutdown: Duration,
     /// Where to serve the Temporal SDK's Prometheus metrics (`None`: not served).
     pub metrics_addr: Option<std::net::SocketAddr>,
+    /// The replenishment planner.
+    pub planner: PlannerConfig,
+}
+
+/// The replenishment planner: its schedule and what it measures.
+#[derive(Debug, Clone, Default)]
+pub struct PlannerConfig {
+    /// Interval of the `restock-planner` schedule, created (or its interval updated) at
+    /// start; `None`: left alone (`RESTOCK_PLANNER_EVERY_SECS=0`).
+    pub every: Option<Duration>,
+    /// Demand window and default lead time.
+    pub settings: PlannerSettings,
 }
 
 /// Runs the worker until `shutdown` resolves. Waits (retrying) for Temporal when it is not up
@@ -99,10 +113,22 @@ pub async fn run(
         ))
         .nexus_task_slot_supplier(FixedSizeSlotSupplier::new(1))
         .build();
+    if let Some(every) = settings.planner.every {
+        tokio::spawn(ensure_schedule(
+            client.clone(),
+            settings.task_queue.clone(),
+            every,
+            shutdown.clone(),
+        ));
+    }
+    let planning = PlanningActivities::new(activities.store().clone(), settings.planner.settings);
     let options = WorkerOptions::new(settings.task_queue.clone())
         .register_workflow::<ReplenishStock>()
         .map_err(|e| anyhow!("cannot register the workflow: {e}"))?
+        .register_workflow::<PlanReplenishments>()
+        .map_err(|e| anyhow!("cannot register the planning workflow: {e}"))?
         .register_activities(activities)
+        .register_activities(planning)
         .tuner(tuner)
         .graceful_shutdown_period(settings.graceful_shutdown)
         .build();
@@ -121,4 +147,25 @@ pub async fn run(
         .map_err(|e| anyhow!("the Temporal worker failed: {e}"))?;
     tracing::info!("worker stopped");
     Ok(())
+}
+
+/// Creates the planner's schedule, retrying every few seconds until it works or shutdown.
+async fn ensure_schedule(
+    client: temporalio_client::Client,
+    task_queue: String,
+    every: Duration,
+    shutdown: impl Future<Output = ()>,
+) {
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        match restock_workflows::client::ensure_planner_schedule(&client, &task_queue, every).await
+        {
+            Ok(()) => return,
+            Err(err) => tracing::warn!(error = %format!("{err:#}"), "cannot set up the planner schedule yet; retrying"),
+        }
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_secs(5)) => {}
+            () = &mut shutdown => return,
+        }
+    }
 }

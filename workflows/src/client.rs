@@ -397,3 +397,64 @@ mod tests {
         }
     }
 }
+
+/// Creates the Temporal Schedule `restock-planner` (a `plan-replenishments` run on
+/// `task_queue` every `every`, overlapping runs skipped) unless it exists. An existing
+/// schedule keeps its state (an operator may have paused it); only its interval follows the
+/// configuration. Safe to call from every worker at every start.
+pub async fn ensure_planner_schedule(
+    client: &Client,
+    task_queue: &str,
+    every: std::time::Duration,
+) -> anyhow::Result<()> {
+    use temporalio_client::schedules::{
+        CreateScheduleOptions, ScheduleAction, ScheduleError, ScheduleOverlapPolicy, ScheduleSpec,
+    };
+    let spec = ScheduleSpec::from_interval(every);
+    let options = CreateScheduleOptions::builder()
+        .action(ScheduleAction::start_workflow(
+            crate::PlanReplenishments::run,
+            (),
+            task_queue,
+            crate::PLANNER_SCHEDULE_ID,
+        ))
+        .spec(spec.clone())
+        .overlap_policy(ScheduleOverlapPolicy::Skip)
+        .note("restock's replenishment planner: recomputes adaptive reorder points and quantities")
+        .build();
+    match client
+        .create_schedule(crate::PLANNER_SCHEDULE_ID, options)
+        .await
+    {
+        Ok(_) => {
+            tracing::info!(schedule = crate::PLANNER_SCHEDULE_ID, every_secs = every.as_secs_f64(), "planner schedule created");
+            Ok(())
+        }
+        Err(ScheduleError::Rpc(status)) if status.code() == tonic::Code::AlreadyExists => {
+            let handle = client.get_schedule_handle(crate::PLANNER_SCHEDULE_ID);
+            let current = handle
+                .describe(Default::default())
+                .await
+                .map_err(|e| anyhow::anyhow!("describing the planner schedule: {e}"))?;
+            let interval = current
+                .raw()
+                .schedule
+                .as_ref()
+                .and_then(|s| s.spec.as_ref())
+                .and_then(|s| s.interval.first())
+                .and_then(|i| i.interval.as_ref())
+                .map(|d| std::time::Duration::new(d.seconds.max(0) as u64, d.nanos.max(0) as u32));
+            if interval != Some(every) {
+                handle
+                    .update(move |u| {
+                        u.set_spec(spec);
+                    }, Default::default())
+                    .await
+                    .map_err(|e| anyhow::anyhow!("updating the planner schedule's interval: {e}"))?;
+                tracing::info!(schedule = crate::PLANNER_SCHEDULE_ID, every_secs = every.as_secs_f64(), "planner schedule interval updated");
+            }
+            Ok(())
+        }
+        Err(e) => Err(anyhow::anyhow!("creating the planner schedule: {e}")),
+    }
+}

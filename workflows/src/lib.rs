@@ -10,8 +10,11 @@
 //! - [`client`]: the starter side: connect, start (UseExisting), signal, query.
 //! - [`replenish`]: [`ReplenishStock`], the workflow (type `replenish-stock`): its input,
 //!   signals (`factory-completed`, `cancel`), query (`status`) and search attributes.
+//! - [`plan`]: [`PlanReplenishments`], the planning workflow (type `plan-replenishments`)
+//!   the Temporal Schedule `restock-planner` starts.
 
 pub mod client;
+pub mod plan;
 pub mod replenish;
 pub mod state;
 
@@ -20,4 +23,5 @@ pub use replenish::{
     PATCH_EXACTLY_ONCE, ReplenishInput, ReplenishOutcome, ReplenishRequested, ReplenishSettings,
     ReplenishStatus, ReplenishStock, SEARCH_ATTRIBUTE_SKU, SEARCH_ATTRIBUTE_STATE, WORKFLOW_TYPE,
 };
+pub use plan::{DEFAULT_PLANNER_INTERVAL, PLAN_WORKFLOW_TYPE, PLANNER_SCHEDULE_ID, PlanReplenishments};
 pub use state::{Event, RestockState};

@@ -55,10 +55,57 @@ pub struct Args {
     /// How long in-flight work may finish after SIGINT/SIGTERM.
     #[arg(long, env = "RESTOCK_WORKER_SHUTDOWN_SECS", default_value_t = 10)]
     shutdown_grace_secs: u64,
+    #[command(flatten)]
+    planner: PlannerArgs,
+}
+
+/// The replenishment planner's flags.
+#[derive(Debug, clap::Args)]
+pub struct PlannerArgs {
+    /// Seconds between planner passes (the `restock-planner` Temporal Schedule, created or
+    /// updated at start); 0 leaves the schedule alone.
+    #[arg(long, env = "RESTOCK_PLANNER_EVERY_SECS", default_value_t = 60.0)]
+    planner_every_secs: f64,
+    /// Demand is measured over this many seconds.
+    #[arg(long, env = "RESTOCK_DEMAND_WINDOW_SECS", default_value_t = 600)]
+    demand_window_secs: u64,
+    /// Lead time assumed for a factory that has delivered nothing yet, in seconds.
+    #[arg(long, env = "RESTOCK_DEFAULT_LEAD_TIME_SECS", default_value_t = 60.0)]
+    default_lead_time_secs: f64,
+}
+
+impl PlannerArgs {
+    /// The worker's planner configuration; refuses numbers that make no sense.
+    pub fn config(&self) -> anyhow::Result<restock_worker::PlannerConfig> {
+        anyhow::ensure!(
+            self.planner_every_secs.is_finite() && (self.planner_every_secs == 0.0 || (1.0..=86_400.0).contains(&self.planner_every_secs)),
+            "RESTOCK_PLANNER_EVERY_SECS must be 0 (off) or between 1 and 86400 seconds, not {}",
+            self.planner_every_secs
+        );
+        anyhow::ensure!(
+            (10..=30 * 86_400).contains(&self.demand_window_secs),
+            "RESTOCK_DEMAND_WINDOW_SECS must be between 10 and 2592000 seconds (30 days), not {}",
+            self.demand_window_secs
+        );
+        anyhow::ensure!(
+            self.default_lead_time_secs.is_finite() && self.default_lead_time_secs >= 0.0,
+            "RESTOCK_DEFAULT_LEAD_TIME_SECS must be a number of seconds, 0 or more, not {}",
+            self.default_lead_time_secs
+        );
+        Ok(restock_worker::PlannerConfig {
+            every: (self.planner_every_secs > 0.0)
+                .then(|| Duration::from_secs_f64(self.planner_every_secs)),
+            settings: restock_activities::plan::PlannerSettings {
+                demand_window_secs: self.demand_window_secs,
+                default_lead_time_secs: self.default_lead_time_secs,
+            },
+        })
+    }
 }
 
 /// Runs the worker until SIGINT/SIGTERM.
 pub async fn run(args: Args) -> anyhow::Result<()> {
+    let planner = args.planner.config()?;
     let signer = args.callback.signer()?;
     let store = args.db.connect().await?;
     let factory =
@@ -84,6 +131,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         max_concurrent_activities: args.max_concurrent_activities,
         graceful_shutdown: Duration::from_secs(args.shutdown_grace_secs),
         metrics_addr: args.metrics_addr,
+        planner,
     };
     restock_worker::run(settings, activities, shutdown_signal())
         .await

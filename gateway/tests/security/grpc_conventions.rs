@@ -312,6 +312,7 @@ async fn errors_carry_machine_readable_details() {
                 reorder_quantity: 0,
                 factory_id: restock_inventory::demo::DEMO_FACTORY.to_owned(),
                 ad_active: true,
+                ..Default::default()
             }),
         })
         .await
