@@ -9,8 +9,8 @@
 
 use std::sync::Arc;
 
-pub use restock_inventory::{PlanSummary, PlannerSettings};
 use restock_inventory::Store;
+pub use restock_inventory::{PlanSummary, PlannerSettings};
 use temporalio_common::ActivityError;
 use temporalio_macros::activities;
 use temporalio_sdk::activities::ActivityContext;

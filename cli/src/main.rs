@@ -48,6 +48,9 @@ enum Command {
     Buy(commands::client::BuyArgs),
     /// Show stock: one product, or all of them.
     Stock(commands::client::StockArgs),
+    /// Change a product (`restock product set SKU --policy adaptive --service-level 99.5`).
+    #[command(subcommand)]
+    Product(commands::product::ProductCommand),
     /// List replenishments (state, age, overdue), newest first.
     Replenishments(commands::replenishments::ListArgs),
     /// Show one product's replenishment: live state and its history.
@@ -80,6 +83,7 @@ fn main() -> std::process::ExitCode {
             Command::Factory(args) => done(commands::factory::run(args).await),
             Command::Buy(args) => commands::client::buy(args).await,
             Command::Stock(args) => done(commands::client::stock(args).await),
+            Command::Product(command) => done(commands::product::run(command).await),
             Command::Replenishments(args) => done(commands::replenishments::list(args).await),
             Command::Replenishment(args) => done(commands::replenishments::show(args).await),
             Command::Complete(args) => done(commands::replenishments::complete(args).await),

@@ -106,3 +106,243 @@ async fn postgres_reorder_quantity_is_capped_at_the_factory_maximum() {
 async fn mariadb_reorder_quantity_is_capped_at_the_factory_maximum() {
     reorder_quantity_is_capped_at_the_factory_maximum(Backend::MySql).await;
 }
+
+/// The replenishment policy through gRPC and the planner's pass over real rows: a new product
+/// is adaptive, bad settings are refused naming the field and change nothing, an unspecified
+/// policy keeps the product's; the planner turns measured demand (sales) and lead time (an
+/// order and its receipt) into the figures and requests a replenishment through the outbox
+/// for a product already at or below its new point; fixed products are left alone; units
+/// refused while out of stock are recorded as demand.
+async fn adaptive_policy_on(backend: Backend) {
+    use restock_inventory::entity::{
+        demand_miss, factory_order, replenish_outbox, sale, stock_receipt,
+    };
+    use restock_proto::v1::{AdaptiveSettings, ReplenishmentPolicy};
+    use sea_orm::{ActiveValue::Set, ColumnTrait, QueryFilter};
+
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let mut inventory = app.inventory().await;
+    let sku = "ADAPT-1";
+    let new = Product {
+        sku: sku.to_owned(),
+        name: "adaptive".to_owned(),
+        price: 100,
+        stock: 15,
+        reorder_point: 0,
+        reorder_quantity: 10,
+        factory_id: restock_inventory::demo::DEMO_FACTORY.to_owned(),
+        ..Default::default()
+    };
+    let upsert = |product: Product| UpsertProductRequest {
+        product: Some(product),
+    };
+    let get = || GetProductRequest {
+        sku: sku.to_owned(),
+    };
+    let created = inventory
+        .upsert_product(upsert(new.clone()))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(created.policy(), ReplenishmentPolicy::Adaptive);
+    let settings = created.adaptive.unwrap();
+    assert_eq!(settings.service_level_percent, 99.0);
+    assert_eq!(settings.min_reorder_quantity, 1);
+    assert!(created.plan.is_none(), "not planned yet");
+
+    // Bad settings: refused, naming the field; nothing changes.
+    for (bad, field) in [
+        (
+            AdaptiveSettings {
+                service_level_percent: 120.0,
+                ..settings
+            },
+            "service level",
+        ),
+        (
+            AdaptiveSettings {
+                min_reorder_quantity: 50,
+                max_reorder_quantity: 40,
+                ..settings
+            },
+            "max_reorder_quantity",
+        ),
+    ] {
+        let status = inventory
+            .upsert_product(upsert(Product {
+                adaptive: Some(bad),
+                ..new.clone()
+            }))
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+        assert!(status.message().contains(field), "{status:?}");
+        assert_eq!(
+            inventory.get_product(get()).await.unwrap().into_inner(),
+            created
+        );
+    }
+
+    // Fixed, then an update that does not name a policy keeps it; then adaptive again.
+    let fixed = inventory
+        .upsert_product(upsert(Product {
+            policy: ReplenishmentPolicy::Fixed as i32,
+            ..new.clone()
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(fixed.policy(), ReplenishmentPolicy::Fixed);
+    let kept = inventory
+        .upsert_product(upsert(new.clone()))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(kept.policy(), ReplenishmentPolicy::Fixed);
+    inventory
+        .upsert_product(upsert(Product {
+            policy: ReplenishmentPolicy::Adaptive as i32,
+            ..new.clone()
+        }))
+        .await
+        .unwrap();
+
+    // 5 units/s for the last 100 s, and one delivery that took 4 s.
+    let db = app.store.connection();
+    let now = restock_inventory::store::now_ms();
+    for i in 0..500_i64 {
+        sale::Entity::insert(sale::ActiveModel {
+            id: Set(format!("test-sale-{i}")),
+            sku: Set(sku.to_owned()),
+            quantity: Set(1),
+            remaining_stock: Set(15),
+            idempotency_key: Set(None),
+            requester: Set("test".to_owned()),
+            requested_replenishment: Set(false),
+            created_at: Set(now - 100 - i * 200),
+        })
+        .exec_without_returning(db)
+        .await
+        .unwrap();
+    }
+    factory_order::Entity::insert(factory_order::ActiveModel {
+        order_id: Set("test-order-1".to_owned()),
+        sku: Set(sku.to_owned()),
+        quantity: Set(10),
+        factory_id: Set(restock_inventory::demo::DEMO_FACTORY.to_owned()),
+        status: Set("accepted".to_owned()),
+        factory_reference: Set(None),
+        attempts: Set(1),
+        last_error: Set(None),
+        created_at: Set(now - 60_000),
+        updated_at: Set(now - 60_000),
+    })
+    .exec_without_returning(db)
+    .await
+    .unwrap();
+    stock_receipt::Entity::insert(stock_receipt::ActiveModel {
+        factory_order_id: Set("test-order-1".to_owned()),
+        sku: Set(sku.to_owned()),
+        quantity: Set(10),
+        replenishment_id: Set(restock_inventory::replenishment_id(sku)),
+        received_at: Set(now - 56_000),
+    })
+    .exec_without_returning(db)
+    .await
+    .unwrap();
+    let demo_before = app
+        .store
+        .product(restock_inventory::demo::DEMO_SKU)
+        .await
+        .unwrap();
+    let summary = app
+        .store
+        .plan_replenishments(&restock_inventory::PlannerSettings::default())
+        .await
+        .unwrap();
+    assert_eq!(summary.planned, 1, "{summary:?}");
+    // Lead-time demand 20, plus safety stock for the (small) variability: 20 to 35; the
+    // quantity covers 1.5 lead times (30).
+    let planned = inventory.get_product(get()).await.unwrap().into_inner();
+    let plan = planned.plan.unwrap();
+    assert!((plan.demand_per_second - 5.0).abs() < 0.3, "{plan:?}");
+    assert_eq!(plan.lead_time_seconds, 4.0);
+    assert_eq!(plan.lead_time_observations, 1);
+    assert!((20..=35).contains(&planned.reorder_point), "{planned:?}");
+    assert!((28..=31).contains(&planned.reorder_quantity), "{planned:?}");
+    assert_eq!(plan.computed_reorder_point, planned.reorder_point);
+    // Stock 15 is at or below the new point: requested through the outbox.
+    assert_eq!(summary.requested, vec![sku.to_owned()]);
+    let intent = replenish_outbox::Entity::find()
+        .filter(replenish_outbox::Column::Sku.eq(sku))
+        .one(db)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(intent.reason, "planner");
+    // Fixed products (the demo's) are not touched.
+    assert_eq!(
+        app.store
+            .product(restock_inventory::demo::DEMO_SKU)
+            .await
+            .unwrap(),
+        demo_before
+    );
+
+    // Units refused while out of stock become demand rows within a couple of seconds.
+    let mut sales = app.sales().await;
+    let empty = "CP-502101";
+    let stock = app.store.product(empty).await.unwrap().product.stock;
+    app.store
+        .adjust_stock(&restock_inventory::AdjustStock {
+            sku: empty.into(),
+            delta: -stock,
+            reason: "test".into(),
+            actor: "test".into(),
+        })
+        .await
+        .unwrap();
+    sales
+        .purchase(restock_proto::v1::PurchaseRequest {
+            sku: empty.to_owned(),
+            quantity: 3,
+            idempotency_key: String::new(),
+            requester: "test".to_owned(),
+        })
+        .await
+        .unwrap();
+    let mut missed = 0;
+    for _ in 0..50 {
+        missed = demand_miss::Entity::find()
+            .filter(demand_miss::Column::Sku.eq(empty))
+            .all(db)
+            .await
+            .unwrap()
+            .iter()
+            .map(|m| m.units)
+            .sum::<i64>();
+        if missed > 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(missed, 3);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn sqlite_adaptive_policy() {
+    adaptive_policy_on(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn postgres_adaptive_policy() {
+    adaptive_policy_on(Backend::Postgres).await;
+}
+
+#[tokio::test]
+async fn mariadb_adaptive_policy() {
+    adaptive_policy_on(Backend::MySql).await;
+}

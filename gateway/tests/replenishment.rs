@@ -19,6 +19,8 @@ const WAIT: Duration = Duration::from_secs(60);
 
 #[path = "replenishment/exactly_once.rs"]
 mod exactly_once;
+#[path = "replenishment/planner.rs"]
+mod planner;
 
 fn buy(sku: &str) -> PurchaseRequest {
     PurchaseRequest {

@@ -52,7 +52,7 @@ pub struct PlanSummary {
 /// A policy change for [`Store::upsert_product`].
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct PolicyChange {
-    /// The policy; `None` keeps the product's (a new product is adaptive).
+    /// The policy; `None` keeps an existing product's (a new product is adaptive).
     pub kind: Option<PolicyKind>,
     /// Target and bounds; `None` keeps the product's (a new product gets the defaults).
     pub adaptive: Option<AdaptiveSettings>,
@@ -116,11 +116,14 @@ pub fn validate_settings(s: &AdaptiveSettings) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// Writes a product's policy row inside the caller's transaction (see [`PolicyChange`]).
+/// Writes a product's policy row inside the caller's transaction (see [`PolicyChange`]);
+/// `created`: the product is new (then an unnamed policy is adaptive; else it is kept). A
+/// product that stays fixed without settings of its own gets no row.
 pub(crate) async fn apply_policy_change<C: ConnectionTrait>(
     db: &C,
     sku: &str,
     change: &PolicyChange,
+    created: bool,
 ) -> Result<(), StoreError> {
     if let Some(settings) = &change.adaptive {
         validate_settings(settings)?;
@@ -135,7 +138,14 @@ pub(crate) async fn apply_policy_change<C: ConnectionTrait>(
                 .as_ref()
                 .and_then(|row| PolicyKind::parse(&row.policy))
         })
-        .unwrap_or(PolicyKind::Adaptive);
+        .unwrap_or(if created {
+            PolicyKind::Adaptive
+        } else {
+            PolicyKind::Fixed
+        });
+    if kind == PolicyKind::Fixed && existing.is_none() && change.adaptive.is_none() {
+        return Ok(());
+    }
     let settings = change
         .adaptive
         .or_else(|| existing.as_ref().map(settings_of))

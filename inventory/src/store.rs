@@ -781,6 +781,13 @@ impl Store {
         };
         let txn = self.begin_write().await?;
         let now = now_ms();
+        let created = match &p.policy {
+            Some(_) => product::Entity::find_by_id(p.sku.as_str())
+                .one(&txn)
+                .await?
+                .is_none(),
+            None => false,
+        };
         product::Entity::insert(product::ActiveModel {
             sku: Set(p.sku.clone()),
             name: Set(p.name.clone()),
@@ -819,7 +826,7 @@ impl Store {
         .exec_without_returning(&txn)
         .await?;
         if let Some(change) = &p.policy {
-            apply_policy_change(&txn, &p.sku, change).await?;
+            apply_policy_change(&txn, &p.sku, change, created).await?;
         }
         txn.commit().await?;
         self.product(&p.sku).await

@@ -161,7 +161,9 @@ async fn ensure_schedule(
         match restock_workflows::client::ensure_planner_schedule(&client, &task_queue, every).await
         {
             Ok(()) => return,
-            Err(err) => tracing::warn!(error = %format!("{err:#}"), "cannot set up the planner schedule yet; retrying"),
+            Err(err) => {
+                tracing::warn!(error = %format!("{err:#}"), "cannot set up the planner schedule yet; retrying")
+            }
         }
         tokio::select! {
             () = tokio::time::sleep(Duration::from_secs(5)) => {}

@@ -380,24 +380,6 @@ pub const DEV_SERVER_SQLITE_ARGS: [&str; 4] = [
     "synchronous=normal",
 ];
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn identity_names_the_pid_and_the_host() {
-        let id = super::identity();
-        assert!(
-            id.starts_with(&format!("restock-{}@", std::process::id())),
-            "{id}"
-        );
-        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-            .map(|h| h.trim().to_owned())
-            .unwrap_or_default();
-        if !host.is_empty() {
-            assert!(id.ends_with(&format!("@{host}")), "{id}");
-        }
-    }
-}
-
 /// Creates the Temporal Schedule `restock-planner` (a `plan-replenishments` run on
 /// `task_queue` every `every`, overlapping runs skipped) unless it exists. An existing
 /// schedule keeps its state (an operator may have paused it); only its interval follows the
@@ -427,7 +409,11 @@ pub async fn ensure_planner_schedule(
         .await
     {
         Ok(_) => {
-            tracing::info!(schedule = crate::PLANNER_SCHEDULE_ID, every_secs = every.as_secs_f64(), "planner schedule created");
+            tracing::info!(
+                schedule = crate::PLANNER_SCHEDULE_ID,
+                every_secs = every.as_secs_f64(),
+                "planner schedule created"
+            );
             Ok(())
         }
         Err(ScheduleError::Rpc(status)) if status.code() == tonic::Code::AlreadyExists => {
@@ -446,15 +432,42 @@ pub async fn ensure_planner_schedule(
                 .map(|d| std::time::Duration::new(d.seconds.max(0) as u64, d.nanos.max(0) as u32));
             if interval != Some(every) {
                 handle
-                    .update(move |u| {
-                        u.set_spec(spec);
-                    }, Default::default())
+                    .update(
+                        move |u| {
+                            u.set_spec(spec);
+                        },
+                        Default::default(),
+                    )
                     .await
-                    .map_err(|e| anyhow::anyhow!("updating the planner schedule's interval: {e}"))?;
-                tracing::info!(schedule = crate::PLANNER_SCHEDULE_ID, every_secs = every.as_secs_f64(), "planner schedule interval updated");
+                    .map_err(|e| {
+                        anyhow::anyhow!("updating the planner schedule's interval: {e}")
+                    })?;
+                tracing::info!(
+                    schedule = crate::PLANNER_SCHEDULE_ID,
+                    every_secs = every.as_secs_f64(),
+                    "planner schedule interval updated"
+                );
             }
             Ok(())
         }
         Err(e) => Err(anyhow::anyhow!("creating the planner schedule: {e}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn identity_names_the_pid_and_the_host() {
+        let id = super::identity();
+        assert!(
+            id.starts_with(&format!("restock-{}@", std::process::id())),
+            "{id}"
+        );
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_owned())
+            .unwrap_or_default();
+        if !host.is_empty() {
+            assert!(id.ends_with(&format!("@{host}")), "{id}");
+        }
     }
 }

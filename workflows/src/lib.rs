@@ -18,10 +18,12 @@ pub mod plan;
 pub mod replenish;
 pub mod state;
 
+pub use plan::{
+    DEFAULT_PLANNER_INTERVAL, PLAN_WORKFLOW_TYPE, PLANNER_SCHEDULE_ID, PlanReplenishments,
+};
 pub use replenish::{
     CancelRequest, CarriedOrder, CompletionRefusal, FactoryCompleted, MAX_REQUESTS_PER_RUN,
     PATCH_EXACTLY_ONCE, ReplenishInput, ReplenishOutcome, ReplenishRequested, ReplenishSettings,
     ReplenishStatus, ReplenishStock, SEARCH_ATTRIBUTE_SKU, SEARCH_ATTRIBUTE_STATE, WORKFLOW_TYPE,
 };
-pub use plan::{DEFAULT_PLANNER_INTERVAL, PLAN_WORKFLOW_TYPE, PLANNER_SCHEDULE_ID, PlanReplenishments};
 pub use state::{Event, RestockState};

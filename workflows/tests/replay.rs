@@ -7,7 +7,7 @@
 
 use std::path::PathBuf;
 
-use restock_workflows::ReplenishStock;
+use restock_workflows::{PlanReplenishments, ReplenishStock};
 use temporalio_client::WorkflowHistory;
 use temporalio_sdk::workflow_replayer::{WorkflowReplayer, WorkflowReplayerOptions};
 
@@ -31,6 +31,8 @@ fn histories() -> Vec<(String, Vec<u8>)> {
 fn replayer() -> WorkflowReplayer {
     let options = WorkflowReplayerOptions::new()
         .register_workflow::<ReplenishStock>()
+        .unwrap()
+        .register_workflow::<PlanReplenishments>()
         .unwrap()
         .build();
     WorkflowReplayer::new(options).unwrap()

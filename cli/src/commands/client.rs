@@ -3,7 +3,7 @@
 use anyhow::{Context, anyhow};
 use restock_inventory::validate::MAX_PURCHASE_QUANTITY;
 use restock_proto::v1::{
-    GetProductRequest, ListProductsRequest, Outcome, Product, PurchaseRequest,
+    GetProductRequest, ListProductsRequest, Outcome, Product, PurchaseRequest, ReplenishmentPolicy,
     inventory_service_client::InventoryServiceClient, sales_service_client::SalesServiceClient,
 };
 use serde_json::json;
@@ -271,15 +271,125 @@ pub async fn stock(args: StockArgs) -> anyhow::Result<()> {
         let rows: Vec<_> = products.iter().map(product_json).collect();
         return outln!("{}", serde_json::Value::Array(rows));
     }
-    outln!("{}", stock_table(&products).trim_end())
+    outln!("{}", stock_table(&products).trim_end())?;
+    if let [one] = products.as_slice() {
+        outln!("{}", policy_text(one, crate::output::now_ms()).trim_end())?;
+    }
+    Ok(())
+}
+
+/// Prints one product as `restock stock SKU` does.
+pub fn print_product(p: &Product, json: bool) -> anyhow::Result<()> {
+    if json {
+        return outln!("{}", product_json(p));
+    }
+    outln!("{}", stock_table(std::slice::from_ref(p)).trim_end())?;
+    outln!("{}", policy_text(p, crate::output::now_ms()).trim_end())
+}
+
+/// The policy's name as people read it.
+fn policy_name(p: &Product) -> &'static str {
+    match ReplenishmentPolicy::try_from(p.policy) {
+        Ok(ReplenishmentPolicy::Adaptive) => "adaptive",
+        _ => "fixed",
+    }
 }
 
 fn product_json(p: &Product) -> serde_json::Value {
-    json!({
+    let mut doc = json!({
         "sku": p.sku, "name": p.name, "price": p.price, "stock": p.stock,
         "reorder_point": p.reorder_point, "reorder_quantity": p.reorder_quantity,
         "factory_id": p.factory_id, "ad_active": p.ad_active,
-    })
+        "policy": policy_name(p),
+    });
+    if let Some(a) = &p.adaptive {
+        doc["adaptive"] = json!({
+            "service_level_percent": a.service_level_percent,
+            "min_reorder_point": a.min_reorder_point, "max_reorder_point": a.max_reorder_point,
+            "min_reorder_quantity": a.min_reorder_quantity,
+            "max_reorder_quantity": a.max_reorder_quantity,
+        });
+    }
+    if let Some(plan) = &p.plan {
+        doc["plan"] = json!({
+            "demand_per_second": plan.demand_per_second,
+            "demand_stddev_per_second": plan.demand_stddev_per_second,
+            "lead_time_seconds": plan.lead_time_seconds,
+            "lead_time_stddev_seconds": plan.lead_time_stddev_seconds,
+            "lead_time_observations": plan.lead_time_observations,
+            "computed_reorder_point": plan.computed_reorder_point,
+            "computed_reorder_quantity": plan.computed_reorder_quantity,
+            "cover_seconds": plan.cover_seconds,
+            "planned_at_unix_ms": plan.planned_at_unix_ms,
+        });
+    }
+    doc
+}
+
+/// A duration in the unit people think in: seconds, minutes, hours or days.
+fn human_secs(secs: f64) -> String {
+    match secs {
+        s if s < 120.0 => format!("{s:.1} s"),
+        s if s < 7_200.0 => format!("{:.1} min", s / 60.0),
+        s if s < 172_800.0 => format!("{:.1} h", s / 3_600.0),
+        s => format!("{:.1} days", s / 86_400.0),
+    }
+}
+
+/// One product's replenishment policy and the planner's figures, under its table row.
+fn policy_text(p: &Product, now_ms: i64) -> String {
+    let mut out = String::new();
+    let Some(a) = p.adaptive.as_ref().filter(|_| policy_name(p) == "adaptive") else {
+        out.push_str(&format!(
+            "\npolicy     fixed: reorder at {}, order {} (set by hand)\n",
+            p.reorder_point, p.reorder_quantity
+        ));
+        return out;
+    };
+    out.push_str(&format!(
+        "\npolicy     adaptive: {}% service level; reorder point {}..{}, quantity {}..{}\n",
+        a.service_level_percent,
+        a.min_reorder_point,
+        a.max_reorder_point,
+        a.min_reorder_quantity,
+        a.max_reorder_quantity
+    ));
+    let Some(plan) = &p.plan else {
+        out.push_str("plan       not planned yet (the planner runs every minute by default)\n");
+        return out;
+    };
+    out.push_str(&format!(
+        "demand     {:.2} units/s (σ {:.2} per second)\n",
+        plan.demand_per_second, plan.demand_stddev_per_second
+    ));
+    if plan.lead_time_observations == 0 {
+        out.push_str(&format!(
+            "lead time  {} (the default: no delivery measured yet)\n",
+            human_secs(plan.lead_time_seconds)
+        ));
+    } else {
+        out.push_str(&format!(
+            "lead time  {} (σ {}, from {} deliveries)\n",
+            human_secs(plan.lead_time_seconds),
+            human_secs(plan.lead_time_stddev_seconds),
+            plan.lead_time_observations
+        ));
+    }
+    out.push_str(&format!(
+        "computed   reorder at {}, order {}\n",
+        plan.computed_reorder_point, plan.computed_reorder_quantity
+    ));
+    if plan.demand_per_second > 0.0 {
+        out.push_str(&format!(
+            "cover      {} at this demand\n",
+            human_secs(p.stock as f64 / plan.demand_per_second)
+        ));
+    } else {
+        out.push_str("cover      no demand measured\n");
+    }
+    let age = (now_ms - plan.planned_at_unix_ms).max(0) as f64 / 1_000.0;
+    out.push_str(&format!("planned    {} ago\n", human_secs(age)));
+    out
 }
 
 /// Display width of a string: East Asian wide characters take two columns.
@@ -318,24 +428,26 @@ fn stock_table(products: &[Product]) -> String {
         .unwrap_or(3)
         .max(3);
     let mut out = format!(
-        "{}  {}  {:>10}  {:>6}  {:>10}  {:>9}  {:<10}  AD\n",
+        "{}  {}  {:>10}  {:>6}  {:>10}  {:>9}  {:<8}  {:<10}  AD\n",
         pad("SKU", sku_w),
         pad("NAME", name_w),
         "PRICE",
         "STOCK",
         "REORDER AT",
         "REORDER Q",
+        "POLICY",
         "FACTORY"
     );
     for p in products {
         out.push_str(&format!(
-            "{}  {}  {:>10}  {:>6}  {:>10}  {:>9}  {:<10}  {}\n",
+            "{}  {}  {:>10}  {:>6}  {:>10}  {:>9}  {:<8}  {:<10}  {}\n",
             pad(&p.sku, sku_w),
             pad(&p.name, name_w),
             p.price,
             p.stock,
             p.reorder_point,
             p.reorder_quantity,
+            policy_name(p),
             p.factory_id,
             if p.ad_active { "on" } else { "paused" }
         ));

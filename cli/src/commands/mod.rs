@@ -5,5 +5,6 @@ pub mod dev;
 pub mod factory;
 pub mod gateway;
 pub mod migrate;
+pub mod product;
 pub mod replenishments;
 pub mod worker;

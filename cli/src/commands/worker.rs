@@ -78,7 +78,9 @@ impl PlannerArgs {
     /// The worker's planner configuration; refuses numbers that make no sense.
     pub fn config(&self) -> anyhow::Result<restock_worker::PlannerConfig> {
         anyhow::ensure!(
-            self.planner_every_secs.is_finite() && (self.planner_every_secs == 0.0 || (1.0..=86_400.0).contains(&self.planner_every_secs)),
+            self.planner_every_secs.is_finite()
+                && (self.planner_every_secs == 0.0
+                    || (1.0..=86_400.0).contains(&self.planner_every_secs)),
             "RESTOCK_PLANNER_EVERY_SECS must be 0 (off) or between 1 and 86400 seconds, not {}",
             self.planner_every_secs
         );
