@@ -12,14 +12,18 @@
 //!   PostgreSQL, the C library for SQLite), and SQLite's for the whole keyed sale.
 //! - [`replenish`]: out-of-stock sale → factory order latency, and replenishments per second.
 //! - [`trivial`]: the one-activity workflow that replenishments per second are compared with.
+//! - [`simulate`]: scenario 5, the service level: Poisson buyers against the real stack, the
+//!   fixed and the adaptive replenishment policy side by side; [`chart`] draws it.
 //! - [`machine`]: the machine description at the top of the report.
 //! - [`report`]: the markdown.
 
 pub mod ceiling;
+pub mod chart;
 pub mod load;
 pub mod machine;
 pub mod plan;
 pub mod replenish;
+pub mod simulate;
 pub mod report;
 pub mod system;
 pub mod trivial;
@@ -153,6 +157,13 @@ pub async fn run(plan: Plan) -> anyhow::Result<Report> {
         return finish(report, system, &plan).await;
     }
 
+    if plan.simulation_only {
+        report
+            .notes
+            .push("--simulation-only: scenarios 1 to 4 were not run.".into());
+        return simulation(report, system, &plan).await;
+    }
+
     // 2-4. The replenishment path, on the embedded default (SQLite).
     let db = system.database(Backend::Sqlite).await?;
     let stack = system.replenishment_stack(&db).await?;
@@ -193,7 +204,25 @@ pub async fn run(plan: Plan) -> anyhow::Result<Report> {
         load: "scenarios 2 and 3".into(),
     });
     stack.stop().await;
-    finish(report, system, &plan).await
+    simulation(report, system, &plan).await
+}
+
+/// 5. The service level, then the report.
+async fn simulation(mut report: Report, system: System, plan: &Plan) -> anyhow::Result<Report> {
+    let simulated = simulate::run(&system, plan).await?;
+    for row in &simulated.rows {
+        eprintln!(
+            "bench: simulation {} {}: fill {:.1}%, {:.0} s out of stock, {:.1} on hand, {} orders",
+            row.demand.label,
+            row.policy.name(),
+            row.fill_rate() * 100.0,
+            row.out_of_stock_secs,
+            row.average_on_hand,
+            row.factory_orders
+        );
+    }
+    report.simulation = Some(simulated);
+    finish(report, system, plan).await
 }
 
 async fn finish(report: Report, system: System, plan: &Plan) -> anyhow::Result<Report> {

@@ -49,6 +49,12 @@ pub struct Args {
     /// 10 with --quick).
     #[arg(long)]
     pub burst: Option<usize>,
+    /// Seconds of the service-level simulation, scenario 5 (default 600, or 20 with --quick).
+    #[arg(long)]
+    pub simulation_secs: Option<f64>,
+    /// Only the service-level simulation (scenario 5); the report says so.
+    #[arg(long, conflicts_with_all = ["purchases_only", "replenishment_only"])]
+    pub simulation_only: bool,
     /// Extra arguments for `temporal server start-dev` (repeat the flag per argument).
     #[arg(long, allow_hyphen_values = true)]
     pub temporal_arg: Vec<String>,
@@ -104,6 +110,10 @@ pub struct Plan {
     pub replenishment_only: bool,
     /// Extra `temporal server start-dev` arguments.
     pub temporal_args: Vec<String>,
+    /// How long the service-level simulation runs.
+    pub simulation: Duration,
+    /// Only scenario 5.
+    pub simulation_only: bool,
 }
 
 impl Plan {
@@ -131,6 +141,12 @@ impl Plan {
             anyhow::bail!("--seconds must be between 0 and 600, got {seconds}");
         }
         let quick = args.quick;
+        let simulation = args
+            .simulation_secs
+            .unwrap_or(if quick { 20.0 } else { 600.0 });
+        if !(simulation.is_finite() && (10.0..=7_200.0).contains(&simulation)) {
+            anyhow::bail!("--simulation-secs must be between 10 and 7200, got {simulation}");
+        }
         if args.concurrency.iter().any(|&c| c == 0 || c > 4096) {
             anyhow::bail!("--concurrency values must be between 1 and 4096");
         }
@@ -154,7 +170,9 @@ impl Plan {
                 .max(2),
             burst: args.burst.unwrap_or(if quick { 10 } else { 300 }).max(1),
             purchases_only: args.purchases_only,
-            replenishment_only: args.replenishment_only,
+            replenishment_only: args.replenishment_only || args.simulation_only,
+            simulation: Duration::from_secs_f64(simulation),
+            simulation_only: args.simulation_only,
             temporal_args: args.temporal_arg,
         })
     }

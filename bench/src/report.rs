@@ -60,6 +60,8 @@ pub struct Report {
     pub trivial: Option<Throughput>,
     /// Scenario 4.
     pub memory: Vec<Memory>,
+    /// Scenario 5.
+    pub simulation: Option<crate::simulate::Simulation>,
     /// Things skipped or worth knowing.
     pub notes: Vec<String>,
 }
@@ -128,6 +130,7 @@ impl Report {
             replenishments: None,
             trivial: None,
             memory: Vec::new(),
+            simulation: None,
             notes: Vec::new(),
         }
     }
@@ -279,6 +282,36 @@ impl Report {
             peak(false),
             60.0,
         ));
+        if let Some(sim) = &self.simulation {
+            use crate::simulate::Policy;
+            for row in sim.rows.iter().filter(|r| r.policy == Policy::Adaptive) {
+                goals.push(Goal::at_least(
+                    format!("Simulation {}: adaptive fill rate (%)", row.demand.label),
+                    Some(row.fill_rate() * 100.0),
+                    99.0,
+                ));
+                if row.demand.step_to.is_none() {
+                    goals.push(Goal::at_most(
+                        format!(
+                            "Simulation {}: adaptive average on hand ÷ lead-time demand",
+                            row.demand.label
+                        ),
+                        Some(row.average_on_hand / row.lead_time_demand.max(1e-9)),
+                        3.0,
+                    ));
+                }
+                if let Some(after) = row.fill_after_step() {
+                    goals.push(Goal::at_least(
+                        format!(
+                            "Simulation {}: adaptive fill rate from 3 lead times after the step (%)",
+                            row.demand.label
+                        ),
+                        Some(after * 100.0),
+                        99.0,
+                    ));
+                }
+            }
+        }
         goals
     }
 
@@ -345,6 +378,7 @@ impl Report {
         self.purchases_section(&mut out);
         self.replenishment_section(&mut out);
         self.memory_section(&mut out);
+        self.simulation_section(&mut out);
 
         if !self.notes.is_empty() {
             let _ = writeln!(out, "## Notes from this run\n");
@@ -515,6 +549,60 @@ impl Report {
             }
             _ => {
                 let _ = writeln!(out, "Not measured in this run.\n");
+            }
+        }
+    }
+
+    fn simulation_section(&self, out: &mut String) {
+        let _ = writeln!(out, "## 5. Service level: the replenishment policy under steady demand
+");
+        let Some(sim) = &self.simulation else {
+            let _ = writeln!(out, "Not measured in this run.\n");
+            return;
+        };
+        let _ = writeln!(
+            out,
+            "Poisson buyers (one unit each) for {:.0} s against the real stack, a factory that delivers {:.0} s after each order, the fixed policy (reorder point 0, as the old system) and the adaptive one side by side. Both start with one order on hand and order the same quantity at first (1.5 lead times of demand); the planner runs every {} s over a {} s demand window, with a default lead time of {} s until it has measured one. Fill rate = units sold ÷ units asked for; on hand is time-weighted from samples every 200 ms. The step product's demand goes from 5 to 15 units/s at {:.0} s.\n",
+            sim.seconds,
+            crate::simulate::LEAD_TIME.as_secs_f64(),
+            crate::simulate::PLANNER_EVERY_SECS,
+            crate::simulate::DEMAND_WINDOW_SECS,
+            crate::simulate::DEFAULT_LEAD_TIME_SECS,
+            sim.step_at,
+        );
+        let _ = writeln!(
+            out,
+            "| demand | policy | fill rate | turned away | out of stock | average on hand | lead-time demand | factory orders | final reorder point / quantity |\n|---|---|---:|---:|---:|---:|---:|---:|---:|"
+        );
+        for row in &sim.rows {
+            let _ = writeln!(
+                out,
+                "| {} | {} | {:.1}%{} | {} | {:.0} s | {:.1} | {:.0} | {} | {} / {} |",
+                row.demand.label,
+                row.policy.name(),
+                row.fill_rate() * 100.0,
+                row.fill_after_step()
+                    .map(|f| format!(" ({:.1}% from 3 lead times after the step)", f * 100.0))
+                    .unwrap_or_default(),
+                row.demanded - row.sold,
+                row.out_of_stock_secs,
+                row.average_on_hand,
+                row.lead_time_demand,
+                row.factory_orders,
+                row.final_figures.0,
+                row.final_figures.1,
+            );
+        }
+        let errors: u64 = sim.rows.iter().map(|r| r.errors).sum();
+        if errors > 0 {
+            let _ = writeln!(out, "\n{errors} purchase calls failed (counted as not sold).");
+        }
+        match &sim.chart {
+            Ok(name) => {
+                let _ = writeln!(out, "\n![Units on hand over time, fixed vs adaptive]({name})\n");
+            }
+            Err(why) => {
+                let _ = writeln!(out, "\nNo chart: {why}\n");
             }
         }
     }

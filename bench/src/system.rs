@@ -149,6 +149,15 @@ impl ReplenishmentStack {
     }
 }
 
+/// How a replenishment stack differs from the default.
+#[derive(Debug, Clone, Default)]
+pub struct StackSpec {
+    /// The factory simulator's step (its lead time is 4 steps); 0: instant.
+    pub factory_step_ms: u64,
+    /// Extra environment for the worker (e.g. the planner's settings).
+    pub worker_env: Vec<(&'static str, String)>,
+}
+
 /// The benchmark's shared pieces: the Temporal dev server and a scratch directory.
 pub struct System {
     plan: Plan,
@@ -308,6 +317,16 @@ impl System {
 
     /// Gateway (grouped), worker and a factory simulator that produces instantly, over `db`.
     pub async fn replenishment_stack(&self, db: &Database) -> anyhow::Result<ReplenishmentStack> {
+        self.replenishment_stack_with(db, &StackSpec::default())
+            .await
+    }
+
+    /// [`System::replenishment_stack`] with a factory lead time and worker settings.
+    pub async fn replenishment_stack_with(
+        &self,
+        db: &Database,
+        spec: &StackSpec,
+    ) -> anyhow::Result<ReplenishmentStack> {
         let factory_addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse()?;
         let factory = self.spawn(
             "factory",
@@ -316,7 +335,7 @@ impl System {
                 "--addr".into(),
                 factory_addr.to_string(),
                 "--step-interval-ms".into(),
-                "0".into(),
+                spec.factory_step_ms.to_string(),
             ],
             &[],
         )?;
@@ -346,7 +365,10 @@ impl System {
                 "--metrics-addr".into(),
                 worker_metrics.to_string(),
             ],
-            &[("RESTOCK_DATABASE_URL", db.url.clone())],
+            &[("RESTOCK_DATABASE_URL", db.url.clone())]
+                .into_iter()
+                .chain(spec.worker_env.iter().cloned())
+                .collect::<Vec<_>>(),
         )?;
         let worker = self
             .ready(

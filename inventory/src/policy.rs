@@ -184,19 +184,24 @@ pub fn figures(
 
 /// Demand from `events` (`(unix_ms, units)`: sales and misses) up to `now_ms`: the rate over
 /// the last `window_ms`, or over the last `short_ms` when that is clearly higher (see the module
-/// docs). The long window starts at the first event inside it (a new product is not averaged
-/// with the time before it sold), and is never shorter than the short one. `None` without
-/// events.
+/// docs). Both windows start no earlier than the first event inside the long one (a new
+/// product is not averaged with the time before it sold). `None` without events.
 pub fn demand(events: &[(i64, i64)], now_ms: i64, window_ms: i64, short_ms: i64) -> Option<Demand> {
-    let short_ms = short_ms.clamp(1_000, window_ms.max(1_000));
+    let window_ms = window_ms.max(1_000);
     let in_window: Vec<(i64, i64)> = events
         .iter()
         .copied()
         .filter(|(at, units)| *at > now_ms - window_ms && *at <= now_ms && *units > 0)
         .collect();
     let first = in_window.iter().map(|(at, _)| *at).min()?;
-    let long_ms = (now_ms - first + 1_000).clamp(short_ms, window_ms.max(short_ms));
+    // Never average over time before the first event: a product that began selling two
+    // seconds ago sells at its rate of those two seconds, not a fifteenth of it.
+    let long_ms = (now_ms - first + 1_000).clamp(1_000, window_ms);
+    let short_ms = short_ms.clamp(1_000, long_ms);
     let long = rate_over(&in_window, now_ms, long_ms);
+    if short_ms == long_ms {
+        return Some(long);
+    }
     let short = rate_over(&in_window, now_ms, short_ms);
     let expected = long.per_second * short_ms as f64 / 1_000.0;
     let seen = short.per_second * short_ms as f64 / 1_000.0;
@@ -431,6 +436,15 @@ mod tests {
         assert_eq!(demand(&[], now, 600_000, 10_000), None);
         // Events outside the window do not count.
         assert_eq!(demand(&[(now - 700_000, 5)], now, 600_000, 10_000), None);
+    }
+
+    #[test]
+    fn a_new_seller_is_measured_over_its_own_time() {
+        // 10 units/s for the last 2 s only: about 10, not 10 * 2 / 10.
+        let now = 1_000_000;
+        let events: Vec<(i64, i64)> = (0..20).map(|i| (now - i * 100 - 50, 1)).collect();
+        let d = demand(&events, now, 600_000, 10_000).unwrap();
+        assert!(d.per_second > 6.0, "{d:?}");
     }
 
     #[test]
