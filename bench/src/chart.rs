@@ -1,5 +1,6 @@
 //! The simulation's chart: stock on hand over time, one panel per product, the fixed and the
-//! adaptive policy as two lines in each (PNG, drawn with plotters). Text needs a TrueType
+//! adaptive policy as two lines in each (PNG, drawn with plotters; 1-pixel lines: plotters
+//! 0.3.7 draws thicker near-vertical segments with spikes far outside the chart). Text needs a TrueType
 //! font: DejaVu Sans from Debian's `fonts-dejavu-core` (or `RESTOCK_BENCH_FONT`).
 
 use std::path::Path;
@@ -77,12 +78,18 @@ pub fn draw(path: &Path, panels: &[Panel], seconds: f64) -> anyhow::Result<()> {
             .draw()
             .map_err(|e| anyhow!("{e}"))?;
         chart
-            .draw_series(LineSeries::new(panel.fixed.iter().copied(), RED.stroke_width(1)))
+            .draw_series(LineSeries::new(
+                panel.fixed.iter().copied(),
+                RED.stroke_width(1),
+            ))
             .map_err(|e| anyhow!("{e}"))?
             .label("fixed (reorder point 0)")
             .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], RED));
         chart
-            .draw_series(LineSeries::new(panel.adaptive.iter().copied(), BLUE.stroke_width(2)))
+            .draw_series(LineSeries::new(
+                panel.adaptive.iter().copied(),
+                BLUE.stroke_width(1),
+            ))
             .map_err(|e| anyhow!("{e}"))?
             .label("adaptive")
             .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], BLUE));

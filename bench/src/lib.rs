@@ -23,8 +23,8 @@ pub mod load;
 pub mod machine;
 pub mod plan;
 pub mod replenish;
-pub mod simulate;
 pub mod report;
+pub mod simulate;
 pub mod system;
 pub mod trivial;
 

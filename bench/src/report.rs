@@ -285,12 +285,12 @@ impl Report {
         if let Some(sim) = &self.simulation {
             use crate::simulate::Policy;
             for row in sim.rows.iter().filter(|r| r.policy == Policy::Adaptive) {
-                goals.push(Goal::at_least(
-                    format!("Simulation {}: adaptive fill rate (%)", row.demand.label),
-                    Some(row.fill_rate() * 100.0),
-                    99.0,
-                ));
                 if row.demand.step_to.is_none() {
+                    goals.push(Goal::at_least(
+                        format!("Simulation {}: adaptive fill rate (%)", row.demand.label),
+                        Some(row.fill_rate() * 100.0),
+                        99.0,
+                    ));
                     goals.push(Goal::at_most(
                         format!(
                             "Simulation {}: adaptive average on hand ÷ lead-time demand",
@@ -554,8 +554,11 @@ impl Report {
     }
 
     fn simulation_section(&self, out: &mut String) {
-        let _ = writeln!(out, "## 5. Service level: the replenishment policy under steady demand
-");
+        let _ = writeln!(
+            out,
+            "## 5. Service level: the replenishment policy under steady demand
+"
+        );
         let Some(sim) = &self.simulation else {
             let _ = writeln!(out, "Not measured in this run.\n");
             return;
@@ -595,11 +598,17 @@ impl Report {
         }
         let errors: u64 = sim.rows.iter().map(|r| r.errors).sum();
         if errors > 0 {
-            let _ = writeln!(out, "\n{errors} purchase calls failed (counted as not sold).");
+            let _ = writeln!(
+                out,
+                "\n{errors} purchase calls failed (counted as not sold)."
+            );
         }
         match &sim.chart {
             Ok(name) => {
-                let _ = writeln!(out, "\n![Units on hand over time, fixed vs adaptive]({name})\n");
+                let _ = writeln!(
+                    out,
+                    "\n![Units on hand over time, fixed vs adaptive]({name})\n"
+                );
             }
             Err(why) => {
                 let _ = writeln!(out, "\nNo chart: {why}\n");

@@ -16,8 +16,7 @@ use restock_inventory::entity::factory_order;
 use restock_proto::v1::inventory_service_client::InventoryServiceClient;
 use restock_proto::v1::sales_service_client::SalesServiceClient;
 use restock_proto::v1::{
-    GetProductRequest, Outcome, Product, PurchaseRequest, ReplenishmentPolicy,
-    UpsertProductRequest,
+    GetProductRequest, Outcome, Product, PurchaseRequest, ReplenishmentPolicy, UpsertProductRequest,
 };
 use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
 use tokio::time::Instant;
@@ -34,6 +33,11 @@ pub const PLANNER_EVERY_SECS: u64 = 2;
 pub const DEMAND_WINDOW_SECS: u64 = 120;
 /// The default lead time the operator configured (a guess, not the factory's real 4 s).
 pub const DEFAULT_LEAD_TIME_SECS: u64 = 5;
+/// `(seconds, units on hand)` samples of one product.
+type Samples = Vec<(f64, i64)>;
+/// `(seconds, sold?)` per buyer of one product (`None`: the call failed).
+type Calls = Vec<(f64, Option<bool>)>;
+
 /// How often stock on hand is sampled.
 const SAMPLE_EVERY: Duration = Duration::from_millis(200);
 
@@ -108,8 +112,13 @@ impl Outcomes {
 
     /// Fill rate from three lead times after the step on.
     pub fn fill_after_step(&self) -> Option<f64> {
-        self.after_step
-            .map(|(asked, sold)| if asked == 0 { 1.0 } else { sold as f64 / asked as f64 })
+        self.after_step.map(|(asked, sold)| {
+            if asked == 0 {
+                1.0
+            } else {
+                sold as f64 / asked as f64
+            }
+        })
     }
 }
 
@@ -237,8 +246,7 @@ pub async fn run(system: &System, plan: &Plan) -> anyhow::Result<Simulation> {
     let started = Instant::now();
     let deadline = started + plan.simulation;
     // Sampler: stock on hand of every product, every SAMPLE_EVERY.
-    let samples: Arc<Mutex<Vec<Vec<(f64, i64)>>>> =
-        Arc::new(Mutex::new(vec![Vec::new(); products.len()]));
+    let samples: Arc<Mutex<Vec<Samples>>> = Arc::new(Mutex::new(vec![Vec::new(); products.len()]));
     let sampler = {
         let samples = samples.clone();
         let skus: Vec<String> = products.iter().map(|(_, _, s)| s.clone()).collect();
@@ -301,15 +309,14 @@ pub async fn run(system: &System, plan: &Plan) -> anyhow::Result<Simulation> {
                     (at, sold)
                 }));
             }
-            let mut outcomes: Vec<(f64, Option<bool>)> = Vec::new();
+            let mut outcomes: Calls = Vec::new();
             for call in calls {
                 outcomes.push(call.await.unwrap_or((0.0, None)));
             }
             (slot, outcomes)
         }
     });
-    let finished: Vec<(usize, Vec<(f64, Option<bool>)>)> =
-        futures::future::join_all(buyers).await;
+    let finished: Vec<(usize, Calls)> = futures::future::join_all(buyers).await;
     let _ = sampler.await;
     let samples = std::mem::take(
         &mut *samples
@@ -398,9 +405,7 @@ pub async fn run(system: &System, plan: &Plan) -> anyhow::Result<Simulation> {
 }
 
 fn sku_index(row: &Outcomes, demands: &[Demand]) -> Option<usize> {
-    demands
-        .iter()
-        .position(|d| d.label == row.demand.label)
+    demands.iter().position(|d| d.label == row.demand.label)
 }
 
 /// `BENCHMARKS-simulation.png` beside `BENCHMARKS.md` (the report's own stem).

@@ -310,8 +310,9 @@ impl Store {
             };
             let now = now_ms();
             let events = self.demand_events(&row.sku, now - window_ms).await?;
-            // The short window: a few lead times, so a step up shows within them.
-            let short_ms = ((lead.mean_secs * 3.0 * 1_000.0) as i64).max(10_000);
+            // The short window: two lead times (at least 8 s), so a step up shows within
+            // a few of them.
+            let short_ms = ((lead.mean_secs * 2.0 * 1_000.0) as i64).max(8_000);
             let demand = policy::demand(&events, now, window_ms, short_ms);
             let current = Figures {
                 reorder_point: product.reorder_point,

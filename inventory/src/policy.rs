@@ -19,7 +19,7 @@
 //!
 //! # Demand that changes
 //! Demand is the units asked for (sold, plus turned away while out of stock) per second over
-//! a long window, unless the last short window (a few lead times) is clearly above that rate
+//! a long window, unless the last short window (two lead times) is clearly above that rate
 //! (more than [`STEP_UP_SIGMAS`] Poisson standard deviations): then the short window's rate is
 //! used. Up fast, down slowly: a step up is followed within a few lead times, a quiet spell
 //! does not strip the shelf at once.

@@ -321,6 +321,9 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         say(&format!(
             "  replenishments     {ui}/namespaces/default/workflows?query=WorkflowType%3D%22replenish-stock%22"
         ));
+        say(&format!(
+            "  planner            {ui}/namespaces/default/schedules/restock-planner   (adaptive reorder points)"
+        ));
         say(&format!("  data               {}", data.display()));
         say(&format!("  logs               {}", logs.display()));
         let pids: Vec<String> = procs
