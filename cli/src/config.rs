@@ -14,7 +14,7 @@ pub const DEFAULT_DATABASE_URL: &str = "sqlite://.restock/restock.db?mode=rwc";
 #[derive(Debug, Args)]
 pub struct LogArgs {
     /// Log as JSON lines instead of text (logs go to stderr; filter with RUST_LOG).
-    #[arg(long, global = true, env = "RESTOCK_LOG_JSON")]
+    #[arg(long, global = true, env = "RESTOCK_LOG_JSON", value_parser = clap::builder::BoolishValueParser::new())]
     pub log_json: bool,
 }
 
@@ -29,7 +29,7 @@ pub struct DatabaseArgs {
     pub db_max_connections: u32,
     /// Sell concurrent purchases of one product in one transaction (true/false); false gives
     /// each purchase a transaction of its own.
-    #[arg(long, env = "RESTOCK_GROUP_PURCHASES", default_value_t = true, action = clap::ArgAction::Set)]
+    #[arg(long, env = "RESTOCK_GROUP_PURCHASES", default_value_t = true, action = clap::ArgAction::Set, value_parser = clap::builder::BoolishValueParser::new())]
     pub group_purchases: bool,
     /// PostgreSQL/MySQL, grouping on: purchases of different products may share a
     /// transaction when they fall in the same of this many lanes; 0: only purchases of one
@@ -72,7 +72,7 @@ pub struct TemporalArgs {
     #[arg(long, env = "RESTOCK_TASK_QUEUE", default_value = "restock")]
     pub task_queue: String,
     /// Connect to Temporal over TLS (implied by the other TLS flags and by an API key).
-    #[arg(long, env = "TEMPORAL_TLS")]
+    #[arg(long, env = "TEMPORAL_TLS", value_parser = clap::builder::BoolishValueParser::new())]
     pub temporal_tls: bool,
     /// CA certificate (PEM) of Temporal's server certificate (default: the system's roots).
     #[arg(long, env = "TEMPORAL_TLS_CA")]
@@ -248,6 +248,38 @@ pub async fn shutdown_signal() {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[derive(Debug, clap::Parser)]
+    struct Flags {
+        #[command(flatten)]
+        log: LogArgs,
+        #[arg(long, default_value_t = true, action = clap::ArgAction::Set, value_parser = clap::builder::BoolishValueParser::new())]
+        group: bool,
+    }
+
+    #[test]
+    fn booleans_take_yes_no_1_0() {
+        use clap::Parser;
+        for (value, expected) in [
+            ("yes", true),
+            ("1", true),
+            ("on", true),
+            ("no", false),
+            ("0", false),
+            ("false", false),
+        ] {
+            let flags = Flags::try_parse_from(["restock", "--group", value]).unwrap();
+            assert_eq!(flags.group, expected, "{value}");
+        }
+        assert!(Flags::try_parse_from(["restock", "--group", "maybe"]).is_err());
+        assert!(
+            Flags::try_parse_from(["restock", "--log-json"])
+                .unwrap()
+                .log
+                .log_json
+        );
+        assert!(!Flags::try_parse_from(["restock"]).unwrap().log.log_json);
+    }
 
     #[test]
     fn secrets_do_not_print() {
