@@ -59,6 +59,32 @@ enum Command {
     Complete(commands::replenishments::CompleteArgs),
     /// Cancel a product's running replenishment.
     Cancel(commands::replenishments::CancelArgs),
+    /// Print a shell completion script (`restock completions bash > ~/.local/share/bash-completion/completions/restock`).
+    Completions {
+        /// The shell: bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff; `restock man | man -l -`).
+    Man,
+}
+
+/// Writes `shell`'s completion script for restock to stdout.
+fn completions(shell: clap_complete::Shell) -> anyhow::Result<()> {
+    let mut script = Vec::new();
+    clap_complete::generate(
+        shell,
+        &mut <Cli as clap::CommandFactory>::command(),
+        "restock",
+        &mut script,
+    );
+    output::bytes(&script)
+}
+
+/// Writes restock's man page (roff) to stdout.
+fn man_page() -> anyhow::Result<()> {
+    let mut page = Vec::new();
+    clap_mangen::Man::new(<Cli as clap::CommandFactory>::command()).render(&mut page)?;
+    output::bytes(&page)
 }
 
 fn main() -> std::process::ExitCode {
@@ -88,6 +114,8 @@ fn main() -> std::process::ExitCode {
             Command::Replenishment(args) => done(commands::replenishments::show(args).await),
             Command::Complete(args) => done(commands::replenishments::complete(args).await),
             Command::Cancel(args) => done(commands::replenishments::cancel(args).await),
+            Command::Completions { shell } => done(completions(shell)),
+            Command::Man => done(man_page()),
         }
     });
     match result {
@@ -99,5 +127,37 @@ fn main() -> std::process::ExitCode {
             let _ = writeln!(std::io::stderr(), "error: {err:#}");
             std::process::ExitCode::from(exit::for_error(&err))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn completions_and_man_page_cover_the_commands() {
+        for shell in [
+            clap_complete::Shell::Bash,
+            clap_complete::Shell::Zsh,
+            clap_complete::Shell::Fish,
+        ] {
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "restock", &mut script);
+            let script = String::from_utf8(script).unwrap();
+            for word in ["buy", "replenishments", "product", "completions"] {
+                assert!(script.contains(word), "{shell:?} lacks {word}");
+            }
+        }
+        let mut page = Vec::new();
+        clap_mangen::Man::new(Cli::command()).render(&mut page).unwrap();
+        let page = String::from_utf8(page).unwrap();
+        assert!(page.contains(".TH restock 1"), "{page}");
+        assert!(page.contains("replenishments"), "{page}");
     }
 }

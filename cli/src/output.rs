@@ -29,6 +29,16 @@ pub fn line(text: fmt::Arguments<'_>) -> anyhow::Result<()> {
     }
 }
 
+/// Writes `bytes` to stdout as they are (generated scripts, pages), flushed; like [`line`].
+pub fn bytes(bytes: &[u8]) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(bytes).and_then(|()| out.flush()) {
+        Ok(()) => Ok(()),
+        Err(err) if err.kind() == std::io::ErrorKind::BrokenPipe => Err(StdoutClosed.into()),
+        Err(err) => Err(anyhow::Error::new(err).context("writing to stdout")),
+    }
+}
+
 /// Whether `err` is (or was caused by) [`StdoutClosed`].
 pub fn is_stdout_closed(err: &anyhow::Error) -> bool {
     err.chain().any(|cause| cause.is::<StdoutClosed>())
