@@ -51,6 +51,8 @@ enum Command {
     /// Change a product (`restock product set SKU --policy adaptive --service-level 99.5`).
     #[command(subcommand)]
     Product(commands::product::ProductCommand),
+    /// List the factories, or create/change one (`restock factories set ID --manager-email ...`).
+    Factories(commands::factories::Args),
     /// List replenishments (state, age, overdue), newest first.
     Replenishments(commands::replenishments::ListArgs),
     /// Show one product's replenishment: live state and its history.
@@ -110,6 +112,7 @@ fn main() -> std::process::ExitCode {
             Command::Buy(args) => commands::client::buy(args).await,
             Command::Stock(args) => done(commands::client::stock(args).await),
             Command::Product(command) => done(commands::product::run(command).await),
+            Command::Factories(args) => done(commands::factories::run(args).await),
             Command::Replenishments(args) => done(commands::replenishments::list(args).await),
             Command::Replenishment(args) => done(commands::replenishments::show(args).await),
             Command::Complete(args) => done(commands::replenishments::complete(args).await),
@@ -155,7 +158,9 @@ mod tests {
             }
         }
         let mut page = Vec::new();
-        clap_mangen::Man::new(Cli::command()).render(&mut page).unwrap();
+        clap_mangen::Man::new(Cli::command())
+            .render(&mut page)
+            .unwrap();
         let page = String::from_utf8(page).unwrap();
         assert!(page.contains(".TH restock 1"), "{page}");
         assert!(page.contains("replenishments"), "{page}");

@@ -3,8 +3,8 @@
 //!
 //! | role | may call |
 //! |---|---|
-//! | `sales` | `SalesService.Purchase`, `InventoryService.GetProduct`, `InventoryService.ListProducts` |
-//! | `admin` | everything, including `UpsertProduct`, `AdjustStock` and all of `ReplenishmentService` |
+//! | `sales` | `SalesService.Purchase`, `InventoryService.GetProduct`, `InventoryService.ListProducts`, `InventoryService.ListFactories` |
+//! | `admin` | everything, including `UpsertProduct`, `AdjustStock`, `UpsertFactory` and all of `ReplenishmentService` |
 //!
 //! Health and reflection stay open. No token or a wrong one: UNAUTHENTICATED; a sales token on
 //! an admin call: PERMISSION_DENIED — before any handler runs, so nothing changes. Tokens are
@@ -153,7 +153,8 @@ pub fn required_role(path: &str) -> Option<Role> {
     match path {
         "/restock.v1.SalesService/Purchase"
         | "/restock.v1.InventoryService/GetProduct"
-        | "/restock.v1.InventoryService/ListProducts" => Some(Role::Sales),
+        | "/restock.v1.InventoryService/ListProducts"
+        | "/restock.v1.InventoryService/ListFactories" => Some(Role::Sales),
         _ => Some(Role::Admin),
     }
 }

@@ -346,3 +346,99 @@ async fn postgres_adaptive_policy() {
 async fn mariadb_adaptive_policy() {
     adaptive_policy_on(Backend::MySql).await;
 }
+
+/// Factories through gRPC: a bad email or URL is refused naming the field and writes
+/// nothing; a good one is created, listed and audited.
+async fn factories_on(backend: Backend) {
+    use restock_proto::v1::{Factory, ListFactoriesRequest, UpsertFactoryRequest};
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let mut inventory = app.inventory().await;
+    let good = Factory {
+        id: "FF-T1".into(),
+        name: "test works".into(),
+        manager_email: "boss@works.example".into(),
+        api_url: "https://works.example/api".into(),
+    };
+    let before = inventory
+        .list_factories(ListFactoriesRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .factories;
+    for (bad, field) in [
+        (
+            Factory {
+                manager_email: "boss at works".into(),
+                ..good.clone()
+            },
+            "factory.manager_email",
+        ),
+        (
+            Factory {
+                api_url: "works.example".into(),
+                ..good.clone()
+            },
+            "factory.api_url",
+        ),
+    ] {
+        let status = inventory
+            .upsert_factory(UpsertFactoryRequest { factory: Some(bad) })
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+        let details = tonic_types::StatusExt::get_error_details(&status);
+        let violations = details.bad_request().unwrap().field_violations.clone();
+        assert_eq!(violations[0].field, field, "{violations:?}");
+    }
+    assert_eq!(
+        inventory
+            .list_factories(ListFactoriesRequest {})
+            .await
+            .unwrap()
+            .into_inner()
+            .factories,
+        before
+    );
+    let saved = inventory
+        .upsert_factory(UpsertFactoryRequest {
+            factory: Some(good.clone()),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(saved, good);
+    let listed = inventory
+        .list_factories(ListFactoriesRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .factories;
+    assert!(listed.contains(&good), "{listed:?}");
+    let audited = audit_log::Entity::find()
+        .all(app.store.connection())
+        .await
+        .unwrap();
+    assert!(
+        audited
+            .iter()
+            .any(|a| a.action == "upsert_factory" && a.sku == "FF-T1")
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn sqlite_factories() {
+    factories_on(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn postgres_factories() {
+    factories_on(Backend::Postgres).await;
+}
+
+#[tokio::test]
+async fn mariadb_factories() {
+    factories_on(Backend::MySql).await;
+}

@@ -13,9 +13,10 @@ mod grpc_conventions;
 use restock_gateway::{ApiTokens, GatewaySettings, RelaySettings, TlsSettings};
 use restock_inventory::Store;
 use restock_proto::v1::{
-    AdjustStockRequest, CancelReplenishmentRequest, CompleteFactoryOrderRequest, GetProductRequest,
-    GetReplenishmentRequest, ListProductsRequest, ListReplenishmentsRequest, Product,
-    PurchaseRequest, UpsertProductRequest, inventory_service_client::InventoryServiceClient,
+    AdjustStockRequest, CancelReplenishmentRequest, CompleteFactoryOrderRequest, Factory,
+    GetProductRequest, GetReplenishmentRequest, ListFactoriesRequest, ListProductsRequest,
+    ListReplenishmentsRequest, Product, PurchaseRequest, UpsertFactoryRequest,
+    UpsertProductRequest, inventory_service_client::InventoryServiceClient,
     replenishment_service_client::ReplenishmentServiceClient,
     sales_service_client::SalesServiceClient,
 };
@@ -50,11 +51,12 @@ async fn spawn(tls: Option<TlsSettings>) -> TestApp {
 }
 
 async fn snapshot(store: &Store) -> String {
-    use restock_inventory::entity::{audit_log, product, replenish_outbox, sale};
+    use restock_inventory::entity::{audit_log, factory, product, replenish_outbox, sale};
     use sea_orm::EntityTrait;
     let db = store.connection();
     format!(
-        "{:?}{:?}{:?}{:?}",
+        "{:?}{:?}{:?}{:?}{:?}",
+        factory::Entity::find().all(db).await.unwrap(),
         product::Entity::find().all(db).await.unwrap(),
         sale::Entity::find().all(db).await.unwrap(),
         replenish_outbox::Entity::find().all(db).await.unwrap(),
@@ -176,13 +178,36 @@ async fn call(channel: &Channel, rpc: &str, token: Option<&str>) -> Code {
                 .await
                 .map(drop),
         ),
+        "ListFactories" => code(
+            inventory
+                .list_factories(with_token(ListFactoriesRequest {}, token))
+                .await
+                .map(drop),
+        ),
+        "UpsertFactory" => code(
+            inventory
+                .upsert_factory(with_token(
+                    UpsertFactoryRequest {
+                        factory: Some(Factory {
+                            id: "FF-SEC".into(),
+                            name: "sec".into(),
+                            manager_email: "sec@works.example".into(),
+                            api_url: String::new(),
+                        }),
+                    },
+                    token,
+                ))
+                .await
+                .map(drop),
+        ),
         other => panic!("unknown rpc {other}"),
     }
 }
 
-const SALES_RPCS: [&str; 3] = ["Purchase", "GetProduct", "ListProducts"];
-const ADMIN_RPCS: [&str; 6] = [
+const SALES_RPCS: [&str; 4] = ["Purchase", "GetProduct", "ListProducts", "ListFactories"];
+const ADMIN_RPCS: [&str; 7] = [
     "UpsertProduct",
+    "UpsertFactory",
     "AdjustStock",
     "GetReplenishment",
     "ListReplenishments",

@@ -717,7 +717,10 @@ impl Store {
     pub async fn upsert_factory(&self, f: &NewFactory) -> Result<(), StoreError> {
         validate::id("factory id", &f.id)?;
         validate::name("factory name", &f.name)?;
-        validate::name("manager email", &f.manager_email)?;
+        validate::email("manager email", &f.manager_email)?;
+        if let Some(url) = &f.api_url {
+            validate::api_url("api url", url)?;
+        }
         factory::Entity::insert(factory::ActiveModel {
             id: Set(f.id.clone()),
             name: Set(f.name.clone()),
@@ -736,6 +739,14 @@ impl Store {
         .exec_without_returning(&self.writer)
         .await?;
         Ok(())
+    }
+
+    /// Every factory, by id.
+    pub async fn list_factories(&self) -> Result<Vec<factory::Model>, StoreError> {
+        Ok(factory::Entity::find()
+            .order_by_asc(factory::Column::Id)
+            .all(&self.reader)
+            .await?)
     }
 
     /// Appends an operator action to the audit trail.

@@ -130,6 +130,64 @@ pub fn name(what: &str, value: &str) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// An email address as people type it: `local@domain.tld`, at most 254 characters, no spaces
+/// or control characters (deliverability is the mail server's business).
+pub fn email(what: &str, value: &str) -> Result<(), StoreError> {
+    let bad = |why: &str| {
+        invalid(
+            what,
+            format!(
+                "{what} \"{}\" is not an email address: {why}",
+                excerpt(value)
+            ),
+        )
+    };
+    if value.len() > 254 {
+        return Err(bad("longer than 254 characters"));
+    }
+    if value.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(bad("it contains spaces or control characters"));
+    }
+    let Some((local, domain)) = value.rsplit_once('@') else {
+        return Err(bad("no @"));
+    };
+    if local.is_empty() || local.contains('@') {
+        return Err(bad("it needs exactly one @ with a name before it"));
+    }
+    let labels: Vec<&str> = domain.split('.').collect();
+    if labels.len() < 2
+        || labels
+            .iter()
+            .any(|l| l.is_empty() || l.starts_with('-') || l.ends_with('-'))
+    {
+        return Err(bad("the part after @ must be a domain like example.com"));
+    }
+    Ok(())
+}
+
+/// A factory API base URL: `http://` or `https://`, a host, at most 2048 characters, no spaces.
+pub fn api_url(what: &str, value: &str) -> Result<(), StoreError> {
+    let rest = value
+        .strip_prefix("http://")
+        .or_else(|| value.strip_prefix("https://"));
+    let Some(rest) = rest else {
+        return Err(invalid(
+            what,
+            format!("{what} must start with http:// or https://"),
+        ));
+    };
+    if value.len() > 2048 || value.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(invalid(
+            what,
+            format!("{what} must be at most 2048 characters without spaces"),
+        ));
+    }
+    if rest.split(['/', '?', '#']).next().is_none_or(str::is_empty) {
+        return Err(invalid(what, format!("{what} has no host")));
+    }
+    Ok(())
+}
+
 /// A free-text reason (may be empty).
 pub fn reason(value: &str) -> Result<(), StoreError> {
     if value.chars().count() > MAX_REASON_LEN {
@@ -189,6 +247,36 @@ mod tests {
         assert!(sku("부산").is_err());
         assert!(sku("CP\u{0}1").is_err());
         assert!(sku("CP-\u{FFFD}").is_err());
+    }
+
+    #[test]
+    fn emails_and_urls() {
+        assert!(email("manager email", "kim@factory.example").is_ok());
+        assert!(email("manager email", "a.b+c@x.co.kr").is_ok());
+        for bad in [
+            "",
+            "kim",
+            "@factory.com",
+            "kim@",
+            "kim@localhost",
+            "kim @x.com",
+            "kim@@x.com",
+            "kim@x..com",
+            "kim@-x.com",
+        ] {
+            assert!(email("manager email", bad).is_err(), "{bad:?}");
+        }
+        assert!(api_url("api url", "http://factory:8090").is_ok());
+        assert!(api_url("api url", "https://factory.example/api").is_ok());
+        for bad in [
+            "factory:8090",
+            "ftp://x",
+            "http://",
+            "http:///x",
+            "http://a b",
+        ] {
+            assert!(api_url("api url", bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

@@ -3,8 +3,9 @@
 use anyhow::{Context, anyhow};
 use restock_inventory::validate::MAX_PURCHASE_QUANTITY;
 use restock_proto::v1::{
-    GetProductRequest, ListProductsRequest, Outcome, Product, PurchaseRequest, ReplenishmentPolicy,
-    inventory_service_client::InventoryServiceClient, sales_service_client::SalesServiceClient,
+    AdjustStockRequest, GetProductRequest, ListProductsRequest, Outcome, Product, PurchaseRequest,
+    ReplenishmentPolicy, inventory_service_client::InventoryServiceClient,
+    sales_service_client::SalesServiceClient,
 };
 use serde_json::json;
 use tonic::transport::Channel;
@@ -229,15 +230,59 @@ pub async fn buy(args: BuyArgs) -> anyhow::Result<u8> {
 
 /// `restock stock` flags.
 #[derive(Debug, clap::Args)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct StockArgs {
+    #[command(subcommand)]
+    command: Option<StockCommand>,
     /// One product's sku; all products when omitted.
     sku: Option<String>,
     #[command(flatten)]
     server: ServerArgs,
 }
 
-/// Shows stock.
+/// `restock stock` subcommands.
+#[derive(Debug, clap::Subcommand)]
+pub enum StockCommand {
+    /// Add (positive) or remove (negative) stock by hand, with a reason for the audit trail
+    /// (`restock stock adjust CP-502101 -3 --reason damaged`); an admin token when tokens are on.
+    Adjust(AdjustArgs),
+}
+
+/// `restock stock adjust` flags.
+#[derive(Debug, clap::Args)]
+pub struct AdjustArgs {
+    /// The product's sku.
+    sku: String,
+    /// Units to add (e.g. 10) or remove (e.g. -3).
+    #[arg(allow_negative_numbers = true)]
+    delta: i64,
+    /// Why (stock-take, damaged, ...); kept in the audit trail.
+    #[arg(long)]
+    reason: String,
+    #[command(flatten)]
+    server: ServerArgs,
+}
+
+async fn adjust(args: AdjustArgs) -> anyhow::Result<()> {
+    let mut client = InventoryServiceClient::new(args.server.connect().await?);
+    let product = client
+        .adjust_stock(AdjustStockRequest {
+            sku: args.sku,
+            delta: args.delta,
+            reason: args.reason,
+        })
+        .await
+        .map_err(explain)
+        .map_err(|e| e.context("stock was not changed"))?
+        .into_inner();
+    print_product(&product, args.server.json)
+}
+
+/// Shows stock (or adjusts it).
 pub async fn stock(args: StockArgs) -> anyhow::Result<()> {
+    if let Some(StockCommand::Adjust(adjust_args)) = args.command {
+        return adjust(adjust_args).await;
+    }
     let mut client = InventoryServiceClient::new(args.server.connect().await?);
     let products = match &args.sku {
         Some(sku) => vec![

@@ -2,6 +2,7 @@
 
 pub mod client;
 pub mod dev;
+pub mod factories;
 pub mod factory;
 pub mod gateway;
 pub mod migrate;

@@ -124,3 +124,148 @@ async fn a_closed_stdout_ends_quietly() {
     }
     app.stop().await;
 }
+
+/// What operators did with SQL before: factories, products' policies and hand adjustments,
+/// through the CLI, each in the audit trail; bad input exits 2 and changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operators_manage_factories_products_and_stock_without_sql() {
+    use restock_inventory::entity::audit_log;
+    use sea_orm::EntityTrait;
+
+    let app = spawn_app(Backend::Sqlite).await.unwrap();
+    // A new factory, then a change of one field; a bad email is refused.
+    let (rc, made) = json(
+        &app,
+        &[
+            "factories",
+            "set",
+            "FF-NEW",
+            "--name",
+            "New works",
+            "--manager-email",
+            "boss@new.example",
+            "--json",
+        ],
+    )
+    .await;
+    assert_eq!(rc, 0, "{made}");
+    assert_eq!(made["manager_email"], "boss@new.example");
+    let (rc, stderr) = code(
+        &app,
+        &[
+            "factories",
+            "set",
+            "FF-NEW",
+            "--manager-email",
+            "not-an-address",
+        ],
+    )
+    .await;
+    assert_eq!(rc, 2, "{stderr}");
+    assert!(stderr.contains("not an email address"), "{stderr}");
+    let (rc, changed) = json(
+        &app,
+        &[
+            "factories",
+            "set",
+            "FF-NEW",
+            "--api-url",
+            "http://127.0.0.1:9",
+            "--json",
+        ],
+    )
+    .await;
+    assert_eq!(rc, 0);
+    assert_eq!(changed["manager_email"], "boss@new.example", "kept");
+    let (_, all) = json(&app, &["factories", "--json"]).await;
+    assert!(
+        all.as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["id"] == "FF-NEW" && f["api_url"] == "http://127.0.0.1:9")
+    );
+
+    // A product's policy and bounds.
+    let (rc, product) = json(
+        &app,
+        &[
+            "product",
+            "set",
+            "CP-502101",
+            "--policy",
+            "adaptive",
+            "--service-level",
+            "99.5",
+            "--min-reorder-point",
+            "2",
+            "--json",
+        ],
+    )
+    .await;
+    assert_eq!(rc, 0, "{product}");
+    assert_eq!(product["policy"], "adaptive");
+    assert_eq!(product["adaptive"]["service_level_percent"], 99.5);
+    assert_eq!(product["adaptive"]["min_reorder_point"], 2);
+    let (rc, stderr) = code(
+        &app,
+        &["product", "set", "CP-502101", "--service-level", "120"],
+    )
+    .await;
+    assert_eq!(rc, 2, "{stderr}");
+    let (rc, stderr) = code(&app, &["stock", "CP-502101"]).await;
+    assert_eq!(rc, 0, "{stderr}");
+
+    // Stock by hand, with a reason; below zero is refused (exit 5).
+    let before = app.store.product("CP-502101").await.unwrap().product.stock;
+    let (rc, adjusted) = json(
+        &app,
+        &[
+            "stock",
+            "adjust",
+            "CP-502101",
+            "-1",
+            "--reason",
+            "damaged",
+            "--json",
+        ],
+    )
+    .await;
+    assert_eq!(rc, 0, "{adjusted}");
+    assert_eq!(adjusted["stock"], before - 1);
+    let (rc, stderr) = code(
+        &app,
+        &[
+            "stock",
+            "adjust",
+            "CP-502101",
+            "-100000",
+            "--reason",
+            "oops",
+        ],
+    )
+    .await;
+    assert_eq!(rc, 5, "{stderr}");
+    assert_eq!(
+        app.store.product("CP-502101").await.unwrap().product.stock,
+        before - 1
+    );
+
+    let actions: Vec<String> = audit_log::Entity::find()
+        .all(app.store.connection())
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|a| format!("{} {}", a.action, a.sku))
+        .collect();
+    for expected in [
+        "upsert_factory FF-NEW",
+        "upsert_product CP-502101",
+        "adjust_stock CP-502101",
+    ] {
+        assert!(
+            actions.iter().any(|a| a == expected),
+            "{expected} not in {actions:?}"
+        );
+    }
+    app.stop().await;
+}

@@ -2,12 +2,13 @@
 
 use restock_inventory::planning::settings_of;
 use restock_inventory::{
-    AdaptiveSettings as StoreSettings, AdjustStock, NewProduct, PolicyChange, PolicyKind,
-    ProductView, Store,
+    AdaptiveSettings as StoreSettings, AdjustStock, NewFactory, NewProduct, PolicyChange,
+    PolicyKind, ProductView, Store,
 };
 use restock_proto::v1::{
-    AdaptiveSettings, AdjustStockRequest, GetProductRequest, ListProductsRequest,
-    ListProductsResponse, Product, ReplenishmentPlan, ReplenishmentPolicy, UpsertProductRequest,
+    AdaptiveSettings, AdjustStockRequest, Factory, GetProductRequest, ListFactoriesRequest,
+    ListFactoriesResponse, ListProductsRequest, ListProductsResponse, Product, ReplenishmentPlan,
+    ReplenishmentPolicy, UpsertFactoryRequest, UpsertProductRequest,
     inventory_service_server::InventoryService,
 };
 use tonic::{Request, Response, Status};
@@ -232,5 +233,54 @@ impl InventoryService for InventoryApi {
             .await
             .map_err(from_store)?;
         Ok(Response::new(to_pb(view)))
+    }
+
+    async fn upsert_factory(
+        &self,
+        request: Request<UpsertFactoryRequest>,
+    ) -> Result<Response<Factory>, Status> {
+        let actor = Caller::of(&request);
+        let Some(f) = request.into_inner().factory else {
+            return Err(status::invalid_field("factory", "factory is required"));
+        };
+        let factory = NewFactory {
+            id: f.id.clone(),
+            name: f.name.clone(),
+            manager_email: f.manager_email.clone(),
+            api_url: (!f.api_url.is_empty()).then(|| f.api_url.clone()),
+        };
+        self.store
+            .upsert_factory(&factory)
+            .await
+            .map_err(|e| from_store(e.within("factory")))?;
+        let detail = format!(
+            "name={:?} manager_email={:?} api_url={:?}",
+            f.name, f.manager_email, f.api_url
+        );
+        self.store
+            .record_audit(&actor, "upsert_factory", &f.id, &detail, "")
+            .await
+            .map_err(from_store)?;
+        Ok(Response::new(f))
+    }
+
+    async fn list_factories(
+        &self,
+        _request: Request<ListFactoriesRequest>,
+    ) -> Result<Response<ListFactoriesResponse>, Status> {
+        let factories = self
+            .store
+            .list_factories()
+            .await
+            .map_err(from_store)?
+            .into_iter()
+            .map(|f| Factory {
+                id: f.id,
+                name: f.name,
+                manager_email: f.manager_email,
+                api_url: f.api_url.unwrap_or_default(),
+            })
+            .collect();
+        Ok(Response::new(ListFactoriesResponse { factories }))
     }
 }
