@@ -156,6 +156,10 @@ pub struct CallbackArgs {
     /// worker). Required.
     #[arg(long, env = "RESTOCK_CALLBACK_SECRET", hide_env_values = true)]
     pub callback_secret: Option<Secret>,
+    /// The secret before a rotation: callbacks signed with it are still accepted (set it on
+    /// gateways until orders placed before the rotation have been delivered).
+    #[arg(long, env = "RESTOCK_CALLBACK_SECRET_PREVIOUS", hide_env_values = true)]
+    pub callback_secret_previous: Option<Secret>,
     /// Base URL the factory calls back (default: http:// + RESTOCK_HTTP_ADDR).
     #[arg(long, env = "RESTOCK_CALLBACK_BASE_URL")]
     pub callback_base_url: Option<String>,
@@ -172,8 +176,14 @@ impl CallbackArgs {
                 "RESTOCK_CALLBACK_SECRET is not set: the gateway and the worker need the same secret to sign and verify factory callbacks (e.g. `export RESTOCK_CALLBACK_SECRET=$(openssl rand -hex 32)`; `restock dev` makes one for you)"
             );
         };
-        restock_factory::callback::CallbackSigner::new(secret)
-            .map_err(|e| anyhow::anyhow!("RESTOCK_CALLBACK_SECRET: {e}"))
+        let signer = restock_factory::callback::CallbackSigner::new(secret)
+            .map_err(|e| anyhow::anyhow!("RESTOCK_CALLBACK_SECRET: {e}"))?;
+        match &self.callback_secret_previous {
+            Some(Secret(previous)) if !previous.is_empty() => signer
+                .with_previous(previous)
+                .map_err(|e| anyhow::anyhow!("RESTOCK_CALLBACK_SECRET_PREVIOUS: {e}")),
+            _ => Ok(signer),
+        }
     }
 
     /// Where the factory calls back.

@@ -16,6 +16,9 @@ pub const CALLBACK_PATH: &str = "/factory/callbacks";
 #[derive(Clone)]
 pub struct CallbackSigner {
     key: Vec<u8>,
+    /// The secret before the last rotation, still accepted by [`CallbackSigner::verify`] so
+    /// orders placed before it keep their callbacks (`RESTOCK_CALLBACK_SECRET_PREVIOUS`).
+    previous: Option<Vec<u8>>,
 }
 
 impl std::fmt::Debug for CallbackSigner {
@@ -34,12 +37,29 @@ impl CallbackSigner {
         }
         Ok(Self {
             key: secret.as_bytes().to_vec(),
+            previous: None,
         })
     }
 
+    /// Also accepts tokens signed with `previous`, the secret before a rotation; new tokens
+    /// are signed with the current one only.
+    pub fn with_previous(mut self, previous: &str) -> Result<Self, String> {
+        if previous.len() < MIN_SECRET_LEN {
+            return Err(format!(
+                "the previous callback secret must be at least {MIN_SECRET_LEN} bytes long"
+            ));
+        }
+        self.previous = Some(previous.as_bytes().to_vec());
+        Ok(self)
+    }
+
     fn mac(&self, sku: &str, order_id: &str) -> Hmac<Sha256> {
+        Self::mac_with(&self.key, sku, order_id)
+    }
+
+    fn mac_with(key: &[u8], sku: &str, order_id: &str) -> Hmac<Sha256> {
         // A key of any length is valid for HMAC, so this cannot fail.
-        let mut mac = match <Hmac<Sha256> as KeyInit>::new_from_slice(&self.key) {
+        let mut mac = match <Hmac<Sha256> as KeyInit>::new_from_slice(key) {
             Ok(mac) => mac,
             Err(_) => unreachable!("HMAC accepts keys of any length"),
         };
@@ -55,12 +75,19 @@ impl CallbackSigner {
         hex::encode(self.mac(sku, order_id).finalize().into_bytes())
     }
 
-    /// Whether `token` is the one for this order (constant-time comparison).
+    /// Whether `token` is the one for this order under the current secret or, during a
+    /// rotation, the previous one (constant-time comparisons).
     pub fn verify(&self, sku: &str, order_id: &str, token: &str) -> bool {
         let Ok(bytes) = hex::decode(token) else {
             return false;
         };
-        self.mac(sku, order_id).verify_slice(&bytes).is_ok()
+        let current = self.mac(sku, order_id).verify_slice(&bytes).is_ok();
+        let previous = self.previous.as_deref().is_some_and(|key| {
+            Self::mac_with(key, sku, order_id)
+                .verify_slice(&bytes)
+                .is_ok()
+        });
+        current | previous
     }
 
     /// The full callback URL for one order under `base_url` (e.g. `http://127.0.0.1:8080`).
@@ -104,5 +131,28 @@ mod tests {
     fn short_secrets_and_debug_output() {
         assert!(CallbackSigner::new("short").is_err());
         assert!(!format!("{:?}", signer()).contains("0123"));
+    }
+
+    #[test]
+    fn a_rotated_secret_still_accepts_the_previous_one_when_told() {
+        let old = CallbackSigner::new("old-secret-0123456789abcdef").unwrap();
+        let token = old.token("CP-1", "order-1");
+        let rotated = CallbackSigner::new("new-secret-0123456789abcdef").unwrap();
+        assert!(!rotated.verify("CP-1", "order-1", &token));
+        let rotating = rotated
+            .with_previous("old-secret-0123456789abcdef")
+            .unwrap();
+        assert!(rotating.verify("CP-1", "order-1", &token));
+        assert!(!rotating.verify("CP-1", "order-2", &token));
+        // New tokens use the new secret only.
+        let fresh = rotating.token("CP-1", "order-1");
+        assert_ne!(fresh, token);
+        assert!(!old.verify("CP-1", "order-1", &fresh));
+        assert!(
+            CallbackSigner::new("new-secret-0123456789abcdef")
+                .unwrap()
+                .with_previous("short")
+                .is_err()
+        );
     }
 }
