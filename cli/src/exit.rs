@@ -48,6 +48,10 @@ pub struct Failure {
     pub code: u8,
     /// What to tell the person.
     pub message: String,
+    /// The gRPC status code's name, when the gateway answered with an error.
+    pub status: Option<String>,
+    /// Fields the gateway named as invalid (google.rpc.BadRequest), with what is wrong.
+    pub fields: Vec<(String, String)>,
 }
 
 impl std::fmt::Display for Failure {
@@ -63,6 +67,32 @@ pub fn failure(code: u8, message: impl Into<String>) -> anyhow::Error {
     anyhow::Error::new(Failure {
         code,
         message: message.into(),
+        status: None,
+        fields: Vec::new(),
+    })
+}
+
+/// The error as one JSON document, for `--json` callers: the message, the exit code, and
+/// the gateway's status and invalid fields when it answered with an error.
+pub fn to_json(err: &anyhow::Error) -> serde_json::Value {
+    let failure = err
+        .chain()
+        .find_map(|cause| cause.downcast_ref::<Failure>());
+    let fields: Vec<serde_json::Value> = failure
+        .map(|f| {
+            f.fields
+                .iter()
+                .map(|(field, description)| serde_json::json!({"field": field, "description": description}))
+                .collect()
+        })
+        .unwrap_or_default();
+    serde_json::json!({
+        "error": {
+            "message": format!("{err:#}"),
+            "exit_code": for_error(err),
+            "status": failure.and_then(|f| f.status.clone()),
+            "fields": fields,
+        }
     })
 }
 

@@ -93,6 +93,7 @@ fn main() -> std::process::ExitCode {
     // One TLS crypto provider for the whole process (reqwest is built without one).
     let _ = rustls::crypto::ring::default_provider().install_default();
     let cli = Cli::parse();
+    let json = std::env::args_os().any(|a| a == "--json");
     config::init_tracing(&cli.log);
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
@@ -126,6 +127,11 @@ fn main() -> std::process::ExitCode {
         Err(err) if output::is_stdout_closed(&err) => std::process::ExitCode::SUCCESS,
         Err(err) => {
             use std::io::Write;
+            // A script that asked for JSON gets the error as JSON too (on stdout, where it
+            // reads the answer); people get the text on stderr either way.
+            if json {
+                let _ = writeln!(std::io::stdout(), "{}", exit::to_json(&err));
+            }
             // Not eprintln!: a closed stderr must not turn an error into a panic either.
             let _ = writeln!(std::io::stderr(), "error: {err:#}");
             std::process::ExitCode::from(exit::for_error(&err))

@@ -114,10 +114,30 @@ pub fn explain(status: tonic::Status) -> anyhow::Error {
         tonic::Code::PermissionDenied => " (this needs an admin token)",
         _ => "",
     };
-    exit::failure(
-        exit::for_grpc(status.code()),
-        format!("{}{hint} [{:?}]", status.message(), status.code()),
-    )
+    let fields: Vec<(String, String)> = tonic_types::StatusExt::get_details_bad_request(&status)
+        .map(|bad| {
+            bad.field_violations
+                .into_iter()
+                .map(|v| (v.field, v.description))
+                .collect()
+        })
+        .unwrap_or_default();
+    let named = match fields.as_slice() {
+        [] => String::new(),
+        list => format!(
+            " (field: {})",
+            list.iter()
+                .map(|(f, _)| f.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    };
+    anyhow::Error::new(exit::Failure {
+        code: exit::for_grpc(status.code()),
+        message: format!("{}{named}{hint} [{:?}]", status.message(), status.code()),
+        status: Some(format!("{:?}", status.code())),
+        fields,
+    })
 }
 
 /// `restock buy` flags.

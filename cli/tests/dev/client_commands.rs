@@ -212,6 +212,33 @@ async fn operators_manage_factories_products_and_stock_without_sql() {
     )
     .await;
     assert_eq!(rc, 2, "{stderr}");
+    assert!(
+        stderr.contains("field: product.adaptive.service_level_percent"),
+        "{stderr}"
+    );
+    // With --json the error is one JSON document on stdout, naming the field.
+    let (rc, error) = json(
+        &app,
+        &[
+            "product",
+            "set",
+            "CP-502101",
+            "--service-level",
+            "120",
+            "--json",
+        ],
+    )
+    .await;
+    assert_eq!(rc, 2);
+    assert_eq!(error["error"]["exit_code"], 2, "{error}");
+    assert_eq!(error["error"]["status"], "InvalidArgument", "{error}");
+    assert_eq!(
+        error["error"]["fields"][0]["field"], "product.adaptive.service_level_percent",
+        "{error}"
+    );
+    let (rc, missing) = json(&app, &["stock", "NO-SUCH", "--json"]).await;
+    assert_eq!(rc, 4);
+    assert_eq!(missing["error"]["status"], "NotFound", "{missing}");
     let (rc, stderr) = code(&app, &["stock", "CP-502101"]).await;
     assert_eq!(rc, 0, "{stderr}");
 
