@@ -40,9 +40,11 @@ pub struct Metrics {
     relay_lag_seconds: Histogram,
     outbox_depth: Gauge,
     replenishments: Family<State, Gauge>,
-    grouped_sales: Gauge,
-    group_transactions: Gauge,
-    abandoned_purchases: Gauge,
+    grouped_sales: Counter,
+    group_transactions: Counter,
+    abandoned_purchases: Counter,
+    /// Serialises bringing the three counters above up to the store's totals.
+    grouping_sync: Arc<std::sync::Mutex<()>>,
     purchases_waiting: Gauge,
 }
 
@@ -110,19 +112,19 @@ impl Metrics {
             "Replenishments by state (database read model)",
             replenishments.clone(),
         );
-        let grouped_sales = Gauge::default();
+        let grouped_sales = Counter::default();
         registry.register(
             "grouped_sales",
             "Purchases sold in a transaction shared with other purchases of the product, since start",
             grouped_sales.clone(),
         );
-        let group_transactions = Gauge::default();
+        let group_transactions = Counter::default();
         registry.register(
             "group_transactions",
             "Transactions that sold two or more purchases of one product, since start",
             group_transactions.clone(),
         );
-        let abandoned_purchases = Gauge::default();
+        let abandoned_purchases = Counter::default();
         registry.register(
             "abandoned_purchases",
             "Purchases dropped unsold because their caller stopped waiting before their transaction began, since start",
@@ -139,6 +141,7 @@ impl Metrics {
             grouped_sales,
             group_transactions,
             abandoned_purchases,
+            grouping_sync: Arc::default(),
             purchases_waiting,
             sales,
             purchase_seconds,
@@ -184,12 +187,18 @@ impl Metrics {
     /// Reads the gauges from the database and renders everything as OpenMetrics text.
     pub async fn render(&self, store: &Store) -> String {
         if let Some(counts) = store.purchase_grouping() {
-            self.grouped_sales
-                .set(i64::try_from(counts.shared_sales).unwrap_or(i64::MAX));
-            self.group_transactions
-                .set(i64::try_from(counts.shared_transactions).unwrap_or(i64::MAX));
-            self.abandoned_purchases
-                .set(i64::try_from(counts.abandoned).unwrap_or(i64::MAX));
+            // Counters only grow: add what the store counted since the last scrape.
+            let _one_at_a_time = self
+                .grouping_sync
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            for (counter, total) in [
+                (&self.grouped_sales, counts.shared_sales),
+                (&self.group_transactions, counts.shared_transactions),
+                (&self.abandoned_purchases, counts.abandoned),
+            ] {
+                counter.inc_by(total.saturating_sub(counter.get()));
+            }
         }
         if let Some(queue) = store.purchase_queue() {
             self.purchases_waiting

@@ -190,6 +190,9 @@ async fn sell_out_order_callback_restock_on(backend: Backend) {
         "restock_replenishments{state=\"Completed\"} 1",
         "restock_purchase_seconds_count 5",
         "restock_outbox_depth 0",
+        // Totals since start are counters (rate() works on them), not gauges.
+        "# TYPE restock_grouped_sales counter",
+        "# TYPE restock_abandoned_purchases counter",
     ] {
         assert!(metrics.contains(line), "{line} missing from:\n{metrics}");
     }
