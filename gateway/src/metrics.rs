@@ -39,6 +39,7 @@ pub struct Metrics {
     relay_failures: Counter,
     relay_lag_seconds: Histogram,
     outbox_depth: Gauge,
+    outbox_oldest_age_seconds: Gauge,
     replenishments: Family<State, Gauge>,
     grouped_sales: Counter,
     group_transactions: Counter,
@@ -106,6 +107,12 @@ impl Metrics {
             "Replenishment intents waiting for the relay",
             outbox_depth.clone(),
         );
+        let outbox_oldest_age_seconds = Gauge::default();
+        registry.register(
+            "outbox_oldest_age_seconds",
+            "Age of the oldest replenishment intent still waiting for the relay (0 when none waits)",
+            outbox_oldest_age_seconds.clone(),
+        );
         let replenishments = Family::<State, Gauge>::default();
         registry.register(
             "replenishments",
@@ -150,6 +157,7 @@ impl Metrics {
             relay_failures,
             relay_lag_seconds,
             outbox_depth,
+            outbox_oldest_age_seconds,
             replenishments,
         }
     }
@@ -210,6 +218,15 @@ impl Metrics {
                     .set(i64::try_from(depth).unwrap_or(i64::MAX));
             }
             Err(err) => tracing::warn!(error = %err, "metrics: cannot read the outbox depth"),
+        }
+        match store.outbox_oldest().await {
+            Ok(oldest) => {
+                let age_ms = oldest
+                    .map(|at| (restock_inventory::store::now_ms() - at).max(0))
+                    .unwrap_or(0);
+                self.outbox_oldest_age_seconds.set(age_ms / 1_000);
+            }
+            Err(err) => tracing::warn!(error = %err, "metrics: cannot read the outbox's age"),
         }
         match store.replenishments_by_state().await {
             Ok(counts) => {

@@ -442,3 +442,80 @@ async fn postgres_factories() {
 async fn mariadb_factories() {
     factories_on(Backend::MySql).await;
 }
+
+/// The monitoring files shipped in `monitoring/` (alert rules, Grafana dashboard) name only
+/// metrics a gateway serves: a renamed metric breaks this test, not a silent dashboard.
+#[tokio::test]
+async fn monitoring_files_name_only_metrics_the_gateway_serves() {
+    let app = spawn_app(Backend::Sqlite).await.unwrap();
+    // Labelled families show only once they have a sample: a sale, a replenishment in the
+    // read model and a (refused) callback give them one.
+    app.sales()
+        .await
+        .purchase(restock_proto::v1::PurchaseRequest {
+            sku: restock_inventory::demo::DEMO_SKU.to_owned(),
+            quantity: 1,
+            idempotency_key: String::new(),
+            requester: "test".to_owned(),
+        })
+        .await
+        .unwrap();
+    app.store
+        .record_replenishment(&restock_inventory::ReplenishmentRecord {
+            order_id: "order-m".into(),
+            workflow_id: "replenish-M".into(),
+            sku: "M".into(),
+            state: "Overdue".into(),
+            quantity: 1,
+            overdue: true,
+            started_at: 0,
+            updated_at: 0,
+        })
+        .await
+        .unwrap();
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let refused = reqwest::Client::new()
+        .post(format!(
+            "http://{}/factory/callbacks/M/order-m?token=00",
+            app.http_addr
+        ))
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 401);
+    let metrics = restock_testkit::process::http_get(&format!("http://{}/metrics", app.http_addr))
+        .await
+        .unwrap();
+    let served: std::collections::BTreeSet<&str> = metrics
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../monitoring");
+    let mut named = std::collections::BTreeSet::new();
+    for file in ["alerts.yml", "grafana-dashboard.json"] {
+        let text = std::fs::read_to_string(dir.join(file)).unwrap();
+        let mut rest = text.as_str();
+        while let Some(at) = rest.find("restock_") {
+            let name: String = rest[at..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            rest = &rest[at + name.len()..];
+            named.insert((file, name));
+        }
+    }
+    assert!(named.len() >= 8, "{named:?}");
+    for (file, name) in &named {
+        let base = ["_total", "_bucket", "_count", "_sum"]
+            .iter()
+            .find_map(|suffix| name.strip_suffix(suffix))
+            .unwrap_or(name);
+        assert!(
+            served.contains(base),
+            "{file} names {name}, which the gateway does not serve; it serves {served:?}"
+        );
+    }
+    app.stop().await;
+}

@@ -190,6 +190,7 @@ async fn sell_out_order_callback_restock_on(backend: Backend) {
         "restock_replenishments{state=\"Completed\"} 1",
         "restock_purchase_seconds_count 5",
         "restock_outbox_depth 0",
+        "restock_outbox_oldest_age_seconds 0",
         // Totals since start are counters (rate() works on them), not gauges.
         "# TYPE restock_grouped_sales counter",
         "# TYPE restock_abandoned_purchases counter",

@@ -81,6 +81,17 @@ impl Store {
             .await?)
     }
 
+    /// When the oldest intent still waiting was written (Unix ms), if any waits.
+    pub async fn outbox_oldest(&self) -> Result<Option<i64>, StoreError> {
+        Ok(replenish_outbox::Entity::find()
+            .select_only()
+            .column(replenish_outbox::Column::RequestedAt)
+            .order_by_asc(replenish_outbox::Column::RequestedAt)
+            .into_tuple()
+            .one(self.reader())
+            .await?)
+    }
+
     /// Removes an intent once Temporal has it, unless another sale asked again since the relay
     /// read it (its revision moved on): then it stays for the next pass. True when removed.
     pub async fn delete_outbox(&self, id: i64, revision: i64) -> Result<bool, StoreError> {
