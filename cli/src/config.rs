@@ -62,25 +62,29 @@ impl DatabaseArgs {
 /// Temporal flags.
 #[derive(Debug, Clone, Args)]
 pub struct TemporalArgs {
-    /// Temporal frontend address (host:port).
-    #[arg(long, env = "TEMPORAL_ADDRESS", default_value = "localhost:7233")]
-    pub temporal_address: String,
-    /// Temporal namespace.
-    #[arg(long, env = "TEMPORAL_NAMESPACE", default_value = "default")]
-    pub temporal_namespace: String,
+    /// Temporal frontend address (host:port). Also from the `temporal` CLI's configuration:
+    /// the `temporal.toml` file (TEMPORAL_CONFIG_FILE, else ~/.config/temporalio/temporal.toml)
+    /// and its profile (TEMPORAL_PROFILE); default localhost:7233.
+    #[arg(long, env = "TEMPORAL_ADDRESS")]
+    pub temporal_address: Option<String>,
+    /// Temporal namespace (or from the profile; default "default").
+    #[arg(long, env = "TEMPORAL_NAMESPACE")]
+    pub temporal_namespace: Option<String>,
     /// Task queue of the restock workflows.
     #[arg(long, env = "RESTOCK_TASK_QUEUE", default_value = "restock")]
     pub task_queue: String,
-    /// Connect to Temporal over TLS (implied by the other TLS flags and by an API key).
-    #[arg(long, env = "TEMPORAL_TLS", value_parser = clap::builder::BoolishValueParser::new())]
+    /// Connect to Temporal over TLS (implied by the other TLS settings and by an API key).
+    #[arg(long)]
     pub temporal_tls: bool,
     /// CA certificate (PEM) of Temporal's server certificate (default: the system's roots).
+    /// The SDK's TEMPORAL_TLS_SERVER_CA_CERT_PATH works too; TEMPORAL_TLS_CA is the older name.
     #[arg(long, env = "TEMPORAL_TLS_CA")]
     pub temporal_tls_ca: Option<std::path::PathBuf>,
-    /// Client certificate (PEM) for mTLS to Temporal.
+    /// Client certificate (PEM) for mTLS (or TEMPORAL_TLS_CLIENT_CERT_PATH; older name
+    /// TEMPORAL_TLS_CERT).
     #[arg(long, env = "TEMPORAL_TLS_CERT", requires = "temporal_tls_key")]
     pub temporal_tls_cert: Option<std::path::PathBuf>,
-    /// Client key (PEM) for mTLS to Temporal.
+    /// Client key (PEM) for mTLS (or TEMPORAL_TLS_CLIENT_KEY_PATH; older name TEMPORAL_TLS_KEY).
     #[arg(long, env = "TEMPORAL_TLS_KEY", requires = "temporal_tls_cert")]
     pub temporal_tls_key: Option<std::path::PathBuf>,
     /// Server name to verify Temporal's certificate against.
@@ -92,35 +96,80 @@ pub struct TemporalArgs {
 }
 
 impl TemporalArgs {
-    /// The endpoint these flags describe (reads the certificate files).
+    /// The endpoint: these flags first, then the Temporal SDK's environment configuration
+    /// (`TEMPORAL_*` variables over the `temporal.toml` profile, as the `temporal` CLI reads
+    /// them), then the defaults. Reads the certificate files.
     pub fn endpoint(&self) -> anyhow::Result<restock_workflows::client::TemporalEndpoint> {
+        use temporalio_common::envconfig::{
+            DataSource, LoadClientConfigProfileOptions, load_client_config_profile,
+        };
+        let profile = load_client_config_profile(LoadClientConfigProfileOptions::default(), None)
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "the Temporal configuration (temporal.toml, TEMPORAL_CONFIG_FILE, TEMPORAL_PROFILE, TEMPORAL_* variables): {e}"
+                )
+            })?;
         let read = |path: &std::path::Path| {
             std::fs::read(path).with_context(|| format!("reading {}", path.display()))
         };
+        let resolve = |source: DataSource| -> anyhow::Result<Vec<u8>> {
+            match source {
+                DataSource::Path(path) => read(std::path::Path::new(&path)),
+                DataSource::Data(data) => Ok(data),
+                _ => anyhow::bail!("unsupported certificate source in the Temporal configuration"),
+            }
+        };
+        // A `[profile.x.tls]` section turns TLS on unless it says `disabled = true`.
+        let file_tls = profile.tls.filter(|t| t.disabled != Some(true));
         let wants_tls = self.temporal_tls
             || self.temporal_tls_ca.is_some()
             || self.temporal_tls_cert.is_some()
-            || self.temporal_tls_server_name.is_some();
+            || self.temporal_tls_server_name.is_some()
+            || file_tls.is_some();
         let tls = if wants_tls {
-            Some(restock_workflows::client::TemporalTls {
-                server_ca_pem: self.temporal_tls_ca.as_deref().map(read).transpose()?,
-                server_name: self.temporal_tls_server_name.clone(),
-                client_cert_pem: match (&self.temporal_tls_cert, &self.temporal_tls_key) {
-                    (Some(cert), Some(key)) => Some((read(cert)?, read(key)?)),
-                    _ => None,
+            let file_tls = file_tls.unwrap_or_default();
+            let server_ca_pem = match &self.temporal_tls_ca {
+                Some(path) => Some(read(path)?),
+                None => file_tls.server_ca_cert.map(resolve).transpose()?,
+            };
+            let client_cert_pem = match (&self.temporal_tls_cert, &self.temporal_tls_key) {
+                (Some(cert), Some(key)) => Some((read(cert)?, read(key)?)),
+                _ => match (file_tls.client_cert, file_tls.client_key) {
+                    (Some(cert), Some(key)) => Some((resolve(cert)?, resolve(key)?)),
+                    (None, None) => None,
+                    _ => anyhow::bail!(
+                        "the Temporal configuration gives a client certificate without its key, or a key without its certificate"
+                    ),
                 },
+            };
+            Some(restock_workflows::client::TemporalTls {
+                server_ca_pem,
+                server_name: self
+                    .temporal_tls_server_name
+                    .clone()
+                    .or(file_tls.server_name),
+                client_cert_pem,
             })
         } else {
             None
         };
         Ok(restock_workflows::client::TemporalEndpoint {
-            address: self.temporal_address.clone(),
-            namespace: self.temporal_namespace.clone(),
+            address: self
+                .temporal_address
+                .clone()
+                .or(profile.address)
+                .unwrap_or_else(|| "localhost:7233".to_owned()),
+            namespace: self
+                .temporal_namespace
+                .clone()
+                .or(profile.namespace)
+                .unwrap_or_else(|| "default".to_owned()),
             tls,
             api_key: self
                 .temporal_api_key
                 .as_ref()
-                .map(|k| k.expose().to_owned()),
+                .map(|k| k.expose().to_owned())
+                .or(profile.api_key),
         })
     }
 }

@@ -1,7 +1,9 @@
 //! Beyond one machine, as processes: two gateways and two workers on PostgreSQL and one
 //! Temporal server. Concurrent sales spread over both gateways never oversell; every product
 //! that sells out gets exactly one workflow and one factory order; a worker killed with
-//! SIGKILL mid-flight leaves its work to the other, which finishes it.
+//! SIGKILL mid-flight leaves its work to the other, which finishes it. The processes find
+//! Temporal (on a port of its own, not 7233) only through a `temporal.toml` profile, as the
+//! `temporal` CLI would.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -46,9 +48,20 @@ async fn two_gateways_two_workers_one_temporal() {
     let factory = free_port();
     let gateways = [(free_port(), free_port()), (free_port(), free_port())];
     let worker_metrics = [free_port(), free_port()];
+    let config = logs.path().join("temporal.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[profile.default]\naddress = \"127.0.0.1:1\"\n\n[profile.shop]\naddress = \"{}\"\nnamespace = \"default\"\n",
+            temporal.address
+        ),
+    )
+    .unwrap();
+    assert!(!temporal.address.ends_with(":7233"));
     let common = vec![
         ("RESTOCK_DATABASE_URL", db.url.clone()),
-        ("TEMPORAL_ADDRESS", temporal.address.clone()),
+        ("TEMPORAL_CONFIG_FILE", config.display().to_string()),
+        ("TEMPORAL_PROFILE", "shop".to_owned()),
         ("RESTOCK_CALLBACK_SECRET", TEST_CALLBACK_SECRET.to_owned()),
         ("RUST_LOG", "info".to_owned()),
     ];

@@ -36,7 +36,12 @@ impl Procs {
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
-            .env_remove("RESTOCK_API_TOKENS");
+            .env_remove("RESTOCK_API_TOKENS")
+            // Temporal's connection comes from the test alone, never from the machine's shell.
+            .env_remove("TEMPORAL_ADDRESS")
+            .env_remove("TEMPORAL_NAMESPACE")
+            .env_remove("TEMPORAL_PROFILE")
+            .env_remove("TEMPORAL_CONFIG_FILE");
         for (k, v) in env {
             command.env(k, v);
         }

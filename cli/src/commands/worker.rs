@@ -108,6 +108,7 @@ impl PlannerArgs {
 /// Runs the worker until SIGINT/SIGTERM.
 pub async fn run(args: Args) -> anyhow::Result<()> {
     let planner = args.planner.config()?;
+    let temporal = args.temporal.endpoint()?;
     let signer = args.callback.signer()?;
     let store = args.db.connect().await?;
     let factory =
@@ -123,11 +124,11 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             requester: "restock".to_owned(),
             mailer: Mailer::new(args.smtp_url.as_ref().map(Secret::expose), &args.mail_from)?,
             temporal_ui_url: args.temporal_ui_url.clone(),
-            namespace: args.temporal.temporal_namespace.clone(),
+            namespace: temporal.namespace.clone(),
         },
     );
     let settings = restock_worker::WorkerSettings {
-        temporal: args.temporal.endpoint()?,
+        temporal,
         task_queue: args.temporal.task_queue.clone(),
         max_concurrent_workflow_tasks: args.max_concurrent_workflow_tasks,
         max_concurrent_activities: args.max_concurrent_activities,
