@@ -26,17 +26,6 @@ use crate::types::{
 /// the ad activities allows exactly this many).
 pub const MAIL_ATTEMPTS: u32 = 3;
 
-/// What [`ReplenishActivities::send_once`] did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Sent {
-    /// An earlier attempt delivered it.
-    AlreadyDone,
-    /// Delivered now.
-    Delivered,
-    /// Failed on the last attempt: given up.
-    GaveUp,
-}
-
 /// Where the activities send orders and how they sign callback URLs.
 #[derive(Debug, Clone)]
 pub struct ActivitySettings {
@@ -303,16 +292,6 @@ impl ReplenishActivities {
         self.change_ad(change, true, ctx.info().attempt).await
     }
 
-    /// Emails the factory's manager that the order is overdue, once per order.
-    #[activity(name = "notify-overdue")]
-    pub async fn notify_overdue(
-        self: Arc<Self>,
-        ctx: ActivityContext,
-        change: AdChange,
-    ) -> Result<AdChanged, ActivityError> {
-        self.overdue(change, ctx.info().attempt).await
-    }
-
     /// Writes the workflow's state to the `replenishments` read model.
     #[activity(name = "record-replenishment")]
     pub async fn record_replenishment(
@@ -366,7 +345,25 @@ impl ReplenishActivities {
             });
         };
         let kind = if active { "ad_resumed" } else { "ad_paused" };
-        let link = self.ui_link(&change.replenishment_id);
+        let key = format!("{}:{kind}", change.order_id);
+        let due = self
+            .store
+            .notification_due(&key, &change.sku, kind, &ad.manager_email)
+            .await
+            .map_err(from_store)?;
+        if due == restock_inventory::advertising::NotificationDue::AlreadyDone {
+            return Ok(AdChanged {
+                has_ad: true,
+                notified: false,
+                mail_failed: false,
+            });
+        }
+        let link = format!(
+            "{}/namespaces/{}/workflows/{}",
+            self.settings.temporal_ui_url.trim_end_matches('/'),
+            self.settings.namespace,
+            change.replenishment_id
+        );
         let email = if active {
             Email {
                 to: ad.manager_email.clone(),
@@ -400,104 +397,33 @@ impl ReplenishActivities {
                 ),
             }
         };
-        let sent = self
-            .send_once(&change, kind, &ad.manager_email, &email, attempt)
-            .await?;
-        Ok(AdChanged {
-            has_ad: true,
-            notified: sent == Sent::Delivered,
-            mail_failed: sent == Sent::GaveUp,
-        })
-    }
-
-    /// The run's page in the Temporal Web UI.
-    fn ui_link(&self, workflow_id: &str) -> String {
-        format!(
-            "{}/namespaces/{}/workflows/{}",
-            self.settings.temporal_ui_url.trim_end_matches('/'),
-            self.settings.namespace,
-            workflow_id
-        )
-    }
-
-    /// Delivers `email` about `change` (`kind`: `ad_paused`, `ad_resumed`, `overdue`) unless an
-    /// earlier attempt did: one mail per order and kind. A mail that still fails on attempt
-    /// [`MAIL_ATTEMPTS`] is given up (it stays `pending` in `notifications` with its error).
-    async fn send_once(
-        &self,
-        change: &AdChange,
-        kind: &str,
-        to: &str,
-        email: &Email,
-        attempt: u32,
-    ) -> Result<Sent, ActivityError> {
-        let key = format!("{}:{kind}", change.order_id);
-        let due = self
-            .store
-            .notification_due(&key, &change.sku, kind, to)
-            .await
-            .map_err(from_store)?;
-        if due == restock_inventory::advertising::NotificationDue::AlreadyDone {
-            return Ok(Sent::AlreadyDone);
-        }
-        match self.settings.mailer.deliver(email).await {
+        match self.settings.mailer.deliver(&email).await {
             Ok(how) => {
                 self.store
                     .notification_delivered(&key, how.as_str())
                     .await
                     .map_err(from_store)?;
-                tracing::info!(sku = %change.sku, kind, to = %to, how = how.as_str(), "notified");
-                Ok(Sent::Delivered)
+                tracing::info!(sku = %change.sku, kind, to = %ad.manager_email, how = how.as_str(), "ad manager notified");
+                Ok(AdChanged {
+                    has_ad: true,
+                    notified: true,
+                    mail_failed: false,
+                })
             }
             Err(err) => {
                 let _ = self.store.notification_failed(&key, &err.to_string()).await;
                 if attempt >= MAIL_ATTEMPTS {
                     tracing::error!(sku = %change.sku, kind, error = %err, attempt, "notification not delivered; giving up (see the notifications table)");
-                    return Ok(Sent::GaveUp);
+                    return Ok(AdChanged {
+                        has_ad: true,
+                        notified: false,
+                        mail_failed: true,
+                    });
                 }
                 tracing::warn!(sku = %change.sku, kind, error = %err, attempt, "notification not delivered; will retry");
                 Err(err.into())
             }
         }
-    }
-
-    /// Tells the factory's manager, once per order, that the order is past its SLA.
-    async fn overdue(&self, change: AdChange, attempt: u32) -> Result<AdChanged, ActivityError> {
-        let product = self
-            .store
-            .product(&change.sku)
-            .await
-            .map_err(from_store)?
-            .product;
-        let factory = self
-            .store
-            .factory(&product.factory_id)
-            .await
-            .map_err(from_store)?;
-        let email = Email {
-            to: factory.manager_email.clone(),
-            subject: format!(
-                "[restock] Overdue: order {} for {} ({}) has not been delivered",
-                change.order_id, product.name, product.sku
-            ),
-            body: format!(
-                "Hello,\n\nThe order {order} from {factory} for {name} ({sku}) has not been delivered within its time limit. The shop is still waiting for it ({stock} in stock).\n\nIf it was delivered, complete it: restock complete {sku} --order {order}\nIf it will not come, cancel it: restock cancel {sku} --reason \"...\"\nDetails: {link}\n\n-- restock\n",
-                order = change.order_id,
-                factory = factory.name,
-                name = product.name,
-                sku = product.sku,
-                stock = product.stock,
-                link = self.ui_link(&change.replenishment_id),
-            ),
-        };
-        let sent = self
-            .send_once(&change, "overdue", &factory.manager_email, &email, attempt)
-            .await?;
-        Ok(AdChanged {
-            has_ad: false,
-            notified: sent == Sent::Delivered,
-            mail_failed: sent == Sent::GaveUp,
-        })
     }
 
     /// The factory's own API URL, else the configured default.

@@ -16,9 +16,7 @@
 //!
 //! # Versions
 //! Runs started before [`PATCH_EXACTLY_ONCE`] replay through [`legacy`]; every new run records
-//! the patch marker and takes the steps in [`steps`]. [`PATCH_LOCAL_BOOKKEEPING`] and
-//! [`PATCH_OVERDUE_EMAIL`] change steps inside them; histories of each version are replayed
-//! by `workflows/tests/replay.rs`.
+//! the patch marker and takes the steps in [`steps`].
 
 // The workflow macros generate undocumented associated constants for each handler.
 #![allow(missing_docs)]
@@ -57,10 +55,6 @@ pub const PATCH_EXACTLY_ONCE: &str = "exactly-once-v2";
 /// no round trip through the server each); only the factory order stays a regular activity.
 /// Runs without it replay their regular activities.
 pub const PATCH_LOCAL_BOOKKEEPING: &str = "local-bookkeeping-v3";
-
-/// The patch runs record when their order goes Overdue: the factory's manager gets one
-/// email about it (activity `notify-overdue`). Runs without it replay without the email.
-pub const PATCH_OVERDUE_EMAIL: &str = "overdue-email-v4";
 
 /// Replenishment requests one run takes before it continues as new, carrying its order over,
 /// so a run that stays Overdue for days keeps a bounded history.

@@ -16,10 +16,9 @@ use temporalio_sdk::{
 };
 
 use super::{
-    CancelRequest, CarriedOrder, FactoryCompleted, MAX_REQUESTS_PER_RUN, PATCH_OVERDUE_EMAIL,
-    RESTOCK_SKU, RESTOCK_STATE, ReplenishInput, ReplenishOutcome, ReplenishSettings,
-    ReplenishStock, activity_options, local_notification_options, local_options, millis,
-    notification_options,
+    CancelRequest, CarriedOrder, FactoryCompleted, MAX_REQUESTS_PER_RUN, RESTOCK_SKU,
+    RESTOCK_STATE, ReplenishInput, ReplenishOutcome, ReplenishSettings, ReplenishStock,
+    activity_options, local_notification_options, local_options, millis, notification_options,
 };
 use crate::state::{self, Event, RestockState};
 
@@ -106,7 +105,7 @@ impl ReplenishStock {
             Self::pause_ad(ctx, &settings, &input.sku).await;
         }
 
-        let received = match Self::await_delivery(ctx, &settings, &input.sku, deadline).await? {
+        let received = match Self::await_delivery(ctx, &settings, deadline).await? {
             Awaited::Delivered(units) => units,
             Awaited::Cancelled => return Self::finish_cancelled(ctx, &settings).await,
             Awaited::Rollover => return Self::roll_over(ctx, input, deadline),
@@ -207,7 +206,6 @@ impl ReplenishStock {
     async fn await_delivery(
         ctx: &WorkflowContext<Self>,
         settings: &ReplenishSettings,
-        sku: &str,
         sla_deadline: i64,
     ) -> WorkflowResult<Awaited> {
         let woken = |s: &ReplenishStock| {
@@ -238,9 +236,6 @@ impl ReplenishStock {
             };
             if timed_out && !Self::cancel_requested(ctx) && !ctx.state(woken) {
                 Self::advance(ctx, settings, Event::SlaPassed).await?;
-                if ctx.patched(PATCH_OVERDUE_EMAIL) {
-                    Self::tell_overdue(ctx, settings, sku).await;
-                }
             }
         }
         loop {
@@ -456,22 +451,6 @@ impl ReplenishStock {
                 s.status.notification_failures += u32::from(paused.mail_failed);
             }),
             Err(_) => ctx.state_mut(|s| s.status.notification_failures += 1),
-        }
-    }
-
-    /// Overdue: the factory's manager hears of it, once per order. A few tries, then the run
-    /// goes on (runs since [`PATCH_OVERDUE_EMAIL`]).
-    async fn tell_overdue(ctx: &WorkflowContext<Self>, settings: &ReplenishSettings, sku: &str) {
-        let told = ctx
-            .execute_local_activity(
-                ReplenishActivities::notify_overdue,
-                Self::ad_change(ctx, sku),
-                local_notification_options(settings),
-            )
-            .await;
-        let failed = !matches!(told, Ok(ref t) if !t.mail_failed);
-        if failed {
-            ctx.state_mut(|s| s.status.notification_failures += 1);
         }
     }
 
