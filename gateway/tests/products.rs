@@ -382,6 +382,20 @@ async fn factories_on(backend: Backend) {
             },
             "factory.api_url",
         ),
+        (
+            Factory {
+                id: String::new(),
+                ..good.clone()
+            },
+            "factory.id",
+        ),
+        (
+            Factory {
+                name: " ".into(),
+                ..good.clone()
+            },
+            "factory.name",
+        ),
     ] {
         let status = inventory
             .upsert_factory(UpsertFactoryRequest { factory: Some(bad) })

@@ -715,8 +715,8 @@ impl Store {
 
     /// Creates a factory or updates its fields.
     pub async fn upsert_factory(&self, f: &NewFactory) -> Result<(), StoreError> {
-        validate::id("factory id", &f.id)?;
-        validate::name("factory name", &f.name)?;
+        validate::id("id", &f.id)?;
+        validate::name("name", &f.name)?;
         validate::email("manager email", &f.manager_email)?;
         if let Some(url) = &f.api_url {
             validate::api_url("api url", url)?;
