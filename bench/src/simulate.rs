@@ -232,6 +232,7 @@ pub async fn run(system: &System, plan: &Plan) -> anyhow::Result<Simulation> {
                         } as i32,
                         ..Default::default()
                     }),
+                    update_mask: None,
                 })
                 .await
                 .with_context(|| format!("creating {sku}"))?;

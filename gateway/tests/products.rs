@@ -1,7 +1,8 @@
 //! The catalogue through real gRPC on a port-0 gateway, on SQLite, PostgreSQL and MariaDB: a
 //! product may not be given a reorder quantity the legacy factory would refuse to produce
 //! (INVALID_ARGUMENT naming the limit, nothing written), and the factory's maximum itself is
-//! accepted.
+//! accepted. Partial updates (a field left out is kept), factories, the adaptive policy, and
+//! ListReplenishments' keyset pages, on the same three databases.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -25,6 +26,7 @@ async fn reorder_quantity_is_capped_at_the_factory_maximum(backend: Backend) {
     };
     let upsert = |product: Product| UpsertProductRequest {
         product: Some(product),
+        update_mask: None,
     };
     let snapshot = || async {
         let db = app.store.connection();
@@ -137,6 +139,7 @@ async fn adaptive_policy_on(backend: Backend) {
     };
     let upsert = |product: Product| UpsertProductRequest {
         product: Some(product),
+        update_mask: None,
     };
     let get = || GetProductRequest {
         sku: sku.to_owned(),
@@ -455,6 +458,204 @@ async fn postgres_factories() {
 #[tokio::test]
 async fn mariadb_factories() {
     factories_on(Backend::MySql).await;
+}
+
+/// UpsertProduct on an existing product changes only what the client names: without a mask
+/// the fields it sets (a field left out keeps its value, it is not zeroed); with a mask
+/// exactly those fields (so zero can be set on purpose). A mask naming stock or an unknown
+/// field is refused naming `update_mask`, and changes nothing.
+async fn partial_updates_on(backend: Backend) {
+    use prost_types::FieldMask;
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let mut inventory = app.inventory().await;
+    let sku = restock_inventory::demo::DEMO_SKU;
+    let get = || GetProductRequest {
+        sku: sku.to_owned(),
+    };
+    let original = inventory.get_product(get()).await.unwrap().into_inner();
+    assert!(!original.name.is_empty() && original.reorder_quantity > 0);
+
+    // A client that knows only the price and reorder point sends only those.
+    let priced = inventory
+        .upsert_product(UpsertProductRequest {
+            product: Some(Product {
+                sku: sku.to_owned(),
+                price: original.price + 7,
+                reorder_point: original.reorder_point + 3,
+                ..Default::default()
+            }),
+            update_mask: None,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        priced,
+        Product {
+            price: original.price + 7,
+            reorder_point: original.reorder_point + 3,
+            ..original.clone()
+        },
+        "only the price and reorder point changed"
+    );
+
+    // Named in the mask, zero is written; fields set but not named are not.
+    let zeroed = inventory
+        .upsert_product(UpsertProductRequest {
+            product: Some(Product {
+                sku: sku.to_owned(),
+                name: "ignored".into(),
+                reorder_point: 0,
+                ..Default::default()
+            }),
+            update_mask: Some(FieldMask {
+                paths: vec!["product.reorder_point".into()],
+            }),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(zeroed.reorder_point, 0);
+    assert_eq!(zeroed.name, original.name);
+    assert_eq!(zeroed.reorder_quantity, original.reorder_quantity);
+
+    for paths in [vec!["stock"], vec!["price", "colour"], vec!["plan"]] {
+        let status = inventory
+            .upsert_product(UpsertProductRequest {
+                product: Some(Product {
+                    sku: sku.to_owned(),
+                    price: 1,
+                    stock: 1,
+                    ..Default::default()
+                }),
+                update_mask: Some(FieldMask {
+                    paths: paths.iter().map(|p| (*p).to_owned()).collect(),
+                }),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(
+            status.code(),
+            Code::InvalidArgument,
+            "{paths:?}: {status:?}"
+        );
+        let details = tonic_types::StatusExt::get_error_details(&status);
+        assert_eq!(
+            details.bad_request().unwrap().field_violations[0].field,
+            "update_mask"
+        );
+    }
+    assert_eq!(
+        inventory.get_product(get()).await.unwrap().into_inner(),
+        zeroed,
+        "refused updates changed nothing"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn sqlite_partial_updates() {
+    partial_updates_on(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn postgres_partial_updates() {
+    partial_updates_on(Backend::Postgres).await;
+}
+
+#[tokio::test]
+async fn mariadb_partial_updates() {
+    partial_updates_on(Backend::MySql).await;
+}
+
+/// ListReplenishments pages by keyset: replenishments that start or change between two page
+/// reads neither repeat nor push a row out of the pages (an offset would do both), and a
+/// made-up token is refused.
+async fn replenishment_pages_on(backend: Backend) {
+    use restock_inventory::ReplenishmentRecord;
+    use restock_proto::v1::{
+        ListReplenishmentsRequest, replenishment_service_client::ReplenishmentServiceClient,
+    };
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let record = |n: usize, started_at: i64| ReplenishmentRecord {
+        order_id: format!("ord-page-{n}"),
+        workflow_id: format!("replenish-PAGE-{n}"),
+        sku: format!("PAGE-{n}"),
+        state: "AwaitingFactory".into(),
+        quantity: 5,
+        overdue: false,
+        started_at,
+        updated_at: started_at,
+    };
+    // Two rows share a start time: the order id breaks the tie.
+    let starts = [1_000, 2_000, 3_000, 3_000, 4_000, 5_000];
+    for (n, at) in starts.iter().enumerate() {
+        app.store
+            .record_replenishment(&record(n, *at))
+            .await
+            .unwrap();
+    }
+    let mut api = ReplenishmentServiceClient::new(app.channel().await);
+    let page = |token: String| ListReplenishmentsRequest {
+        page_size: 2,
+        page_token: token,
+        state: String::new(),
+    };
+    let mut seen = Vec::new();
+    let mut token = String::new();
+    for round in 0.. {
+        let reply = api
+            .list_replenishments(page(token))
+            .await
+            .unwrap()
+            .into_inner();
+        seen.extend(reply.replenishments.iter().map(|r| r.sku.clone()));
+        if round == 0 {
+            // Meanwhile: a newer run starts and an older one changes state.
+            app.store
+                .record_replenishment(&record(9, 9_000))
+                .await
+                .unwrap();
+            let mut changed = record(1, 2_000);
+            changed.state = "Completed".into();
+            changed.updated_at = 9_500;
+            app.store.record_replenishment(&changed).await.unwrap();
+        }
+        if reply.next_page_token.is_empty() {
+            break;
+        }
+        token = reply.next_page_token;
+    }
+    assert_eq!(
+        seen,
+        ["PAGE-5", "PAGE-4", "PAGE-3", "PAGE-2", "PAGE-1", "PAGE-0"],
+        "every row once, newest first"
+    );
+    let status = api
+        .list_replenishments(page("not-a-token".into()))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn sqlite_replenishment_pages() {
+    replenishment_pages_on(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn postgres_replenishment_pages() {
+    replenishment_pages_on(Backend::Postgres).await;
+}
+
+#[tokio::test]
+async fn mariadb_replenishment_pages() {
+    replenishment_pages_on(Backend::MySql).await;
 }
 
 /// The monitoring files shipped in `monitoring/` (alert rules, Grafana dashboard) name only

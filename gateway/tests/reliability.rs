@@ -55,7 +55,7 @@ async fn temporal_outage_loses_no_replenishment() {
                 let store = store.clone();
                 async move {
                     store
-                        .list_replenishments(Some("Completed"), 0, 100)
+                        .list_replenishments(Some("Completed"), None, 100)
                         .await
                         .unwrap()
                         .len()
@@ -264,7 +264,7 @@ async fn stock_is_conserved_under_load_with_replenishments_running() {
             let store = store.clone();
             async move {
                 let open = store
-                    .list_replenishments(None, 0, 10_000)
+                    .list_replenishments(None, None, 10_000)
                     .await
                     .unwrap()
                     .into_iter()

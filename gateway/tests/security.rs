@@ -122,6 +122,7 @@ async fn call(channel: &Channel, rpc: &str, token: Option<&str>) -> Code {
                             ad_active: true,
                             ..Default::default()
                         }),
+                        update_mask: None,
                     },
                     token,
                 ))

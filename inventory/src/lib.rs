@@ -42,8 +42,8 @@ pub use purchase_groups::{GroupingCounts, QueueDepth};
 pub use replenishment::{Received, ReplenishmentRecord, SendDecision};
 pub use sea_orm::DbErr;
 pub use store::{
-    AdjustStock, NewFactory, NewProduct, ProductView, PurchaseOutcome, PurchaseRequest, Store,
-    StoreOptions,
+    AdjustStock, NewFactory, NewProduct, ProductUpdate, ProductView, PurchaseOutcome,
+    PurchaseRequest, Store, StoreOptions,
 };
 
 /// The replenishment (and replenish-stock workflow) id for a product: `replenish-<sku>`.

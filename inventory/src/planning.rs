@@ -50,7 +50,7 @@ pub struct PlanSummary {
 }
 
 /// A policy change for [`Store::upsert_product`].
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct PolicyChange {
     /// The policy; `None` keeps an existing product's (a new product is adaptive).
     pub kind: Option<PolicyKind>,

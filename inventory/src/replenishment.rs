@@ -4,7 +4,7 @@
 
 use sea_orm::sea_query::{Expr, ExprTrait, OnConflict};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
+    ActiveValue::Set, ColumnTrait, Condition, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
     QuerySelect,
 };
 
@@ -375,11 +375,12 @@ impl Store {
         Ok(())
     }
 
-    /// Replenishments newest first, optionally in one state; `offset` pages.
+    /// Replenishments newest first (by start, then order id), optionally in one state; `after`
+    /// is the previous page's last `(started_at, order_id)`.
     pub async fn list_replenishments(
         &self,
         state: Option<&str>,
-        offset: u64,
+        after: Option<(i64, &str)>,
         limit: u64,
     ) -> Result<Vec<ReplenishmentRecord>, StoreError> {
         let mut query = replenishment::Entity::find()
@@ -388,7 +389,20 @@ impl Store {
         if let Some(state) = state {
             query = query.filter(replenishment::Column::State.eq(state));
         }
-        Ok(query.offset(offset).limit(limit).all(self.reader()).await?)
+        // Keyset: strictly after the previous page's last row in this order, so rows that
+        // start or change meanwhile never shift the pages (an offset would skip or repeat).
+        if let Some((started_at, order_id)) = after {
+            query = query.filter(
+                Condition::any()
+                    .add(replenishment::Column::StartedAt.lt(started_at))
+                    .add(
+                        Condition::all()
+                            .add(replenishment::Column::StartedAt.eq(started_at))
+                            .add(replenishment::Column::OrderId.lt(order_id)),
+                    ),
+            );
+        }
+        Ok(query.limit(limit).all(self.reader()).await?)
     }
 
     /// How many replenishments are in each state (read model).

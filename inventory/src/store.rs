@@ -196,6 +196,24 @@ pub struct NewProduct {
     pub policy: Option<PolicyChange>,
 }
 
+/// Changes to an existing product's catalogue fields ([`Store::update_product`]); `None`
+/// keeps a field as it is, so a client that leaves a field out never writes zero into it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ProductUpdate {
+    /// Name.
+    pub name: Option<String>,
+    /// Price in minor units.
+    pub price: Option<i64>,
+    /// Reorder point.
+    pub reorder_point: Option<i64>,
+    /// Units per factory order.
+    pub reorder_quantity: Option<i64>,
+    /// Factory id; the factory must exist.
+    pub factory_id: Option<String>,
+    /// The policy and its settings (each part `None`: kept).
+    pub policy: PolicyChange,
+}
+
 /// A factory to create or update.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewFactory {
@@ -841,6 +859,75 @@ impl Store {
         }
         txn.commit().await?;
         self.product(&p.sku).await
+    }
+
+    /// Changes the given fields of an existing product, in one transaction (two admins
+    /// changing different fields at once both keep their change). `NotFound` when there is no
+    /// such product; stock changes only through [`Store::adjust_stock`] and sales.
+    pub async fn update_product(
+        &self,
+        sku: &str,
+        change: &ProductUpdate,
+    ) -> Result<ProductView, StoreError> {
+        validate::sku(sku)?;
+        if let Some(name) = &change.name {
+            validate::name("name", name)?;
+        }
+        if let Some(price) = change.price {
+            validate::units("price", price, 0)?;
+        }
+        if let Some(point) = change.reorder_point {
+            validate::units("reorder_point", point, 0)?;
+        }
+        if let Some(quantity) = change.reorder_quantity {
+            validate::reorder_quantity(quantity)?;
+        }
+        if let Some(factory_id) = &change.factory_id {
+            validate::id("factory_id", factory_id)?;
+            if factory::Entity::find_by_id(factory_id.as_str())
+                .one(&self.reader)
+                .await?
+                .is_none()
+            {
+                return Err(StoreError::FailedPrecondition(format!(
+                    "factory {factory_id:?} does not exist; create it first"
+                )));
+            }
+        }
+        let txn = self.begin_write().await?;
+        // Read inside the transaction: MariaDB counts only rows an UPDATE changed, so its
+        // row count cannot tell "no such product" from "nothing to change".
+        if product::Entity::find_by_id(sku).one(&txn).await?.is_none() {
+            return Err(not_found(sku));
+        }
+        let mut row = product::ActiveModel {
+            sku: sea_orm::ActiveValue::Unchanged(sku.to_owned()),
+            updated_at: Set(now_ms()),
+            ..Default::default()
+        };
+        if let Some(name) = &change.name {
+            row.name = Set(name.clone());
+        }
+        if let Some(price) = change.price {
+            row.price = Set(price);
+        }
+        if let Some(point) = change.reorder_point {
+            row.reorder_point = Set(point);
+        }
+        if let Some(quantity) = change.reorder_quantity {
+            row.reorder_quantity = Set(quantity);
+        }
+        if let Some(factory_id) = &change.factory_id {
+            row.factory_id = Set(factory_id.clone());
+        }
+        product::Entity::update(row)
+            .exec_without_returning(&txn)
+            .await?;
+        if change.policy != PolicyChange::default() {
+            apply_policy_change(&txn, sku, &change.policy, false).await?;
+        }
+        txn.commit().await?;
+        self.product(sku).await
     }
 
     /// Adds or removes stock by hand. Never below zero; falling to the reorder point requests

@@ -3,8 +3,9 @@
 //! as they are.
 
 use anyhow::Context;
+use prost_types::FieldMask;
 use restock_proto::v1::{
-    AdaptiveSettings, GetProductRequest, ReplenishmentPolicy, UpsertProductRequest,
+    AdaptiveSettings, GetProductRequest, Product, ReplenishmentPolicy, UpsertProductRequest,
     inventory_service_client::InventoryServiceClient,
 };
 
@@ -74,30 +75,35 @@ pub async fn run(command: ProductCommand) -> anyhow::Result<()> {
 
 async fn set(args: SetArgs) -> anyhow::Result<()> {
     let mut client = InventoryServiceClient::new(args.server.connect().await?);
-    let mut product = client
-        .get_product(GetProductRequest {
-            sku: args.sku.clone(),
-        })
-        .await
-        .map_err(explain)?
-        .into_inner();
+    // Only the fields given are sent, named in the mask: a field set to 0 is set, the others
+    // are kept even if someone else changes them meanwhile.
+    let mut product = Product {
+        sku: args.sku.clone(),
+        ..Default::default()
+    };
+    let mut paths: Vec<&str> = Vec::new();
     if let Some(name) = args.name {
         product.name = name;
+        paths.push("name");
     }
     if let Some(price) = args.price {
         product.price = price;
+        paths.push("price");
     }
     if let Some(point) = args.reorder_point {
         product.reorder_point = point;
+        paths.push("reorder_point");
     }
     if let Some(quantity) = args.reorder_quantity {
         product.reorder_quantity = quantity;
+        paths.push("reorder_quantity");
     }
     if let Some(policy) = args.policy {
         product.policy = match policy {
             PolicyArg::Fixed => ReplenishmentPolicy::Fixed,
             PolicyArg::Adaptive => ReplenishmentPolicy::Adaptive,
         } as i32;
+        paths.push("policy");
     }
     let bounds_given = args.service_level.is_some()
         || args.min_reorder_point.is_some()
@@ -105,7 +111,15 @@ async fn set(args: SetArgs) -> anyhow::Result<()> {
         || args.min_quantity.is_some()
         || args.max_quantity.is_some();
     if bounds_given {
-        let mut a = product.adaptive.take().unwrap_or(AdaptiveSettings {
+        // The settings change as a whole: start from the stored ones.
+        let current = client
+            .get_product(GetProductRequest {
+                sku: args.sku.clone(),
+            })
+            .await
+            .map_err(explain)?
+            .into_inner();
+        let mut a = current.adaptive.unwrap_or(AdaptiveSettings {
             service_level_percent: 99.0,
             min_reorder_point: 0,
             max_reorder_point: restock_inventory::validate::MAX_UNITS,
@@ -128,14 +142,26 @@ async fn set(args: SetArgs) -> anyhow::Result<()> {
             a.max_reorder_quantity = v;
         }
         product.adaptive = Some(a);
-    } else {
-        // Absent settings keep the stored ones.
-        product.adaptive = None;
+        paths.push("adaptive");
     }
-    product.plan = None;
+    if paths.is_empty() {
+        anyhow::bail!(
+            "nothing to change: give at least one of --name, --price, --policy, --reorder-point, --reorder-quantity, --service-level, --min/max-reorder-point, --min/max-quantity"
+        );
+    }
+    // UpsertProduct creates a missing product; `set` only changes existing ones.
+    client
+        .get_product(GetProductRequest {
+            sku: args.sku.clone(),
+        })
+        .await
+        .map_err(explain)?;
     let saved = client
         .upsert_product(UpsertProductRequest {
             product: Some(product),
+            update_mask: Some(FieldMask {
+                paths: paths.into_iter().map(str::to_owned).collect(),
+            }),
         })
         .await
         .map_err(explain)

@@ -206,6 +206,24 @@ async fn operators_manage_factories_products_and_stock_without_sql() {
     assert_eq!(product["policy"], "adaptive");
     assert_eq!(product["adaptive"]["service_level_percent"], 99.5);
     assert_eq!(product["adaptive"]["min_reorder_point"], 2);
+    // Zero is a value: `set` names the fields it changes, the rest are kept.
+    let (rc, zeroed) = json(
+        &app,
+        &[
+            "product",
+            "set",
+            "CP-502101",
+            "--reorder-point",
+            "0",
+            "--json",
+        ],
+    )
+    .await;
+    assert_eq!(rc, 0, "{zeroed}");
+    assert_eq!(zeroed["reorder_point"], 0, "{zeroed}");
+    assert_eq!(zeroed["name"], product["name"], "{zeroed}");
+    assert_eq!(zeroed["price"], product["price"], "{zeroed}");
+    assert_eq!(zeroed["adaptive"], product["adaptive"], "{zeroed}");
     let (rc, stderr) = code(
         &app,
         &["product", "set", "CP-502101", "--service-level", "120"],

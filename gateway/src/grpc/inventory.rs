@@ -3,7 +3,7 @@
 use restock_inventory::planning::settings_of;
 use restock_inventory::{
     AdaptiveSettings as StoreSettings, AdjustStock, NewFactory, NewProduct, PolicyChange,
-    PolicyKind, ProductView, Store,
+    PolicyKind, ProductUpdate, ProductView, Store, StoreError,
 };
 use restock_proto::v1::{
     AdaptiveSettings, AdjustStockRequest, Factory, GetProductRequest, ListFactoriesRequest,
@@ -128,6 +128,94 @@ fn policy_change(p: &Product) -> Result<PolicyChange, Status> {
     Ok(PolicyChange { kind, adaptive })
 }
 
+/// The fields UpsertProduct may change on an existing product.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ProductField {
+    Name,
+    Price,
+    ReorderPoint,
+    ReorderQuantity,
+    FactoryId,
+    Policy,
+    Adaptive,
+}
+
+impl ProductField {
+    const ALL: [(&'static str, ProductField); 7] = [
+        ("name", ProductField::Name),
+        ("price", ProductField::Price),
+        ("reorder_point", ProductField::ReorderPoint),
+        ("reorder_quantity", ProductField::ReorderQuantity),
+        ("factory_id", ProductField::FactoryId),
+        ("policy", ProductField::Policy),
+        ("adaptive", ProductField::Adaptive),
+    ];
+
+    /// The fields a request names in its mask, or (no mask) the fields it sets.
+    fn of_request(
+        p: &Product,
+        mask: Option<&prost_types::FieldMask>,
+    ) -> Result<Vec<ProductField>, Status> {
+        let Some(mask) = mask.filter(|m| !m.paths.is_empty()) else {
+            let set = [
+                (!p.name.is_empty(), ProductField::Name),
+                (p.price != 0, ProductField::Price),
+                (p.reorder_point != 0, ProductField::ReorderPoint),
+                (p.reorder_quantity != 0, ProductField::ReorderQuantity),
+                (!p.factory_id.is_empty(), ProductField::FactoryId),
+                (p.policy != 0, ProductField::Policy),
+                (p.adaptive.is_some(), ProductField::Adaptive),
+            ];
+            return Ok(set
+                .into_iter()
+                .filter(|(on, _)| *on)
+                .map(|(_, f)| f)
+                .collect());
+        };
+        let mut fields = Vec::new();
+        for path in &mask.paths {
+            let name = path.strip_prefix("product.").unwrap_or(path);
+            match Self::ALL.iter().find(|(n, _)| *n == name) {
+                Some((_, field)) => fields.push(*field),
+                None if name == "sku" => {}
+                None if name == "stock" => {
+                    return Err(status::invalid_field(
+                        "update_mask",
+                        "stock is not changed by UpsertProduct; use AdjustStock (restock stock adjust)",
+                    ));
+                }
+                None => {
+                    return Err(status::invalid_field(
+                        "update_mask",
+                        format!(
+                            "{:?} is not a field UpsertProduct changes; one of: {}",
+                            path.chars().take(60).collect::<String>(),
+                            Self::ALL.map(|(n, _)| n).join(", ")
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(fields)
+    }
+}
+
+/// The change to an existing product: the masked fields of `p`.
+fn product_update(p: &Product, fields: &[ProductField], policy: PolicyChange) -> ProductUpdate {
+    let has = |f| fields.contains(&f);
+    ProductUpdate {
+        name: has(ProductField::Name).then(|| p.name.clone()),
+        price: has(ProductField::Price).then_some(p.price),
+        reorder_point: has(ProductField::ReorderPoint).then_some(p.reorder_point),
+        reorder_quantity: has(ProductField::ReorderQuantity).then_some(p.reorder_quantity),
+        factory_id: has(ProductField::FactoryId).then(|| p.factory_id.clone()),
+        policy: PolicyChange {
+            kind: policy.kind.filter(|_| has(ProductField::Policy)),
+            adaptive: policy.adaptive.filter(|_| has(ProductField::Adaptive)),
+        },
+    }
+}
+
 #[tonic::async_trait]
 impl InventoryService for InventoryApi {
     async fn get_product(
@@ -181,34 +269,46 @@ impl InventoryService for InventoryApi {
         request: Request<UpsertProductRequest>,
     ) -> Result<Response<Product>, Status> {
         let actor = Caller::of(&request);
-        let Some(p) = request.into_inner().product else {
+        let r = request.into_inner();
+        let Some(p) = r.product else {
             return Err(status::invalid_field("product", "product is required"));
         };
         let policy = policy_change(&p)?;
-        let detail = format!(
-            "name={:?} price={} reorder_point={} reorder_quantity={} factory={} policy={:?}",
-            p.name,
-            p.price,
-            p.reorder_point,
-            p.reorder_quantity,
-            p.factory_id,
-            ReplenishmentPolicy::try_from(p.policy).unwrap_or_default()
-        );
+        let fields = ProductField::of_request(&p, r.update_mask.as_ref())?;
         let sku = p.sku.clone();
-        let view = self
-            .store
-            .upsert_product(&NewProduct {
-                sku: p.sku,
-                name: p.name,
-                price: p.price,
-                stock: p.stock,
-                reorder_point: p.reorder_point,
-                reorder_quantity: p.reorder_quantity,
-                factory_id: p.factory_id,
-                policy: Some(policy),
-            })
-            .await
-            .map_err(|e| from_store(e.within("product")))?;
+        let update = product_update(&p, &fields, policy);
+        let (view, detail) = match self.store.update_product(&sku, &update).await {
+            Ok(view) => (view, format!("updated {update:?}")),
+            // A new product: made from all of its fields.
+            Err(StoreError::NotFound(_)) => {
+                let view = self
+                    .store
+                    .upsert_product(&NewProduct {
+                        sku: p.sku.clone(),
+                        name: p.name.clone(),
+                        price: p.price,
+                        stock: p.stock,
+                        reorder_point: p.reorder_point,
+                        reorder_quantity: p.reorder_quantity,
+                        factory_id: p.factory_id.clone(),
+                        policy: Some(policy),
+                    })
+                    .await
+                    .map_err(|e| from_store(e.within("product")))?;
+                let detail = format!(
+                    "created name={:?} price={} stock={} reorder_point={} reorder_quantity={} factory={} policy={:?}",
+                    p.name,
+                    p.price,
+                    p.stock,
+                    p.reorder_point,
+                    p.reorder_quantity,
+                    p.factory_id,
+                    ReplenishmentPolicy::try_from(p.policy).unwrap_or_default()
+                );
+                (view, detail)
+            }
+            Err(e) => return Err(from_store(e.within("product"))),
+        };
         self.store
             .record_audit(&actor, "upsert_product", &sku, &detail, "")
             .await

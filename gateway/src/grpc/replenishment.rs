@@ -182,31 +182,34 @@ impl ReplenishmentService for ReplenishmentApi {
             0 => DEFAULT_PAGE_SIZE,
             n => n.min(MAX_PAGE_SIZE),
         };
-        // The page token is the offset of the next page.
-        let offset: u64 = match r.page_token.as_str() {
-            "" => 0,
-            token => token.parse().map_err(|_| {
+        let after = match r.page_token.as_str() {
+            "" => None,
+            token => Some(PageToken::decode(token).ok_or_else(|| {
                 status::invalid_field("page_token", "page_token is not one this server issued")
-            })?,
+            })?),
         };
         let mut rows = self
             .store
             .list_replenishments(
                 state.map(RestockState::as_str),
-                offset,
+                after.as_ref().map(|t| (t.started_at, t.order_id.as_str())),
                 u64::from(page_size) + 1,
             )
             .await
             .map_err(from_store)?;
         let more = rows.len() > page_size as usize;
         rows.truncate(page_size as usize);
+        let next_page_token = match rows.last() {
+            Some(last) if more => PageToken {
+                started_at: last.started_at,
+                order_id: last.order_id.clone(),
+            }
+            .encode(),
+            _ => String::new(),
+        };
         Ok(Response::new(ListReplenishmentsResponse {
             replenishments: rows.iter().map(from_record).collect(),
-            next_page_token: if more {
-                (offset + u64::from(page_size)).to_string()
-            } else {
-                String::new()
-            },
+            next_page_token,
         }))
     }
 
@@ -294,5 +297,55 @@ impl ReplenishmentService for ReplenishmentApi {
             .await
             .map_err(from_store)?;
         Ok(Response::new(from_status(&status)))
+    }
+}
+
+/// `ListReplenishments`' page token: the last row of the page, in the list's order. Hex, so
+/// clients treat it as opaque; a keyset, so rows changing between pages never skip or repeat.
+#[derive(Debug, PartialEq)]
+struct PageToken {
+    started_at: i64,
+    order_id: String,
+}
+
+impl PageToken {
+    fn encode(&self) -> String {
+        format!("{}:{}", self.started_at, self.order_id)
+            .bytes()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+
+    fn decode(token: &str) -> Option<Self> {
+        if !token.len().is_multiple_of(2) || token.len() > 600 {
+            return None;
+        }
+        let bytes = (0..token.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(token.get(i..i + 2)?, 16).ok())
+            .collect::<Option<Vec<u8>>>()?;
+        let text = String::from_utf8(bytes).ok()?;
+        let (started_at, order_id) = text.split_once(':')?;
+        Some(Self {
+            started_at: started_at.parse().ok()?,
+            order_id: order_id.to_owned(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::PageToken;
+
+    #[test]
+    fn page_tokens_round_trip_and_refuse_what_the_server_did_not_issue() {
+        let token = PageToken {
+            started_at: 1_764_000_000_000,
+            order_id: "ord-SKU-1:7f3e".into(),
+        };
+        assert_eq!(PageToken::decode(&token.encode()), Some(token));
+        for bad in ["10", "zz", "abc", "3a", "", "12"] {
+            assert_eq!(PageToken::decode(bad), None, "{bad:?}");
+        }
     }
 }

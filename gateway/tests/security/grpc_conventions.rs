@@ -314,6 +314,7 @@ async fn errors_carry_machine_readable_details() {
                 ad_active: true,
                 ..Default::default()
             }),
+            update_mask: None,
         })
         .await
         .unwrap_err();
