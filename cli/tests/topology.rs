@@ -3,7 +3,8 @@
 //! that sells out gets exactly one workflow and one factory order; a worker killed with
 //! SIGKILL mid-flight leaves its work to the other, which finishes it. The processes find
 //! Temporal (on a port of its own, not 7233) only through a `temporal.toml` profile, as the
-//! `temporal` CLI would.
+//! `temporal` CLI would; and over mTLS, configured only through the SDK's
+//! `TEMPORAL_TLS_*_PATH` variables, behind a proxy that refuses clients without a certificate.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -242,4 +243,252 @@ async fn two_gateways_two_workers_one_temporal() {
         .await
         .unwrap();
     assert!(metrics.contains("temporal_"), "{metrics}");
+}
+
+/// Certificates for one mTLS test: a CA, the server's (for 127.0.0.1) and a client's, as PEM
+/// files in `dir`.
+struct TestPki {
+    ca: std::path::PathBuf,
+    server_cert: std::path::PathBuf,
+    server_key: std::path::PathBuf,
+    client_cert: std::path::PathBuf,
+    client_key: std::path::PathBuf,
+}
+
+impl TestPki {
+    fn new(dir: &Path) -> Self {
+        use rcgen::{
+            BasicConstraints, CertificateParams, ExtendedKeyUsagePurpose, IsCa, KeyPair,
+            KeyUsagePurpose,
+        };
+        let ca_key = KeyPair::generate().unwrap();
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        let ca = ca_params.self_signed(&ca_key).unwrap();
+        let leaf = |names: Vec<String>, usage| {
+            let key = KeyPair::generate().unwrap();
+            let mut params = CertificateParams::new(names).unwrap();
+            params.extended_key_usages = vec![usage];
+            let cert = params.signed_by(&key, &ca, &ca_key).unwrap();
+            (cert.pem(), key.serialize_pem())
+        };
+        let server = leaf(
+            vec!["127.0.0.1".into(), "localhost".into()],
+            ExtendedKeyUsagePurpose::ServerAuth,
+        );
+        let client = leaf(vec!["restock".into()], ExtendedKeyUsagePurpose::ClientAuth);
+        let write = |name: &str, pem: &str| {
+            let path = dir.join(name);
+            std::fs::write(&path, pem).unwrap();
+            path
+        };
+        Self {
+            ca: write("ca.pem", &ca.pem()),
+            server_cert: write("server.pem", &server.0),
+            server_key: write("server.key", &server.1),
+            client_cert: write("client.pem", &client.0),
+            client_key: write("client.key", &client.1),
+        }
+    }
+}
+
+/// A TLS front for a plaintext Temporal dev server (which serves no TLS itself): it demands a
+/// client certificate signed by the test CA, offers HTTP/2, and copies bytes to `upstream`.
+/// Returns its port and the count of clients that presented a valid certificate.
+async fn mtls_proxy(
+    pki: &TestPki,
+    upstream: String,
+) -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(CertificateDer::from_pem_file(&pki.ca).unwrap())
+        .unwrap();
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+        Arc::new(roots),
+        provider.clone(),
+    )
+    .build()
+    .unwrap();
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(
+            vec![CertificateDer::from_pem_file(&pki.server_cert).unwrap()],
+            PrivateKeyDer::from_pem_file(&pki.server_key).unwrap(),
+        )
+        .unwrap();
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let verified = Arc::new(AtomicUsize::new(0));
+    let count = verified.clone();
+    tokio::spawn(async move {
+        while let Ok((socket, _)) = listener.accept().await {
+            let (acceptor, upstream, count) = (acceptor.clone(), upstream.clone(), count.clone());
+            tokio::spawn(async move {
+                let Ok(mut tls) = acceptor.accept(socket).await else {
+                    return;
+                };
+                if tls
+                    .get_ref()
+                    .1
+                    .peer_certificates()
+                    .is_some_and(|c| !c.is_empty())
+                {
+                    count.fetch_add(1, Ordering::SeqCst);
+                }
+                if let Ok(mut plain) = tokio::net::TcpStream::connect(&upstream).await {
+                    let _ = tokio::io::copy_bidirectional(&mut tls, &mut plain).await;
+                }
+            });
+        }
+    });
+    (port, verified)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateway_and_worker_reach_temporal_over_mtls_from_the_sdk_variables_alone() {
+    let Some(db) = TestDb::new(Backend::Sqlite).await else {
+        return;
+    };
+    let store = db.store().await;
+    let sku = "MTLS-1";
+    store
+        .upsert_product(&restock_testkit::product(sku, 2, 0, 5))
+        .await
+        .unwrap();
+    let temporal = DevServer::start().await;
+    let logs = tempfile::tempdir().unwrap();
+    let pki = TestPki::new(logs.path());
+    let (proxy, verified) = mtls_proxy(&pki, temporal.address.clone()).await;
+
+    // Without a client certificate the proxy lets no one through.
+    let anonymous = restock_workflows::client::TemporalEndpoint {
+        address: format!("127.0.0.1:{proxy}"),
+        namespace: temporal.namespace.clone(),
+        tls: Some(restock_workflows::client::TemporalTls {
+            server_ca_pem: Some(std::fs::read(&pki.ca).unwrap()),
+            server_name: None,
+            client_cert_pem: None,
+        }),
+        api_key: None,
+    };
+    let attempt = tokio::time::timeout(
+        Duration::from_secs(30),
+        restock_workflows::client::connect(&anonymous),
+    )
+    .await;
+    assert!(
+        !matches!(attempt, Ok(Ok(_))),
+        "connected without a client certificate"
+    );
+    assert_eq!(verified.load(std::sync::atomic::Ordering::SeqCst), 0);
+
+    let (factory, grpc, http) = (free_port(), free_port(), free_port());
+    // The SDK's own variable names, and nothing else about Temporal.
+    let env = vec![
+        ("RESTOCK_DATABASE_URL", db.url.clone()),
+        ("TEMPORAL_ADDRESS", format!("127.0.0.1:{proxy}")),
+        (
+            "TEMPORAL_TLS_SERVER_CA_CERT_PATH",
+            pki.ca.display().to_string(),
+        ),
+        (
+            "TEMPORAL_TLS_CLIENT_CERT_PATH",
+            pki.client_cert.display().to_string(),
+        ),
+        (
+            "TEMPORAL_TLS_CLIENT_KEY_PATH",
+            pki.client_key.display().to_string(),
+        ),
+        ("RESTOCK_CALLBACK_SECRET", TEST_CALLBACK_SECRET.to_owned()),
+        ("RUST_LOG", "info".to_owned()),
+    ];
+    let mut procs = Procs::default();
+    procs.spawn(
+        restock(),
+        "factory",
+        &[
+            "factory",
+            &format!("--addr=127.0.0.1:{factory}"),
+            "--step-interval-ms=200",
+        ],
+        &env,
+        logs.path(),
+    );
+    procs.spawn(
+        restock(),
+        "gateway",
+        &[
+            "gateway",
+            &format!("--grpc-addr=127.0.0.1:{grpc}"),
+            &format!("--http-addr=127.0.0.1:{http}"),
+            "--relay-sweep-secs=1",
+        ],
+        &env,
+        logs.path(),
+    );
+    procs.spawn(
+        restock(),
+        "worker",
+        &[
+            "worker",
+            &format!("--factory-url=http://127.0.0.1:{factory}"),
+            &format!("--http-addr=127.0.0.1:{http}"),
+            "--shutdown-grace-secs=1",
+        ],
+        &env,
+        logs.path(),
+    );
+    wait_for("gateway healthy", Duration::from_secs(60), || async {
+        http_get(&format!("http://127.0.0.1:{http}/healthz"))
+            .await
+            .is_some()
+    })
+    .await;
+    let mut sales = SalesServiceClient::connect(format!("http://127.0.0.1:{grpc}"))
+        .await
+        .unwrap();
+    for _ in 0..2 {
+        let reply = sales
+            .purchase(PurchaseRequest {
+                sku: sku.into(),
+                quantity: 1,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(reply.outcome(), Outcome::Sold);
+    }
+    // Sold out: the replenishment runs through the proxy, ordered and restocked once.
+    let restocked = async || {
+        store
+            .stock_receipts(sku)
+            .await
+            .is_ok_and(|receipts| receipts.len() == 1)
+    };
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while !restocked().await {
+        assert!(
+            Instant::now() < deadline,
+            "not restocked over mTLS; logs in {}",
+            logs.path().display()
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    assert_eq!(store.product(sku).await.unwrap().product.stock, 5);
+    // Both the gateway (starting the run) and the worker (running it) came through the proxy.
+    assert!(
+        verified.load(std::sync::atomic::Ordering::SeqCst) >= 2,
+        "clients with a certificate: {verified:?}"
+    );
 }

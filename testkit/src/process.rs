@@ -41,7 +41,13 @@ impl Procs {
             .env_remove("TEMPORAL_ADDRESS")
             .env_remove("TEMPORAL_NAMESPACE")
             .env_remove("TEMPORAL_PROFILE")
-            .env_remove("TEMPORAL_CONFIG_FILE");
+            .env_remove("TEMPORAL_CONFIG_FILE")
+            .env_remove("TEMPORAL_API_KEY");
+        for (key, _) in std::env::vars_os() {
+            if key.to_str().is_some_and(|k| k.starts_with("TEMPORAL_TLS")) {
+                command.env_remove(key);
+            }
+        }
         for (k, v) in env {
             command.env(k, v);
         }
