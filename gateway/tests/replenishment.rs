@@ -86,8 +86,8 @@ async fn maybe_save_history(stack: &Stack, sku: &str, name: &str) {
         .to_json()
         .await
         .unwrap();
-    // Histories of runs since the local-bookkeeping patch; the older ones stay as they were.
-    std::fs::write(format!("{dir}/v3-{name}.json"), json).unwrap();
+    // Histories of runs since the cancel-ends-canceled patch; the older ones stay as they were.
+    std::fs::write(format!("{dir}/v4-{name}.json"), json).unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

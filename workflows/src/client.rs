@@ -161,6 +161,9 @@ pub async fn request_replenishment(
     let options = WorkflowStartOptions::new(task_queue.to_owned(), workflow_id(&input.sku))
         .id_conflict_policy(WorkflowIdConflictPolicy::UseExisting)
         .id_reuse_policy(WorkflowIdReusePolicy::AllowDuplicate)
+        // Shown in the Web UI's list and on the run's page (a run that is already open keeps
+        // its own).
+        .static_summary(format!("Replenish {} ({})", input.sku, input.reason))
         .build();
     let request = ReplenishRequested {
         reason: input.reason.clone(),

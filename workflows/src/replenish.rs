@@ -56,6 +56,11 @@ pub const PATCH_EXACTLY_ONCE: &str = "exactly-once-v2";
 /// Runs without it replay their regular activities.
 pub const PATCH_LOCAL_BOOKKEEPING: &str = "local-bookkeeping-v3";
 
+/// The patch a run records when an operator's cancel (signal or update) ends it: since then
+/// such a run ends Canceled in Temporal, as the UI's Cancel button's does, instead of
+/// Completed with a `Cancelled` outcome. Runs from before complete as they did.
+pub const PATCH_CANCEL_ENDS_CANCELED: &str = "cancel-ends-canceled-v4";
+
 /// Replenishment requests one run takes before it continues as new, carrying its order over,
 /// so a run that stays Overdue for days keeps a bounded history.
 pub const MAX_REQUESTS_PER_RUN: u32 = 200;

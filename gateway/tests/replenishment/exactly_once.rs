@@ -615,6 +615,27 @@ async fn cancel_before_the_order_sends_no_order() {
     assert_eq!(cancelled.reason.as_deref(), Some("not this one"));
     assert_eq!(stack.factory_stats().total, 0, "a cancelled run ordered");
     assert!(ad_active(&stack, sku).await);
+    // The operator's cancel ends the run Canceled in Temporal too, so its list says so; the
+    // run's page shows its summary and current details.
+    stack
+        .wait_until("the run ends Canceled in Temporal", WAIT, || async {
+            run_status(&stack, sku).await == WorkflowExecutionStatus::Canceled
+        })
+        .await;
+    let metadata =
+        stack
+            .temporal
+            .temporal_cli_ok(&["workflow", "metadata", "--workflow-id", &workflow_id]);
+    assert!(metadata.contains("**Cancelled**"), "{metadata}");
+    let described =
+        stack
+            .temporal
+            .temporal_cli_ok(&["workflow", "describe", "--workflow-id", &workflow_id]);
+    assert!(
+        described.contains(&format!("Replenish {sku}")),
+        "{described}"
+    );
+    maybe_save_history(&stack, sku, "cancelled_by_operator").await;
 
     // A later sale starts a new run; once its delivery is reported, cancel is refused.
     adjust(&stack, sku, 1, "test").await;

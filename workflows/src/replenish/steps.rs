@@ -227,6 +227,7 @@ impl ReplenishStock {
             let mut timer = ctx.timer(
                 TimerOptions::builder(Duration::from_millis(u64::try_from(left).unwrap_or(1)))
                     .cancellation_token(WorkflowCancellationToken::new())
+                    .summary("factory SLA: Overdue when it fires".to_owned())
                     .build(),
             );
             let timed_out = temporalio_sdk::workflows::select! {
@@ -372,8 +373,10 @@ impl ReplenishStock {
         Self::publish(ctx, settings).await
     }
 
-    /// Cancelled: the ad runs again (nothing is on its way for sure), then the end.
-    /// Temporal's own cancellation ends the run as cancelled in Temporal too.
+    /// Cancelled: the ad runs again (nothing is on its way for sure), then the end: Canceled
+    /// in Temporal (its list shows it so; the outcome rides in the cancellation's details).
+    /// Runs from before [`super::PATCH_CANCEL_ENDS_CANCELED`] that an operator cancelled
+    /// complete with the outcome, as they did.
     async fn finish_cancelled(
         ctx: &WorkflowContext<Self>,
         settings: &ReplenishSettings,
@@ -384,13 +387,17 @@ impl ReplenishStock {
         });
         Self::resume_ad(ctx, settings, &sku).await;
         Self::advance(ctx, settings, Event::Cancel).await?;
+        let outcome = ReplenishOutcome {
+            state: RestockState::Cancelled,
+            received_quantity: 0,
+        };
         if ctx.state(|s| s.cancelled_in_temporal) {
             return Err(WorkflowTermination::cancelled());
         }
-        Ok(ReplenishOutcome {
-            state: RestockState::Cancelled,
-            received_quantity: 0,
-        })
+        if ctx.patched(super::PATCH_CANCEL_ENDS_CANCELED) {
+            return Err(WorkflowTermination::cancelled_with_details(outcome));
+        }
+        Ok(outcome)
     }
 
     /// Whether the run is to stop: an accepted cancel, or Temporal's cancellation in a state
@@ -525,6 +532,9 @@ impl ReplenishStock {
             updated_at: s.status.updated_at,
         });
         ctx.upsert_search_attributes([RESTOCK_STATE.value_set(snapshot.state.clone())]);
+        // The Web UI shows this on the run's page (the SDK answers its metadata query with
+        // it); set again on replay, as the code runs again.
+        ctx.set_current_details(current_details(&snapshot));
         if ctx.state(|s| s.version) >= 2 {
             ctx.execute_local_activity(
                 ReplenishActivities::record_replenishment,
@@ -543,4 +553,22 @@ impl ReplenishStock {
         }
         Ok(())
     }
+}
+
+/// The run's "current details" for the Temporal Web UI (markdown).
+fn current_details(s: &ReplenishmentSnapshot) -> String {
+    let mut details = format!("**{}**", s.state);
+    if s.overdue {
+        details.push_str(" · **overdue**: the factory's SLA passed without a delivery");
+    }
+    if !s.order_id.is_empty() {
+        details.push_str(&format!(
+            "\n\nfactory order `{}` · {} units",
+            s.order_id, s.quantity
+        ));
+    }
+    details.push_str(
+        "\n\nQuery `status` for everything; signal `factory-completed` (with `factory_order_id`) or `cancel` to act.",
+    );
+    details
 }
