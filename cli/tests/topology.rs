@@ -5,6 +5,7 @@
 //! Temporal (on a port of its own, not 7233) only through a `temporal.toml` profile, as the
 //! `temporal` CLI would; and over mTLS, configured only through the SDK's
 //! `TEMPORAL_TLS_*_PATH` variables, behind a proxy that refuses clients without a certificate.
+//! A gateway process writes one access-log line per call, with its request id and caller.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -491,4 +492,111 @@ async fn a_gateway_and_worker_reach_temporal_over_mtls_from_the_sdk_variables_al
         verified.load(std::sync::atomic::Ordering::SeqCst) >= 2,
         "clients with a certificate: {verified:?}"
     );
+}
+
+/// One access-log line per call, from the gateway process as an operator reads its log: the
+/// method, the gRPC status, the latency, the caller's request id and token name; a refused
+/// call too; never the token itself.
+#[tokio::test]
+async fn the_gateway_logs_one_access_line_per_call() {
+    let Some(db) = TestDb::new(Backend::Sqlite).await else {
+        return;
+    };
+    let store = db.store().await;
+    store
+        .upsert_product(&restock_testkit::product("LOG-1", 5, 0, 5))
+        .await
+        .unwrap();
+    let logs = tempfile::tempdir().unwrap();
+    let (grpc, http) = (free_port(), free_port());
+    let token = "s3cret-token-value-for-the-shop";
+    let mut procs = Procs::default();
+    procs.spawn(
+        restock(),
+        "gateway",
+        &[
+            "gateway",
+            &format!("--grpc-addr=127.0.0.1:{grpc}"),
+            &format!("--http-addr=127.0.0.1:{http}"),
+        ],
+        &[
+            ("RESTOCK_DATABASE_URL", db.url.clone()),
+            // Sales go on without Temporal; nothing listens there.
+            ("TEMPORAL_ADDRESS", "127.0.0.1:1".to_owned()),
+            ("RESTOCK_CALLBACK_SECRET", TEST_CALLBACK_SECRET.to_owned()),
+            ("RESTOCK_API_TOKENS", format!("till-3:sales:{token}")),
+            ("RUST_LOG", "info".to_owned()),
+        ],
+        logs.path(),
+    );
+    wait_for("gateway healthy", Duration::from_secs(60), || async {
+        http_get(&format!("http://127.0.0.1:{http}/healthz"))
+            .await
+            .is_some()
+    })
+    .await;
+    let mut sales = SalesServiceClient::connect(format!("http://127.0.0.1:{grpc}"))
+        .await
+        .unwrap();
+    let call = |token: &str, id: &str| {
+        let mut request = tonic::Request::new(PurchaseRequest {
+            sku: "LOG-1".into(),
+            quantity: 1,
+            ..Default::default()
+        });
+        request
+            .metadata_mut()
+            .insert("authorization", format!("Bearer {token}").parse().unwrap());
+        request
+            .metadata_mut()
+            .insert("x-request-id", id.parse().unwrap());
+        request
+    };
+    let sold = sales.purchase(call(token, "req-sold-1")).await.unwrap();
+    assert_eq!(
+        sold.metadata().get("x-request-id").unwrap(),
+        "req-sold-1",
+        "the id is echoed"
+    );
+    let refused = sales
+        .purchase(call("wrong-token", "req-refused-2"))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::Unauthenticated);
+    let log_path = logs.path().join("gateway.log");
+    let line_of = |id: &str| {
+        let log = std::fs::read_to_string(&log_path).unwrap();
+        log.lines()
+            .filter(|l| l.contains(id) && l.contains("restock::access"))
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+    };
+    wait_for("the access lines", Duration::from_secs(10), || async {
+        !line_of("req-sold-1").is_empty() && !line_of("req-refused-2").is_empty()
+    })
+    .await;
+    let sold_lines = line_of("req-sold-1");
+    assert_eq!(sold_lines.len(), 1, "{sold_lines:?}");
+    for part in [
+        "/restock.v1.SalesService/Purchase",
+        "caller=till-3",
+        "grpc=Ok",
+        "status=200",
+        "latency_ms=",
+    ] {
+        assert!(
+            sold_lines[0].contains(part),
+            "{part} missing: {}",
+            sold_lines[0]
+        );
+    }
+    let refused_lines = line_of("req-refused-2");
+    assert_eq!(refused_lines.len(), 1, "{refused_lines:?}");
+    assert!(
+        refused_lines[0].contains("grpc=Unauthenticated"),
+        "{}",
+        refused_lines[0]
+    );
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    assert!(!log.contains(token), "the token is in the log");
 }

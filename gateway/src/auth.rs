@@ -243,6 +243,9 @@ where
         match check(&self.tokens, request.uri().path(), authorization) {
             Ok(caller) => {
                 if let Some(caller) = caller {
+                    // For the access log (the span of crate::request_id).
+                    tracing::Span::current()
+                        .record("caller", tracing::field::display(&caller.name));
                     request.extensions_mut().insert(caller);
                 }
                 Box::pin(self.inner.call(request))

@@ -147,7 +147,7 @@ pub async fn run(
         metrics,
         relay_wake,
     };
-    let router = crate::http::router(http_state);
+    let router = crate::http::router(http_state).layer(RequestIdLayer);
     let http_server = async {
         match &settings.tls {
             Some(tls) => {
