@@ -299,6 +299,31 @@ impl ReplenishActivities {
         _ctx: ActivityContext,
         snapshot: ReplenishmentSnapshot,
     ) -> Result<(), ActivityError> {
+        if snapshot.state == "Overdue" {
+            // The factory's manager is owed one email about this order; the worker's
+            // [`Self::deliver_overdue_notices`] sends it, outside the workflow task, so a
+            // slow or absent mail server never holds up the run (or an operator's signal).
+            let product = self
+                .store
+                .product(&snapshot.sku)
+                .await
+                .map_err(from_store)?
+                .product;
+            let factory = self
+                .store
+                .factory(&product.factory_id)
+                .await
+                .map_err(from_store)?;
+            self.store
+                .owe_notification(
+                    &format!("{}:overdue", snapshot.order_id),
+                    &snapshot.sku,
+                    OVERDUE,
+                    &factory.manager_email,
+                )
+                .await
+                .map_err(from_store)?;
+        }
         self.store
             .record_replenishment(&ReplenishmentRecord {
                 order_id: snapshot.order_id,
@@ -315,7 +340,74 @@ impl ReplenishActivities {
     }
 }
 
+/// The notification kind of an overdue order.
+const OVERDUE: &str = "overdue";
+
 impl ReplenishActivities {
+    /// Sends the overdue emails owed (see [`Self::record_replenishment`]): each once, with up
+    /// to [`MAIL_ATTEMPTS`] attempts, claimed first so two workers never send the same one.
+    /// Returns how many were delivered. The worker calls this every few seconds.
+    pub async fn deliver_overdue_notices(&self) -> Result<usize, restock_inventory::StoreError> {
+        let owed = self
+            .store
+            .pending_notifications(OVERDUE, MAIL_ATTEMPTS as i32, 50)
+            .await?;
+        let mut delivered = 0;
+        for notice in owed {
+            if !self
+                .store
+                .claim_notification(&notice.key, notice.attempts)
+                .await?
+            {
+                continue;
+            }
+            let order_id = notice.key.trim_end_matches(":overdue");
+            let name = match self.store.product(&notice.sku).await {
+                Ok(view) => view.product.name,
+                Err(_) => notice.sku.clone(),
+            };
+            let workflow_id = restock_inventory::replenishment_id(&notice.sku);
+            let link = format!(
+                "{}/namespaces/{}/workflows/{}",
+                self.settings.temporal_ui_url.trim_end_matches('/'),
+                self.settings.namespace,
+                workflow_id
+            );
+            let email = Email {
+                to: notice.recipient.clone(),
+                subject: format!(
+                    "[restock] Overdue: order {order_id} for {name} ({})",
+                    notice.sku
+                ),
+                body: format!(
+                    "Hello,\n\nThe factory has not reported the delivery of order {order_id} for {name} ({sku}) within the agreed time. The replenishment keeps waiting.\n\nIf the goods have arrived: restock complete {sku} --order {order_id}\nIf they never will: restock cancel {sku} --reason \"...\"\n\nReplenishment: {workflow_id}\nDetails: {link}\n\n-- restock\n",
+                    sku = notice.sku,
+                ),
+            };
+            match self.settings.mailer.deliver(&email).await {
+                Ok(how) => {
+                    self.store
+                        .notification_delivered(&notice.key, how.as_str())
+                        .await?;
+                    delivered += 1;
+                    tracing::info!(sku = %notice.sku, order_id, to = %notice.recipient, how = how.as_str(), "factory manager told of the overdue order");
+                }
+                Err(err) => {
+                    self.store
+                        .notification_failed(&notice.key, &err.to_string())
+                        .await?;
+                    let attempt = notice.attempts + 1;
+                    if attempt >= MAIL_ATTEMPTS as i32 {
+                        tracing::error!(sku = %notice.sku, order_id, error = %err, attempt, "overdue email not delivered; giving up (see the notifications table)");
+                    } else {
+                        tracing::warn!(sku = %notice.sku, order_id, error = %err, attempt, "overdue email not delivered; will retry");
+                    }
+                }
+            }
+        }
+        Ok(delivered)
+    }
+
     /// Sets the ad's state, then delivers the manager's email unless an earlier attempt did.
     /// A mail that still fails on attempt [`MAIL_ATTEMPTS`] is given up (it stays `pending` in
     /// `notifications` with its error) and the change is reported done: the ad did change,

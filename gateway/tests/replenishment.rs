@@ -481,6 +481,23 @@ async fn dropped_callback_goes_overdue_then_operator_completes() {
         })
         .await;
 
+    // The factory's manager hears of it, once (no SMTP here: the mail goes to the log and
+    // is recorded as logged), sent by the worker outside the run.
+    let store = stack.app.store.clone();
+    stack
+        .wait_until("the overdue email", WAIT, || {
+            let store = store.clone();
+            async move {
+                store
+                    .notifications(sku)
+                    .await
+                    .unwrap()
+                    .iter()
+                    .any(|n| n.kind == "overdue" && n.status == "logged")
+            }
+        })
+        .await;
+
     let mut api = stack.replenishments().await;
     let r = api
         .complete_factory_order(CompleteFactoryOrderRequest {
@@ -496,6 +513,21 @@ async fn dropped_callback_goes_overdue_then_operator_completes() {
         .wait_for_status(sku, WAIT, |s| s.state == RestockState::Completed)
         .await;
     assert!(states(&done).contains(&RestockState::Overdue));
+    let overdue_mails: Vec<_> = stack
+        .app
+        .store
+        .notifications(sku)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|n| n.kind == "overdue")
+        .collect();
+    assert_eq!(overdue_mails.len(), 1, "{overdue_mails:?}");
+    assert_eq!(overdue_mails[0].recipient, "factory-manager@example.com");
+    assert_eq!(
+        overdue_mails[0].key,
+        format!("{}:overdue", done.factory_order_id)
+    );
     assert_eq!(stock(&stack, sku).await, 10);
     stack.wait_closed(sku).await;
     maybe_save_history(&stack, sku, "overdue_then_operator").await;

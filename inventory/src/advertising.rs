@@ -109,6 +109,68 @@ impl Store {
         Ok(())
     }
 
+    /// Records that `key` is owed to `recipient`, to be delivered later by whoever polls
+    /// [`Store::pending_notifications`]; a second call with the same key changes nothing.
+    pub async fn owe_notification(
+        &self,
+        key: &str,
+        sku: &str,
+        kind: &str,
+        recipient: &str,
+    ) -> Result<(), StoreError> {
+        notification::Entity::insert(notification::ActiveModel {
+            key: Set(key.to_owned()),
+            sku: Set(sku.to_owned()),
+            kind: Set(kind.to_owned()),
+            recipient: Set(recipient.to_owned()),
+            status: Set("pending".to_owned()),
+            attempts: Set(0),
+            last_error: Set(None),
+            created_at: Set(now_ms()),
+            sent_at: Set(None),
+        })
+        .on_conflict(
+            OnConflict::column(notification::Column::Key)
+                .do_nothing_on([notification::Column::Key])
+                .to_owned(),
+        )
+        .exec_without_returning(self.writer())
+        .await?;
+        Ok(())
+    }
+
+    /// Pending notifications of one kind with fewer than `max_attempts` attempts, oldest
+    /// first.
+    pub async fn pending_notifications(
+        &self,
+        kind: &str,
+        max_attempts: i32,
+        limit: u64,
+    ) -> Result<Vec<notification::Model>, StoreError> {
+        use sea_orm::{QueryOrder, QuerySelect};
+        Ok(notification::Entity::find()
+            .filter(notification::Column::Kind.eq(kind))
+            .filter(notification::Column::Status.eq("pending"))
+            .filter(notification::Column::Attempts.lt(max_attempts))
+            .order_by_asc(notification::Column::CreatedAt)
+            .limit(limit)
+            .all(self.writer())
+            .await?)
+    }
+
+    /// Claims one delivery attempt of a pending notification last seen with `attempts`
+    /// attempts: true for exactly one claimer, so two workers never mail it at once.
+    pub async fn claim_notification(&self, key: &str, attempts: i32) -> Result<bool, StoreError> {
+        let claimed = notification::Entity::update_many()
+            .col_expr(notification::Column::Attempts, Expr::value(attempts + 1))
+            .filter(notification::Column::Key.eq(key))
+            .filter(notification::Column::Status.eq("pending"))
+            .filter(notification::Column::Attempts.eq(attempts))
+            .exec(self.writer())
+            .await?;
+        Ok(claimed.rows_affected == 1)
+    }
+
     /// All notifications about a product, oldest first.
     pub async fn notifications(&self, sku: &str) -> Result<Vec<notification::Model>, StoreError> {
         use sea_orm::QueryOrder;

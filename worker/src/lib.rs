@@ -121,6 +121,10 @@ pub async fn run(
             shutdown.clone(),
         ));
     }
+    tokio::spawn(deliver_overdue_notices(
+        activities.clone(),
+        shutdown.clone(),
+    ));
     let planning = PlanningActivities::new(activities.store().clone(), settings.planner.settings);
     let options = WorkerOptions::new(settings.task_queue.clone())
         .register_workflow::<ReplenishStock>()
@@ -147,6 +151,27 @@ pub async fn run(
         .map_err(|e| anyhow!("the Temporal worker failed: {e}"))?;
     tracing::info!("worker stopped");
     Ok(())
+}
+
+/// How often the worker looks for overdue emails owed.
+const NOTICE_POLL: Duration = Duration::from_secs(2);
+
+/// Sends the overdue emails the runs owe (recorded by `record-replenishment`), until
+/// shutdown: outside any workflow task, so mail never holds up a run.
+async fn deliver_overdue_notices(
+    activities: ReplenishActivities,
+    shutdown: impl Future<Output = ()>,
+) {
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        if let Err(err) = activities.deliver_overdue_notices().await {
+            tracing::warn!(error = %err, "cannot read the overdue emails owed; retrying");
+        }
+        tokio::select! {
+            () = tokio::time::sleep(NOTICE_POLL) => {}
+            () = &mut shutdown => return,
+        }
+    }
 }
 
 /// Creates the planner's schedule, retrying every few seconds until it works or shutdown.

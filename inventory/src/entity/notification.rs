@@ -12,7 +12,7 @@ pub struct Model {
     pub key: String,
     /// Product.
     pub sku: String,
-    /// `ad_paused` or `ad_resumed`.
+    /// `ad_paused`, `ad_resumed` (to the ad's manager) or `overdue` (to the factory's).
     pub kind: String,
     /// Who it is for.
     pub recipient: String,
