@@ -127,10 +127,25 @@ impl ReplenishActivities {
     /// Sends the order to the factory, at most once per order id: a retry after an accepted
     /// order returns it; a retry after an attempt that may have reached the factory (timeout,
     /// or a worker that died mid-request) does not send again and reports it unconfirmed.
+    /// Its log lines carry the request id of the call that asked for the replenishment.
     #[activity(name = "order-from-factory")]
     pub async fn order_from_factory(
         self: Arc<Self>,
         _ctx: ActivityContext,
+        input: FactoryOrderInput,
+    ) -> Result<FactoryOrderPlaced, ActivityError> {
+        use tracing::Instrument;
+        let span = tracing::info_span!(
+            "order-from-factory",
+            sku = %input.sku,
+            request_id = input.request_id.as_deref().unwrap_or("-")
+        );
+        self.place_factory_order(input).instrument(span).await
+    }
+
+    /// Callback URLs are resolved here too; see [`Self::order_from_factory`].
+    async fn place_factory_order(
+        &self,
         input: FactoryOrderInput,
     ) -> Result<FactoryOrderPlaced, ActivityError> {
         let order_id = input.order_id.as_str();

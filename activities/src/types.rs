@@ -37,6 +37,10 @@ pub struct FactoryOrderInput {
     pub quantity: u32,
     /// Factory to ask.
     pub factory_id: String,
+    /// The request id (`x-request-id`) of the call that asked for the replenishment, for the
+    /// logs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
 }
 
 /// Output of `order-from-factory`.

@@ -228,6 +228,7 @@ async fn hand_over(
         reason: intent.reason.clone(),
         settings: settings.workflow.clone(),
         carried: None,
+        request_id: intent.request_id.clone(),
     };
     match client::request_replenishment(client, link.task_queue(), input).await {
         Ok(run_id) => {
@@ -237,7 +238,7 @@ async fn hand_over(
             ));
             match store.delete_outbox(intent.id, intent.revision).await {
                 Ok(removed) => {
-                    tracing::info!(sku = %intent.sku, %run_id, reason = %intent.reason, "replenishment requested");
+                    tracing::info!(sku = %intent.sku, %run_id, reason = %intent.reason, request_id = intent.request_id.as_deref().unwrap_or("-"), "replenishment requested");
                     Handover {
                         signalled: true,
                         removed,

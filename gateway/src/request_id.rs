@@ -14,6 +14,11 @@ use tracing::Instrument;
 /// The header carrying the id.
 pub const HEADER: &str = "x-request-id";
 
+/// The call's request id, in the request's extensions for handlers (a sale hands it to the
+/// replenishment it asks for).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestId(pub String);
+
 /// The tower layer.
 #[derive(Clone, Debug, Default)]
 pub struct RequestIdLayer;
@@ -49,7 +54,7 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+    fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
         let id = request
             .headers()
             .get(HEADER)
@@ -57,6 +62,7 @@ where
             .filter(|v| sane(v))
             .map(str::to_owned)
             .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+        request.extensions_mut().insert(RequestId(id.clone()));
         let path = request.uri().path().to_owned();
         let span = tracing::info_span!(
             "rpc",

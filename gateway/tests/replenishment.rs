@@ -117,7 +117,12 @@ async fn sell_out_order_callback_restock_on(backend: Backend) {
     let sku = restock_inventory::demo::DEMO_SKU; // stock 3, reorder quantity 10
     let mut sales = stack.app.sales().await;
     for left in [2, 1, 0] {
-        let r = sales.purchase(buy(sku)).await.unwrap().into_inner();
+        // The sale that sells out carries a request id the replenishment must carry too.
+        let mut request = tonic::Request::new(buy(sku));
+        request
+            .metadata_mut()
+            .insert("x-request-id", format!("sale-{left}").parse().unwrap());
+        let r = sales.purchase(request).await.unwrap().into_inner();
         assert_eq!(r.outcome(), Outcome::Sold);
         assert_eq!(r.remaining_stock, left);
     }
@@ -128,6 +133,11 @@ async fn sell_out_order_callback_restock_on(backend: Backend) {
     let done = stack
         .wait_for_status(sku, WAIT, |s| s.state == RestockState::Completed)
         .await;
+    assert_eq!(
+        done.request_id.as_deref(),
+        Some("sale-0"),
+        "the run names the call that sold out"
+    );
     assert_eq!(
         states(&done),
         [

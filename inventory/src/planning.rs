@@ -399,7 +399,7 @@ impl Store {
             .await?;
         let request = stock.is_some_and(|stock| stock <= figures.reorder_point);
         if request {
-            insert_outbox_intent(&txn, sku, "planner", false).await?;
+            insert_outbox_intent(&txn, sku, "planner", false, None).await?;
         }
         txn.commit().await?;
         Ok(request)

@@ -552,8 +552,13 @@ impl Store {
         let mut left = before;
         let mut outcomes = Vec::with_capacity(requests.len());
         let mut reordered = false;
+        // The call that asked for the replenishment: the first sale to reach the reorder
+        // point, else the first turned away.
+        let mut trigger: Option<&str> = None;
+        let mut first_refused: Option<&str> = None;
         for ((request, &quantity), fit) in requests.iter().zip(&quantities).zip(fits) {
             if !fit {
+                first_refused = first_refused.or(request.request_id());
                 outcomes.push(PurchaseOutcome::OutOfStock {
                     stock: left,
                     replenishment_id: replenishment_id(sku),
@@ -562,6 +567,9 @@ impl Store {
             }
             left -= quantity;
             let reorder = left <= reorder_point;
+            if reorder && !reordered {
+                trigger = request.request_id();
+            }
             reordered |= reorder;
             let sale_id = crate::store::new_sale_id();
             sales.push(sale::ActiveModel {
@@ -584,10 +592,11 @@ impl Store {
         let out_of_stock = outcomes
             .iter()
             .any(|o| matches!(o, PurchaseOutcome::OutOfStock { .. }));
+        let trigger = if reordered { trigger } else { first_refused };
         if reordered {
-            insert_outbox_intent(txn, sku, "reorder_point", true).await?;
+            insert_outbox_intent(txn, sku, "reorder_point", true, trigger).await?;
         } else if out_of_stock {
-            insert_outbox_intent(txn, sku, "out_of_stock", false).await?;
+            insert_outbox_intent(txn, sku, "out_of_stock", false, trigger).await?;
         }
         Ok(outcomes)
     }

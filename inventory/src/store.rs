@@ -91,6 +91,7 @@ pub struct PurchaseRequest {
     quantity: u32,
     idempotency_key: Option<String>,
     requester: String,
+    request_id: Option<String>,
 }
 
 impl PurchaseRequest {
@@ -115,7 +116,24 @@ impl PurchaseRequest {
             } else {
                 requester.to_owned()
             },
+            request_id: None,
         })
+    }
+
+    /// The same purchase, carrying the id of the call that asked for it (the gateway's
+    /// `x-request-id`): a replenishment this sale asks for is handed it. An id that is not a
+    /// short printable token is left out.
+    pub fn with_request_id(mut self, request_id: &str) -> Self {
+        let sane = !request_id.is_empty()
+            && request_id.len() <= 128
+            && request_id.bytes().all(|b| b.is_ascii_graphic());
+        self.request_id = sane.then(|| request_id.to_owned());
+        self
+    }
+
+    /// The id of the call that asked for this purchase, if known.
+    pub fn request_id(&self) -> Option<&str> {
+        self.request_id.as_deref()
     }
 
     /// The product asked for.
@@ -581,7 +599,14 @@ impl Store {
                 txn.rollback().await?;
                 return Err(sea_orm::DbErr::RecordNotFound(request.sku.clone()).into());
             };
-            insert_outbox_intent(&txn, &request.sku, "out_of_stock", false).await?;
+            insert_outbox_intent(
+                &txn,
+                &request.sku,
+                "out_of_stock",
+                false,
+                request.request_id(),
+            )
+            .await?;
             // Only an intent (idempotent) was at stake: no sale id to look for.
             txn.commit()
                 .await
@@ -606,7 +631,14 @@ impl Store {
         .exec_without_returning(&txn)
         .await?;
         if reorder {
-            insert_outbox_intent(&txn, &request.sku, "reorder_point", true).await?;
+            insert_outbox_intent(
+                &txn,
+                &request.sku,
+                "reorder_point",
+                true,
+                request.request_id(),
+            )
+            .await?;
         }
         txn.commit()
             .await
@@ -636,8 +668,9 @@ impl Store {
                 SELECT $4, $3, $1, stock, $5, $6, stock <= reorder_point, $2 FROM taken \
                 RETURNING remaining_stock, requested_replenishment), \
             intent AS ( \
-                INSERT INTO replenish_outbox (sku, reason, requested_at, revision, attempts) \
-                SELECT $3, 'reorder_point', $2, 0, 0 FROM sold WHERE requested_replenishment \
+                INSERT INTO replenish_outbox (sku, reason, requested_at, revision, attempts, \
+                    request_id) \
+                SELECT $3, 'reorder_point', $2, 0, 0, $7 FROM sold WHERE requested_replenishment \
                 ON CONFLICT (sku) DO UPDATE SET revision = replenish_outbox.revision + 1) \
             SELECT remaining_stock, requested_replenishment FROM sold";
         let sale_id = crate::store::new_sale_id();
@@ -652,6 +685,7 @@ impl Store {
                 sale_id.clone().into(),
                 request.idempotency_key.clone().into(),
                 request.requester.clone().into(),
+                request.request_id.clone().into(),
             ],
         );
         // The statement commits itself: a failure may have lost the answer to its commit.
@@ -1001,7 +1035,7 @@ impl Store {
             return Ok(None);
         }
         if change.delta < 0 && after.stock <= after.reorder_point {
-            insert_outbox_intent(&txn, &change.sku, "reorder_point", true).await?;
+            insert_outbox_intent(&txn, &change.sku, "reorder_point", true, None).await?;
         }
         audit(
             &txn,
@@ -1053,6 +1087,7 @@ pub(crate) async fn insert_outbox_intent(
     sku: &str,
     reason: &str,
     renew: bool,
+    request_id: Option<&str>,
 ) -> Result<(), sea_orm::DbErr> {
     let on_conflict = if renew {
         OnConflict::column(replenish_outbox::Column::Sku)
@@ -1073,6 +1108,7 @@ pub(crate) async fn insert_outbox_intent(
         revision: Set(0),
         attempts: Set(0),
         last_error: Set(None),
+        request_id: Set(request_id.map(str::to_owned)),
         ..Default::default()
     })
     .on_conflict(on_conflict)

@@ -164,6 +164,10 @@ pub async fn request_replenishment(
         // Shown in the Web UI's list and on the run's page (a run that is already open keeps
         // its own).
         .static_summary(format!("Replenish {} ({})", input.sku, input.reason))
+        .static_details(match &input.request_id {
+            Some(id) => format!("Asked for by the call with request id `{id}`."),
+            None => "Asked for without a request id (the planner or a stock change).".to_owned(),
+        })
         .build();
     let request = ReplenishRequested {
         reason: input.reason.clone(),

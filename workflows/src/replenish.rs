@@ -108,6 +108,10 @@ pub struct ReplenishInput {
     /// this run waits for it instead of checking and ordering again.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub carried: Option<CarriedOrder>,
+    /// The request id (`x-request-id`) of the call that asked for this replenishment (the
+    /// sale that sold out), so one sale can be followed to its factory order.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
 }
 
 /// An order a run hands to its continuation (see [`MAX_REQUESTS_PER_RUN`]).
@@ -195,6 +199,9 @@ pub struct ReplenishStatus {
     /// Runs this replenishment continued over (a long wait carries its order to a new run).
     #[serde(default)]
     pub continued_runs: u32,
+    /// The request id of the call that asked for it (see [`ReplenishInput::request_id`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
 }
 
 /// The workflow's result.

@@ -84,7 +84,11 @@ impl SalesService for SalesApi {
         request: Request<PurchaseRequestPb>,
     ) -> Result<Response<PurchaseResponse>, Status> {
         let started = std::time::Instant::now();
-        let result = self.sell(request.into_inner()).await;
+        let request_id = request
+            .extensions()
+            .get::<crate::request_id::RequestId>()
+            .map(|id| id.0.clone());
+        let result = self.sell(request.into_inner(), request_id).await;
         self.metrics
             .purchase(&outcome_label(&result), started.elapsed());
         result
@@ -92,9 +96,17 @@ impl SalesService for SalesApi {
 }
 
 impl SalesApi {
-    async fn sell(&self, r: PurchaseRequestPb) -> Result<Response<PurchaseResponse>, Status> {
-        let purchase = PurchaseRequest::new(&r.sku, r.quantity, &r.idempotency_key, &r.requester)
-            .map_err(from_store)?;
+    async fn sell(
+        &self,
+        r: PurchaseRequestPb,
+        request_id: Option<String>,
+    ) -> Result<Response<PurchaseResponse>, Status> {
+        let mut purchase =
+            PurchaseRequest::new(&r.sku, r.quantity, &r.idempotency_key, &r.requester)
+                .map_err(from_store)?;
+        if let Some(id) = &request_id {
+            purchase = purchase.with_request_id(id);
+        }
         let outcome = self
             .store
             .purchase(&purchase)

@@ -25,6 +25,8 @@ pub struct Model {
     pub attempts: i32,
     /// The relay's last error, for operators.
     pub last_error: Option<String>,
+    /// The request id (`x-request-id`) of the call that asked first, handed to the workflow.
+    pub request_id: Option<String>,
 }
 
 /// Relations of `replenish_outbox`.

@@ -9,6 +9,7 @@ mod m0003_notifications;
 mod m0004_audit_log;
 mod m0005_factory_deliveries;
 mod m0006_replenishment_policy;
+mod m0007_outbox_request_id;
 
 /// All migrations, oldest first.
 pub struct Migrator;
@@ -23,6 +24,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0004_audit_log::Migration),
             Box::new(m0005_factory_deliveries::Migration),
             Box::new(m0006_replenishment_policy::Migration),
+            Box::new(m0007_outbox_request_id::Migration),
         ]
     }
 }

@@ -129,6 +129,7 @@ impl ReplenishStock {
                     sku: input.sku.clone(),
                     quantity,
                     factory_id: level.factory_id.clone(),
+                    request_id: None,
                 },
                 options.clone(),
             )

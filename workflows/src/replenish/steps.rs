@@ -126,6 +126,7 @@ impl ReplenishStock {
         ctx.state_mut(|s| {
             s.status.sku = input.sku.clone();
             s.status.factory_order_id = order_id;
+            s.status.request_id = input.request_id.clone();
             s.status.started_at = started;
             s.status.updated_at = started;
             s.status
@@ -175,6 +176,7 @@ impl ReplenishStock {
                     sku: input.sku.clone(),
                     quantity,
                     factory_id: level.factory_id.clone(),
+                    request_id: input.request_id.clone(),
                 },
                 activity_options(&input.settings),
             )
