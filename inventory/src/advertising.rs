@@ -47,24 +47,7 @@ impl Store {
         kind: &str,
         recipient: &str,
     ) -> Result<NotificationDue, StoreError> {
-        notification::Entity::insert(notification::ActiveModel {
-            key: Set(key.to_owned()),
-            sku: Set(sku.to_owned()),
-            kind: Set(kind.to_owned()),
-            recipient: Set(recipient.to_owned()),
-            status: Set("pending".to_owned()),
-            attempts: Set(0),
-            last_error: Set(None),
-            created_at: Set(now_ms()),
-            sent_at: Set(None),
-        })
-        .on_conflict(
-            OnConflict::column(notification::Column::Key)
-                .do_nothing_on([notification::Column::Key])
-                .to_owned(),
-        )
-        .exec_without_returning(self.writer())
-        .await?;
+        self.owe_notification(key, sku, kind, recipient).await?;
         let pending = notification::Entity::update_many()
             .col_expr(
                 notification::Column::Attempts,
