@@ -71,7 +71,7 @@ pub struct TemporalArgs {
     #[arg(long, env = "TEMPORAL_NAMESPACE")]
     pub temporal_namespace: Option<String>,
     /// Task queue of the restock workflows.
-    #[arg(long, env = "RESTOCK_TASK_QUEUE", default_value = "restock")]
+    #[arg(long, env = "RESTOCK_TASK_QUEUE", default_value = restock_workflows::TASK_QUEUE)]
     pub task_queue: String,
     /// Connect to Temporal over TLS (implied by the other TLS settings and by an API key).
     #[arg(long)]

@@ -110,7 +110,7 @@ pub async fn spawn_stack(options: StackOptions) -> Option<Stack> {
     let settings = GatewaySettings {
         temporal: Some(TemporalSettings {
             endpoint: TemporalEndpoint::plain(&temporal.address, &temporal.namespace),
-            task_queue: "restock".to_owned(),
+            task_queue: restock_workflows::TASK_QUEUE.to_owned(),
         }),
         signer: CallbackSigner::new(TEST_CALLBACK_SECRET).unwrap(),
         relay: RelaySettings {
@@ -170,7 +170,7 @@ impl Stack {
         );
         let settings = restock_worker::WorkerSettings {
             temporal: TemporalEndpoint::plain(&self.temporal.address, &self.temporal.namespace),
-            task_queue: "restock".to_owned(),
+            task_queue: restock_workflows::TASK_QUEUE.to_owned(),
             max_concurrent_workflow_tasks: 16,
             max_concurrent_activities: 32,
             graceful_shutdown: Duration::from_secs(1),

@@ -23,8 +23,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 /// Custom search attributes every dev server registers at start (name, type).
-pub const SEARCH_ATTRIBUTES: &[(&str, &str)] =
-    &[("RestockSku", "Keyword"), ("RestockState", "Keyword")];
+pub use restock_workflows::SEARCH_ATTRIBUTES;
 
 /// Flags that keep the CLI from reading the developer's `TEMPORAL_*` environment and config
 /// file (which could point it at another server, namespace or TLS setting).

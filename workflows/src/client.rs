@@ -28,10 +28,9 @@ pub fn identity() -> String {
     format!("restock-{}@{host}", std::process::id())
 }
 
-/// The workflow id of a product's replenishment: `replenish-<sku>`.
-pub fn workflow_id(sku: &str) -> String {
-    format!("replenish-{sku}")
-}
+/// The workflow id of a product's replenishment, `replenish-<sku>`: the store names it in
+/// each sale's answer, so it is defined there, once.
+pub use restock_inventory::replenishment_id as workflow_id;
 
 /// Where Temporal is and how to reach it: plaintext (dev server), TLS, mTLS client
 /// certificates, or an API key (Temporal Cloud).

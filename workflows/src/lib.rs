@@ -24,6 +24,7 @@ pub use plan::{
 pub use replenish::{
     CancelRequest, CarriedOrder, CompletionRefusal, FactoryCompleted, MAX_REQUESTS_PER_RUN,
     PATCH_EXACTLY_ONCE, ReplenishInput, ReplenishOutcome, ReplenishRequested, ReplenishSettings,
-    ReplenishStatus, ReplenishStock, SEARCH_ATTRIBUTE_SKU, SEARCH_ATTRIBUTE_STATE, WORKFLOW_TYPE,
+    ReplenishStatus, ReplenishStock, SEARCH_ATTRIBUTE_SKU, SEARCH_ATTRIBUTE_STATE,
+    SEARCH_ATTRIBUTES, TASK_QUEUE, WORKFLOW_TYPE,
 };
 pub use state::{Event, RestockState};

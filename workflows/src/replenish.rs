@@ -45,6 +45,18 @@ pub const SEARCH_ATTRIBUTE_SKU: &str = "RestockSku";
 /// Search attribute holding the state name (Keyword).
 pub const SEARCH_ATTRIBUTE_STATE: &str = "RestockState";
 
+/// Every custom search attribute the workflows set, with its type: what a Temporal server
+/// must have registered (the dev servers of `restock dev` and the tests register these; the
+/// compose file's setup job lists the same names).
+pub const SEARCH_ATTRIBUTES: [(&str, &str); 2] = [
+    (SEARCH_ATTRIBUTE_SKU, "Keyword"),
+    (SEARCH_ATTRIBUTE_STATE, "Keyword"),
+];
+
+/// The task queue restock's workers poll and its clients start workflows on, unless
+/// configured otherwise (`RESTOCK_TASK_QUEUE`).
+pub const TASK_QUEUE: &str = "restock";
+
 /// The patch every run since the exactly-once round records (`ctx.patched`): operator actions
 /// as updates, completions only for the current order while waiting, cancels checked before
 /// the order, Temporal cancellation handled, late requests never dropped, Failed published.
@@ -667,6 +679,24 @@ impl ReplenishStock {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The compose file's setup job is shell, not Rust: this keeps its list of search
+    /// attributes the same as [`SEARCH_ATTRIBUTES`].
+    #[test]
+    fn the_compose_file_registers_the_same_search_attributes() {
+        let compose = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../docker-compose.temporal.yml"
+        ))
+        .unwrap();
+        let names: Vec<&str> = SEARCH_ATTRIBUTES.iter().map(|(name, _)| *name).collect();
+        let line = format!("for name in {}; do", names.join(" "));
+        assert!(
+            compose.contains(&line),
+            "docker-compose.temporal.yml lacks {line:?}"
+        );
+        assert!(SEARCH_ATTRIBUTES.iter().all(|(_, kind)| *kind == "Keyword"));
+    }
 
     fn waiting() -> ReplenishStock {
         ReplenishStock {

@@ -198,7 +198,7 @@ async fn temporal_ready(temporal: &Path, address: &str) -> bool {
         .stderr(Stdio::null())
         .output()
         .await;
-    matches!(output, Ok(o) if o.status.success() && String::from_utf8_lossy(&o.stdout).contains("RestockState"))
+    matches!(output, Ok(o) if o.status.success() && String::from_utf8_lossy(&o.stdout).contains(restock_workflows::SEARCH_ATTRIBUTE_STATE))
 }
 
 /// Asks a child to stop (SIGTERM), then kills it after a grace period.
@@ -256,8 +256,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         temporal.args(restock_workflows::client::DEV_SERVER_SQLITE_ARGS);
         temporal.args(["--port", &args.temporal_port.to_string()]);
         temporal.args(["--ui-port", &args.ui_port.to_string()]);
-        for attribute in ["RestockSku=Keyword", "RestockState=Keyword"] {
-            temporal.args(["--search-attribute", attribute]);
+        for (name, kind) in restock_workflows::SEARCH_ATTRIBUTES {
+            temporal.args(["--search-attribute", &format!("{name}={kind}")]);
         }
         procs.push(spawn("temporal", temporal, &logs)?);
         wait_ready("Temporal", &mut procs, Duration::from_secs(90), || {
