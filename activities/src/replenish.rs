@@ -318,26 +318,14 @@ impl ReplenishActivities {
             // The factory's manager is owed one email about this order; the worker's
             // [`Self::deliver_overdue_notices`] sends it, outside the workflow task, so a
             // slow or absent mail server never holds up the run (or an operator's signal).
-            let product = self
-                .store
-                .product(&snapshot.sku)
+            // Best effort: a mail must never hold up a replenishment, so a failure here is
+            // logged and the state is recorded all the same.
+            if let Err(err) = self
+                .owe_overdue_notice(&snapshot.sku, &snapshot.order_id)
                 .await
-                .map_err(from_store)?
-                .product;
-            let factory = self
-                .store
-                .factory(&product.factory_id)
-                .await
-                .map_err(from_store)?;
-            self.store
-                .owe_notification(
-                    &format!("{}:overdue", snapshot.order_id),
-                    &snapshot.sku,
-                    OVERDUE,
-                    &factory.manager_email,
-                )
-                .await
-                .map_err(from_store)?;
+            {
+                tracing::error!(sku = %snapshot.sku, order_id = %snapshot.order_id, error = %err, "cannot record the overdue email owed; the factory's manager is not told");
+            }
         }
         self.store
             .record_replenishment(&ReplenishmentRecord {
@@ -359,6 +347,25 @@ impl ReplenishActivities {
 const OVERDUE: &str = "overdue";
 
 impl ReplenishActivities {
+    /// Records the overdue email owed to the factory's manager for `order_id` (once per
+    /// order, however often the run publishes Overdue).
+    async fn owe_overdue_notice(
+        &self,
+        sku: &str,
+        order_id: &str,
+    ) -> Result<(), restock_inventory::StoreError> {
+        let product = self.store.product(sku).await?.product;
+        let factory = self.store.factory(&product.factory_id).await?;
+        self.store
+            .owe_notification(
+                &format!("{order_id}:overdue"),
+                sku,
+                OVERDUE,
+                &factory.manager_email,
+            )
+            .await
+    }
+
     /// Sends the overdue emails owed (see [`Self::record_replenishment`]): each once, with up
     /// to [`MAIL_ATTEMPTS`] attempts, claimed first so two workers never send the same one.
     /// Returns how many were delivered. The worker calls this every few seconds.
