@@ -93,6 +93,9 @@ pub struct TemporalArgs {
     /// API key for Temporal Cloud (implies TLS). Never printed.
     #[arg(long, env = "TEMPORAL_API_KEY", hide_env_values = true)]
     pub temporal_api_key: Option<Secret>,
+    /// The Temporal Web UI, for links to workflows (in notifications and the console).
+    #[arg(long, env = "RESTOCK_TEMPORAL_UI_URL", default_value = restock_workflows::client::DEFAULT_UI_URL)]
+    pub temporal_ui_url: String,
 }
 
 impl TemporalArgs {

@@ -69,6 +69,9 @@ fn bad_token_spec_fails_without_echoing_tokens() {
         ],
     );
     assert!(!ok);
-    assert!(stderr.contains("role must be sales or admin"), "{stderr}");
+    assert!(
+        stderr.contains("role must be viewer, sales or admin"),
+        "{stderr}"
+    );
     assert!(!stderr.contains("very-secret-token-value"), "{stderr}");
 }

@@ -3,11 +3,12 @@
 //!
 //! | role | may call |
 //! |---|---|
-//! | `sales` | `SalesService.Purchase`, `InventoryService.GetProduct`, `InventoryService.ListProducts`, `InventoryService.ListFactories` |
-//! | `admin` | everything, including `UpsertProduct`, `AdjustStock`, `UpsertFactory` and all of `ReplenishmentService` |
+//! | `viewer` | `InventoryService.GetProduct`, `InventoryService.ListProducts`, `InventoryService.ListFactories`, and read the console ([`crate::console`]) |
+//! | `sales` | what a viewer may, and `SalesService.Purchase` |
+//! | `admin` | everything, including `UpsertProduct`, `AdjustStock`, `UpsertFactory`, all of `ReplenishmentService` and the console's Complete and Cancel |
 //!
-//! Health and reflection stay open. No token or a wrong one: UNAUTHENTICATED; a sales token on
-//! an admin call: PERMISSION_DENIED — before any handler runs, so nothing changes. Tokens are
+//! Health and reflection stay open. No token or a wrong one: UNAUTHENTICATED; a token whose
+//! role is too low: PERMISSION_DENIED — before any handler runs, so nothing changes. Tokens are
 //! kept only as SHA-256 digests and compared in constant time; they are never logged.
 //!
 //! Without tokens configured the gateway is open, and [`crate::run`] then serves gRPC only on
@@ -23,7 +24,9 @@ use tonic::Status;
 /// What a caller may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Role {
-    /// Sell and read the catalogue.
+    /// Read the catalogue and the console.
+    Viewer,
+    /// Sell, and what a viewer may.
     Sales,
     /// Everything.
     Admin,
@@ -32,9 +35,19 @@ pub enum Role {
 impl Role {
     fn parse(s: &str) -> Option<Role> {
         match s {
+            "viewer" => Some(Role::Viewer),
             "sales" => Some(Role::Sales),
             "admin" => Some(Role::Admin),
             _ => None,
+        }
+    }
+
+    /// The role's name, as `RESTOCK_API_TOKENS` spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Viewer => "viewer",
+            Role::Sales => "sales",
+            Role::Admin => "admin",
         }
     }
 }
@@ -103,8 +116,9 @@ impl ApiTokens {
             else {
                 return Err(format!("API token entry {} is not name:role:token", i + 1));
             };
-            let role = Role::parse(role)
-                .ok_or_else(|| format!("API token {name:?}: role must be sales or admin"))?;
+            let role = Role::parse(role).ok_or_else(|| {
+                format!("API token {name:?}: role must be viewer, sales or admin")
+            })?;
             if token.len() < 16 {
                 return Err(format!("API token {name:?} is shorter than 16 characters"));
             }
@@ -144,6 +158,18 @@ impl ApiTokens {
     }
 }
 
+/// Refuses to serve gRPC on `addr` without tokens unless it is a loopback address: anyone who
+/// reaches an open gateway could change stock. The one place this rule is stated.
+pub fn check_open_listener(tokens: &ApiTokens, addr: std::net::SocketAddr) -> anyhow::Result<()> {
+    if tokens.is_empty() && !addr.ip().is_loopback() {
+        anyhow::bail!(
+            "refusing to serve gRPC on {addr} without API tokens: anyone who reaches it could change stock. Set RESTOCK_API_TOKENS (name:role:token, roles viewer, sales and admin) or bind a loopback address such as 127.0.0.1:{}",
+            addr.port()
+        );
+    }
+    Ok(())
+}
+
 /// The role a gRPC method needs; `None`: open to all (health, reflection).
 pub fn required_role(path: &str) -> Option<Role> {
     let open = ["/grpc.health.v1.Health/", "/grpc.reflection."];
@@ -151,10 +177,10 @@ pub fn required_role(path: &str) -> Option<Role> {
         return None;
     }
     match path {
-        "/restock.v1.SalesService/Purchase"
-        | "/restock.v1.InventoryService/GetProduct"
+        "/restock.v1.InventoryService/GetProduct"
         | "/restock.v1.InventoryService/ListProducts"
-        | "/restock.v1.InventoryService/ListFactories" => Some(Role::Sales),
+        | "/restock.v1.InventoryService/ListFactories" => Some(Role::Viewer),
+        "/restock.v1.SalesService/Purchase" => Some(Role::Sales),
         _ => Some(Role::Admin),
     }
 }
@@ -181,8 +207,14 @@ pub fn check(
     };
     if caller.role < needed {
         return Err(crate::grpc::status::permission_denied(format!(
-            "token {:?} has the sales role; this call needs an admin token",
-            caller.name
+            "token {:?} has the {} role; this call needs {} token",
+            caller.name,
+            caller.role.as_str(),
+            match needed {
+                Role::Admin => "an admin",
+                Role::Sales => "a sales or admin",
+                Role::Viewer => "a viewer, sales or admin",
+            }
         )));
     }
     Ok(Some(caller))
@@ -264,8 +296,10 @@ mod tests {
     use tonic::Code;
 
     fn tokens() -> ApiTokens {
-        ApiTokens::parse("till-1:sales:sales-token-0123456789, ops:admin:admin-token-0123456789")
-            .unwrap()
+        ApiTokens::parse(
+            "till-1:sales:sales-token-0123456789, ops:admin:admin-token-0123456789, eye:viewer:viewer-token-0123456789",
+        )
+        .unwrap()
     }
 
     #[test]
@@ -311,6 +345,19 @@ mod tests {
             )
             .unwrap_err()
             .code(),
+            Code::PermissionDenied
+        );
+        // A viewer reads the catalogue but does not sell.
+        let viewer = Some("Bearer viewer-token-0123456789");
+        assert_eq!(
+            check(&t, "/restock.v1.InventoryService/GetProduct", viewer)
+                .unwrap()
+                .unwrap()
+                .role,
+            Role::Viewer
+        );
+        assert_eq!(
+            check(&t, purchase, viewer).unwrap_err().code(),
             Code::PermissionDenied
         );
         // An unknown method needs admin.

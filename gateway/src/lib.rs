@@ -16,11 +16,14 @@
 //! - [`temporal`]: the background connection to Temporal.
 //! - [`demand`]: units refused while out of stock, summed and written for the planner.
 //! - [`metrics`]: Prometheus metrics on `GET /metrics`; [`request_id`]: an id on every call.
+//! - [`console`]: the shop's console, a web page at `/` with live stock, the replenishment
+//!   pipeline and charts, and an admin's Complete and Cancel.
 //! - [`auth`]: bearer tokens and roles on gRPC (one tower layer); [`tls`]: TLS for both
 //!   listeners.
 
 pub mod auth;
 pub mod callback;
+pub mod console;
 pub mod demand;
 pub mod grpc;
 pub mod health;

@@ -19,6 +19,7 @@ use tokio::sync::Notify;
 use tokio_stream::wrappers::TcpListenerStream;
 
 use crate::auth::{ApiTokens, AuthLayer};
+use crate::console::{Console, Feed, WorkflowLinks};
 use crate::grpc::{InventoryApi, ReplenishmentApi, SalesApi};
 use crate::http::HttpState;
 use crate::metrics::Metrics;
@@ -60,11 +61,7 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let grpc_addr = grpc.local_addr()?;
     let http_addr = http.local_addr()?;
-    if settings.tokens.is_empty() && !grpc_addr.ip().is_loopback() {
-        anyhow::bail!(
-            "refusing to serve gRPC on {grpc_addr} without API tokens: anyone who reaches it could change stock. Set RESTOCK_API_TOKENS (name:role:token, roles sales and admin) or bind a loopback address (127.0.0.1)"
-        );
-    }
+    crate::auth::check_open_listener(&settings.tokens, grpc_addr)?;
     let shutdown = shutdown.boxed().shared();
     let temporal = match &settings.temporal {
         Some(t) => TemporalLink::connect(t, shutdown.clone()),
@@ -80,6 +77,17 @@ pub async fn run(
         metrics.clone(),
         shutdown.clone(),
     ));
+
+    let console_feed = Feed::new(
+        store.clone(),
+        settings.temporal.as_ref().and_then(|t| {
+            t.ui_url.as_ref().map(|ui_url| WorkflowLinks {
+                ui_url: ui_url.clone(),
+                namespace: t.endpoint.namespace.clone(),
+            })
+        }),
+    );
+    let console_task = tokio::spawn(console_feed.clone().run(shutdown.clone()));
 
     let missed = crate::demand::MissedDemand::default();
     let missed_task = tokio::spawn(missed.clone().flush_until(store.clone(), shutdown.clone()));
@@ -114,6 +122,13 @@ pub async fn run(
         .build_v1alpha()
         .context("building the gRPC reflection service (v1alpha)")?;
 
+    let replenishments = ReplenishmentApi::new(store.clone(), temporal.clone());
+    let console = Console {
+        feed: console_feed.clone(),
+        tokens: settings.tokens.clone(),
+        replenishments: replenishments.clone(),
+    };
+
     let mut builder = tonic::transport::Server::builder();
     if let Some(tls) = &settings.tls {
         builder = builder
@@ -131,14 +146,12 @@ pub async fn run(
             relay_wake.clone(),
             metrics.clone(),
             missed,
+            console_feed.clone(),
         )))
         .add_service(InventoryServiceServer::new(InventoryApi::new(
             store.clone(),
         )))
-        .add_service(ReplenishmentServiceServer::new(ReplenishmentApi::new(
-            store.clone(),
-            temporal.clone(),
-        )))
+        .add_service(ReplenishmentServiceServer::new(replenishments.clone()))
         .serve_with_incoming_shutdown(no_delay(TcpListenerStream::new(grpc)), grpc_shutdown);
     let http_state = HttpState {
         store,
@@ -147,7 +160,11 @@ pub async fn run(
         metrics,
         relay_wake,
     };
-    let router = crate::http::router(http_state).layer(RequestIdLayer);
+    let router = crate::http::router(http_state)
+        .merge(crate::console::router(console))
+        .layer(RequestIdLayer)
+        // The console serves tokenless callers on loopback only: it needs the peer's address.
+        .into_make_service_with_connect_info::<crate::console::Peer>();
     let http_server = async {
         match &settings.tls {
             Some(tls) => {
@@ -178,6 +195,7 @@ pub async fn run(
     );
     relay.abort();
     health_task.abort();
+    console_task.abort();
     // The last second's missed demand is written before the gateway returns.
     if let Err(err) = missed_task.await {
         tracing::warn!(error = %err, "the missed-demand writer stopped early");

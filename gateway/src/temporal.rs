@@ -13,6 +13,8 @@ pub struct TemporalSettings {
     pub endpoint: restock_workflows::client::TemporalEndpoint,
     /// Task queue the workflows run on.
     pub task_queue: String,
+    /// The Temporal Web UI's address, for the console's links to workflows (`None`: no links).
+    pub ui_url: Option<String>,
 }
 
 /// A Temporal client that appears once Temporal first answers (cheap to clone).

@@ -734,3 +734,116 @@ async fn monitoring_files_name_only_metrics_the_gateway_serves() {
     }
     app.stop().await;
 }
+
+/// The console's reads on each database: products with their stock, the open replenishments
+/// (oldest first, ended ones left out), counts per state with ended ones counted for today,
+/// and units sold per minute (the dialects' integer division and SUM differ).
+async fn console_reads_on(backend: Backend) {
+    use restock_inventory::ReplenishmentRecord;
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let now = restock_inventory::store::now_ms();
+    let record = |sku: &str, state: &str, overdue: bool, at: i64| ReplenishmentRecord {
+        order_id: format!("ord-{sku}"),
+        workflow_id: format!("replenish-{sku}"),
+        sku: sku.to_owned(),
+        state: state.to_owned(),
+        quantity: 5,
+        overdue,
+        started_at: at,
+        updated_at: at,
+    };
+    for r in [
+        record("OPEN-LATE", "Overdue", true, now - 60_000),
+        record("OPEN-NEW", "AwaitingFactory", false, now - 1_000),
+        record("DONE-TODAY", "Completed", false, now - 1_000),
+        // Ended two days ago: neither open nor counted today.
+        record("DONE-OLD", "Completed", false, now - 2 * 86_400_000),
+    ] {
+        app.store.record_replenishment(&r).await.unwrap();
+    }
+    let mut sales = app.sales().await;
+    for quantity in [2, 3] {
+        sales
+            .purchase(restock_proto::v1::PurchaseRequest {
+                sku: "CP-502103".to_owned(),
+                quantity,
+                idempotency_key: String::new(),
+                requester: "test".to_owned(),
+            })
+            .await
+            .unwrap();
+    }
+
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let get = |path: &str| {
+        let url = format!("http://{}{path}", app.http_addr);
+        async move {
+            let response = reqwest::get(&url).await.unwrap();
+            assert_eq!(response.status(), 200, "{url}");
+            response.json::<serde_json::Value>().await.unwrap()
+        }
+    };
+    let snapshot = get("/api/console/snapshot").await;
+    let products = snapshot["products"].as_array().unwrap();
+    let hotteok = products
+        .iter()
+        .find(|p| p["sku"] == "CP-502103")
+        .expect("the demo catalogue is listed");
+    assert_eq!(hotteok["stock"], 5, "10 in the demo, 5 sold");
+    assert_eq!(hotteok["reorder_point"], 2);
+    assert_eq!(products.len(), restock_inventory::demo::products().len());
+
+    let open: Vec<&str> = snapshot["open"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["sku"].as_str().unwrap())
+        .collect();
+    assert_eq!(open, ["OPEN-LATE", "OPEN-NEW"], "open ones, oldest first");
+    assert_eq!(snapshot["open"][0]["overdue"], true);
+    let count = |state: &str| {
+        snapshot["pipeline"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["state"] == state)
+            .unwrap()["count"]
+            .as_i64()
+            .unwrap()
+    };
+    assert_eq!(count("Overdue"), 1);
+    assert_eq!(count("AwaitingFactory"), 1);
+    assert_eq!(count("Completed"), 1, "only today's completion counts");
+
+    let history = get("/api/console/history").await;
+    let sold: i64 = history["sales_per_minute"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            let minute = m[0].as_i64().unwrap();
+            assert_eq!(minute % 60_000, 0, "a minute's start: {m}");
+            assert!(minute > now - 3_600_000 && minute <= now + 60_000, "{m}");
+            m[1].as_i64().unwrap()
+        })
+        .sum();
+    assert_eq!(sold, 5, "units sold in the last hour: {history}");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn sqlite_console_reads() {
+    console_reads_on(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn postgres_console_reads() {
+    console_reads_on(Backend::Postgres).await;
+}
+
+#[tokio::test]
+async fn mariadb_console_reads() {
+    console_reads_on(Backend::MySql).await;
+}

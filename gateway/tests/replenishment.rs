@@ -17,6 +17,8 @@ use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
 
 const WAIT: Duration = Duration::from_secs(60);
 
+#[path = "replenishment/console.rs"]
+mod console;
 #[path = "replenishment/exactly_once.rs"]
 mod exactly_once;
 #[path = "replenishment/planner.rs"]

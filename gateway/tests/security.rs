@@ -343,6 +343,19 @@ async fn tls_gateway_serves_trusting_clients_and_refuses_plaintext() {
         .await
         .unwrap();
     assert_eq!(health.status().as_u16(), 200);
+    // The console works over it: the page, and its API with a token (a sales token may look).
+    let console = format!("https://localhost:{}", app.http_addr.port());
+    let page = http.get(format!("{console}/")).send().await.unwrap();
+    assert_eq!(page.status().as_u16(), 200);
+    assert!(page.text().await.unwrap().contains("/console/console.js"));
+    let whoami = http
+        .get(format!("{console}/api/console/whoami"))
+        .bearer_auth(SALES_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(whoami.status().as_u16(), 200);
+    assert!(whoami.text().await.unwrap().contains("till-7"));
     let plain_http = reqwest::Client::new()
         .get(format!("http://127.0.0.1:{}/healthz", app.http_addr.port()))
         .timeout(std::time::Duration::from_secs(5))
@@ -415,4 +428,58 @@ async fn no_tokens_means_loopback_only() {
         .to_string();
     assert!(err.contains("without API tokens"), "{err}");
     assert!(err.contains("RESTOCK_API_TOKENS"), "{err}");
+}
+
+/// Without tokens the console, like gRPC, is for this machine only: a peer reaching the HTTP
+/// listener on a non-loopback address gets 403 for the page and its API, while the factory's
+/// callbacks and health stay reachable there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_tokens_the_console_is_served_to_loopback_only() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    // This machine's own non-loopback address (no packet is sent: UDP connect picks a route).
+    let probe = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
+    let outside_ip = probe
+        .connect("192.0.2.255:9")
+        .or_else(|_| probe.connect("10.255.255.255:9"))
+        .ok()
+        .and_then(|()| probe.local_addr().ok())
+        .map(|a| a.ip())
+        .filter(|ip| !ip.is_loopback() && !ip.is_unspecified());
+    let Some(outside_ip) = outside_ip else {
+        eprintln!("SKIPPED: this machine has no non-loopback IPv4 address to call from");
+        return;
+    };
+    let db = TestDb::new(Backend::Sqlite).await.unwrap();
+    let store = db.store().await;
+    let grpc = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let http = TcpListener::bind("0.0.0.0:0").await.unwrap();
+    let port = http.local_addr().unwrap().port();
+    let open = GatewaySettings {
+        tokens: ApiTokens::default(),
+        ..settings(None)
+    };
+    let app = spawn_gateway_with(db, store, grpc, http, open);
+    let client = reqwest::Client::new();
+    let status = |host: String, path: &'static str| {
+        let client = client.clone();
+        async move {
+            client
+                .get(format!("http://{host}:{port}{path}"))
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    let outside = outside_ip.to_string();
+    assert_eq!(status(outside.clone(), "/").await, 403);
+    assert_eq!(status(outside.clone(), "/api/console/snapshot").await, 403);
+    assert_eq!(status(outside.clone(), "/healthz").await, 200);
+    assert_eq!(status("127.0.0.1".into(), "/").await, 200);
+    assert_eq!(
+        status("127.0.0.1".into(), "/api/console/snapshot").await,
+        200
+    );
+    app.stop().await;
 }

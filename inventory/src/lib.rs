@@ -19,6 +19,8 @@
 //!   handed them to their replenishment.
 //! - [`advertising`]: pausing and resuming a product's ad, and the once-only record of
 //!   the emails about it.
+//! - [`overview`]: what the console reads at a glance: open replenishments, counts per
+//!   state, sales per minute.
 //! - [`demo`]: the demo catalogue that `restock migrate --demo` and the tests load.
 //! - [`error`]: [`StoreError`], what callers map to gRPC statuses.
 
@@ -28,6 +30,7 @@ pub mod demo;
 pub mod entity;
 pub mod error;
 pub mod migration;
+pub mod overview;
 pub mod planning;
 pub mod policy;
 pub mod purchase_groups;

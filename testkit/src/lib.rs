@@ -7,6 +7,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
+pub mod browser;
 pub mod postgres;
 pub mod process;
 pub mod smtp;

@@ -39,6 +39,9 @@ pub struct StackOptions {
     pub relay_sweep: Duration,
     /// The worker's planner (no schedule by default: tests run the planner by hand).
     pub planner: restock_worker::PlannerConfig,
+    /// The gateway's API tokens (none by default: open, on loopback). With tokens, the
+    /// stack's own gRPC clients are refused; send a token yourself.
+    pub tokens: restock_gateway::ApiTokens,
 }
 
 impl Default for StackOptions {
@@ -61,6 +64,7 @@ impl Default for StackOptions {
             smtp_url: None,
             relay_sweep: Duration::from_millis(500),
             planner: restock_worker::PlannerConfig::default(),
+            tokens: restock_gateway::ApiTokens::default(),
         }
     }
 }
@@ -111,13 +115,14 @@ pub async fn spawn_stack(options: StackOptions) -> Option<Stack> {
         temporal: Some(TemporalSettings {
             endpoint: TemporalEndpoint::plain(&temporal.address, &temporal.namespace),
             task_queue: restock_workflows::TASK_QUEUE.to_owned(),
+            ui_url: Some(restock_workflows::client::DEFAULT_UI_URL.to_owned()),
         }),
         signer: CallbackSigner::new(TEST_CALLBACK_SECRET).unwrap(),
         relay: RelaySettings {
             sweep_interval: options.relay_sweep,
             workflow: options.workflow.clone(),
         },
-        tokens: restock_gateway::ApiTokens::default(),
+        tokens: options.tokens.clone(),
         tls: None,
         health_check_interval: restock_gateway::DEFAULT_HEALTH_CHECK_INTERVAL,
     };
@@ -164,7 +169,7 @@ impl Stack {
                     "restock <restock@localhost>",
                 )
                 .unwrap(),
-                temporal_ui_url: "http://localhost:8233".to_owned(),
+                temporal_ui_url: restock_workflows::client::DEFAULT_UI_URL.to_owned(),
                 namespace: self.temporal.namespace.clone(),
             },
         );

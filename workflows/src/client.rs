@@ -32,6 +32,10 @@ pub fn identity() -> String {
 /// each sale's answer, so it is defined there, once.
 pub use restock_inventory::replenishment_id as workflow_id;
 
+/// Where the Temporal Web UI is unless configured (`RESTOCK_TEMPORAL_UI_URL`): the dev
+/// server's.
+pub const DEFAULT_UI_URL: &str = "http://localhost:8233";
+
 /// Where Temporal is and how to reach it: plaintext (dev server), TLS, mTLS client
 /// certificates, or an API key (Temporal Cloud).
 #[derive(Clone, Default)]

@@ -301,6 +301,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         gateway.args(["--grpc-addr", &args.grpc_addr.to_string()]);
         gateway.args(["--factory-sla-secs", &args.factory_sla_secs.to_string()]);
         gateway.args(["--relay-sweep-secs", "2"]);
+        gateway.args(["--temporal-ui-url", &format!("http://{ui_addr}")]);
         common(&mut gateway);
         procs.push(spawn("gateway", gateway, &logs)?);
 
@@ -313,6 +314,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         let ui = format!("http://{ui_addr}");
         say("");
         say("restock is running — Ctrl-C stops everything");
+        say(&format!("  console            http://{}/   (stock and replenishments, live)", args.http_addr));
         say(&format!("  gRPC API           {}   (try: restock buy CP-502101)", args.grpc_addr));
         say(&format!("  HTTP + callbacks   http://{}/healthz", args.http_addr));
         say(&format!("  factory simulator  http://{}   (production takes {}s)", args.factory_addr, args.production_secs));

@@ -26,7 +26,7 @@ pub struct Args {
     temporal: TemporalArgs,
     #[command(flatten)]
     workflow: WorkflowArgs,
-    /// API tokens for gRPC, `name:role:token` separated by commas (roles: sales, admin).
+    /// API tokens for gRPC, `name:role:token` separated by commas (roles: viewer, sales, admin).
     /// Without tokens the gateway serves gRPC on loopback addresses only. Never printed.
     #[arg(long, env = "RESTOCK_API_TOKENS", hide_env_values = true)]
     api_tokens: Option<Secret>,
@@ -89,12 +89,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         }
         (None, None) => ApiTokens::default(),
     };
-    if tokens.is_empty() && !args.grpc_addr.ip().is_loopback() {
-        bail!(
-            "refusing to serve gRPC on {} without API tokens: anyone who reaches it could change stock. Set RESTOCK_API_TOKENS (name:role:token, roles sales and admin) or bind a loopback address such as 127.0.0.1:50051",
-            args.grpc_addr
-        );
-    }
+    restock_gateway::auth::check_open_listener(&tokens, args.grpc_addr)?;
     let tls = match (&args.tls_cert, &args.tls_key) {
         (Some(cert), Some(key)) => Some(TlsSettings::from_files(cert, key)?),
         _ => None,
@@ -121,6 +116,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         temporal: Some(TemporalSettings {
             endpoint: args.temporal.endpoint()?,
             task_queue: args.temporal.task_queue.clone(),
+            ui_url: Some(args.temporal.temporal_ui_url.clone()),
         }),
         signer,
         relay: args.workflow.relay(),

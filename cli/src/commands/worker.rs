@@ -41,13 +41,6 @@ pub struct Args {
         default_value = "restock <restock@localhost>"
     )]
     mail_from: String,
-    /// The Temporal Web UI, for links in notifications.
-    #[arg(
-        long,
-        env = "RESTOCK_TEMPORAL_UI_URL",
-        default_value = "http://localhost:8233"
-    )]
-    temporal_ui_url: String,
     /// Where to serve the Temporal SDK's Prometheus metrics (e.g. 127.0.0.1:9464); off when
     /// unset.
     #[arg(long, env = "RESTOCK_WORKER_METRICS_ADDR")]
@@ -123,7 +116,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             callback_base_url: args.callback.base_url(),
             requester: "restock".to_owned(),
             mailer: Mailer::new(args.smtp_url.as_ref().map(Secret::expose), &args.mail_from)?,
-            temporal_ui_url: args.temporal_ui_url.clone(),
+            temporal_ui_url: args.temporal.temporal_ui_url.clone(),
             namespace: temporal.namespace.clone(),
         },
     );

@@ -11,6 +11,7 @@ use tokio::sync::Notify;
 use tonic::{Request, Response, Status};
 
 use super::status::{self, from_store};
+use crate::console::Feed;
 use crate::demand::MissedDemand;
 use crate::metrics::Metrics;
 
@@ -23,22 +24,26 @@ pub struct SalesApi {
     metrics: Metrics,
     /// Units asked for while out of stock, for the planner's demand.
     missed: MissedDemand,
+    /// Told of every sale, so an open console shows it at once.
+    console: Feed,
 }
 
 impl SalesApi {
     /// A SalesService selling from `store`, waking `relay_wake` after each new intent and
-    /// noting refused units in `missed`.
+    /// noting refused units in `missed` and telling `console` of each sale.
     pub fn new(
         store: Store,
         relay_wake: Arc<Notify>,
         metrics: Metrics,
         missed: MissedDemand,
+        console: Feed,
     ) -> Self {
         Self {
             store,
             relay_wake,
             metrics,
             missed,
+            console,
         }
     }
 }
@@ -122,6 +127,15 @@ impl SalesApi {
                 }
         ) {
             self.relay_wake.notify_one();
+        }
+        if matches!(
+            outcome,
+            PurchaseOutcome::Sold {
+                replayed: false,
+                ..
+            }
+        ) {
+            self.console.stock_changed();
         }
         let reply = match outcome {
             PurchaseOutcome::Sold {

@@ -10,6 +10,7 @@ mod m0004_audit_log;
 mod m0005_factory_deliveries;
 mod m0006_replenishment_policy;
 mod m0007_outbox_request_id;
+mod m0008_sales_by_time;
 
 /// All migrations, oldest first.
 pub struct Migrator;
@@ -25,6 +26,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0005_factory_deliveries::Migration),
             Box::new(m0006_replenishment_policy::Migration),
             Box::new(m0007_outbox_request_id::Migration),
+            Box::new(m0008_sales_by_time::Migration),
         ]
     }
 }
