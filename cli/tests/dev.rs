@@ -100,7 +100,38 @@ fn start_dev(dir: &Path, ports: &Ports) -> Dev {
         printed.contains("WorkflowType%3D%22replenish-stock%22"),
         "{printed}"
     );
+    // The console's address comes first, and it serves the page.
+    let first_address = printed
+        .lines()
+        .skip_while(|l| !l.starts_with("restock is running"))
+        .nth(1)
+        .unwrap_or_default();
+    let console = format!("http://127.0.0.1:{}/", ports.http);
+    assert!(
+        first_address.contains("console") && first_address.contains(&console),
+        "the console is not the first address printed:\n{printed}"
+    );
+    let page = http_get_root(ports.http);
+    assert!(
+        page.starts_with("HTTP/1.1 200") && page.contains("/console/console.js"),
+        "GET {console}: {page}"
+    );
     Dev { child, children }
+}
+
+/// `GET /` on 127.0.0.1:`port`, the whole answer (HTTP/1.1, closed after one request).
+fn http_get_root(port: u16) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    stream
+        .write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut answer = String::new();
+    let _ = stream.read_to_string(&mut answer);
+    answer
 }
 
 fn client(ports: &Ports, args: &[&str]) -> Value {
