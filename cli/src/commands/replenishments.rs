@@ -281,10 +281,8 @@ pub async fn follow(
         {
             Ok(reply) => {
                 let r = reply.into_inner();
-                let terminal = matches!(
-                    r.state.as_str(),
-                    "Completed" | "NotNeeded" | "Cancelled" | "Failed"
-                );
+                let terminal = restock_workflows::RestockState::parse(&r.state)
+                    .is_some_and(restock_workflows::RestockState::is_terminal);
                 let started_before =
                     chrono::DateTime::parse_from_rfc3339(&r.started_at).is_ok_and(|t| t < asked_at);
                 if !(terminal && started_before) {
