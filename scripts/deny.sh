@@ -25,6 +25,10 @@ if [ ! -x "$bin" ]; then
       "$DENY_SPEC" </dev/null >&2
   fi
 fi
+# cargo deny reads `cargo metadata`, which needs every crate in Cargo.lock, also those for
+# other platforms that a build here never downloads: fetch them (from crates.io) first, so the
+# offline check below finds them on a fresh machine.
+cargo fetch --locked >&2
 checks=(licenses bans sources)
 if [ "${RESTOCK_DENY_ADVISORIES:-0}" = 1 ]; then
   "$bin" check "${checks[@]}" advisories
