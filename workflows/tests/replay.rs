@@ -1,6 +1,6 @@
 //! Replays histories of real runs (saved with the SDK's `fetch_history` JSON by the end-to-end
-//! tests: `RESTOCK_SAVE_HISTORIES=$PWD/workflows/tests/histories cargo test --workspace
-//! --test replenishment`) against today's workflow code. A nondeterministic change to the
+//! tests: `RESTOCK_SAVE_HISTORIES=$PWD/workflows/tests/histories cargo test -p
+//! restock-gateway --test it -- replenishment::`) against today's workflow code. A nondeterministic change to the
 //! workflow makes this fail in CI; version such changes with `ctx.patched(..)`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]

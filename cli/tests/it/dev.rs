@@ -4,8 +4,6 @@
 //! bound port; a second start keeps the data. [`client_commands`]: the client commands'
 //! exit codes, `--json` and closed pipes, against an in-process gateway.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
 #[path = "dev/client_commands.rs"]
 mod client_commands;
 

@@ -1,8 +1,6 @@
 //! The gateway binary refuses unsafe or incomplete configurations with a message that says
 //! what to do, before it touches the database.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
 use std::process::Command;
 
 fn gateway(args: &[&str], env: &[(&str, &str)]) -> (bool, String) {

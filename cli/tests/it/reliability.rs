@@ -2,8 +2,6 @@
 //! committed its replenishment intent, but before the workflow was started, leaves the intent
 //! in the outbox; the next gateway's relay starts it and the product is restocked once.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
 use std::path::Path;
 use std::time::Duration;
 

@@ -7,8 +7,6 @@
 //! `TEMPORAL_TLS_*_PATH` variables, behind a proxy that refuses clients without a certificate.
 //! A gateway process writes one access-log line per call, with its request id and caller.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
 use std::path::Path;
 use std::time::{Duration, Instant};
 

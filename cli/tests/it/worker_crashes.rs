@@ -4,8 +4,6 @@
 //! receipt. Processes, on SQLite, PostgreSQL and MariaDB (a lock held by the test stalls the
 //! increment so the kill lands inside it).
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
 use std::path::Path;
 use std::time::Duration;
 

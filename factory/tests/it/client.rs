@@ -1,5 +1,4 @@
 //! `FactoryClient` against hand-made factories that misbehave in ways the simulator does not.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use axum::Router;
 use axum::body::Bytes;

@@ -1,8 +1,6 @@
 //! Property tests over what arrives from outside: callback bodies and callback tokens never
 //! panic the parsers, and whatever they accept is well-formed.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
 use proptest::prelude::*;
 use restock_factory::callback::CallbackSigner;
 use restock_factory::wire::{ManufactureReply, parse_callback_body};

@@ -1,6 +1,5 @@
 //! The simulator end to end: a real `FactoryClient` against a simulator on a real port, with a
 //! callback receiver standing in for the gateway.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::time::Duration;
 

@@ -4,8 +4,6 @@
 //! accepted. Partial updates (a field left out is kept), factories, the adaptive policy, and
 //! ListReplenishments' keyset pages, on the same three databases.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
 use restock_inventory::entity::{audit_log, product};
 use restock_proto::v1::{GetProductRequest, Product, UpsertProductRequest};
 use restock_testkit::{Backend, spawn_app};

@@ -2,8 +2,6 @@
 //! no oversell under concurrency, idempotent retries, bad input rejected with nothing changed,
 //! and UNAVAILABLE (then recovery) while the database is unreachable.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 

@@ -1,8 +1,6 @@
 //! Property test over Purchase requests through real gRPC: no request panics the gateway, a
 //! rejected request changes nothing, and an accepted one changes exactly what it says.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
 use proptest::prelude::*;
 use restock_inventory::Store;
 use restock_inventory::entity::{product, replenish_outbox, sale};

@@ -1,8 +1,6 @@
 //! Nothing is lost while Temporal is down: sales keep answering, their replenishment intents
 //! wait in the outbox, and when Temporal is back every one of them is started — once.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
 use std::time::Duration;
 
 use restock_proto::v1::{Outcome, PurchaseRequest};

@@ -1,8 +1,6 @@
 //! The replenish-stock workflow end to end, against a real Temporal dev server: the gateway,
 //! a worker and the factory simulator, over SQLite.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
 use std::time::Duration;
 
 use restock_factory::SimulatorConfig;

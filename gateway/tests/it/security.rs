@@ -5,8 +5,6 @@
 //! tokens will not serve gRPC beyond loopback. [`grpc_conventions`]: what the open services
 //! (reflection, health) answer.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
 #[path = "security/grpc_conventions.rs"]
 mod grpc_conventions;
 

@@ -1,8 +1,6 @@
 //! Migrations on SQLite, PostgreSQL and MariaDB: they run twice without error, and the schema
 //! itself refuses negative stock (the CHECK constraint) and a second pending intent per product.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
 use restock_inventory::{Store, StoreOptions};
 use restock_testkit::{Backend, TestDb};
 use sea_orm::ConnectionTrait;

@@ -5,8 +5,6 @@
 //! MariaDB is the one that matters: sqlx-mysql connects with `CLIENT_FOUND_ROWS`, so an
 //! `INSERT ... ON DUPLICATE KEY UPDATE k = k` reports one affected row for a duplicate.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
 use restock_inventory::advertising::NotificationDue;
 use restock_inventory::entity::factory_order::OrderStatus;
 use restock_inventory::{SendDecision, Store};

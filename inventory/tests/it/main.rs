@@ -1,0 +1,9 @@
+//! The store's integration tests on SQLite, PostgreSQL and MariaDB, one binary:
+//!
+//! - [`migrations`]: the schema, applied twice.
+//! - [`receipts`]: the exactly-once writes of replenishment.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod migrations;
+mod receipts;
