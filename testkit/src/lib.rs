@@ -166,6 +166,34 @@ impl Drop for TestDb {
     }
 }
 
+/// Three tests from one `async fn(Backend)`, named `<name>::sqlite`, `<name>::postgres` and
+/// `<name>::mariadb` (the last two print SKIPPED outside CI when their database URL is unset):
+///
+/// ```ignore
+/// restock_testkit::on_three_databases! {
+///     partial_updates => partial_updates_on;
+/// }
+/// ```
+#[macro_export]
+macro_rules! on_three_databases {
+    ($($name:ident => $body:ident;)*) => {
+        $(mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn sqlite() {
+                super::$body($crate::Backend::Sqlite).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn postgres() {
+                super::$body($crate::Backend::Postgres).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn mariadb() {
+                super::$body($crate::Backend::MySql).await
+            }
+        })*
+    };
+}
+
 /// A gateway serving one test on port 0.
 pub struct TestApp {
     pub db: TestDb,

@@ -7,8 +7,9 @@
 use std::path::Path;
 use std::time::Duration;
 
-use restock_proto::v1::{Outcome, PurchaseRequest, sales_service_client::SalesServiceClient};
-use restock_testkit::process::{Procs, free_port, http_get, wait_for};
+use restock_testkit::process::{
+    Procs, free_port, http_get, sales_client, sell_one, wait_for, wait_healthy,
+};
 use restock_testkit::temporal::DevServer;
 use restock_testkit::{Backend, TEST_CALLBACK_SECRET, TestDb};
 use restock_workflows::RestockState;
@@ -34,19 +35,8 @@ async fn factory_total(factory: u16) -> u64 {
         .unwrap_or(0)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn worker_killed_in_each_state_loses_and_doubles_nothing_on_postgres() {
-    worker_killed_in_each_state(Backend::Postgres).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn worker_killed_in_each_state_loses_and_doubles_nothing_on_mariadb() {
-    worker_killed_in_each_state(Backend::MySql).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn worker_killed_in_each_state_loses_and_doubles_nothing_on_sqlite() {
-    worker_killed_in_each_state(Backend::Sqlite).await;
+restock_testkit::on_three_databases! {
+    worker_killed_in_each_state_loses_and_doubles_nothing => worker_killed_in_each_state;
 }
 
 async fn worker_killed_in_each_state(backend: Backend) {
@@ -96,26 +86,9 @@ async fn worker_killed_in_each_state(backend: Backend) {
         logs.path(),
     );
     procs.spawn(restock(), "worker-1", &worker_args, &env, logs.path());
-    let health = format!("http://127.0.0.1:{http}/healthz");
-    wait_for("gateway healthy", Duration::from_secs(30), || async {
-        http_get(&health).await.is_some()
-    })
-    .await;
-    let mut sales = SalesServiceClient::connect(format!("http://127.0.0.1:{grpc}"))
-        .await
-        .unwrap();
-    let mut buy = async |sku: &str| {
-        let reply = sales
-            .purchase(PurchaseRequest {
-                sku: sku.into(),
-                quantity: 1,
-                ..Default::default()
-            })
-            .await
-            .unwrap()
-            .into_inner();
-        assert_eq!(reply.outcome(), Outcome::Sold);
-    };
+    wait_healthy(http, Duration::from_secs(30)).await;
+    let mut sales = sales_client(grpc).await;
+    let mut buy = async |sku: &str| sell_one(&mut sales, sku).await;
 
     // 1. Before the order is placed: the factory is down, the order activity keeps failing.
     buy("KILL-A").await;

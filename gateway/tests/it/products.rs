@@ -92,19 +92,8 @@ async fn reorder_quantity_is_capped_at_the_factory_maximum(backend: Backend) {
     app.stop().await;
 }
 
-#[tokio::test]
-async fn sqlite_reorder_quantity_is_capped_at_the_factory_maximum() {
-    reorder_quantity_is_capped_at_the_factory_maximum(Backend::Sqlite).await;
-}
-
-#[tokio::test]
-async fn postgres_reorder_quantity_is_capped_at_the_factory_maximum() {
-    reorder_quantity_is_capped_at_the_factory_maximum(Backend::Postgres).await;
-}
-
-#[tokio::test]
-async fn mariadb_reorder_quantity_is_capped_at_the_factory_maximum() {
-    reorder_quantity_is_capped_at_the_factory_maximum(Backend::MySql).await;
+restock_testkit::on_three_databases! {
+    reorder_quantity_is_capped_at_the_factory_maximum => reorder_quantity_is_capped_at_the_factory_maximum;
 }
 
 /// The replenishment policy through gRPC and the planner's pass over real rows: a new product
@@ -333,19 +322,8 @@ async fn adaptive_policy_on(backend: Backend) {
     app.stop().await;
 }
 
-#[tokio::test]
-async fn sqlite_adaptive_policy() {
-    adaptive_policy_on(Backend::Sqlite).await;
-}
-
-#[tokio::test]
-async fn postgres_adaptive_policy() {
-    adaptive_policy_on(Backend::Postgres).await;
-}
-
-#[tokio::test]
-async fn mariadb_adaptive_policy() {
-    adaptive_policy_on(Backend::MySql).await;
+restock_testkit::on_three_databases! {
+    adaptive_policy => adaptive_policy_on;
 }
 
 /// Factories through gRPC: a bad email or URL is refused naming the field and writes
@@ -443,19 +421,8 @@ async fn factories_on(backend: Backend) {
     app.stop().await;
 }
 
-#[tokio::test]
-async fn sqlite_factories() {
-    factories_on(Backend::Sqlite).await;
-}
-
-#[tokio::test]
-async fn postgres_factories() {
-    factories_on(Backend::Postgres).await;
-}
-
-#[tokio::test]
-async fn mariadb_factories() {
-    factories_on(Backend::MySql).await;
+restock_testkit::on_three_databases! {
+    factories => factories_on;
 }
 
 /// UpsertProduct on an existing product changes only what the client names: without a mask
@@ -553,19 +520,8 @@ async fn partial_updates_on(backend: Backend) {
     app.stop().await;
 }
 
-#[tokio::test]
-async fn sqlite_partial_updates() {
-    partial_updates_on(Backend::Sqlite).await;
-}
-
-#[tokio::test]
-async fn postgres_partial_updates() {
-    partial_updates_on(Backend::Postgres).await;
-}
-
-#[tokio::test]
-async fn mariadb_partial_updates() {
-    partial_updates_on(Backend::MySql).await;
+restock_testkit::on_three_databases! {
+    partial_updates => partial_updates_on;
 }
 
 /// ListReplenishments pages by keyset: replenishments that start or change between two page
@@ -641,19 +597,8 @@ async fn replenishment_pages_on(backend: Backend) {
     app.stop().await;
 }
 
-#[tokio::test]
-async fn sqlite_replenishment_pages() {
-    replenishment_pages_on(Backend::Sqlite).await;
-}
-
-#[tokio::test]
-async fn postgres_replenishment_pages() {
-    replenishment_pages_on(Backend::Postgres).await;
-}
-
-#[tokio::test]
-async fn mariadb_replenishment_pages() {
-    replenishment_pages_on(Backend::MySql).await;
+restock_testkit::on_three_databases! {
+    replenishment_pages => replenishment_pages_on;
 }
 
 /// The monitoring files shipped in `monitoring/` (alert rules, Grafana dashboard) name only
@@ -831,17 +776,6 @@ async fn console_reads_on(backend: Backend) {
     app.stop().await;
 }
 
-#[tokio::test]
-async fn sqlite_console_reads() {
-    console_reads_on(Backend::Sqlite).await;
-}
-
-#[tokio::test]
-async fn postgres_console_reads() {
-    console_reads_on(Backend::Postgres).await;
-}
-
-#[tokio::test]
-async fn mariadb_console_reads() {
-    console_reads_on(Backend::MySql).await;
+restock_testkit::on_three_databases! {
+    console_reads => console_reads_on;
 }

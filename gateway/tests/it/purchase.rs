@@ -790,27 +790,7 @@ async fn spread_purchases_share_transactions_across_products(backend: Backend) {
     app.stop().await;
 }
 
-macro_rules! on_three_databases {
-    ($($name:ident => $body:ident;)*) => {
-        $(mod $name {
-            use super::*;
-            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-            async fn sqlite() {
-                super::$body(Backend::Sqlite).await
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-            async fn postgres() {
-                super::$body(Backend::Postgres).await
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-            async fn mariadb() {
-                super::$body(Backend::MySql).await
-            }
-        })*
-    };
-}
-
-on_three_databases! {
+restock_testkit::on_three_databases! {
     spread_purchases_share_transactions_across_products => spread_purchases_share_transactions_across_products;
     abandoned_purchases_sell_nothing => abandoned_purchases_sell_nothing;
     full_queue_refuses_at_once => full_queue_refuses_at_once;

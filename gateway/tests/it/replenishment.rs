@@ -90,19 +90,8 @@ async fn maybe_save_history(stack: &Stack, sku: &str, name: &str) {
     std::fs::write(format!("{dir}/v4-{name}.json"), json).unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn sell_out_order_callback_restock() {
-    sell_out_order_callback_restock_on(Backend::Sqlite).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn sell_out_order_callback_restock_on_mariadb() {
-    sell_out_order_callback_restock_on(Backend::MySql).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn sell_out_order_callback_restock_on_postgres() {
-    sell_out_order_callback_restock_on(Backend::Postgres).await;
+restock_testkit::on_three_databases! {
+    sell_out_order_callback_restock => sell_out_order_callback_restock_on;
 }
 
 async fn sell_out_order_callback_restock_on(backend: Backend) {
@@ -326,19 +315,8 @@ async fn temporal_cli_signal_completes_a_waiting_replenishment() {
     stack.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn duplicated_callback_adds_once_and_forged_token_is_refused() {
-    duplicated_callback_adds_once(Backend::Sqlite).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn duplicated_callback_adds_once_and_forged_token_is_refused_on_postgres() {
-    duplicated_callback_adds_once(Backend::Postgres).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn duplicated_callback_adds_once_and_forged_token_is_refused_on_mariadb() {
-    duplicated_callback_adds_once(Backend::MySql).await;
+restock_testkit::on_three_databases! {
+    duplicated_callback_adds_once_and_forged_token_is_refused => duplicated_callback_adds_once;
 }
 
 async fn duplicated_callback_adds_once(backend: Backend) {

@@ -31,17 +31,6 @@ async fn migrations_run_twice_and_guard_the_data(backend: Backend) {
     assert_eq!(store.product("CP-502101").await.unwrap().product.stock, 3);
 }
 
-#[tokio::test]
-async fn sqlite_migrations() {
-    migrations_run_twice_and_guard_the_data(Backend::Sqlite).await;
-}
-
-#[tokio::test]
-async fn postgres_migrations() {
-    migrations_run_twice_and_guard_the_data(Backend::Postgres).await;
-}
-
-#[tokio::test]
-async fn mariadb_migrations() {
-    migrations_run_twice_and_guard_the_data(Backend::MySql).await;
+restock_testkit::on_three_databases! {
+    migrations => migrations_run_twice_and_guard_the_data;
 }

@@ -68,19 +68,8 @@ async fn a_delivery_is_added_once(backend: Backend) {
     assert!(receipts.iter().all(|r| r.quantity == 7));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn sqlite_a_delivery_is_added_once() {
-    a_delivery_is_added_once(Backend::Sqlite).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn postgres_a_delivery_is_added_once() {
-    a_delivery_is_added_once(Backend::Postgres).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn mariadb_a_delivery_is_added_once() {
-    a_delivery_is_added_once(Backend::MySql).await;
+restock_testkit::on_three_databases! {
+    a_delivery_is_added_once => a_delivery_is_added_once;
 }
 
 async fn a_factory_order_is_sent_by_one_caller(backend: Backend) {
@@ -142,19 +131,8 @@ async fn a_factory_order_is_sent_by_one_caller(backend: Backend) {
     assert_eq!(order.attempts, 2);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn sqlite_a_factory_order_is_sent_by_one_caller() {
-    a_factory_order_is_sent_by_one_caller(Backend::Sqlite).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn postgres_a_factory_order_is_sent_by_one_caller() {
-    a_factory_order_is_sent_by_one_caller(Backend::Postgres).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn mariadb_a_factory_order_is_sent_by_one_caller() {
-    a_factory_order_is_sent_by_one_caller(Backend::MySql).await;
+restock_testkit::on_three_databases! {
+    a_factory_order_is_sent_by_one_caller => a_factory_order_is_sent_by_one_caller;
 }
 
 async fn a_notification_is_owed_once(backend: Backend) {
@@ -179,17 +157,6 @@ async fn a_notification_is_owed_once(backend: Backend) {
     assert_eq!(rows[0].attempts, 2);
 }
 
-#[tokio::test]
-async fn sqlite_a_notification_is_owed_once() {
-    a_notification_is_owed_once(Backend::Sqlite).await;
-}
-
-#[tokio::test]
-async fn postgres_a_notification_is_owed_once() {
-    a_notification_is_owed_once(Backend::Postgres).await;
-}
-
-#[tokio::test]
-async fn mariadb_a_notification_is_owed_once() {
-    a_notification_is_owed_once(Backend::MySql).await;
+restock_testkit::on_three_databases! {
+    a_notification_is_owed_once => a_notification_is_owed_once;
 }

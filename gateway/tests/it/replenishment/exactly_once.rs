@@ -184,19 +184,8 @@ fn task_before(stack: &Stack, workflow_id: &str, activity: &str) -> String {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn reset_before_the_increment_or_the_order_adds_and_orders_nothing_again() {
-    reset_before_the_increment_or_the_order(Backend::Sqlite).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn reset_before_the_increment_or_the_order_adds_and_orders_nothing_again_on_postgres() {
-    reset_before_the_increment_or_the_order(Backend::Postgres).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn reset_before_the_increment_or_the_order_adds_and_orders_nothing_again_on_mariadb() {
-    reset_before_the_increment_or_the_order(Backend::MySql).await;
+restock_testkit::on_three_databases! {
+    reset_before_the_increment_or_the_order_adds_and_orders_nothing_again => reset_before_the_increment_or_the_order;
 }
 
 /// An operator resets a completed replenishment (Temporal UI "Reset", `temporal workflow
