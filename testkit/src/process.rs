@@ -104,3 +104,50 @@ where
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
 }
+
+/// Waits up to `timeout` until the gateway whose HTTP listener is on 127.0.0.1:`http_port`
+/// answers `GET /healthz`.
+pub async fn wait_healthy(http_port: u16, timeout: Duration) {
+    let url = format!("http://127.0.0.1:{http_port}/healthz");
+    wait_for(
+        &format!("the gateway at {url} healthy"),
+        timeout,
+        || async { http_get(&url).await.is_some() },
+    )
+    .await;
+}
+
+/// A SalesService client of the gateway on 127.0.0.1:`grpc_port`.
+pub async fn sales_client(
+    grpc_port: u16,
+) -> restock_proto::v1::sales_service_client::SalesServiceClient<tonic::transport::Channel> {
+    restock_proto::v1::sales_service_client::SalesServiceClient::connect(format!(
+        "http://127.0.0.1:{grpc_port}"
+    ))
+    .await
+    .unwrap()
+}
+
+/// Buys one unit of `sku`; panics unless it sold.
+pub async fn sell_one(
+    sales: &mut restock_proto::v1::sales_service_client::SalesServiceClient<
+        tonic::transport::Channel,
+    >,
+    sku: &str,
+) {
+    let reply = sales
+        .purchase(restock_proto::v1::PurchaseRequest {
+            sku: sku.into(),
+            quantity: 1,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        reply.outcome(),
+        restock_proto::v1::Outcome::Sold,
+        "{sku}: {}",
+        reply.message
+    );
+}

@@ -5,8 +5,9 @@
 use std::path::Path;
 use std::time::Duration;
 
-use restock_proto::v1::{Outcome, PurchaseRequest, sales_service_client::SalesServiceClient};
-use restock_testkit::process::{Procs, free_port, http_get, wait_for};
+use restock_testkit::process::{
+    Procs, free_port, http_get, sales_client, sell_one, wait_for, wait_healthy,
+};
 use restock_testkit::temporal::DevServer;
 use restock_testkit::{Backend, TEST_CALLBACK_SECRET, TestDb};
 
@@ -68,27 +69,12 @@ async fn gateway_killed_before_the_workflow_started_loses_nothing() {
         &env(&unreachable),
         logs.path(),
     );
-    let health = format!("http://127.0.0.1:{http}/healthz");
-    wait_for("gateway-1 healthy", Duration::from_secs(30), || async {
-        http_get(&health).await.is_some()
-    })
-    .await;
+    wait_healthy(http, Duration::from_secs(30)).await;
 
     let sku = restock_inventory::demo::DEMO_SKU; // stock 3
-    let mut sales = SalesServiceClient::connect(format!("http://127.0.0.1:{grpc}"))
-        .await
-        .unwrap();
+    let mut sales = sales_client(grpc).await;
     for _ in 0..3 {
-        let reply = sales
-            .purchase(PurchaseRequest {
-                sku: sku.into(),
-                quantity: 1,
-                ..Default::default()
-            })
-            .await
-            .unwrap()
-            .into_inner();
-        assert_eq!(reply.outcome(), Outcome::Sold);
+        sell_one(&mut sales, sku).await;
     }
     assert_eq!(
         store.outbox_depth().await.unwrap(),

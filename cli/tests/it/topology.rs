@@ -15,7 +15,9 @@ use restock_proto::v1::{
     replenishment_service_client::ReplenishmentServiceClient,
     sales_service_client::SalesServiceClient,
 };
-use restock_testkit::process::{Procs, free_port, http_get, wait_for};
+use restock_testkit::process::{
+    Procs, free_port, http_get, sales_client, sell_one, wait_for, wait_healthy,
+};
 use restock_testkit::temporal::DevServer;
 use restock_testkit::{Backend, TEST_CALLBACK_SECRET, TestDb};
 
@@ -121,12 +123,7 @@ async fn two_gateways_two_workers_one_temporal() {
         );
     }
     for (_, http) in gateways {
-        wait_for("gateway healthy", Duration::from_secs(60), || async move {
-            http_get(&format!("http://127.0.0.1:{http}/healthz"))
-                .await
-                .is_some()
-        })
-        .await;
+        wait_healthy(http, Duration::from_secs(60)).await;
     }
 
     // 32 clients, alternating gateways, buy every product until it is out of stock.
@@ -447,26 +444,10 @@ async fn a_gateway_and_worker_reach_temporal_over_mtls_from_the_sdk_variables_al
         &env,
         logs.path(),
     );
-    wait_for("gateway healthy", Duration::from_secs(60), || async {
-        http_get(&format!("http://127.0.0.1:{http}/healthz"))
-            .await
-            .is_some()
-    })
-    .await;
-    let mut sales = SalesServiceClient::connect(format!("http://127.0.0.1:{grpc}"))
-        .await
-        .unwrap();
+    wait_healthy(http, Duration::from_secs(60)).await;
+    let mut sales = sales_client(grpc).await;
     for _ in 0..2 {
-        let reply = sales
-            .purchase(PurchaseRequest {
-                sku: sku.into(),
-                quantity: 1,
-                ..Default::default()
-            })
-            .await
-            .unwrap()
-            .into_inner();
-        assert_eq!(reply.outcome(), Outcome::Sold);
+        sell_one(&mut sales, sku).await;
     }
     // Sold out: the replenishment runs through the proxy, ordered and restocked once.
     let restocked = async || {
@@ -527,15 +508,8 @@ async fn the_gateway_logs_one_access_line_per_call() {
         ],
         logs.path(),
     );
-    wait_for("gateway healthy", Duration::from_secs(60), || async {
-        http_get(&format!("http://127.0.0.1:{http}/healthz"))
-            .await
-            .is_some()
-    })
-    .await;
-    let mut sales = SalesServiceClient::connect(format!("http://127.0.0.1:{grpc}"))
-        .await
-        .unwrap();
+    wait_healthy(http, Duration::from_secs(60)).await;
+    let mut sales = sales_client(grpc).await;
     let call = |token: &str, id: &str| {
         let mut request = tonic::Request::new(PurchaseRequest {
             sku: "LOG-1".into(),
