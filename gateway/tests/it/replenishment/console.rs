@@ -1,7 +1,7 @@
 //! The console in a real headless Chromium (Debian's, over WebDriver) against a whole stack:
 //! the page shows a sale made over gRPC without a reload, marks an Overdue replenishment, a
-//! viewer's Complete is refused and changes nothing, and an admin's Complete adds the stock
-//! once, audited under the admin token's name.
+//! viewer's Complete is refused and changes nothing, an admin's Complete adds the stock
+//! once, audited under the admin token's name, and an admin's Cancel keeps its reason.
 
 use std::time::{Duration, Instant};
 
@@ -277,6 +277,44 @@ async fn the_console_shows_sales_live_and_an_admin_completes_an_overdue_order() 
         assert!(Instant::now() < deadline, "the page did not follow");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+
+    // Cancel from the page, with a reason: the run ends Cancelled, nothing is added, and the
+    // audit trail keeps the reason under the admin's name.
+    let sku = "LATE-2";
+    add_product(&stack, sku, 0, 0).await;
+    buy_with_token(&mut sales, sku).await;
+    stack
+        .wait_for_status(sku, WAIT, |s| s.state == RestockState::AwaitingFactory)
+        .await;
+    let cancel = browser
+        .wait_for(
+            &format!("#open button.cancel[data-sku=\"{sku}\"]"),
+            Duration::from_secs(10),
+        )
+        .await;
+    browser.click(&cancel).await;
+    let reason = browser
+        .wait_for("#confirm[open] #confirm-reason", Duration::from_secs(5))
+        .await;
+    browser.type_into(&reason, "supplier recall").await;
+    browser
+        .click(
+            &browser
+                .wait_for("#confirm-ok", Duration::from_secs(5))
+                .await,
+        )
+        .await;
+    stack
+        .wait_for_status(sku, WAIT, |s| s.state == RestockState::Cancelled)
+        .await;
+    assert_eq!(stock(&stack, sku).await, 0);
+    let audit = stack.app.store.audit_trail(sku).await.unwrap();
+    assert!(
+        audit.iter().any(|a| a.action == "cancel_replenishment"
+            && a.actor == "ops"
+            && a.reason == "supplier recall"),
+        "{audit:?}"
+    );
 
     if let Some(path) = std::env::var_os("RESTOCK_CONSOLE_SCREENSHOT") {
         demo_load(&mut sales, &base).await;
