@@ -8,11 +8,11 @@ use clap::Args;
 use restock_inventory::{Store, StoreOptions};
 
 /// Where the SQLite file lives unless `RESTOCK_DATABASE_URL` says otherwise.
-pub const DEFAULT_DATABASE_URL: &str = "sqlite://.restock/restock.db?mode=rwc";
+pub(crate) const DEFAULT_DATABASE_URL: &str = "sqlite://.restock/restock.db?mode=rwc";
 
 /// Logging flags.
 #[derive(Debug, Args)]
-pub struct LogArgs {
+pub(crate) struct LogArgs {
     /// Log as JSON lines instead of text (logs go to stderr; filter with RUST_LOG).
     #[arg(long, global = true, env = "RESTOCK_LOG_JSON", value_parser = clap::builder::BoolishValueParser::new())]
     pub log_json: bool,
@@ -20,7 +20,7 @@ pub struct LogArgs {
 
 /// Database flags.
 #[derive(Debug, Clone, Args)]
-pub struct DatabaseArgs {
+pub(crate) struct DatabaseArgs {
     /// Database URL: sqlite://FILE?mode=rwc, postgres://USER@HOST/DB or mysql://USER@HOST/DB.
     #[arg(long, env = "RESTOCK_DATABASE_URL", default_value = DEFAULT_DATABASE_URL, hide_env_values = true)]
     pub database_url: String,
@@ -40,7 +40,7 @@ pub struct DatabaseArgs {
 
 impl DatabaseArgs {
     /// Connects to the database. The URL is not printed: it may hold a password.
-    pub async fn connect(&self) -> anyhow::Result<Store> {
+    pub(crate) async fn connect(&self) -> anyhow::Result<Store> {
         let options = StoreOptions {
             max_connections: self.db_max_connections,
             acquire_timeout: Duration::from_secs(5),
@@ -61,7 +61,7 @@ impl DatabaseArgs {
 
 /// Temporal flags.
 #[derive(Debug, Clone, Args)]
-pub struct TemporalArgs {
+pub(crate) struct TemporalArgs {
     /// Temporal frontend address (host:port). Also from the `temporal` CLI's configuration:
     /// the `temporal.toml` file (TEMPORAL_CONFIG_FILE, else ~/.config/temporalio/temporal.toml)
     /// and its profile (TEMPORAL_PROFILE); default localhost:7233.
@@ -102,7 +102,7 @@ impl TemporalArgs {
     /// The endpoint: these flags first, then the Temporal SDK's environment configuration
     /// (`TEMPORAL_*` variables over the `temporal.toml` profile, as the `temporal` CLI reads
     /// them), then the defaults. Reads the certificate files.
-    pub fn endpoint(&self) -> anyhow::Result<restock_workflows::client::TemporalEndpoint> {
+    pub(crate) fn endpoint(&self) -> anyhow::Result<restock_workflows::client::TemporalEndpoint> {
         use temporalio_common::envconfig::{
             DataSource, LoadClientConfigProfileOptions, load_client_config_profile,
         };
@@ -179,7 +179,7 @@ impl TemporalArgs {
 
 /// A secret from configuration: never printed (not even by `{:?}`).
 #[derive(Clone)]
-pub struct Secret(String);
+pub(crate) struct Secret(String);
 
 impl std::str::FromStr for Secret {
     type Err = std::convert::Infallible;
@@ -190,7 +190,7 @@ impl std::str::FromStr for Secret {
 
 impl Secret {
     /// The secret itself, for the one place that needs it.
-    pub fn expose(&self) -> &str {
+    pub(crate) fn expose(&self) -> &str {
         &self.0
     }
 }
@@ -203,7 +203,7 @@ impl std::fmt::Debug for Secret {
 
 /// Factory callback flags, shared by the gateway (verifies) and the worker (signs).
 #[derive(Debug, Clone, Args)]
-pub struct CallbackArgs {
+pub(crate) struct CallbackArgs {
     /// Shared secret for callback URL tokens (at least 16 bytes; same value on gateway and
     /// worker). Required.
     #[arg(long, env = "RESTOCK_CALLBACK_SECRET", hide_env_values = true)]
@@ -222,7 +222,7 @@ pub struct CallbackArgs {
 
 impl CallbackArgs {
     /// The signer, or why the process must not start.
-    pub fn signer(&self) -> anyhow::Result<restock_factory::callback::CallbackSigner> {
+    pub(crate) fn signer(&self) -> anyhow::Result<restock_factory::callback::CallbackSigner> {
         let Some(Secret(secret)) = &self.callback_secret else {
             anyhow::bail!(
                 "RESTOCK_CALLBACK_SECRET is not set: the gateway and the worker need the same secret to sign and verify factory callbacks (e.g. `export RESTOCK_CALLBACK_SECRET=$(openssl rand -hex 32)`; `restock dev` makes one for you)"
@@ -239,7 +239,7 @@ impl CallbackArgs {
     }
 
     /// Where the factory calls back.
-    pub fn base_url(&self) -> String {
+    pub(crate) fn base_url(&self) -> String {
         self.callback_base_url
             .clone()
             .filter(|u| !u.is_empty())
@@ -248,7 +248,7 @@ impl CallbackArgs {
 }
 
 /// The URL with any password replaced by `***`, for messages.
-pub fn redact_url(url: &str) -> String {
+pub(crate) fn redact_url(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_owned();
     };
@@ -262,7 +262,7 @@ pub fn redact_url(url: &str) -> String {
 }
 
 /// Sets up logging to stderr: text or JSON, filtered by `RUST_LOG` (default `info`).
-pub fn init_tracing(args: &LogArgs) {
+pub(crate) fn init_tracing(args: &LogArgs) {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     // Colour only on a terminal: `restock dev`'s children and services write log files.
@@ -279,7 +279,7 @@ pub fn init_tracing(args: &LogArgs) {
 }
 
 /// Resolves when the process gets SIGINT (Ctrl-C) or SIGTERM.
-pub async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     let ctrl_c = async {
         if let Err(err) = tokio::signal::ctrl_c().await {
             tracing::warn!(error = %err, "cannot listen for Ctrl-C");

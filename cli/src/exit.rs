@@ -4,31 +4,31 @@
 use crate::output::is_stdout_closed;
 
 /// Done.
-pub const OK: u8 = 0;
+pub(crate) const OK: u8 = 0;
 /// Any failure without a code of its own (an internal error, a failed wait, a server error).
-pub const FAILURE: u8 = 1;
+pub(crate) const FAILURE: u8 = 1;
 /// Usage error: bad flags or arguments (clap's code), or the gateway refused them as invalid
 /// (INVALID_ARGUMENT).
-pub const USAGE: u8 = 2;
+pub(crate) const USAGE: u8 = 2;
 /// `buy`: out of stock, nothing sold (a replenishment was requested).
-pub const OUT_OF_STOCK: u8 = 3;
+pub(crate) const OUT_OF_STOCK: u8 = 3;
 /// No such product or replenishment (NOT_FOUND).
-pub const NOT_FOUND: u8 = 4;
+pub(crate) const NOT_FOUND: u8 = 4;
 /// Refused in the current state (FAILED_PRECONDITION, ALREADY_EXISTS, ABORTED): e.g. no
 /// replenishment running, a completion for another order, an idempotency key reused.
-pub const REFUSED: u8 = 5;
+pub(crate) const REFUSED: u8 = 5;
 /// Unavailable, try again later: the gateway cannot be reached, or its database or Temporal
 /// is down (UNAVAILABLE), or it sheds load (RESOURCE_EXHAUSTED). Nothing was changed.
-pub const UNAVAILABLE: u8 = 6;
+pub(crate) const UNAVAILABLE: u8 = 6;
 /// No token, a wrong one, or one whose role may not do this (UNAUTHENTICATED,
 /// PERMISSION_DENIED).
-pub const DENIED: u8 = 7;
+pub(crate) const DENIED: u8 = 7;
 /// The outcome is unknown (UNKNOWN, DEADLINE_EXCEEDED): it may or may not have happened;
 /// check before repeating (a `buy` repeated with the same `--key` sells at most once).
-pub const OUTCOME_UNKNOWN: u8 = 8;
+pub(crate) const OUTCOME_UNKNOWN: u8 = 8;
 
 /// The table shown after `restock --help`.
-pub const HELP: &str = "\
+pub(crate) const HELP: &str = "\
 Exit codes:
   0  done (also when stdout is closed early, e.g. `restock stock | head -1`)
   1  any other failure
@@ -43,7 +43,7 @@ Exit codes:
 
 /// A failure that ends the command with `code`, saying `message`.
 #[derive(Debug)]
-pub struct Failure {
+pub(crate) struct Failure {
     /// The exit code.
     pub code: u8,
     /// What to tell the person.
@@ -63,7 +63,7 @@ impl std::fmt::Display for Failure {
 impl std::error::Error for Failure {}
 
 /// An error that ends the command with `code`, saying `message`.
-pub fn failure(code: u8, message: impl Into<String>) -> anyhow::Error {
+pub(crate) fn failure(code: u8, message: impl Into<String>) -> anyhow::Error {
     anyhow::Error::new(Failure {
         code,
         message: message.into(),
@@ -74,7 +74,7 @@ pub fn failure(code: u8, message: impl Into<String>) -> anyhow::Error {
 
 /// The error as one JSON document, for `--json` callers: the message, the exit code, and
 /// the gateway's status and invalid fields when it answered with an error.
-pub fn to_json(err: &anyhow::Error) -> serde_json::Value {
+pub(crate) fn to_json(err: &anyhow::Error) -> serde_json::Value {
     let failure = err
         .chain()
         .find_map(|cause| cause.downcast_ref::<Failure>());
@@ -97,7 +97,7 @@ pub fn to_json(err: &anyhow::Error) -> serde_json::Value {
 }
 
 /// The exit code for a gRPC status code.
-pub fn for_grpc(code: tonic::Code) -> u8 {
+pub(crate) fn for_grpc(code: tonic::Code) -> u8 {
     use tonic::Code as C;
     match code {
         C::Ok => OK,
@@ -113,7 +113,7 @@ pub fn for_grpc(code: tonic::Code) -> u8 {
 
 /// The exit code for a command's error: the first [`Failure`] in its chain, else
 /// [`FAILURE`]; a closed stdout is [`OK`].
-pub fn for_error(err: &anyhow::Error) -> u8 {
+pub(crate) fn for_error(err: &anyhow::Error) -> u8 {
     if is_stdout_closed(err) {
         return OK;
     }

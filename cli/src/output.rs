@@ -8,7 +8,7 @@ use std::io::Write;
 
 /// Stdout was closed by its reader: the command stops printing and exits 0, quietly.
 #[derive(Debug)]
-pub struct StdoutClosed;
+pub(crate) struct StdoutClosed;
 
 impl fmt::Display for StdoutClosed {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -20,7 +20,7 @@ impl std::error::Error for StdoutClosed {}
 
 /// Writes `text` and a newline to stdout, flushed. A closed pipe is [`StdoutClosed`]; any
 /// other write error is reported as such.
-pub fn line(text: fmt::Arguments<'_>) -> anyhow::Result<()> {
+pub(crate) fn line(text: fmt::Arguments<'_>) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     match writeln!(out, "{text}").and_then(|()| out.flush()) {
         Ok(()) => Ok(()),
@@ -30,7 +30,7 @@ pub fn line(text: fmt::Arguments<'_>) -> anyhow::Result<()> {
 }
 
 /// Writes `bytes` to stdout as they are (generated scripts, pages), flushed; like [`line`].
-pub fn bytes(bytes: &[u8]) -> anyhow::Result<()> {
+pub(crate) fn bytes(bytes: &[u8]) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     match out.write_all(bytes).and_then(|()| out.flush()) {
         Ok(()) => Ok(()),
@@ -40,7 +40,7 @@ pub fn bytes(bytes: &[u8]) -> anyhow::Result<()> {
 }
 
 /// Whether `err` is (or was caused by) [`StdoutClosed`].
-pub fn is_stdout_closed(err: &anyhow::Error) -> bool {
+pub(crate) fn is_stdout_closed(err: &anyhow::Error) -> bool {
     err.chain().any(|cause| cause.is::<StdoutClosed>())
 }
 
@@ -56,7 +56,7 @@ macro_rules! outln {
 }
 
 /// Now, in Unix milliseconds (0 if the clock is before 1970).
-pub fn now_ms() -> i64 {
+pub(crate) fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))

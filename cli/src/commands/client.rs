@@ -14,7 +14,7 @@ use crate::exit;
 
 /// Where the gateway is.
 #[derive(Debug, clap::Args)]
-pub struct ServerArgs {
+pub(crate) struct ServerArgs {
     /// The gateway's gRPC address (host:port or http://host:port).
     #[arg(long, env = "RESTOCK_GRPC_ADDR", default_value = "127.0.0.1:50051")]
     server: String,
@@ -30,11 +30,11 @@ pub struct ServerArgs {
 }
 
 /// A gateway connection that sends the API token, if any, with every call.
-pub type Gateway = tonic::service::interceptor::InterceptedService<Channel, BearerToken>;
+pub(crate) type Gateway = tonic::service::interceptor::InterceptedService<Channel, BearerToken>;
 
 /// Adds `authorization: Bearer <token>` to each call.
 #[derive(Clone)]
-pub struct BearerToken(Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>);
+pub(crate) struct BearerToken(Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>);
 
 impl tonic::service::Interceptor for BearerToken {
     fn call(
@@ -52,12 +52,12 @@ impl tonic::service::Interceptor for BearerToken {
 
 impl ServerArgs {
     /// Whether to print JSON.
-    pub fn json(&self) -> bool {
+    pub(crate) fn json(&self) -> bool {
         self.json
     }
 
     /// A connection to the gateway that carries the API token.
-    pub async fn connect(&self) -> anyhow::Result<Gateway> {
+    pub(crate) async fn connect(&self) -> anyhow::Result<Gateway> {
         let token = match &self.token {
             Some(t) => Some(format!("Bearer {}", t.expose()).parse().map_err(|_| {
                 anyhow!("RESTOCK_API_TOKEN contains characters a header cannot carry")
@@ -106,7 +106,7 @@ impl ServerArgs {
 }
 
 /// Turns a gRPC error status into a message a person can act on, and the exit code for it.
-pub fn explain(status: tonic::Status) -> anyhow::Error {
+pub(crate) fn explain(status: tonic::Status) -> anyhow::Error {
     let hint = match status.code() {
         tonic::Code::NotFound => " (list products with `restock stock`)",
         tonic::Code::Unavailable => " (the gateway or its database is down; try again shortly)",
@@ -142,7 +142,7 @@ pub fn explain(status: tonic::Status) -> anyhow::Error {
 
 /// `restock buy` flags.
 #[derive(Debug, clap::Args)]
-pub struct BuyArgs {
+pub(crate) struct BuyArgs {
     /// The product to buy, e.g. CP-502101.
     sku: String,
     /// Units to buy (at most the gateway's limit for one purchase).
@@ -170,7 +170,7 @@ pub struct BuyArgs {
 }
 
 /// Buys a product; the exit code is [`exit::OUT_OF_STOCK`] when nothing was sold.
-pub async fn buy(args: BuyArgs) -> anyhow::Result<u8> {
+pub(crate) async fn buy(args: BuyArgs) -> anyhow::Result<u8> {
     let mut client = SalesServiceClient::new(args.server.connect().await?);
     let reply = client
         .purchase(PurchaseRequest {
@@ -251,7 +251,7 @@ pub async fn buy(args: BuyArgs) -> anyhow::Result<u8> {
 /// `restock stock` flags.
 #[derive(Debug, clap::Args)]
 #[command(args_conflicts_with_subcommands = true)]
-pub struct StockArgs {
+pub(crate) struct StockArgs {
     #[command(subcommand)]
     command: Option<StockCommand>,
     /// One product's sku; all products when omitted.
@@ -262,7 +262,7 @@ pub struct StockArgs {
 
 /// `restock stock` subcommands.
 #[derive(Debug, clap::Subcommand)]
-pub enum StockCommand {
+pub(crate) enum StockCommand {
     /// Add (positive) or remove (negative) stock by hand, with a reason for the audit trail
     /// (`restock stock adjust CP-502101 -3 --reason damaged`); an admin token when tokens are on.
     Adjust(AdjustArgs),
@@ -270,7 +270,7 @@ pub enum StockCommand {
 
 /// `restock stock adjust` flags.
 #[derive(Debug, clap::Args)]
-pub struct AdjustArgs {
+pub(crate) struct AdjustArgs {
     /// The product's sku.
     sku: String,
     /// Units to add (e.g. 10) or remove (e.g. -3).
@@ -299,7 +299,7 @@ async fn adjust(args: AdjustArgs) -> anyhow::Result<()> {
 }
 
 /// Shows stock (or adjusts it).
-pub async fn stock(args: StockArgs) -> anyhow::Result<()> {
+pub(crate) async fn stock(args: StockArgs) -> anyhow::Result<()> {
     if let Some(StockCommand::Adjust(adjust_args)) = args.command {
         return adjust(adjust_args).await;
     }
@@ -344,7 +344,7 @@ pub async fn stock(args: StockArgs) -> anyhow::Result<()> {
 }
 
 /// Prints one product as `restock stock SKU` does.
-pub fn print_product(p: &Product, json: bool) -> anyhow::Result<()> {
+pub(crate) fn print_product(p: &Product, json: bool) -> anyhow::Result<()> {
     if json {
         return outln!("{}", product_json(p));
     }

@@ -17,7 +17,7 @@ use crate::config::shutdown_signal;
 
 /// `restock dev` flags.
 #[derive(Debug, clap::Args)]
-pub struct Args {
+pub(crate) struct Args {
     /// Where the SQLite file, Temporal's database, the callback secret and the logs live.
     #[arg(long, env = "RESTOCK_DEV_DIR", default_value = ".restock")]
     data_dir: PathBuf,
@@ -229,7 +229,7 @@ async fn stop_all(procs: &mut [Proc]) {
 }
 
 /// Runs the whole stack until Ctrl-C (or SIGTERM).
-pub async fn run(args: Args) -> anyhow::Result<()> {
+pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     let temporal_bin = find_temporal(args.temporal_bin.as_deref())?;
     let temporal_addr: SocketAddr = ([127, 0, 0, 1], args.temporal_port).into();
     let ui_addr: SocketAddr = ([127, 0, 0, 1], args.ui_port).into();

@@ -12,7 +12,7 @@ use super::client::{ServerArgs, explain};
 /// `restock factories` flags.
 #[derive(Debug, clap::Args)]
 #[command(args_conflicts_with_subcommands = true)]
-pub struct Args {
+pub(crate) struct Args {
     #[command(subcommand)]
     command: Option<FactoriesCommand>,
     #[command(flatten)]
@@ -21,14 +21,14 @@ pub struct Args {
 
 /// `restock factories` subcommands.
 #[derive(Debug, clap::Subcommand)]
-pub enum FactoriesCommand {
+pub(crate) enum FactoriesCommand {
     /// Create a factory, or change the fields given (the others are kept).
     Set(SetArgs),
 }
 
 /// `restock factories set` flags.
 #[derive(Debug, clap::Args)]
-pub struct SetArgs {
+pub(crate) struct SetArgs {
     /// The factory's id (e.g. FF-500293).
     id: String,
     /// Its name (required when creating).
@@ -86,7 +86,7 @@ fn table(factories: &[Factory]) -> String {
 }
 
 /// Runs `restock factories`.
-pub async fn run(args: Args) -> anyhow::Result<()> {
+pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     match args.command {
         None => list(args.server).await,
         Some(FactoriesCommand::Set(set_args)) => set(set_args).await,

@@ -11,7 +11,7 @@ use crate::config::shutdown_signal;
 
 /// `restock factory` flags.
 #[derive(Debug, clap::Args)]
-pub struct Args {
+pub(crate) struct Args {
     /// Where to listen.
     #[arg(long, env = "RESTOCK_FACTORY_ADDR", default_value = "127.0.0.1:8090")]
     addr: SocketAddr,
@@ -42,7 +42,7 @@ pub struct Args {
 }
 
 /// Runs the simulator until SIGINT/SIGTERM.
-pub async fn run(args: Args) -> anyhow::Result<()> {
+pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     let config = SimulatorConfig {
         step_interval: Duration::from_millis(args.step_interval_ms),
         fail_first: args.fail_first,

@@ -14,7 +14,7 @@ use crate::config::{CallbackArgs, DatabaseArgs, Secret, TemporalArgs, shutdown_s
 
 /// `restock gateway` flags.
 #[derive(Debug, clap::Args)]
-pub struct Args {
+pub(crate) struct Args {
     #[command(flatten)]
     db: DatabaseArgs,
     /// Address of the gRPC API.
@@ -46,7 +46,7 @@ pub struct Args {
 
 /// Durations given to every replenish-stock workflow (and the relay's pace).
 #[derive(Debug, Clone, clap::Args)]
-pub struct WorkflowArgs {
+pub(crate) struct WorkflowArgs {
     /// How long to wait for the factory's callback before a replenishment is Overdue.
     #[arg(long, env = "RESTOCK_FACTORY_SLA_SECS", default_value_t = 600)]
     pub factory_sla_secs: u64,
@@ -63,7 +63,7 @@ pub struct WorkflowArgs {
 
 impl WorkflowArgs {
     /// The relay settings these flags describe.
-    pub fn relay(&self) -> RelaySettings {
+    pub(crate) fn relay(&self) -> RelaySettings {
         RelaySettings {
             sweep_interval: Duration::from_secs(self.relay_sweep_secs.max(1)),
             workflow: ReplenishSettings {
@@ -77,7 +77,7 @@ impl WorkflowArgs {
 }
 
 /// Runs the gateway.
-pub async fn run(args: Args) -> anyhow::Result<()> {
+pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     let signer = args.callback.signer()?;
     let tokens = match (&args.api_tokens, &args.api_tokens_file) {
         (Some(spec), _) => ApiTokens::parse(spec.expose())

@@ -6,7 +6,7 @@ use crate::config::DatabaseArgs;
 
 /// `restock migrate` flags.
 #[derive(Debug, clap::Args)]
-pub struct Args {
+pub(crate) struct Args {
     #[command(flatten)]
     db: DatabaseArgs,
     /// Also load the demo catalogue (CP-502101 부산도너츠 and a few more); stock is set only
@@ -16,7 +16,7 @@ pub struct Args {
 }
 
 /// Runs the migrations.
-pub async fn run(args: Args) -> anyhow::Result<()> {
+pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     let store = args.db.connect().await?;
     store.migrate().await.context("applying migrations")?;
     outln!("schema is up to date")?;

@@ -1,11 +1,11 @@
 //! One module per subcommand.
 
-pub mod client;
-pub mod dev;
-pub mod factories;
-pub mod factory;
-pub mod gateway;
-pub mod migrate;
-pub mod product;
-pub mod replenishments;
-pub mod worker;
+pub(crate) mod client;
+pub(crate) mod dev;
+pub(crate) mod factories;
+pub(crate) mod factory;
+pub(crate) mod gateway;
+pub(crate) mod migrate;
+pub(crate) mod product;
+pub(crate) mod replenishments;
+pub(crate) mod worker;

@@ -13,7 +13,7 @@ use super::client::{ServerArgs, explain};
 
 /// The policy names the CLI takes.
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
-pub enum PolicyArg {
+pub(crate) enum PolicyArg {
     /// The reorder point and quantity given here, as they are.
     Fixed,
     /// Reorder point and quantity computed by the planner from measured demand and lead time.
@@ -22,14 +22,14 @@ pub enum PolicyArg {
 
 /// `restock product` subcommands.
 #[derive(Debug, clap::Subcommand)]
-pub enum ProductCommand {
+pub(crate) enum ProductCommand {
     /// Change a product's fields or replenishment policy (fields not given are kept).
     Set(SetArgs),
 }
 
 /// `restock product set` flags.
 #[derive(Debug, clap::Args)]
-pub struct SetArgs {
+pub(crate) struct SetArgs {
     /// The product's sku.
     sku: String,
     /// Name.
@@ -67,7 +67,7 @@ pub struct SetArgs {
 }
 
 /// Runs a `restock product` subcommand.
-pub async fn run(command: ProductCommand) -> anyhow::Result<()> {
+pub(crate) async fn run(command: ProductCommand) -> anyhow::Result<()> {
     match command {
         ProductCommand::Set(args) => set(args).await,
     }

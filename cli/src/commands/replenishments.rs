@@ -17,7 +17,7 @@ async fn client(server: &ServerArgs) -> anyhow::Result<ReplenishmentServiceClien
 }
 
 /// A replenishment as JSON (the `--json` output of these commands).
-pub fn to_json(r: &Replenishment) -> serde_json::Value {
+pub(crate) fn to_json(r: &Replenishment) -> serde_json::Value {
     json!({
         "id": r.id, "sku": r.sku, "state": r.state, "quantity": r.quantity,
         "factory_order_id": r.factory_order_id, "factory_reference": r.factory_reference,
@@ -46,7 +46,7 @@ fn age(rfc3339: &str) -> String {
 
 /// `restock replenishments` flags.
 #[derive(Debug, clap::Args)]
-pub struct ListArgs {
+pub(crate) struct ListArgs {
     /// Only replenishments in this state (e.g. Overdue, AwaitingFactory, Completed).
     #[arg(long)]
     state: Option<String>,
@@ -63,7 +63,7 @@ pub struct ListArgs {
 }
 
 /// Lists replenishments, newest first.
-pub async fn list(args: ListArgs) -> anyhow::Result<()> {
+pub(crate) async fn list(args: ListArgs) -> anyhow::Result<()> {
     let reply = client(&args.server)
         .await?
         .list_replenishments(ListReplenishmentsRequest {
@@ -111,7 +111,7 @@ pub async fn list(args: ListArgs) -> anyhow::Result<()> {
 
 /// One product's flags.
 #[derive(Debug, clap::Args)]
-pub struct ShowArgs {
+pub(crate) struct ShowArgs {
     /// The product, e.g. CP-502101.
     sku: String,
     #[command(flatten)]
@@ -170,7 +170,7 @@ fn print_detail(r: &Replenishment) -> anyhow::Result<()> {
 }
 
 /// Shows one product's replenishment (live state and history).
-pub async fn show(args: ShowArgs) -> anyhow::Result<()> {
+pub(crate) async fn show(args: ShowArgs) -> anyhow::Result<()> {
     let r = client(&args.server)
         .await?
         .get_replenishment(GetReplenishmentRequest {
@@ -188,7 +188,7 @@ pub async fn show(args: ShowArgs) -> anyhow::Result<()> {
 
 /// `restock complete` flags.
 #[derive(Debug, clap::Args)]
-pub struct CompleteArgs {
+pub(crate) struct CompleteArgs {
     /// The product whose factory order arrived.
     sku: String,
     /// Units that arrived (default: the ordered quantity; never more).
@@ -207,7 +207,7 @@ pub struct CompleteArgs {
 }
 
 /// Reports a factory delivery by hand (when the factory's callback was lost).
-pub async fn complete(args: CompleteArgs) -> anyhow::Result<()> {
+pub(crate) async fn complete(args: CompleteArgs) -> anyhow::Result<()> {
     let r = client(&args.server)
         .await?
         .complete_factory_order(CompleteFactoryOrderRequest {
@@ -232,7 +232,7 @@ pub async fn complete(args: CompleteArgs) -> anyhow::Result<()> {
 
 /// `restock cancel` flags.
 #[derive(Debug, clap::Args)]
-pub struct CancelArgs {
+pub(crate) struct CancelArgs {
     /// The product whose replenishment to cancel.
     sku: String,
     /// Why (kept in the workflow's status).
@@ -243,7 +243,7 @@ pub struct CancelArgs {
 }
 
 /// Cancels a product's running replenishment.
-pub async fn cancel(args: CancelArgs) -> anyhow::Result<()> {
+pub(crate) async fn cancel(args: CancelArgs) -> anyhow::Result<()> {
     let r = client(&args.server)
         .await?
         .cancel_replenishment(CancelReplenishmentRequest {
@@ -263,7 +263,7 @@ pub async fn cancel(args: CancelArgs) -> anyhow::Result<()> {
 /// Follows the product's replenishment until it ends or `timeout` passes, and returns its
 /// end; prints each new state unless the output is JSON (then the caller prints the end).
 /// A finished run that started before we asked is an older one: keep waiting for ours.
-pub async fn follow(
+pub(crate) async fn follow(
     server: &ServerArgs,
     sku: &str,
     timeout: Duration,

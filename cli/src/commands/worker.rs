@@ -11,7 +11,7 @@ use crate::config::{CallbackArgs, DatabaseArgs, Secret, TemporalArgs, shutdown_s
 
 /// `restock worker` flags.
 #[derive(Debug, clap::Args)]
-pub struct Args {
+pub(crate) struct Args {
     #[command(flatten)]
     db: DatabaseArgs,
     #[command(flatten)]
@@ -54,7 +54,7 @@ pub struct Args {
 
 /// The replenishment planner's flags.
 #[derive(Debug, clap::Args)]
-pub struct PlannerArgs {
+pub(crate) struct PlannerArgs {
     /// Seconds between planner passes (the `restock-planner` Temporal Schedule, created or
     /// updated at start); 0 leaves the schedule alone.
     #[arg(long, env = "RESTOCK_PLANNER_EVERY_SECS", default_value_t = 60.0)]
@@ -69,7 +69,7 @@ pub struct PlannerArgs {
 
 impl PlannerArgs {
     /// The worker's planner configuration; refuses numbers that make no sense.
-    pub fn config(&self) -> anyhow::Result<restock_worker::PlannerConfig> {
+    pub(crate) fn config(&self) -> anyhow::Result<restock_worker::PlannerConfig> {
         anyhow::ensure!(
             self.planner_every_secs.is_finite()
                 && (self.planner_every_secs == 0.0
@@ -99,7 +99,7 @@ impl PlannerArgs {
 }
 
 /// Runs the worker until SIGINT/SIGTERM.
-pub async fn run(args: Args) -> anyhow::Result<()> {
+pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     let planner = args.planner.config()?;
     let temporal = args.temporal.endpoint()?;
     let signer = args.callback.signer()?;

@@ -4,7 +4,7 @@
 use sea_orm_migration::prelude::*;
 
 #[derive(DeriveMigrationName)]
-pub struct Migration;
+pub(super) struct Migration;
 
 /// Longest sku/id we store; the gateway rejects longer ones before they reach the database.
 const ID_LEN: u32 = 64;

@@ -5,7 +5,7 @@
 use sea_orm_migration::prelude::*;
 
 #[derive(DeriveMigrationName)]
-pub struct Migration;
+pub(super) struct Migration;
 
 #[sea_orm_migration::async_trait::async_trait]
 impl MigrationTrait for Migration {
