@@ -11,7 +11,7 @@ use sea_orm::{
 use crate::entity::factory_order::{self, OrderStatus};
 use crate::entity::{factory, product, replenish_outbox, replenishment, stock_receipt};
 use crate::error::{DbErrKind, classify};
-use crate::store::now_ms;
+use crate::store::{now_ms, retry_transient};
 use crate::{Store, StoreError, validate};
 
 /// What [`Store::receive_stock`] did.
@@ -255,26 +255,18 @@ impl Store {
     ) -> Result<Received, StoreError> {
         validate::sku(sku)?;
         validate::units("quantity", quantity, 1)?;
-        for attempt in 1..=8u32 {
-            match self
-                .try_receive(order_id, sku, quantity, replenishment_id)
-                .await
-            {
-                Ok(Some(stock)) => {
-                    return Ok(Received {
-                        applied: true,
-                        stock,
-                    });
-                }
-                Ok(None) => break,
-                Err(err) => match classify(&err) {
-                    DbErrKind::UniqueViolation => break,
-                    DbErrKind::Transient if attempt < 8 => {
-                        tokio::time::sleep(std::time::Duration::from_millis(5 << attempt)).await;
-                    }
-                    _ => return Err(err.into()),
-                },
+        match retry_transient(|| self.try_receive(order_id, sku, quantity, replenishment_id)).await
+        {
+            Ok(Some(stock)) => {
+                return Ok(Received {
+                    applied: true,
+                    stock,
+                });
             }
+            Ok(None) => {}
+            // Another caller's insert of the same receipt won: applied once, by it.
+            Err(err) if classify(&err) == DbErrKind::UniqueViolation => {}
+            Err(err) => return Err(err.into()),
         }
         // Already applied by an earlier attempt.
         let stock = self.product(sku).await?.product.stock;

@@ -980,29 +980,21 @@ impl Store {
                 validate::MAX_UNITS
             )));
         }
-        for attempt in 1..=TRANSACTION_ATTEMPTS {
-            match self.try_adjust(change).await {
-                Ok(Some(())) => {
-                    tracing::info!(sku = %change.sku, delta = change.delta, reason = %change.reason, "stock adjusted");
-                    return self.product(&change.sku).await;
-                }
-                Ok(None) => {
-                    let current = self.product(&change.sku).await?;
-                    return Err(StoreError::FailedPrecondition(format!(
-                        "{} has {} in stock; removing {} would take it below zero",
-                        change.sku, current.product.stock, -change.delta
-                    )));
-                }
-                Err(err)
-                    if classify(&err) == DbErrKind::Transient && attempt < TRANSACTION_ATTEMPTS =>
-                {
-                    tokio::time::sleep(backoff(attempt)).await;
-                }
-                Err(sea_orm::DbErr::RecordNotFound(sku)) => return Err(not_found(&sku)),
-                Err(err) => return Err(err.into()),
+        match retry_transient(|| self.try_adjust(change)).await {
+            Ok(Some(())) => {
+                tracing::info!(sku = %change.sku, delta = change.delta, reason = %change.reason, "stock adjusted");
+                self.product(&change.sku).await
             }
+            Ok(None) => {
+                let current = self.product(&change.sku).await?;
+                Err(StoreError::FailedPrecondition(format!(
+                    "{} has {} in stock; removing {} would take it below zero",
+                    change.sku, current.product.stock, -change.delta
+                )))
+            }
+            Err(sea_orm::DbErr::RecordNotFound(sku)) => Err(not_found(&sku)),
+            Err(err) => Err(err.into()),
         }
-        unreachable_attempts()
     }
 
     /// `Some(())` when applied, `None` when it would go below zero.
@@ -1207,6 +1199,27 @@ fn not_found(sku: &str) -> StoreError {
 /// 2, 4, 8 ... ms, capped at 100 ms, for transactions that met a deadlock or a busy file.
 pub(crate) fn backoff(attempt: u32) -> Duration {
     Duration::from_millis(std::cmp::min(1u64 << std::cmp::min(attempt, 6), 100))
+}
+
+/// Runs a transaction (`attempt`) again, after a [`backoff`], while it fails with a transient
+/// error (deadlock, serialization failure, busy file; see [`classify`]), at most
+/// [`TRANSACTION_ATTEMPTS`] times; its last answer otherwise. For transactions that change
+/// nothing when they fail: the sale, whose failed commit may have sold, has its own loop.
+pub(crate) async fn retry_transient<T, F, Fut>(mut attempt: F) -> Result<T, sea_orm::DbErr>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, sea_orm::DbErr>>,
+{
+    let mut n = 1;
+    loop {
+        match attempt().await {
+            Err(err) if classify(&err) == DbErrKind::Transient && n < TRANSACTION_ATTEMPTS => {
+                tokio::time::sleep(backoff(n)).await;
+                n += 1;
+            }
+            answer => return answer,
+        }
+    }
 }
 
 pub(crate) fn unreachable_attempts<T>() -> Result<T, StoreError> {
