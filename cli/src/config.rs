@@ -25,7 +25,7 @@ pub(crate) struct DatabaseArgs {
     #[arg(long, env = "RESTOCK_DATABASE_URL", default_value = DEFAULT_DATABASE_URL, hide_env_values = true)]
     pub database_url: String,
     /// Most database connections this process opens.
-    #[arg(long, env = "RESTOCK_DB_MAX_CONNECTIONS", default_value_t = 16)]
+    #[arg(long, env = "RESTOCK_DB_MAX_CONNECTIONS", default_value_t = restock_inventory::StoreOptions::default().max_connections)]
     pub db_max_connections: u32,
     /// Sell concurrent purchases of one product in one transaction (true/false); false gives
     /// each purchase a transaction of its own.
@@ -216,7 +216,7 @@ pub(crate) struct CallbackArgs {
     #[arg(long, env = "RESTOCK_CALLBACK_BASE_URL")]
     pub callback_base_url: Option<String>,
     /// The gateway's HTTP address (for the default callback base URL).
-    #[arg(long, env = "RESTOCK_HTTP_ADDR", default_value = "127.0.0.1:8080")]
+    #[arg(long, env = "RESTOCK_HTTP_ADDR", default_value = restock_gateway::DEFAULT_HTTP_ADDR)]
     pub http_addr: std::net::SocketAddr,
 }
 

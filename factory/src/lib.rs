@@ -27,6 +27,10 @@ pub use client::{
     ClientBuildError, DEFAULT_REQUEST_TIMEOUT, FactoryClient, OrderError, PlacedOrder,
 };
 pub use simulator::{Simulator, SimulatorConfig, SimulatorStats};
+
+/// Where `restock factory` (the simulator) listens unless told otherwise
+/// (`RESTOCK_FACTORY_ADDR`).
+pub const DEFAULT_ADDR: &str = "127.0.0.1:8090";
 pub use wire::{
     ManufactureReply, ManufactureReplyData, ManufactureRequest, WireError, parse_callback_body,
 };

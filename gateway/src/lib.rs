@@ -37,6 +37,8 @@ pub mod tls;
 
 pub use auth::ApiTokens;
 pub use relay::RelaySettings;
-pub use server::{DEFAULT_HEALTH_CHECK_INTERVAL, GatewaySettings, run};
+pub use server::{
+    DEFAULT_GRPC_ADDR, DEFAULT_HEALTH_CHECK_INTERVAL, DEFAULT_HTTP_ADDR, GatewaySettings, run,
+};
 pub use temporal::{TemporalLink, TemporalSettings};
 pub use tls::TlsSettings;

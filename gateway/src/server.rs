@@ -46,6 +46,12 @@ pub struct GatewaySettings {
     pub health_check_interval: Duration,
 }
 
+/// Where the gateway serves gRPC unless told otherwise (`RESTOCK_GRPC_ADDR`).
+pub const DEFAULT_GRPC_ADDR: &str = "127.0.0.1:50051";
+/// Where the gateway serves HTTP (health, metrics, callbacks, the console) unless told
+/// otherwise (`RESTOCK_HTTP_ADDR`).
+pub const DEFAULT_HTTP_ADDR: &str = "127.0.0.1:8080";
+
 /// The default of [`GatewaySettings::health_check_interval`].
 pub const DEFAULT_HEALTH_CHECK_INTERVAL: Duration = Duration::from_secs(1);
 

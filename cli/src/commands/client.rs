@@ -16,7 +16,7 @@ use crate::exit;
 #[derive(Debug, clap::Args)]
 pub(crate) struct ServerArgs {
     /// The gateway's gRPC address (host:port or http://host:port).
-    #[arg(long, env = "RESTOCK_GRPC_ADDR", default_value = "127.0.0.1:50051")]
+    #[arg(long, env = "RESTOCK_GRPC_ADDR", default_value = restock_gateway::DEFAULT_GRPC_ADDR)]
     server: String,
     /// Print JSON instead of text.
     #[arg(long)]

@@ -26,13 +26,13 @@ pub(crate) struct Args {
     #[arg(long, env = "RESTOCK_TEMPORAL_BIN")]
     temporal_bin: Option<PathBuf>,
     /// The gateway's gRPC address.
-    #[arg(long, default_value = "127.0.0.1:50051")]
+    #[arg(long, default_value = restock_gateway::DEFAULT_GRPC_ADDR)]
     grpc_addr: SocketAddr,
     /// The gateway's HTTP address (health, factory callbacks).
-    #[arg(long, default_value = "127.0.0.1:8080")]
+    #[arg(long, default_value = restock_gateway::DEFAULT_HTTP_ADDR)]
     http_addr: SocketAddr,
     /// The factory simulator's address.
-    #[arg(long, default_value = "127.0.0.1:8090")]
+    #[arg(long, default_value = restock_factory::DEFAULT_ADDR)]
     factory_addr: SocketAddr,
     /// Temporal's frontend port (on 127.0.0.1).
     #[arg(long, default_value_t = 7233)]
@@ -47,7 +47,7 @@ pub(crate) struct Args {
     #[arg(long, default_value_t = 0)]
     factory_drop_callback_every: u32,
     /// How long to wait for the factory before a replenishment is Overdue.
-    #[arg(long, default_value_t = 600)]
+    #[arg(long, default_value_t = restock_workflows::ReplenishSettings::default().factory_sla_secs)]
     factory_sla_secs: u64,
 }
 

@@ -13,10 +13,10 @@ use crate::config::shutdown_signal;
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
     /// Where to listen.
-    #[arg(long, env = "RESTOCK_FACTORY_ADDR", default_value = "127.0.0.1:8090")]
+    #[arg(long, env = "RESTOCK_FACTORY_ADDR", default_value = restock_factory::DEFAULT_ADDR)]
     addr: SocketAddr,
     /// Time between the five production steps (the callback comes 4 steps after the order).
-    #[arg(long, env = "RESTOCK_FACTORY_STEP_MS", default_value_t = 10_000)]
+    #[arg(long, env = "RESTOCK_FACTORY_STEP_MS", default_value_t = SimulatorConfig::default().step_interval.as_millis() as u64)]
     step_interval_ms: u64,
     /// Answer the first N orders with 503.
     #[arg(long, default_value_t = 0)]
@@ -25,7 +25,7 @@ pub(crate) struct Args {
     #[arg(long, default_value_t = 0.0)]
     failure_rate: f64,
     /// Seed of the failure draws.
-    #[arg(long, default_value_t = 0x5EED_F00D)]
+    #[arg(long, default_value_t = SimulatorConfig::default().seed)]
     seed: u64,
     /// Extra delay before each order reply (the order is taken before the delay).
     #[arg(long, default_value_t = 0)]

@@ -18,7 +18,7 @@ pub(crate) struct Args {
     #[command(flatten)]
     db: DatabaseArgs,
     /// Address of the gRPC API.
-    #[arg(long, env = "RESTOCK_GRPC_ADDR", default_value = "127.0.0.1:50051")]
+    #[arg(long, env = "RESTOCK_GRPC_ADDR", default_value = restock_gateway::DEFAULT_GRPC_ADDR)]
     grpc_addr: SocketAddr,
     #[command(flatten)]
     callback: CallbackArgs,
@@ -40,7 +40,7 @@ pub(crate) struct Args {
     #[arg(long, env = "RESTOCK_TLS_KEY", requires = "tls_cert")]
     tls_key: Option<std::path::PathBuf>,
     /// How often gRPC health checks the database (NOT_SERVING while it does not answer).
-    #[arg(long, env = "RESTOCK_HEALTH_CHECK_SECS", default_value_t = 1)]
+    #[arg(long, env = "RESTOCK_HEALTH_CHECK_SECS", default_value_t = restock_gateway::DEFAULT_HEALTH_CHECK_INTERVAL.as_secs())]
     health_check_secs: u64,
 }
 
@@ -48,16 +48,16 @@ pub(crate) struct Args {
 #[derive(Debug, Clone, clap::Args)]
 pub(crate) struct WorkflowArgs {
     /// How long to wait for the factory's callback before a replenishment is Overdue.
-    #[arg(long, env = "RESTOCK_FACTORY_SLA_SECS", default_value_t = 600)]
+    #[arg(long, env = "RESTOCK_FACTORY_SLA_SECS", default_value_t = ReplenishSettings::default().factory_sla_secs)]
     pub factory_sla_secs: u64,
     /// Start-to-close timeout of one activity attempt.
-    #[arg(long, env = "RESTOCK_ACTIVITY_TIMEOUT_SECS", default_value_t = 30)]
+    #[arg(long, env = "RESTOCK_ACTIVITY_TIMEOUT_SECS", default_value_t = ReplenishSettings::default().activity_timeout_secs)]
     pub activity_timeout_secs: u64,
     /// Longest pause between activity retries (they back off exponentially up to this).
-    #[arg(long, env = "RESTOCK_RETRY_MAX_INTERVAL_SECS", default_value_t = 60)]
+    #[arg(long, env = "RESTOCK_RETRY_MAX_INTERVAL_SECS", default_value_t = ReplenishSettings::default().retry_max_interval_secs)]
     pub retry_max_interval_secs: u64,
     /// How often the outbox relay sweeps for intents (it also wakes right after each sale).
-    #[arg(long, env = "RESTOCK_RELAY_SWEEP_SECS", default_value_t = 5)]
+    #[arg(long, env = "RESTOCK_RELAY_SWEEP_SECS", default_value_t = RelaySettings::default().sweep_interval.as_secs())]
     pub relay_sweep_secs: u64,
 }
 
@@ -69,7 +69,7 @@ impl WorkflowArgs {
             workflow: ReplenishSettings {
                 factory_sla_secs: self.factory_sla_secs.max(1),
                 activity_timeout_secs: self.activity_timeout_secs.max(1),
-                retry_initial_secs: 1,
+                retry_initial_secs: ReplenishSettings::default().retry_initial_secs,
                 retry_max_interval_secs: self.retry_max_interval_secs.max(1),
             },
         }

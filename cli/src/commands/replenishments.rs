@@ -53,7 +53,7 @@ pub(crate) struct ListArgs {
     /// At most this many (the gateway sends at most 500 at once).
     #[arg(
         long,
-        default_value_t = 50,
+        default_value_t = restock_gateway::grpc::replenishment::DEFAULT_PAGE_SIZE,
         value_parser = clap::value_parser!(u32)
             .range(1..=i64::from(restock_gateway::grpc::replenishment::MAX_PAGE_SIZE))
     )]

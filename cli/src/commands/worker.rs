@@ -60,10 +60,10 @@ pub(crate) struct PlannerArgs {
     #[arg(long, env = "RESTOCK_PLANNER_EVERY_SECS", default_value_t = 60.0)]
     planner_every_secs: f64,
     /// Demand is measured over this many seconds.
-    #[arg(long, env = "RESTOCK_DEMAND_WINDOW_SECS", default_value_t = 600)]
+    #[arg(long, env = "RESTOCK_DEMAND_WINDOW_SECS", default_value_t = restock_inventory::PlannerSettings::default().demand_window_secs)]
     demand_window_secs: u64,
     /// Lead time assumed for a factory that has delivered nothing yet, in seconds.
-    #[arg(long, env = "RESTOCK_DEFAULT_LEAD_TIME_SECS", default_value_t = 60.0)]
+    #[arg(long, env = "RESTOCK_DEFAULT_LEAD_TIME_SECS", default_value_t = restock_inventory::PlannerSettings::default().default_lead_time_secs)]
     default_lead_time_secs: f64,
 }
 

@@ -17,7 +17,7 @@ use super::status::{self, from_store};
 use crate::auth::Caller;
 
 /// Products per page when the client asks for 0.
-const DEFAULT_PAGE_SIZE: u32 = 50;
+pub const DEFAULT_PAGE_SIZE: u32 = 50;
 /// Most products per page.
 const MAX_PAGE_SIZE: u32 = 500;
 

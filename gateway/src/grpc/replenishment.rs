@@ -21,7 +21,7 @@ use crate::auth::Caller;
 use crate::temporal::TemporalLink;
 
 /// Replenishments per page when the client asks for 0.
-const DEFAULT_PAGE_SIZE: u32 = 50;
+pub const DEFAULT_PAGE_SIZE: u32 = 50;
 /// Most replenishments per page.
 pub const MAX_PAGE_SIZE: u32 = 500;
 /// How long a live query may take before the read model answers instead.
