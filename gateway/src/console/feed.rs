@@ -142,6 +142,9 @@ struct Inner {
     snapshot: watch::Sender<Option<Arc<str>>>,
     history: watch::Sender<Option<Arc<str>>>,
     samples: Mutex<BTreeMap<String, VecDeque<[i64; 3]>>>,
+    /// True once the gateway shuts down: open event streams end, so the HTTP server's
+    /// graceful shutdown does not wait for a browser tab forever.
+    closed: watch::Sender<bool>,
 }
 
 impl std::fmt::Debug for Feed {
@@ -163,6 +166,7 @@ impl Feed {
                 snapshot: watch::channel(None).0,
                 history: watch::channel(None).0,
                 samples: Mutex::new(BTreeMap::new()),
+                closed: watch::channel(false).0,
             }),
         }
     }
@@ -181,6 +185,15 @@ impl Feed {
     /// The chart data as it is published (JSON), starting with the latest.
     pub fn histories(&self) -> watch::Receiver<Option<Arc<str>>> {
         self.inner.history.subscribe()
+    }
+
+    /// Resolves once the gateway shuts down (at once if it has).
+    pub fn closed(&self) -> impl std::future::Future<Output = ()> + Send + use<> {
+        let mut closed = self.inner.closed.subscribe();
+        async move {
+            // An error means the feed is gone: closed too.
+            let _ = closed.wait_for(|closed| *closed).await;
+        }
     }
 
     /// Reads the picture from the database now.
@@ -259,7 +272,10 @@ impl Feed {
         let mut history_published: Option<std::time::Instant> = None;
         loop {
             let sample_due = tokio::select! {
-                () = &mut shutdown => return,
+                () = &mut shutdown => {
+                    self.inner.closed.send_replace(true);
+                    return;
+                }
                 _ = sample_tick.tick() => true,
                 () = self.inner.wake.notified() => false,
                 () = tokio::time::sleep(REFRESH) => false,

@@ -290,7 +290,9 @@ async fn events(
         .filter_map(|json| json.map(|json| Event::default().event("snapshot").data(&*json)));
     let histories = WatchStream::new(console.feed.histories())
         .filter_map(|json| json.map(|json| Event::default().event("history").data(&*json)));
-    let stream = snapshots.merge(histories).map(Ok);
+    // Ends when the gateway shuts down, so the HTTP server's graceful shutdown can finish.
+    let stream =
+        futures::StreamExt::take_until(snapshots.merge(histories).map(Ok), console.feed.closed());
     Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
 }
 

@@ -779,3 +779,34 @@ async fn console_reads_on(backend: Backend) {
 restock_testkit::on_three_databases! {
     console_reads => console_reads_on;
 }
+
+/// An open console (its event stream) does not hold up the gateway's shutdown: the stream
+/// ends when shutdown begins, and the server stops.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_open_console_does_not_hold_up_shutdown() {
+    use std::time::Duration;
+    let app = spawn_app(Backend::Sqlite).await.unwrap();
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let mut events = reqwest::get(format!("http://{}/api/console/events", app.http_addr))
+        .await
+        .unwrap();
+    assert_eq!(events.status(), 200);
+    let mut seen = String::new();
+    while !seen.contains("event: snapshot") {
+        let chunk = tokio::time::timeout(Duration::from_secs(10), events.chunk())
+            .await
+            .expect("no snapshot within 10 s")
+            .unwrap()
+            .expect("the stream ended before its first snapshot");
+        seen.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    assert!(seen.contains("CP-502101"), "{seen}");
+    tokio::time::timeout(Duration::from_secs(20), app.stop())
+        .await
+        .expect("the gateway did not stop while a console was open");
+    let rest = tokio::time::timeout(Duration::from_secs(5), async {
+        while let Ok(Some(_)) = events.chunk().await {}
+    })
+    .await;
+    assert!(rest.is_ok(), "the event stream did not end");
+}
