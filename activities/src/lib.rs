@@ -23,8 +23,3 @@ pub use replenish::{ActivitySettings, ReplenishActivities};
 
 /// The most units one factory order may ask for (the legacy factory's contract).
 pub const MAX_ORDER_QUANTITY: u32 = restock_factory::wire::MAX_QUANTITY;
-
-/// The sku rule, for the workflow's input check (pure, deterministic).
-pub fn validate_sku(sku: &str) -> Result<(), String> {
-    restock_inventory::validate::sku(sku).map_err(|e| e.to_string())
-}

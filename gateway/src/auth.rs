@@ -78,6 +78,35 @@ struct ApiToken {
     digest: [u8; 32],
 }
 
+/// Why a `RESTOCK_API_TOKENS` specification was refused (never showing a token).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TokenSpecError {
+    /// An entry is not `name:role:token`.
+    #[error("API token entry {entry} is not name:role:token")]
+    NotNameRoleToken {
+        /// Its position, from 1.
+        entry: usize,
+    },
+    /// An entry's role is unknown.
+    #[error("API token {name:?}: role must be viewer, sales or admin")]
+    UnknownRole {
+        /// The token's name.
+        name: String,
+    },
+    /// A token is too short to be a secret.
+    #[error("API token {name:?} is shorter than 16 characters")]
+    TooShort {
+        /// The token's name.
+        name: String,
+    },
+    /// A name is empty, too long or not printable ASCII.
+    #[error("API token entry {entry}: a bad name")]
+    BadName {
+        /// Its position, from 1.
+        entry: usize,
+    },
+}
+
 /// The configured API tokens (`RESTOCK_API_TOKENS`).
 #[derive(Clone, Default)]
 pub struct ApiTokens {
@@ -103,7 +132,7 @@ fn same(a: &[u8; 32], b: &[u8; 32]) -> bool {
 impl ApiTokens {
     /// Parses `name:role:token` entries separated by commas or newlines (blank lines and
     /// `#` comments are skipped). Tokens must be at least 16 characters.
-    pub fn parse(spec: &str) -> Result<Self, String> {
+    pub fn parse(spec: &str) -> Result<Self, TokenSpecError> {
         let mut tokens = Vec::new();
         for (i, entry) in spec
             .split([',', '\n'])
@@ -114,16 +143,18 @@ impl ApiTokens {
             let mut parts = entry.splitn(3, ':');
             let (Some(name), Some(role), Some(token)) = (parts.next(), parts.next(), parts.next())
             else {
-                return Err(format!("API token entry {} is not name:role:token", i + 1));
+                return Err(TokenSpecError::NotNameRoleToken { entry: i + 1 });
             };
-            let role = Role::parse(role).ok_or_else(|| {
-                format!("API token {name:?}: role must be viewer, sales or admin")
+            let role = Role::parse(role).ok_or_else(|| TokenSpecError::UnknownRole {
+                name: name.to_owned(),
             })?;
             if token.len() < 16 {
-                return Err(format!("API token {name:?} is shorter than 16 characters"));
+                return Err(TokenSpecError::TooShort {
+                    name: name.to_owned(),
+                });
             }
             if name.is_empty() || name.len() > 64 || !name.chars().all(|c| c.is_ascii_graphic()) {
-                return Err(format!("API token entry {}: a bad name", i + 1));
+                return Err(TokenSpecError::BadName { entry: i + 1 });
             }
             tokens.push(ApiToken {
                 name: name.to_owned(),

@@ -56,7 +56,8 @@ impl ReplenishStock {
         input: ReplenishInput,
     ) -> WorkflowResult<ReplenishOutcome> {
         let settings = input.settings.clone();
-        if restock_activities::validate_sku(&input.sku).is_err() {
+        // The store's sku rule: pure and deterministic.
+        if restock_inventory::validate::sku(&input.sku).is_err() {
             return Err(ApplicationFailure::non_retryable(format!(
                 "replenish-stock needs a valid sku, got {:?}",
                 input.sku
