@@ -38,11 +38,12 @@ pub enum Delivered {
 }
 
 impl Delivered {
-    /// The `notifications.status` value.
-    pub fn as_str(self) -> &'static str {
+    /// The notification's status once delivered this way.
+    pub fn status(self) -> restock_inventory::entity::notification::NotificationStatus {
+        use restock_inventory::entity::notification::NotificationStatus;
         match self {
-            Delivered::Sent => "sent",
-            Delivered::Logged => "logged",
+            Delivered::Sent => NotificationStatus::Sent,
+            Delivered::Logged => NotificationStatus::Logged,
         }
     }
 }

@@ -409,10 +409,10 @@ impl ReplenishActivities {
             match self.settings.mailer.deliver(&email).await {
                 Ok(how) => {
                     self.store
-                        .notification_delivered(&notice.key, how.as_str())
+                        .notification_delivered(&notice.key, how.status())
                         .await?;
                     delivered += 1;
-                    tracing::info!(sku = %notice.sku, order_id, to = %notice.recipient, how = how.as_str(), "factory manager told of the overdue order");
+                    tracing::info!(sku = %notice.sku, order_id, to = %notice.recipient, how = ?how, "factory manager told of the overdue order");
                 }
                 Err(err) => {
                     self.store
@@ -514,10 +514,10 @@ impl ReplenishActivities {
         match self.settings.mailer.deliver(&email).await {
             Ok(how) => {
                 self.store
-                    .notification_delivered(&key, how.as_str())
+                    .notification_delivered(&key, how.status())
                     .await
                     .map_err(from_store)?;
-                tracing::info!(sku = %change.sku, kind, to = %ad.manager_email, how = how.as_str(), "ad manager notified");
+                tracing::info!(sku = %change.sku, kind, to = %ad.manager_email, how = ?how, "ad manager notified");
                 Ok(AdChanged {
                     has_ad: true,
                     notified: true,

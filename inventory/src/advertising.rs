@@ -5,7 +5,8 @@
 use sea_orm::sea_query::{Expr, ExprTrait, OnConflict};
 use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter};
 
-use crate::entity::{advertisement, notification};
+use crate::entity::advertisement;
+use crate::entity::notification::{self, NotificationStatus};
 use crate::store::now_ms;
 use crate::{Store, StoreError, validate};
 
@@ -54,7 +55,7 @@ impl Store {
                 Expr::col(notification::Column::Attempts).add(1),
             )
             .filter(notification::Column::Key.eq(key))
-            .filter(notification::Column::Status.eq("pending"))
+            .filter(notification::Column::Status.eq(NotificationStatus::Pending))
             .exec(self.writer())
             .await?;
         Ok(if pending.rows_affected == 1 {
@@ -64,8 +65,12 @@ impl Store {
         })
     }
 
-    /// Marks a notification delivered (`sent`, or `logged` without SMTP).
-    pub async fn notification_delivered(&self, key: &str, how: &str) -> Result<(), StoreError> {
+    /// Marks a notification delivered (`Sent`, or `Logged` without SMTP).
+    pub async fn notification_delivered(
+        &self,
+        key: &str,
+        how: NotificationStatus,
+    ) -> Result<(), StoreError> {
         notification::Entity::update_many()
             .col_expr(notification::Column::Status, Expr::value(how))
             .col_expr(notification::Column::SentAt, Expr::value(Some(now_ms())))
@@ -106,7 +111,7 @@ impl Store {
             sku: Set(sku.to_owned()),
             kind: Set(kind.to_owned()),
             recipient: Set(recipient.to_owned()),
-            status: Set("pending".to_owned()),
+            status: Set(NotificationStatus::Pending),
             attempts: Set(0),
             last_error: Set(None),
             created_at: Set(now_ms()),
@@ -133,7 +138,7 @@ impl Store {
         use sea_orm::{QueryOrder, QuerySelect};
         Ok(notification::Entity::find()
             .filter(notification::Column::Kind.eq(kind))
-            .filter(notification::Column::Status.eq("pending"))
+            .filter(notification::Column::Status.eq(NotificationStatus::Pending))
             .filter(notification::Column::Attempts.lt(max_attempts))
             .order_by_asc(notification::Column::CreatedAt)
             .limit(limit)
@@ -147,7 +152,7 @@ impl Store {
         let claimed = notification::Entity::update_many()
             .col_expr(notification::Column::Attempts, Expr::value(attempts + 1))
             .filter(notification::Column::Key.eq(key))
-            .filter(notification::Column::Status.eq("pending"))
+            .filter(notification::Column::Status.eq(NotificationStatus::Pending))
             .filter(notification::Column::Attempts.eq(attempts))
             .exec(self.writer())
             .await?;

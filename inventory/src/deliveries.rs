@@ -5,15 +5,10 @@
 use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 
-use crate::entity::factory_delivery;
+use crate::entity::factory_delivery::{self, DeliveryStatus};
 use crate::error::{DbErrKind, classify};
 use crate::store::now_ms;
 use crate::{Store, StoreError, validate};
-
-/// `factory_deliveries.status` of a delivery not handed over yet.
-pub const PENDING: &str = "pending";
-/// `factory_deliveries.status` of a delivery handed over (see its outcome).
-pub const SETTLED: &str = "settled";
 
 /// What [`Store::record_delivery`] found.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,7 +35,7 @@ impl Store {
             order_id: Set(order_id.to_owned()),
             sku: Set(sku.to_owned()),
             quantity: Set(quantity),
-            status: Set(PENDING.to_owned()),
+            status: Set(DeliveryStatus::Pending),
             outcome: Set(None),
             attempts: Set(0),
             received_at: Set(now_ms()),
@@ -64,7 +59,7 @@ impl Store {
         limit: u64,
     ) -> Result<Vec<factory_delivery::Model>, StoreError> {
         Ok(factory_delivery::Entity::find()
-            .filter(factory_delivery::Column::Status.eq(PENDING))
+            .filter(factory_delivery::Column::Status.eq(DeliveryStatus::Pending))
             .order_by_asc(factory_delivery::Column::ReceivedAt)
             .limit(limit)
             .all(self.reader())
@@ -84,7 +79,10 @@ impl Store {
     /// Marks a delivery handed over, saying how.
     pub async fn settle_delivery(&self, order_id: &str, outcome: &str) -> Result<(), StoreError> {
         factory_delivery::Entity::update_many()
-            .col_expr(factory_delivery::Column::Status, Expr::value(SETTLED))
+            .col_expr(
+                factory_delivery::Column::Status,
+                Expr::value(DeliveryStatus::Settled),
+            )
             .col_expr(
                 factory_delivery::Column::Outcome,
                 Expr::value(Some(outcome.chars().take(1000).collect::<String>())),
@@ -128,7 +126,7 @@ impl Store {
     pub async fn deliveries_pending(&self) -> Result<u64, StoreError> {
         use sea_orm::PaginatorTrait;
         Ok(factory_delivery::Entity::find()
-            .filter(factory_delivery::Column::Status.eq(PENDING))
+            .filter(factory_delivery::Column::Status.eq(DeliveryStatus::Pending))
             .count(self.reader())
             .await?)
     }

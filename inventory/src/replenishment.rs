@@ -146,7 +146,7 @@ impl Store {
             sku: Set(sku.to_owned()),
             quantity: Set(quantity),
             factory_id: Set(factory_id.to_owned()),
-            status: Set(OrderStatus::NotPlaced.as_str().to_owned()),
+            status: Set(OrderStatus::NotPlaced),
             factory_reference: Set(None),
             attempts: Set(0),
             last_error: Set(None),
@@ -163,7 +163,7 @@ impl Store {
         let claimed = factory_order::Entity::update_many()
             .col_expr(
                 factory_order::Column::Status,
-                Expr::value(OrderStatus::Sending.as_str()),
+                Expr::value(OrderStatus::Sending),
             )
             .col_expr(
                 factory_order::Column::Attempts,
@@ -171,7 +171,7 @@ impl Store {
             )
             .col_expr(factory_order::Column::UpdatedAt, Expr::value(now_ms()))
             .filter(factory_order::Column::OrderId.eq(order_id))
-            .filter(factory_order::Column::Status.eq(OrderStatus::NotPlaced.as_str()))
+            .filter(factory_order::Column::Status.eq(OrderStatus::NotPlaced))
             .exec(self.writer())
             .await?;
         let Some(order) = factory_order::Entity::find_by_id(order_id)
@@ -187,14 +187,14 @@ impl Store {
                 attempt: order.attempts,
             });
         }
-        Ok(match OrderStatus::parse(&order.status) {
-            Some(OrderStatus::Accepted) => SendDecision::AlreadyAccepted {
+        Ok(match order.status {
+            OrderStatus::Accepted => SendDecision::AlreadyAccepted {
                 factory_reference: order.factory_reference,
             },
-            Some(OrderStatus::Rejected) => SendDecision::Rejected {
+            OrderStatus::Rejected => SendDecision::Rejected {
                 error: order.last_error.unwrap_or_default(),
             },
-            Some(OrderStatus::Sending) => {
+            OrderStatus::Sending => {
                 self.finish_factory_order(
                     order_id,
                     OrderStatus::Uncertain,
@@ -204,7 +204,8 @@ impl Store {
                 .await?;
                 SendDecision::Uncertain
             }
-            _ => SendDecision::Uncertain,
+            // Not placed: another caller claimed it a moment ago (it is sending).
+            OrderStatus::Uncertain | OrderStatus::NotPlaced => SendDecision::Uncertain,
         })
     }
 
@@ -217,7 +218,7 @@ impl Store {
         error: Option<&str>,
     ) -> Result<(), StoreError> {
         let mut update = factory_order::Entity::update_many()
-            .col_expr(factory_order::Column::Status, Expr::value(status.as_str()))
+            .col_expr(factory_order::Column::Status, Expr::value(status))
             .col_expr(factory_order::Column::UpdatedAt, Expr::value(now_ms()))
             .col_expr(
                 factory_order::Column::LastError,

@@ -107,7 +107,11 @@ async fn worker_killed_in_each_state(backend: Backend) {
                     )
                     .await
                     .unwrap()
-                    .is_some_and(|o| o.attempts >= 1 && o.status == "not_placed")
+                    .is_some_and(|o| {
+                        o.attempts >= 1
+                            && o.status
+                                == restock_inventory::entity::factory_order::OrderStatus::NotPlaced
+                    })
         },
     )
     .await;
@@ -156,7 +160,8 @@ async fn worker_killed_in_each_state(backend: Backend) {
         .unwrap()
         .unwrap();
     assert_eq!(
-        order.status, "uncertain",
+        order.status,
+        restock_inventory::entity::factory_order::OrderStatus::Uncertain,
         "the interrupted order was not sent again"
     );
     assert_eq!(factory_total(factory).await, 2);

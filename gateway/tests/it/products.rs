@@ -222,7 +222,7 @@ async fn adaptive_policy_on(backend: Backend) {
         sku: Set(sku.to_owned()),
         quantity: Set(10),
         factory_id: Set(restock_inventory::demo::DEMO_FACTORY.to_owned()),
-        status: Set("accepted".to_owned()),
+        status: Set(restock_inventory::entity::factory_order::OrderStatus::Accepted),
         factory_reference: Set(None),
         attempts: Set(1),
         last_error: Set(None),

@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use restock_factory::SimulatorConfig;
+use restock_inventory::entity::notification::NotificationStatus;
 use restock_inventory::entity::{factory_order, stock_receipt};
 use restock_proto::v1::{
     CompleteFactoryOrderRequest, ListReplenishmentsRequest, Outcome, PurchaseRequest,
@@ -423,7 +424,7 @@ async fn factory_5xx_first_then_exactly_one_order() {
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(order.status, "accepted");
+    assert_eq!(order.status, factory_order::OrderStatus::Accepted);
     assert_eq!(order.attempts, 3);
     assert_eq!(stock(&stack, sku).await, 10);
     stack.stop().await;
@@ -481,7 +482,7 @@ async fn dropped_callback_goes_overdue_then_operator_completes() {
                     .await
                     .unwrap()
                     .iter()
-                    .any(|n| n.kind == "overdue" && n.status == "logged")
+                    .any(|n| n.kind == "overdue" && n.status == NotificationStatus::Logged)
             }
         })
         .await;
@@ -704,7 +705,7 @@ async fn sell_out_pauses_the_ad_and_restock_resumes_it_one_mail_each() {
     }
     let notes = stack.app.store.notifications(sku).await.unwrap();
     assert_eq!(notes.len(), 2);
-    assert!(notes.iter().all(|n| n.status == "sent"));
+    assert!(notes.iter().all(|n| n.status == NotificationStatus::Sent));
     assert_eq!(notes[0].kind, "ad_paused");
     assert_eq!(notes[0].attempts, 2, "the refused attempt and the retry");
     stack.stop().await;

@@ -14,8 +14,8 @@ pub struct Model {
     pub sku: String,
     /// Units delivered (always the ordered quantity: another count is refused at the door).
     pub quantity: i64,
-    /// `pending` (not handed over yet) or `settled` (see `outcome`).
-    pub status: String,
+    /// Whether it was handed over (see `outcome`).
+    pub status: DeliveryStatus,
     /// How it was settled: completed its replenishment, or added to stock directly because
     /// its replenishment had closed, or found already received.
     pub outcome: Option<String>,
@@ -32,3 +32,15 @@ pub struct Model {
 pub enum Relation {}
 
 impl ActiveModelBehavior for ActiveModel {}
+
+/// Whether a delivery was handed to its replenishment (the `status` column, as text).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, EnumIter, DeriveActiveEnum)]
+#[sea_orm(rs_type = "String", db_type = "String(StringLen::None)")]
+pub enum DeliveryStatus {
+    /// Not handed over yet.
+    #[sea_orm(string_value = "pending")]
+    Pending,
+    /// Handed over; its outcome says how.
+    #[sea_orm(string_value = "settled")]
+    Settled,
+}

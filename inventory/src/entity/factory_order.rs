@@ -17,8 +17,8 @@ pub struct Model {
     pub quantity: i64,
     /// Factory asked.
     pub factory_id: String,
-    /// `sending`, `accepted`, `not_placed`, `rejected` or `uncertain` (see [`OrderStatus`]).
-    pub status: String,
+    /// Where the order stands.
+    pub status: OrderStatus,
     /// The factory's own id for the order (`data.id` of its reply), once accepted.
     pub factory_reference: Option<String>,
     /// How many times we tried to send it.
@@ -37,43 +37,24 @@ pub enum Relation {}
 
 impl ActiveModelBehavior for ActiveModel {}
 
-/// Where a factory order stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Where a factory order stands (the `status` column, as text).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, EnumIter, DeriveActiveEnum)]
+#[sea_orm(rs_type = "String", db_type = "String(StringLen::None)")]
 pub enum OrderStatus {
     /// A request is (or was, when a worker died) on its way: the factory may have it.
+    #[sea_orm(string_value = "sending")]
     Sending,
     /// The factory answered 2xx.
+    #[sea_orm(string_value = "accepted")]
     Accepted,
     /// Certainly not delivered (connection refused) or refused with 5xx: safe to send again.
+    #[sea_orm(string_value = "not_placed")]
     NotPlaced,
     /// The factory answered 4xx: our request is wrong; retrying will not help.
+    #[sea_orm(string_value = "rejected")]
     Rejected,
     /// We cannot know whether the factory took it (timeout after sending, or a worker died
     /// mid-request): never send again; wait for the callback or an operator.
+    #[sea_orm(string_value = "uncertain")]
     Uncertain,
-}
-
-impl OrderStatus {
-    /// The column value.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            OrderStatus::Sending => "sending",
-            OrderStatus::Accepted => "accepted",
-            OrderStatus::NotPlaced => "not_placed",
-            OrderStatus::Rejected => "rejected",
-            OrderStatus::Uncertain => "uncertain",
-        }
-    }
-
-    /// Parses the column value.
-    pub fn parse(s: &str) -> Option<Self> {
-        Some(match s {
-            "sending" => OrderStatus::Sending,
-            "accepted" => OrderStatus::Accepted,
-            "not_placed" => OrderStatus::NotPlaced,
-            "rejected" => OrderStatus::Rejected,
-            "uncertain" => OrderStatus::Uncertain,
-            _ => return None,
-        })
-    }
 }

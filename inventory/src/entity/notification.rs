@@ -16,8 +16,8 @@ pub struct Model {
     pub kind: String,
     /// Who it is for.
     pub recipient: String,
-    /// `pending` (not delivered yet), `sent` (SMTP accepted it) or `logged` (no SMTP configured).
-    pub status: String,
+    /// Whether it was delivered, and how.
+    pub status: NotificationStatus,
     /// Delivery attempts.
     pub attempts: i32,
     /// The last delivery error.
@@ -33,3 +33,18 @@ pub struct Model {
 pub enum Relation {}
 
 impl ActiveModelBehavior for ActiveModel {}
+
+/// Whether a notification was delivered, and how (the `status` column, as text).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, EnumIter, DeriveActiveEnum)]
+#[sea_orm(rs_type = "String", db_type = "String(StringLen::None)")]
+pub enum NotificationStatus {
+    /// Not delivered yet (a failed attempt keeps it pending, with its error).
+    #[sea_orm(string_value = "pending")]
+    Pending,
+    /// The SMTP server accepted it.
+    #[sea_orm(string_value = "sent")]
+    Sent,
+    /// Written to the log (no SMTP configured).
+    #[sea_orm(string_value = "logged")]
+    Logged,
+}

@@ -7,6 +7,7 @@
 
 use restock_inventory::advertising::NotificationDue;
 use restock_inventory::entity::factory_order::OrderStatus;
+use restock_inventory::entity::notification::NotificationStatus;
 use restock_inventory::{SendDecision, Store};
 use restock_testkit::{Backend, TestDb};
 
@@ -147,13 +148,16 @@ async fn a_notification_is_owed_once(backend: Backend) {
     // Delivery failed: still owed on the retry.
     store.notification_failed(key, "smtp down").await.unwrap();
     assert_eq!(due().await.unwrap(), NotificationDue::Deliver);
-    store.notification_delivered(key, "sent").await.unwrap();
+    store
+        .notification_delivered(key, NotificationStatus::Sent)
+        .await
+        .unwrap();
     assert_eq!(due().await.unwrap(), NotificationDue::AlreadyDone);
     assert_eq!(due().await.unwrap(), NotificationDue::AlreadyDone);
 
     let rows = store.notifications(SKU).await.unwrap();
     assert_eq!(rows.len(), 1);
-    assert_eq!(rows[0].status, "sent");
+    assert_eq!(rows[0].status, NotificationStatus::Sent);
     assert_eq!(rows[0].attempts, 2);
 }
 

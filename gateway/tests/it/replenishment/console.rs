@@ -308,13 +308,20 @@ async fn the_console_shows_sales_live_and_an_admin_completes_an_overdue_order() 
         .wait_for_status(sku, WAIT, |s| s.state == RestockState::Cancelled)
         .await;
     assert_eq!(stock(&stack, sku).await, 0);
-    let audit = stack.app.store.audit_trail(sku).await.unwrap();
-    assert!(
-        audit.iter().any(|a| a.action == "cancel_replenishment"
-            && a.actor == "ops"
-            && a.reason == "supplier recall"),
-        "{audit:?}"
-    );
+    // The page's call records the audit after the run accepted the cancel: wait for it.
+    let store = stack.app.store.clone();
+    stack
+        .wait_until("the cancel's audit record", WAIT, || {
+            let store = store.clone();
+            async move {
+                store.audit_trail(sku).await.unwrap().iter().any(|a| {
+                    a.action == "cancel_replenishment"
+                        && a.actor == "ops"
+                        && a.reason == "supplier recall"
+                })
+            }
+        })
+        .await;
 
     if let Some(path) = std::env::var_os("RESTOCK_CONSOLE_SCREENSHOT") {
         demo_load(&mut sales, &base).await;

@@ -361,7 +361,9 @@ async fn completions_only_for_the_waiting_order() {
                 .one(stack.app.store.connection())
                 .await
                 .unwrap()
-                .is_some_and(|d| d.status == "settled")
+                .is_some_and(|d| {
+                    d.status == restock_inventory::entity::factory_delivery::DeliveryStatus::Settled
+                })
         })
         .await;
     stack.wait_closed(sku).await;
@@ -722,11 +724,10 @@ async fn failing_mail_never_holds_up_the_order() {
     assert!(smtp.mail().is_empty());
     let notes = stack.app.store.notifications(sku).await.unwrap();
     assert_eq!(notes.len(), 2);
-    assert!(
-        notes
-            .iter()
-            .all(|n| n.status == "pending" && n.last_error.is_some())
-    );
+    assert!(notes.iter().all(|n| {
+        n.status == restock_inventory::entity::notification::NotificationStatus::Pending
+            && n.last_error.is_some()
+    }));
     stack.stop().await;
 }
 
