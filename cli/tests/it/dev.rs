@@ -132,6 +132,21 @@ fn http_get_root(port: u16) -> String {
     answer
 }
 
+/// Like [`client`], but `None` when the command fails (e.g. a replenishment the relay has
+/// not started yet: NotFound), for polling.
+fn try_client(ports: &Ports, args: &[&str]) -> Option<Value> {
+    let output = restock()
+        .args(args)
+        .args(["--json", "--server", &format!("127.0.0.1:{}", ports.grpc)])
+        .output()
+        .unwrap();
+    output
+        .status
+        .success()
+        .then(|| serde_json::from_slice(&output.stdout).ok())
+        .flatten()
+}
+
 fn client(ports: &Ports, args: &[&str]) -> Value {
     let output = restock()
         .args(args)
@@ -233,7 +248,11 @@ fn restock_dev_from_sell_out_to_restock_and_clean_shutdown() {
     wait_for(
         "CP-502102 awaiting the factory",
         Duration::from_secs(60),
-        || client(&ports, &["replenishment", "CP-502102"])["state"] == "AwaitingFactory",
+        || {
+            // The sale's answer comes before the relay starts the run: NotFound until then.
+            try_client(&ports, &["replenishment", "CP-502102"])
+                .is_some_and(|r| r["state"] == "AwaitingFactory")
+        },
     );
     // As the README says: the signal names the order `restock replenishment` shows.
     let order = client(&ports, &["replenishment", "CP-502102"])["factory_order_id"]
