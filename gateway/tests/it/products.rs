@@ -773,6 +773,46 @@ async fn console_reads_on(backend: Backend) {
         })
         .sum();
     assert_eq!(sold, 5, "units sold in the last hour: {history}");
+
+    // Bad input to the console's actions: a clear 400, and nothing changes.
+    let before = get("/api/console/snapshot").await;
+    let client = reqwest::Client::new();
+    for (path, body) in [
+        (
+            "/api/console/replenishments/OPEN-LATE/complete",
+            "{\"quantity\": -1}",
+        ),
+        (
+            "/api/console/replenishments/OPEN-LATE/complete",
+            "{\"units\": 3}",
+        ),
+        ("/api/console/replenishments/OPEN-LATE/complete", "not json"),
+        ("/api/console/replenishments/bad%20sku!/complete", "{}"),
+        (
+            "/api/console/replenishments/OPEN-LATE/complete",
+            "{\"quantity\": 1000001}",
+        ),
+        (
+            "/api/console/replenishments/bad%20sku!/cancel",
+            "{\"reason\": \"x\"}",
+        ),
+    ] {
+        let response = client
+            .post(format!("http://{}{path}", app.http_addr))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 400, "{path} {body}");
+        let text = response.text().await.unwrap();
+        assert!(text.contains("\"error\""), "{path} {body}: {text}");
+    }
+    assert_eq!(
+        get("/api/console/snapshot").await,
+        before,
+        "bad input changed something"
+    );
     app.stop().await;
 }
 
