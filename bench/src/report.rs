@@ -692,16 +692,23 @@ const METHOD: &str = r#"## Method
   patch `local-bookkeeping-v3` (check-stock and record-replenishment since `exactly-once-v2`).
   A replenishment by callback: 4 workflow tasks and 39 history events, 1 regular activity
   (before `exactly-once-v2`: 12, 78 and 10; with it: 7, 52 and 4). The relay hands intents
-  and deliveries over 8 at a time; a delivery signalled a moment ago is not queried again.
+  and deliveries over 8 at a time, the two side by side (a burst of starts does not hold up
+  the deliveries that end runs); a delivery signalled a moment ago is not queried again.
   Eager workflow start is not used: the relay starts runs with signal-with-start (a request
   must also reach a run already going), which Temporal does not start eagerly.
 - **Hot row, PostgreSQL**: pgbench's rate on one row falls as clients rise (every waiter
   queues on the row lock and re-checks it); the gateway never puts more than its pool of 16
   connections on the row, and an ungrouped sale that sells is one statement (data-modifying
   CTEs), so it holds the lock as briefly as the bare `UPDATE`.
-- **Temporal dev server**: started like `restock dev` starts it, with its SQLite file in WAL
-  mode and `synchronous=normal` (`DEV_SERVER_SQLITE_ARGS`); with the server's default
-  journal, scenario 2 took about 445 ms p50 and scenario 3 ran at a third of the rate.
+- **Temporal dev server**: started like `restock dev` starts it (`DEV_SERVER_ARGS`), with
+  its SQLite file in WAL mode and `synchronous=normal` — with the server's default journal,
+  scenario 2 took about 445 ms p50 and scenario 3 ran at a third of the rate — and its
+  history queues' reads not rate-limited (`history.transferProcessorMaxPollRPS` and the
+  timer and visibility ones). That limit is 20 reads a second *per history shard*; a dev
+  server has one shard (a cluster has hundreds), so once runs and signals passed 20 new
+  tasks a second every task waited for the next read, about 25 ms on average, before the
+  worker could see it. That was most of scenario 2's "first workflow task picked up" step
+  (p50 44.7 ms → 27.6 ms for the whole path, first run with the change).
 - **Memory**: `/proc/<pid>/status` of each process: VmRSS when ready (the worker: its
   metrics endpoint answering, then 1 s), VmHWM at the end.
 "#;

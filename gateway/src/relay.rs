@@ -56,8 +56,12 @@ pub async fn run(
     let mut signalled = RecentHandovers::new(SIGNAL_REPEAT_INTERVAL);
     loop {
         if link.client().is_some() {
-            drain(&store, &link, &settings, &metrics, &mut recent).await;
-            deliver(&store, &link, &metrics, &mut signalled).await;
+            // Side by side: a burst of starts must not hold up the deliveries that end
+            // runs (nor the other way round); they share nothing but the store.
+            tokio::join!(
+                drain(&store, &link, &settings, &metrics, &mut recent),
+                deliver(&store, &link, &metrics, &mut signalled),
+            );
         }
         tokio::select! {
             () = &mut shutdown => return,

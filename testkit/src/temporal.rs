@@ -177,7 +177,7 @@ impl DevServer {
         cmd.args(["server", "start-dev"])
             .arg("--db-filename")
             .arg(&db_path)
-            .args(restock_workflows::client::DEV_SERVER_SQLITE_ARGS)
+            .args(restock_workflows::client::DEV_SERVER_ARGS)
             .args(["--ip", "127.0.0.1"])
             .args(["--port", &port.to_string()])
             .args(["--http-port", &http_port.to_string()])

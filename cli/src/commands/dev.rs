@@ -253,7 +253,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         let mut temporal = Command::new(&temporal_bin);
         temporal.args(["server", "start-dev", "--ip", "127.0.0.1", "--log-level", "warn"]);
         temporal.arg("--db-filename").arg(data.join("temporal.db"));
-        temporal.args(restock_workflows::client::DEV_SERVER_SQLITE_ARGS);
+        temporal.args(restock_workflows::client::DEV_SERVER_ARGS);
         temporal.args(["--port", &args.temporal_port.to_string()]);
         temporal.args(["--ui-port", &args.ui_port.to_string()]);
         for (name, kind) in restock_workflows::SEARCH_ATTRIBUTES {
