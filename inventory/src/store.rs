@@ -296,8 +296,12 @@ fn ensure_sqlite_dir(url: &str) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// sqlx's default number of prepared statements kept per connection.
+/// Prepared statements kept per connection by SQLite's readers (sqlx's default).
 const SQLX_STATEMENT_CACHE: usize = 100;
+
+/// Prepared statements kept per connection of a PostgreSQL or MySQL pool: the same reason as
+/// [`SQLITE_WRITER_STATEMENT_CACHE`], times the pool's connections (sqlx's 100 each).
+const POOL_STATEMENT_CACHE: usize = 32;
 
 /// Prepared statements kept by SQLite's one writer connection. A grouped sale's multi-row
 /// `INSERT` is a different statement for every group size, each compiled program tens of
@@ -344,6 +348,8 @@ impl Store {
                     .create_if_missing(true)
                     .statement_cache_capacity(statement_cache)
             });
+            opts.map_sqlx_postgres_opts(move |o| o.statement_cache_capacity(statement_cache));
+            opts.map_sqlx_mysql_opts(move |o| o.statement_cache_capacity(statement_cache));
             Database::connect(opts)
         };
         let (writer, reader) = if backend == DbBackend::Sqlite {
@@ -354,7 +360,7 @@ impl Store {
         } else {
             let pool = connect(
                 std::cmp::max(options.max_connections, 1),
-                SQLX_STATEMENT_CACHE,
+                POOL_STATEMENT_CACHE,
             )
             .await?;
             (pool.clone(), pool)

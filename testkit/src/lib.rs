@@ -169,7 +169,7 @@ impl Drop for TestDb {
 /// Three tests from one `async fn(Backend)`, named `<name>::sqlite`, `<name>::postgres` and
 /// `<name>::mariadb` (the last two print SKIPPED outside CI when their database URL is unset):
 ///
-/// ```ignore
+/// ```text
 /// restock_testkit::on_three_databases! {
 ///     partial_updates => partial_updates_on;
 /// }
