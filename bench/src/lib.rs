@@ -235,26 +235,3 @@ async fn finish(report: Report, system: System, plan: &Plan) -> anyhow::Result<R
     eprintln!("bench: wrote {}", plan.out.display());
     Ok(report)
 }
-
-/// Polls `check` every `every` until it gives a value or `timeout` passes.
-pub async fn wait_until<T, F, Fut>(
-    what: &str,
-    timeout: Duration,
-    every: Duration,
-    mut check: F,
-) -> anyhow::Result<T>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + timeout;
-    loop {
-        if let Some(value) = check().await {
-            return Ok(value);
-        }
-        if tokio::time::Instant::now() >= deadline {
-            anyhow::bail!("{what}: not reached within {timeout:?}");
-        }
-        tokio::time::sleep(every).await;
-    }
-}

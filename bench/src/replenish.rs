@@ -16,7 +16,7 @@ use tokio::time::Instant;
 use crate::load::{channels, histogram, quantile_ms};
 use crate::plan::Plan;
 use crate::system::ReplenishmentStack;
-use crate::wait_until;
+use restock_process::wait_until_every;
 use restock_testkit::temporal::DevServer;
 
 /// Units each benchmark replenishment orders.
@@ -130,16 +130,18 @@ pub async fn order_latency(
     for (i, sku) in skus.iter().enumerate() {
         let sent = unix_micros();
         buy_out_of_stock(&mut client, sku).await?;
-        let accepted = wait_until(
+        let accepted = wait_until_every(
             &format!("the factory order for {sku}"),
             Duration::from_secs(60),
             // The simulator's own clock times the order, so polling more often would only
             // add load (its answer lists every order so far).
             Duration::from_millis(10),
+            &mut [],
             || async {
                 factory_stats(&http, &stats_url)
                     .await
                     .and_then(|s| s.accepted_at_us.get(sku.as_str()).copied())
+                    .ok_or("the factory has not accepted it")
             },
         )
         .await?;
@@ -294,11 +296,19 @@ pub async fn throughput(stack: &ReplenishmentStack, plan: &Plan) -> anyhow::Resu
             .await
             .unwrap_or(0)
     };
-    let waited = wait_until(
+    let waited = wait_until_every(
         "every burst replenishment Completed",
         Duration::from_secs(if plan.quick { 120 } else { 600 }),
         Duration::from_millis(20),
-        || async { (completed().await >= expected).then_some(()) },
+        &mut [],
+        || async {
+            let done = completed().await;
+            if done >= expected {
+                Ok(())
+            } else {
+                Err(format!("{done} completed"))
+            }
+        },
     )
     .await;
     let elapsed = started.elapsed();

@@ -2,8 +2,8 @@
 //! server, fresh databases; and the resident memory of each process, read from `/proc`.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
@@ -15,7 +15,7 @@ use restock_testkit::temporal::{DevServer, DevServerOptions};
 use sea_orm::ConnectionTrait;
 
 use crate::plan::Plan;
-use crate::wait_until;
+use restock_process::{Supervised, wait_until};
 
 /// The callback secret of the benchmark's processes (they live only for the run).
 const BENCH_CALLBACK_SECRET: &str = "restock-bench-callback-secret-0123456789";
@@ -51,8 +51,7 @@ pub struct Database {
 
 /// A running `restock` process.
 pub struct Proc {
-    name: String,
-    child: Mutex<Child>,
+    process: Supervised,
     /// Its gRPC address, for a gateway.
     pub grpc: Option<SocketAddr>,
     /// Its HTTP address (gateway, factory).
@@ -60,70 +59,23 @@ pub struct Proc {
 }
 
 impl Proc {
-    fn pid(&self) -> u32 {
-        self.child
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .id()
-    }
-
-    fn status_kib(&self, field: &str) -> Option<u64> {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).ok()?;
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(field))
-            .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
-    }
-
     /// Resident memory now (VmRSS), KiB.
     pub fn rss_kib(&self) -> Option<u64> {
-        self.status_kib("VmRSS:")
+        self.process.status_kib("VmRSS:")
     }
 
     /// The most resident memory so far (VmHWM), KiB.
     pub fn peak_rss_kib(&self) -> Option<u64> {
-        self.status_kib("VmHWM:")
+        self.process.status_kib("VmHWM:")
     }
 
     /// Asks the process to stop (SIGTERM), then kills it if it has not within 10 s.
-    pub async fn stop(&self) {
-        let pid = self.pid();
-        let _ = Command::new("kill")
-            .args(["-TERM", &pid.to_string()])
-            .status();
-        for _ in 0..100 {
-            let exited = self
-                .child
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .try_wait()
-                .ok()
-                .flatten()
-                .is_some();
-            if exited {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        eprintln!("bench: {} did not stop on SIGTERM; killing it", self.name);
-        let mut child = self
-            .child
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let _ = child.kill();
-        let _ = child.wait();
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let child = self
-            .child
-            .get_mut()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if child.try_wait().ok().flatten().is_none() {
-            let _ = child.kill();
-            let _ = child.wait();
+    pub async fn stop(mut self) {
+        if self.process.stop(Duration::from_secs(10)).await.is_none() {
+            eprintln!(
+                "bench: {} did not stop on SIGTERM; killed it",
+                self.process.name()
+            );
         }
     }
 }
@@ -240,16 +192,15 @@ impl System {
         })
     }
 
-    fn spawn(&self, name: &str, args: &[String], env: &[(&str, String)]) -> anyhow::Result<Child> {
-        let log_path = self.dir.path().join(format!("{name}.log"));
-        let log = std::fs::File::create(&log_path)
-            .with_context(|| format!("creating {}", log_path.display()))?;
+    fn spawn(
+        &self,
+        name: &str,
+        args: &[String],
+        env: &[(&str, String)],
+    ) -> anyhow::Result<Supervised> {
         let mut command = Command::new(&self.plan.restock_bin);
         command
             .args(args)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
             .env_remove("RESTOCK_API_TOKENS")
             .env("TEMPORAL_ADDRESS", &self.temporal.address)
             .env("RESTOCK_CALLBACK_SECRET", BENCH_CALLBACK_SECRET)
@@ -257,34 +208,29 @@ impl System {
         for (k, v) in env {
             command.env(k, v);
         }
-        command
-            .spawn()
+        let log = self.dir.path().join(format!("{name}.log"));
+        Supervised::spawn(name, command, &log)
             .with_context(|| format!("starting {}", self.plan.restock_bin.display()))
     }
 
-    /// The end of a process's log, for errors.
-    pub fn log_tail(&self, name: &str) -> String {
-        let path: PathBuf = self.dir.path().join(format!("{name}.log"));
-        let text = std::fs::read_to_string(path).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(20)..].join("\n")
-    }
-
-    async fn ready(&self, proc: Proc, path: &str) -> anyhow::Result<Proc> {
+    /// Waits until the process answers `GET path` on its HTTP address.
+    async fn ready(&self, mut proc: Proc, path: &str) -> anyhow::Result<Proc> {
         let Some(http) = proc.http else {
             return Ok(proc);
         };
         let url = format!("http://{http}{path}");
-        let result = wait_until(
-            &format!("{} answering {path}", proc.name),
+        wait_until(
+            &format!("{} answering {path}", proc.process.name()),
             Duration::from_secs(60),
-            Duration::from_millis(50),
-            || async { restock_testkit::process::http_get(&url).await.map(|_| ()) },
+            std::slice::from_mut(&mut proc.process),
+            || async {
+                restock_testkit::process::http_get(&url)
+                    .await
+                    .map(|_| ())
+                    .ok_or("no 2xx answer")
+            },
         )
-        .await;
-        if let Err(err) = result {
-            anyhow::bail!("{err}; its log ends:\n{}", self.log_tail(&proc.name));
-        }
+        .await?;
         Ok(proc)
     }
 
@@ -292,7 +238,7 @@ impl System {
     pub async fn gateway(&self, db: &Database, grouped: bool, name: &str) -> anyhow::Result<Proc> {
         let grpc: SocketAddr = format!("127.0.0.1:{}", free_port()).parse()?;
         let http: SocketAddr = format!("127.0.0.1:{}", free_port()).parse()?;
-        let child = self.spawn(
+        let process = self.spawn(
             name,
             &[
                 "gateway".into(),
@@ -307,8 +253,7 @@ impl System {
             ],
         )?;
         let proc = Proc {
-            name: name.to_owned(),
-            child: Mutex::new(child),
+            process,
             grpc: Some(grpc),
             http: Some(http),
         };
@@ -342,8 +287,7 @@ impl System {
         let factory = self
             .ready(
                 Proc {
-                    name: "factory".into(),
-                    child: Mutex::new(factory),
+                    process: factory,
                     grpc: None,
                     http: Some(factory_addr),
                 },
@@ -373,8 +317,7 @@ impl System {
         let worker = self
             .ready(
                 Proc {
-                    name: "worker".into(),
-                    child: Mutex::new(worker),
+                    process: worker,
                     grpc: None,
                     http: Some(worker_metrics),
                 },

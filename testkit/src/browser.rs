@@ -6,8 +6,10 @@
 //! it started) is killed by its pid when the [`Browser`] is dropped, however the test ends.
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
+
+use restock_process::{Supervised, wait_until};
 
 use serde_json::{Value, json};
 
@@ -19,7 +21,9 @@ const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
 
 /// One browser session.
 pub struct Browser {
-    driver: Child,
+    /// chromedriver, in a process group of its own with the browser it starts; dropping it
+    /// kills the group.
+    driver: Supervised,
     base: String,
     http: reqwest::Client,
     _profile: tempfile::TempDir,
@@ -44,37 +48,40 @@ impl Browser {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let port = crate::process::free_port();
         let log = tempfile::NamedTempFile::new().unwrap();
+        let profile = tempfile::tempdir().unwrap();
         let mut command = Command::new(CHROMEDRIVER);
         command
             .arg(format!("--port={port}"))
-            .arg(format!("--log-path={}", log.path().display()))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        std::os::unix::process::CommandExt::process_group(&mut command, 0);
-        let driver = command.spawn().expect("starting chromedriver");
-        let profile = tempfile::tempdir().unwrap();
+            .arg(format!("--log-path={}", log.path().display()));
+        let driver = Supervised::spawn_in_own_group(
+            "chromedriver",
+            command,
+            &profile.path().join("chromedriver.out"),
+        )
+        .expect("starting chromedriver");
         let mut browser = Browser {
             driver,
             base: format!("http://127.0.0.1:{port}"),
             http: reqwest::Client::new(),
             _profile: profile,
         };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let ready = browser
-                .http
-                .get(format!("{}/status", browser.base))
-                .send()
-                .await
-                .ok()
-                .map(|r| r.status().is_success())
-                .unwrap_or(false);
-            if ready {
-                break;
-            }
-            assert!(Instant::now() < deadline, "chromedriver did not start");
-            tokio::time::sleep(Duration::from_millis(100)).await;
+        let status = format!("{}/status", browser.base);
+        let http = browser.http.clone();
+        let ready = wait_until(
+            "chromedriver answering /status",
+            Duration::from_secs(30),
+            std::slice::from_mut(&mut browser.driver),
+            || async {
+                match http.get(&status).send().await {
+                    Ok(r) if r.status().is_success() => Ok(()),
+                    Ok(r) => Err(format!("status {}", r.status())),
+                    Err(e) => Err(e.to_string()),
+                }
+            },
+        )
+        .await;
+        if let Err(e) = ready {
+            panic!("{e}");
         }
         let args = [
             "--headless",
@@ -155,17 +162,19 @@ impl Browser {
 
     /// Waits up to `timeout` for an element matching `selector`.
     pub async fn wait_for(&self, selector: &str, timeout: Duration) -> Element {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(element) = self.find(selector).await {
-                return element;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no {selector:?} on the page within {timeout:?}; the page says:\n{}",
+        let found = wait_until(
+            &format!("{selector:?} on the page"),
+            timeout,
+            &mut [],
+            || async { self.find(selector).await.ok_or("not there") },
+        )
+        .await;
+        match found {
+            Ok(element) => element,
+            Err(e) => panic!(
+                "{e}; the page says:\n{}",
                 self.text_of("body").await.unwrap_or_default()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            ),
         }
     }
 
@@ -217,22 +226,7 @@ impl Browser {
             .timeout(Duration::from_secs(10))
             .send()
             .await;
-        self.kill_group();
-    }
-
-    fn kill_group(&mut self) {
-        // The group's id is chromedriver's pid (process_group(0)); the browser is in it.
-        let _ = Command::new("kill")
-            .args(["-9", "--", &format!("-{}", self.driver.id())])
-            .status();
-        let _ = self.driver.wait();
-    }
-}
-
-impl Drop for Browser {
-    fn drop(&mut self) {
-        if let Ok(None) = self.driver.try_wait() {
-            self.kill_group();
-        }
+        // chromedriver's group holds the browser too: both go.
+        self.driver.kill();
     }
 }

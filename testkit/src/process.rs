@@ -3,8 +3,10 @@
 
 use std::net::TcpListener;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
+
+pub use restock_process::{Supervised, wait_until};
 
 /// A free port on 127.0.0.1 (bound and released: good enough for tests).
 pub fn free_port() -> u16 {
@@ -17,10 +19,11 @@ pub fn free_port() -> u16 {
 
 /// Child processes by name; all are killed (by pid) and reaped on drop.
 #[derive(Default)]
-pub struct Procs(pub Vec<(String, Child)>);
+pub struct Procs(pub Vec<Supervised>);
 
 impl Procs {
-    /// Starts `bin args...` with `env`, its output in `<logs>/<name>.log`.
+    /// Starts `bin args...` with `env`, its output in `<logs>/<name>.log`. Temporal's
+    /// connection and the API tokens come from `env` alone, never from the machine's shell.
     pub fn spawn(
         &mut self,
         bin: &Path,
@@ -29,15 +32,10 @@ impl Procs {
         env: &[(&str, String)],
         logs: &Path,
     ) {
-        let log = std::fs::File::create(logs.join(format!("{name}.log"))).unwrap();
         let mut command = Command::new(bin);
         command
             .args(args)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
             .env_remove("RESTOCK_API_TOKENS")
-            // Temporal's connection comes from the test alone, never from the machine's shell.
             .env_remove("TEMPORAL_ADDRESS")
             .env_remove("TEMPORAL_NAMESPACE")
             .env_remove("TEMPORAL_PROFILE")
@@ -51,28 +49,16 @@ impl Procs {
         for (k, v) in env {
             command.env(k, v);
         }
-        self.0.push((name.to_owned(), command.spawn().unwrap()));
+        let log = logs.join(format!("{name}.log"));
+        self.0.push(Supervised::spawn(name, command, &log).unwrap());
     }
 
     /// Kills one process with SIGKILL (no chance to clean up) and reaps it.
     pub fn kill_9(&mut self, name: &str) {
-        let index = self.0.iter().position(|(n, _)| n == name).unwrap();
-        let (_, mut child) = self.0.remove(index);
-        let status = Command::new("kill")
-            .args(["-9", &child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success(), "kill -9 {name}");
-        child.wait().unwrap();
-    }
-}
-
-impl Drop for Procs {
-    fn drop(&mut self) {
-        for (_, child) in &mut self.0 {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        let index = self.0.iter().position(|p| p.name() == name).unwrap();
+        let mut child = self.0.remove(index);
+        assert!(child.exited().is_none(), "{name} had already exited");
+        child.kill();
     }
 }
 
@@ -89,19 +75,18 @@ pub async fn http_get(url: &str) -> Option<String> {
     response.text().await.ok()
 }
 
-/// Polls `check` every 250 ms; panics with `what` after `timeout`.
+/// Polls `check` until it holds; panics with `what` after `timeout`.
 pub async fn wait_for<F, Fut>(what: &str, timeout: Duration, check: F)
 where
     F: Fn() -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
-    let deadline = Instant::now() + timeout;
-    while !check().await {
-        assert!(
-            Instant::now() < deadline,
-            "{what}: not reached in {timeout:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
+    let check = || {
+        let pending = check();
+        async move { if pending.await { Ok(()) } else { Err("no") } }
+    };
+    if let Err(e) = wait_until(what, timeout, &mut [], check).await {
+        panic!("{e}");
     }
 }
 

@@ -12,6 +12,8 @@ use restock_gateway::{GatewaySettings, RelaySettings, TemporalSettings};
 use restock_proto::v1::replenishment_service_client::ReplenishmentServiceClient;
 use restock_workflows::client::TemporalEndpoint;
 use restock_workflows::{ReplenishSettings, ReplenishStatus};
+
+use crate::process::wait_until;
 use tokio::net::TcpListener;
 use tonic::transport::Channel;
 
@@ -235,23 +237,19 @@ impl Stack {
         timeout: Duration,
         check: impl Fn(&ReplenishStatus) -> bool,
     ) -> ReplenishStatus {
-        let deadline = tokio::time::Instant::now() + timeout;
-        let mut last = None;
-        loop {
-            if let Some(status) = self.status(sku).await {
-                if check(&status) {
-                    return status;
+        let reached = wait_until(
+            &format!("{sku}: the condition"),
+            timeout,
+            &mut [],
+            || async {
+                match self.status(sku).await {
+                    Some(status) if check(&status) => Ok(status),
+                    last => Err(format!("{last:#?}")),
                 }
-                last = Some(status);
-            }
-            if tokio::time::Instant::now() > deadline {
-                panic!(
-                    "{sku}: condition not reached in {timeout:?}; last status: {last:#?}\nserver log:\n{}",
-                    self.temporal.log_tail(30)
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+            },
+        )
+        .await;
+        reached.unwrap_or_else(|e| panic!("{e}\nserver log:\n{}", self.temporal.log_tail(30)))
     }
 
     /// Waits until the product's current workflow run has closed (its last state is
@@ -280,19 +278,13 @@ impl Stack {
         }
     }
 
-    /// Waits until `check` holds (polling every 100 ms); panics after `timeout`.
+    /// Waits until `check` holds; panics after `timeout` ([`crate::process::wait_for`]).
     pub async fn wait_until<F, Fut>(&self, what: &str, timeout: Duration, check: F)
     where
         F: Fn() -> Fut,
         Fut: std::future::Future<Output = bool>,
     {
-        let deadline = tokio::time::Instant::now() + timeout;
-        while !check().await {
-            if tokio::time::Instant::now() > deadline {
-                panic!("{what}: not reached in {timeout:?}");
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        crate::process::wait_for(what, timeout, check).await;
     }
 
     /// Stops everything (the dev server stops when dropped).

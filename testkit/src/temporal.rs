@@ -1,6 +1,6 @@
 //! A real Temporal dev server per test: `temporal server start-dev` on free ports, with its own
-//! SQLite file and log in a temporary directory, killed by its pid when the [`DevServer`] is
-//! dropped.
+//! SQLite file and log in a temporary directory, killed by its pid (a [`Supervised`] child) when
+//! the [`DevServer`] is dropped.
 //!
 //! The binary comes from `scripts/install-temporal.sh` (see [`temporal_binary`]): set
 //! `RESTOCK_TEMPORAL_BIN` to use a particular one.
@@ -18,9 +18,11 @@ use std::fs::File;
 use std::io::Write as _;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use restock_process::{NotReady, Supervised, wait_until};
 
 /// Custom search attributes every dev server registers at start (name, type).
 pub use restock_workflows::SEARCH_ATTRIBUTES;
@@ -109,7 +111,7 @@ pub struct DevServer {
     pub metrics_port: u16,
     /// Namespace created at start: `default`.
     pub namespace: String,
-    child: Child,
+    server: Supervised,
     log_path: PathBuf,
     dir: tempfile::TempDir,
     /// How it was started, to start it again on the same ports and db file.
@@ -197,14 +199,7 @@ impl DevServer {
         let args: Vec<std::ffi::OsString> = cmd.get_args().map(ToOwned::to_owned).collect();
         let mut log = File::create(&log_path).expect("create the dev server log file");
         writeln!(log, "$ {cmd:?}").expect("write the dev server log file");
-        let stderr = log
-            .try_clone()
-            .expect("clone the dev server log file handle");
-        let child = cmd
-            .stdin(Stdio::null())
-            .stdout(log)
-            .stderr(stderr)
-            .spawn()
+        let server = Supervised::spawn("Temporal dev server", cmd, &log_path)
             .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
 
         // From here on, dropping `server` kills the child.
@@ -215,7 +210,7 @@ impl DevServer {
             http_port,
             metrics_port,
             namespace: "default".to_owned(),
-            child,
+            server,
             log_path,
             dir,
             bin: bin.to_path_buf(),
@@ -224,8 +219,8 @@ impl DevServer {
         match server.wait_ready(bin, options.timeout).await {
             Ok(()) => Ok(server),
             Err(problem) => {
-                let exited = server.child.try_wait().ok().flatten().is_some();
-                server.stop();
+                let exited = matches!(problem, NotReady::Exited { .. });
+                server.server.kill();
                 let tail = server.log_tail(50);
                 // The CLI prints "Error: ..." before a long usage text on bad arguments.
                 let full = server.log_tail(usize::MAX);
@@ -235,7 +230,7 @@ impl DevServer {
                     .map(|l| format!("\n{l}"))
                     .unwrap_or_default();
                 let msg = format!(
-                    "Temporal dev server on {} {problem}{first_error}\n\
+                    "Temporal dev server on {}: {problem}{first_error}\n\
                      last 50 lines of its log:\n{tail}",
                     server.address
                 );
@@ -248,24 +243,14 @@ impl DevServer {
         }
     }
 
-    /// Polls until the frontend answers `operator cluster health` and `operator
-    /// search-attribute list` shows every one of [`SEARCH_ATTRIBUTES`].
-    async fn wait_ready(&mut self, bin: &Path, timeout: Duration) -> Result<(), String> {
-        let started = Instant::now();
-        let deadline = started + timeout;
-        let mut healthy = false;
-        loop {
-            if let Some(status) = self.child.try_wait().map_err(|e| e.to_string())? {
-                return Err(format!("exited during start-up ({status})"));
-            }
-            let step = if healthy {
-                ["operator", "search-attribute", "list"].as_slice()
-            } else {
-                ["operator", "cluster", "health"].as_slice()
-            };
+    /// Polls until the frontend answers `operator search-attribute list` with every one of
+    /// [`SEARCH_ATTRIBUTES`].
+    async fn wait_ready(&mut self, bin: &Path, timeout: Duration) -> Result<(), NotReady> {
+        let address = self.address.clone();
+        let check = || async {
             let out = tokio::process::Command::new(bin)
-                .args(step)
-                .args(["--address", &self.address, "--command-timeout", "5s"])
+                .args(["operator", "search-attribute", "list"])
+                .args(["--address", &address, "--command-timeout", "5s"])
                 .args(ISOLATION_FLAGS)
                 .stdin(Stdio::null())
                 .kill_on_drop(true)
@@ -273,60 +258,42 @@ impl DevServer {
                 .await
                 .map_err(|e| format!("could not run {}: {e}", bin.display()))?;
             let stdout = String::from_utf8_lossy(&out.stdout);
-            let last_error = if out.status.success() {
-                if !healthy {
-                    healthy = true;
-                    continue;
-                }
-                if SEARCH_ATTRIBUTES
-                    .iter()
-                    .all(|(name, _)| stdout.contains(name))
-                {
-                    return Ok(());
-                }
-                format!("search attributes not listed yet:\n{stdout}")
-            } else {
-                format!(
-                    "`temporal {}` failed: {}{}",
-                    step.join(" "),
-                    stdout,
-                    String::from_utf8_lossy(&out.stderr)
-                )
-            };
-            if Instant::now() >= deadline {
+            if !out.status.success() {
                 return Err(format!(
-                    "was not ready after {:?} (last check: {})",
-                    started.elapsed(),
-                    last_error.trim_end()
+                    "`temporal operator search-attribute list` failed: {stdout}{}",
+                    String::from_utf8_lossy(&out.stderr)
                 ));
             }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+            if SEARCH_ATTRIBUTES
+                .iter()
+                .all(|(name, _)| stdout.contains(name))
+            {
+                Ok(())
+            } else {
+                Err(format!("search attributes not listed yet:\n{stdout}"))
+            }
+        };
+        wait_until(
+            "the Temporal dev server",
+            timeout,
+            std::slice::from_mut(&mut self.server),
+            check,
+        )
+        .await
     }
 
     /// The server's process id.
     /// Kills the server (SIGKILL, by pid) but keeps its database, to be [`restarted`](Self::restart).
     pub fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.server.kill();
     }
 
     /// Starts the server again on the same ports and database file and waits until it is
     /// ready (an outage ends).
     pub async fn restart(&mut self) {
-        let log = std::fs::OpenOptions::new()
-            .append(true)
-            .open(&self.log_path)
-            .expect("open the dev server log file");
-        let stderr = log
-            .try_clone()
-            .expect("clone the dev server log file handle");
-        self.child = Command::new(&self.bin)
-            .args(&self.args)
-            .stdin(Stdio::null())
-            .stdout(log)
-            .stderr(stderr)
-            .spawn()
+        let mut command = Command::new(&self.bin);
+        command.args(&self.args);
+        self.server = Supervised::spawn("Temporal dev server", command, &self.log_path)
             .expect("restart the dev server");
         let bin = self.bin.clone();
         if let Err(problem) = self.wait_ready(&bin, Duration::from_secs(60)).await {
@@ -338,7 +305,7 @@ impl DevServer {
     }
 
     pub fn pid(&self) -> u32 {
-        self.child.id()
+        self.server.pid()
     }
 
     /// The temporary directory holding the server's database and log (removed on drop).
@@ -388,25 +355,7 @@ impl DevServer {
 
     /// The last `n` lines of the server's stdout/stderr (its first line is the command run).
     pub fn log_tail(&self, n: usize) -> String {
-        let text = match std::fs::read(&self.log_path) {
-            Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
-            Err(e) => return format!("(cannot read {}: {e})", self.log_path.display()),
-        };
-        let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(n)..].join("\n")
-    }
-
-    /// Kills the server by its pid and reaps it. Idempotent.
-    fn stop(&mut self) {
-        // kill() fails only when the child was already reaped, which is fine here.
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for DevServer {
-    fn drop(&mut self) {
-        self.stop();
+        self.server.log_tail(n)
     }
 }
 

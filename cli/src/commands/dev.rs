@@ -11,7 +11,8 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use tokio::process::{Child, Command};
+use restock_process::{Supervised, wait_until};
+use std::process::Command;
 
 use crate::config::shutdown_signal;
 
@@ -51,18 +52,14 @@ pub(crate) struct Args {
     factory_sla_secs: u64,
 }
 
+/// How long a child may take to stop on SIGTERM before it is killed.
+const STOP_GRACE: Duration = Duration::from_secs(15);
+
 /// Prints a line, ignoring a closed stdout (whoever read our output may be gone by the time
 /// we stop; that must not turn a clean shutdown into a panic).
 fn say(line: &str) {
     use std::io::Write;
     let _ = writeln!(std::io::stdout(), "{line}");
-}
-
-/// A child process and where it logs.
-struct Proc {
-    name: &'static str,
-    child: Child,
-    log: PathBuf,
 }
 
 fn check_port_free(addr: SocketAddr, flag: &str) -> anyhow::Result<()> {
@@ -116,66 +113,12 @@ fn callback_secret(dir: &Path) -> anyhow::Result<String> {
     Ok(secret)
 }
 
-fn spawn(name: &'static str, mut command: Command, logs: &Path) -> anyhow::Result<Proc> {
+/// Starts `command` as `name`, logging to `<logs>/<name>.log`, in a process group of its
+/// own: a terminal's Ctrl-C reaches only `restock dev`, which then stops the children in order.
+fn spawn(name: &str, command: Command, logs: &Path) -> anyhow::Result<Supervised> {
     let log = logs.join(format!("{name}.log"));
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&log)
-        .with_context(|| format!("opening {}", log.display()))?;
-    let err = file.try_clone()?;
-    command
-        .stdin(Stdio::null())
-        .stdout(Stdio::from(file))
-        .stderr(Stdio::from(err))
-        .kill_on_drop(true);
-    // Own process group: a terminal's Ctrl-C reaches only `restock dev`, which then stops
-    // the children in order.
-    #[cfg(unix)]
-    command.process_group(0);
-    let child = command
-        .spawn()
-        .with_context(|| format!("starting the {name}"))?;
-    Ok(Proc { name, child, log })
-}
-
-fn log_tail(path: &Path, lines: usize) -> String {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let all: Vec<&str> = text.lines().collect();
-    all[all.len().saturating_sub(lines)..].join("\n")
-}
-
-/// Waits until `check` succeeds, or a child dies, or `timeout`.
-async fn wait_ready<F, Fut>(
-    what: &str,
-    procs: &mut [Proc],
-    timeout: Duration,
-    check: F,
-) -> anyhow::Result<()>
-where
-    F: Fn() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = tokio::time::Instant::now() + timeout;
-    loop {
-        if check().await {
-            return Ok(());
-        }
-        for p in procs.iter_mut() {
-            if let Ok(Some(status)) = p.child.try_wait() {
-                bail!(
-                    "the {} exited ({status}) while waiting for {what}; its log ({}):\n{}",
-                    p.name,
-                    p.log.display(),
-                    log_tail(&p.log, 20)
-                );
-            }
-        }
-        if tokio::time::Instant::now() > deadline {
-            bail!("{what} did not come up within {timeout:?}; see the logs");
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    Supervised::spawn_in_own_group(name, command, &log)
+        .with_context(|| format!("starting the {name}"))
 }
 
 async fn http_ok(addr: SocketAddr, path: &str) -> bool {
@@ -191,40 +134,32 @@ async fn http_ok(addr: SocketAddr, path: &str) -> bool {
     stream.read_exact(&mut head).await.is_ok() && head.ends_with(b"200")
 }
 
-async fn temporal_ready(temporal: &Path, address: &str) -> bool {
-    let output = Command::new(temporal)
+/// Temporal is ready once it lists restock's search attributes.
+async fn temporal_ready(temporal: &Path, address: &str) -> Result<(), String> {
+    let output = tokio::process::Command::new(temporal)
         .args(["operator", "search-attribute", "list", "--address", address])
         .stdin(Stdio::null())
         .stderr(Stdio::null())
         .output()
-        .await;
-    matches!(output, Ok(o) if o.status.success() && String::from_utf8_lossy(&o.stdout).contains(restock_workflows::SEARCH_ATTRIBUTE_STATE))
-}
-
-/// Asks a child to stop (SIGTERM), then kills it after a grace period.
-async fn stop(proc: &mut Proc, grace: Duration) {
-    if let Ok(Some(_)) = proc.child.try_wait() {
-        return;
-    }
-    if let Some(pid) = proc.child.id() {
-        let _ = Command::new("kill")
-            .args(["-TERM", &pid.to_string()])
-            .status()
-            .await;
-    }
-    if tokio::time::timeout(grace, proc.child.wait())
         .await
-        .is_err()
-    {
-        eprintln!("  the {} did not stop in {grace:?}; killing it", proc.name);
-        let _ = proc.child.kill().await;
+        .map_err(|e| format!("running {}: {e}", temporal.display()))?;
+    let listed = String::from_utf8_lossy(&output.stdout);
+    if output.status.success() && listed.contains(restock_workflows::SEARCH_ATTRIBUTE_STATE) {
+        Ok(())
+    } else {
+        Err("the search attributes are not listed yet".to_owned())
     }
 }
 
-async fn stop_all(procs: &mut [Proc]) {
+async fn stop_all(procs: &mut [Supervised]) {
     // Reverse start order: gateway and worker first, Temporal last.
     for p in procs.iter_mut().rev() {
-        stop(p, Duration::from_secs(15)).await;
+        if p.stop(STOP_GRACE).await.is_none() {
+            eprintln!(
+                "  the {} did not stop in {STOP_GRACE:?}; killed it",
+                p.name()
+            );
+        }
     }
 }
 
@@ -246,7 +181,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
     let secret = callback_secret(&data)?;
     let exe = std::env::current_exe().context("finding the restock binary")?;
     let temporal_address = temporal_addr.to_string();
-    let mut procs: Vec<Proc> = Vec::new();
+    let mut procs: Vec<Supervised> = Vec::new();
 
     let result = async {
         say(&format!("starting Temporal (dev server, data in {}) ...", data.display()));
@@ -260,7 +195,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
             temporal.args(["--search-attribute", &format!("{name}={kind}")]);
         }
         procs.push(spawn("temporal", temporal, &logs)?);
-        wait_ready("Temporal", &mut procs, Duration::from_secs(90), || {
+        wait_until("Temporal", Duration::from_secs(90), &mut procs, || {
             temporal_ready(&temporal_bin, &temporal_address)
         })
         .await?;
@@ -306,8 +241,14 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         procs.push(spawn("gateway", gateway, &logs)?);
 
         let (http_addr, factory_addr) = (args.http_addr, args.factory_addr);
-        wait_ready("the gateway and the factory", &mut procs, Duration::from_secs(60), || async move {
-            http_ok(http_addr, "/healthz").await && http_ok(factory_addr, "/healthz").await
+        wait_until("the gateway and the factory", Duration::from_secs(60), &mut procs, || async move {
+            if !http_ok(http_addr, "/healthz").await {
+                return Err(format!("http://{http_addr}/healthz does not answer 200"));
+            }
+            if !http_ok(factory_addr, "/healthz").await {
+                return Err(format!("http://{factory_addr}/healthz does not answer 200"));
+            }
+            Ok(())
         })
         .await?;
 
@@ -330,7 +271,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         say(&format!("  logs               {}", logs.display()));
         let pids: Vec<String> = procs
             .iter()
-            .map(|p| format!("{}={}", p.name, p.child.id().unwrap_or_default()))
+            .map(|p| format!("{}={}", p.name(), p.pid()))
             .collect();
         say(&format!("children: {}", pids.join(" ")));
         say("ready");
@@ -339,8 +280,8 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         let exited = async {
             loop {
                 for p in procs.iter_mut() {
-                    if let Ok(Some(status)) = p.child.try_wait() {
-                        return (p.name, status, p.log.clone());
+                    if let Some(status) = p.exited() {
+                        return (p.name().to_owned(), status, p.log().to_owned(), p.log_tail(20));
                     }
                 }
                 tokio::time::sleep(Duration::from_millis(500)).await;
@@ -348,10 +289,9 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         };
         tokio::select! {
             () = shutdown_signal() => Ok(()),
-            (name, status, log) = exited => Err(anyhow::anyhow!(
-                "the {name} exited unexpectedly ({status}); its log ({}):\n{}",
+            (name, status, log, tail) = exited => Err(anyhow::anyhow!(
+                "the {name} exited unexpectedly ({status}); its log ({}):\n{tail}",
                 log.display(),
-                log_tail(&log, 20)
             )),
         }
     }

@@ -7,11 +7,12 @@
 #[path = "dev/client_commands.rs"]
 mod client_commands;
 
-use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
+
+use restock_testkit::process::{Supervised, free_port, wait_for, wait_until};
 
 use serde_json::Value;
 
@@ -23,26 +24,21 @@ struct Ports {
     ui: u16,
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn restock() -> Command {
     Command::new(env!("CARGO_BIN_EXE_restock"))
 }
 
+/// A running `restock dev`, its stdout in `log`.
 struct Dev {
-    child: Child,
+    process: Supervised,
     children: Vec<u32>,
 }
 
-fn start_dev(dir: &Path, ports: &Ports) -> Dev {
+/// Starts `restock dev` in `dir` (its stdout in `<dir>/<log_name>`) and waits for "ready".
+async fn start_dev(dir: &Path, ports: &Ports, log_name: &str) -> Dev {
     let temporal = restock_testkit::temporal::temporal_binary();
-    let mut child = restock()
+    let mut command = restock();
+    command
         .current_dir(dir)
         .args([
             "dev",
@@ -57,42 +53,34 @@ fn start_dev(dir: &Path, ports: &Ports) -> Dev {
         .args(["--http-addr", &format!("127.0.0.1:{}", ports.http)])
         .args(["--factory-addr", &format!("127.0.0.1:{}", ports.factory)])
         .args(["--temporal-port", &ports.temporal.to_string()])
-        .args(["--ui-port", &ports.ui.to_string()])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let mut stdout = BufReader::new(child.stdout.take().unwrap());
-    let mut children = Vec::new();
-    let mut printed = String::new();
-    loop {
-        let mut line = String::new();
-        if stdout.read_line(&mut line).unwrap() == 0 {
-            break;
-        }
-        let line = line.trim_end().to_owned();
-        printed.push_str(&line);
-        printed.push('\n');
-        if let Some(list) = line.strip_prefix("children: ") {
-            children = list
-                .split_whitespace()
+        .args(["--ui-port", &ports.ui.to_string()]);
+    let log = dir.join(log_name);
+    let mut process = Supervised::spawn("restock dev", command, &log).unwrap();
+    let printed = wait_until(
+        "restock dev printing ready",
+        Duration::from_secs(180),
+        std::slice::from_mut(&mut process),
+        || async {
+            let printed = std::fs::read_to_string(&log).unwrap_or_default();
+            if printed.lines().any(|l| l == "ready") {
+                Ok(printed)
+            } else {
+                Err(format!("printed so far:\n{printed}"))
+            }
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    let children: Vec<u32> = printed
+        .lines()
+        .find_map(|l| l.strip_prefix("children: "))
+        .map(|list| {
+            list.split_whitespace()
                 .map(|kv| kv.split_once('=').unwrap().1.parse().unwrap())
-                .collect();
-        }
-        if line == "ready" {
-            break;
-        }
-    }
+                .collect()
+        })
+        .unwrap_or_default();
     assert_eq!(children.len(), 4, "restock dev did not come up:\n{printed}");
-    // Keep reading, as a terminal would, so its last lines do not hit a closed pipe.
-    let mut rest = stdout;
-    std::thread::spawn(move || {
-        let mut sink = String::new();
-        while rest.read_line(&mut sink).is_ok_and(|n| n > 0) {
-            sink.clear();
-        }
-    });
     assert!(printed.contains("Temporal UI"), "{printed}");
     assert!(
         printed.contains("WorkflowType%3D%22replenish-stock%22"),
@@ -114,7 +102,7 @@ fn start_dev(dir: &Path, ports: &Ports) -> Dev {
         page.starts_with("HTTP/1.1 200") && page.contains("/console/console.js"),
         "GET {console}: {page}"
     );
-    Dev { child, children }
+    Dev { process, children }
 }
 
 /// `GET /` on 127.0.0.1:`port`, the whole answer (HTTP/1.1, closed after one request).
@@ -167,35 +155,24 @@ fn stock(ports: &Ports, sku: &str) -> i64 {
     client(ports, &["stock", sku])[0]["stock"].as_i64().unwrap()
 }
 
-fn wait_for(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !check() {
-        assert!(
-            Instant::now() < deadline,
-            "{what}: not reached in {timeout:?}"
-        );
-        std::thread::sleep(Duration::from_millis(250));
-    }
-}
-
-fn interrupt_and_check(mut dev: Dev, ports: &Ports) {
-    let status = Command::new("kill")
-        .args(["-INT", &dev.child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Some(status) = dev.child.try_wait().unwrap() {
-            assert!(status.success(), "restock dev exited with {status}");
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "restock dev did not stop after SIGINT"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+async fn interrupt_and_check(mut dev: Dev, ports: &Ports) {
+    assert!(
+        dev.process.signal("INT"),
+        "restock dev was gone before SIGINT"
+    );
+    let process = &mut dev.process;
+    let status = wait_until(
+        "restock dev stopped after SIGINT",
+        Duration::from_secs(60),
+        &mut [],
+        || {
+            let exited = process.exited();
+            async move { exited.ok_or("still running") }
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert!(status.success(), "restock dev exited with {status}");
     for pid in &dev.children {
         assert!(
             !Path::new(&format!("/proc/{pid}")).exists(),
@@ -216,8 +193,8 @@ fn interrupt_and_check(mut dev: Dev, ports: &Ports) {
     }
 }
 
-#[test]
-fn restock_dev_from_sell_out_to_restock_and_clean_shutdown() {
+#[tokio::test]
+async fn restock_dev_from_sell_out_to_restock_and_clean_shutdown() {
     let dir = tempfile::tempdir().unwrap();
     let ports = Ports {
         grpc: free_port(),
@@ -226,7 +203,7 @@ fn restock_dev_from_sell_out_to_restock_and_clean_shutdown() {
         temporal: free_port(),
         ui: free_port(),
     };
-    let dev = start_dev(dir.path(), &ports);
+    let dev = start_dev(dir.path(), &ports, "dev-1.out").await;
 
     // The demo product (stock 3) sells out; the factory's callback restocks it.
     for _ in 0..3 {
@@ -237,8 +214,9 @@ fn restock_dev_from_sell_out_to_restock_and_clean_shutdown() {
     wait_for(
         "CP-502101 restocked by the callback",
         Duration::from_secs(60),
-        || stock(&ports, "CP-502101") == 10,
-    );
+        || async { stock(&ports, "CP-502101") == 10 },
+    )
+    .await;
 
     // The second factory order's callback is dropped: complete it with the temporal CLI.
     assert_eq!(
@@ -248,12 +226,13 @@ fn restock_dev_from_sell_out_to_restock_and_clean_shutdown() {
     wait_for(
         "CP-502102 awaiting the factory",
         Duration::from_secs(60),
-        || {
+        || async {
             // The sale's answer comes before the relay starts the run: NotFound until then.
             try_client(&ports, &["replenishment", "CP-502102"])
                 .is_some_and(|r| r["state"] == "AwaitingFactory")
         },
-    );
+    )
+    .await;
     // As the README says: the signal names the order `restock replenishment` shows.
     let order = client(&ports, &["replenishment", "CP-502102"])["factory_order_id"]
         .as_str()
@@ -281,19 +260,21 @@ fn restock_dev_from_sell_out_to_restock_and_clean_shutdown() {
     wait_for(
         "CP-502102 restocked by the operator",
         Duration::from_secs(60),
-        || stock(&ports, "CP-502102") == 20,
-    );
+        || async { stock(&ports, "CP-502102") == 20 },
+    )
+    .await;
     // The read model says Completed a moment after the stock is added.
     wait_for(
         "both replenishments Completed",
         Duration::from_secs(30),
-        || {
+        || async {
             client(&ports, &["replenishments", "--state", "Completed"])
                 .as_array()
                 .is_some_and(|l| l.len() == 2)
         },
-    );
-    interrupt_and_check(dev, &ports);
+    )
+    .await;
+    interrupt_and_check(dev, &ports).await;
 
     // The processes' log files hold text, not a terminal's colour codes.
     for name in ["gateway", "worker", "factory"] {
@@ -304,8 +285,8 @@ fn restock_dev_from_sell_out_to_restock_and_clean_shutdown() {
     }
 
     // Running it again keeps the data.
-    let dev = start_dev(dir.path(), &ports);
+    let dev = start_dev(dir.path(), &ports, "dev-2.out").await;
     assert_eq!(stock(&ports, "CP-502101"), 10);
     assert_eq!(stock(&ports, "CP-502102"), 20);
-    interrupt_and_check(dev, &ports);
+    interrupt_and_check(dev, &ports).await;
 }

@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use restock_proto::v1::{Outcome, PurchaseRequest};
+use restock_testkit::process::wait_for;
 use restock_testkit::stack::{StackOptions, spawn_stack};
 
 const PRODUCTS: usize = 20;
@@ -363,22 +364,20 @@ async fn database_stopped_and_started_again() {
         assert!(err.message().contains("unavailable"), "{}", err.message());
     }
     pg.start_again();
-    let mut sold_after = 0;
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while sold_after == 0 {
-        match sales.purchase(buy()).await {
+    let sales = &sales;
+    wait_for("sales recovering", Duration::from_secs(30), || async {
+        match sales.clone().purchase(buy()).await {
             Ok(reply) => {
                 assert_eq!(reply.into_inner().outcome(), Outcome::Sold);
-                sold_after += 1;
+                true
             }
-            Err(err) => assert_eq!(err.code(), Code::Unavailable, "{err:?}"),
+            Err(err) => {
+                assert_eq!(err.code(), Code::Unavailable, "{err:?}");
+                false
+            }
         }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "sales did not recover"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    })
+    .await;
     // Exactly the sales that answered SOLD were applied: 2 of 10.
     assert_eq!(store.product(sku).await.unwrap().product.stock, 8);
     let rows = sale::Entity::find()

@@ -9,6 +9,7 @@ use restock_factory::SimulatorConfig;
 use restock_gateway::ApiTokens;
 use restock_proto::v1::sales_service_client::SalesServiceClient;
 use restock_testkit::browser::Browser;
+use restock_testkit::process::wait_for;
 use restock_testkit::stack::{StackOptions, spawn_stack};
 use restock_workflows::RestockState;
 
@@ -270,13 +271,10 @@ async fn the_console_shows_sales_live_and_an_admin_completes_an_overdue_order() 
     assert_eq!(completions[0].actor, "ops");
     // The page follows: the row is gone and the stock shows 7.
     let units = format!("#products tr[data-sku=\"{sku}\"] .units");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while browser.text_of(&units).await.as_deref() != Some("7")
-        || browser.find(&row).await.is_some()
-    {
-        assert!(Instant::now() < deadline, "the page did not follow");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_for("the page following", Duration::from_secs(10), || async {
+        browser.text_of(&units).await.as_deref() == Some("7") && browser.find(&row).await.is_none()
+    })
+    .await;
 
     // Cancel from the page, with a reason: the run ends Cancelled, nothing is added, and the
     // audit trail keeps the reason under the admin's name.

@@ -4,7 +4,7 @@
 //! with google.rpc details (`ErrorInfo`, `BadRequest` naming the field, `RetryInfo`) read with
 //! `tonic-types`.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use restock_gateway::GatewaySettings;
 use restock_gateway::health::SERVICES;
@@ -12,6 +12,7 @@ use restock_inventory::{Store, StoreOptions};
 use restock_proto::v1::{
     GetProductRequest, Outcome, Product, PurchaseRequest, UpsertProductRequest,
 };
+use restock_testkit::process::wait_until;
 use restock_testkit::{
     Backend, FlakyProxy, TestDb, sales_only_settings, spawn_app, spawn_gateway_with, url_addr,
 };
@@ -139,20 +140,26 @@ async fn status(health: &mut HealthClient<Channel>, service: &str) -> ServingSta
 /// Waits until every service of [`SERVICES`] reports `want`; fails after a generous deadline
 /// (this checks that the status changes, not how fast).
 async fn wait_for_all(health: &mut HealthClient<Channel>, want: ServingStatus) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let mut now = Vec::new();
-        for service in SERVICES {
-            now.push((service, status(health, service).await));
-        }
-        if now.iter().all(|(_, s)| *s == want) {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "health never became {want:?} for all services: {now:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
+    let health = &*health;
+    let all = wait_until(
+        &format!("health {want:?} for all services"),
+        Duration::from_secs(60),
+        &mut [],
+        || async {
+            let mut now = Vec::new();
+            for service in SERVICES {
+                now.push((service, status(&mut health.clone(), service).await));
+            }
+            if now.iter().all(|(_, s)| *s == want) {
+                Ok(())
+            } else {
+                Err(format!("{now:?}"))
+            }
+        },
+    )
+    .await;
+    if let Err(e) = all {
+        panic!("{e}");
     }
 }
 
