@@ -666,7 +666,7 @@ const METHOD: &str = r#"## Method
   under test, which answers from memory. A sale cannot beat it on this machine; the goals
   table also checks it reaches 3× the best sale rate, so the generator is not what limits
   the sale.
-- **Grouping** (`RESTOCK_GROUP_PURCHASES`, on by default; `inventory/src/purchase_groups.rs`):
+- **Grouping** (`RESTOCK_GROUP_PURCHASES`, on by default; `inventory/src/sale/grouped.rs`):
   sales that arrive while their queue's transaction is in flight share the next one — per
   product one `UPDATE` for their total, one multi-row `INSERT`, one commit — and each still
   gets its exact outcome. A queue is SQLite's one writer, or on PostgreSQL one of

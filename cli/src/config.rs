@@ -34,7 +34,7 @@ pub(crate) struct DatabaseArgs {
     /// PostgreSQL/MySQL, grouping on: purchases of different products may share a
     /// transaction when they fall in the same of this many lanes; 0: only purchases of one
     /// product share one.
-    #[arg(long, env = "RESTOCK_PURCHASE_LANES", default_value_t = restock_inventory::purchase_groups::DEFAULT_LANES)]
+    #[arg(long, env = "RESTOCK_PURCHASE_LANES", default_value_t = restock_inventory::sale::grouped::DEFAULT_LANES)]
     pub purchase_lanes: usize,
 }
 

@@ -5,10 +5,11 @@
 //! - [`entity`]: sea-orm entities, one per table.
 //! - [`migration`]: the schema, as sea-orm-migration migrations ([`Store::migrate`]).
 //! - [`validate`]: the rules for skus, quantities, keys and names, shared by every entry point.
-//! - [`store`]: [`Store`], the only code that writes: the sale (one conditional `UPDATE` plus
-//!   inserts in one transaction, never read-then-write), stock adjustments, the outbox.
-//! - [`purchase_groups`]: concurrent sales of one product sold in one transaction (one
-//!   `UPDATE`, one commit), each still with its exact outcome.
+//! - [`store`]: [`Store`], the only code that writes: connections, products, factories, stock
+//!   adjustments, the outbox intent, retries.
+//! - [`sale`]: the sale (one conditional `UPDATE` plus inserts in one transaction, never
+//!   read-then-write): alone, or grouped with concurrent sales in one transaction, each
+//!   still with its exact outcome.
 //! - [`policy`]: the replenishment policy's arithmetic (demand, lead time, reorder point and
 //!   quantity), pure functions.
 //! - [`planning`]: policies and bounds per product, the demand and lead time the planner
@@ -33,20 +34,20 @@ pub mod migration;
 pub mod overview;
 pub mod planning;
 pub mod policy;
-pub mod purchase_groups;
 pub mod replenishment;
+pub mod sale;
 pub mod store;
 pub mod validate;
 
 pub use error::StoreError;
 pub use planning::{PlanSummary, PlannerSettings, PolicyChange};
 pub use policy::{AdaptiveSettings, PolicyKind};
-pub use purchase_groups::{GroupingCounts, QueueDepth};
 pub use replenishment::{Received, ReplenishmentRecord, SendDecision};
+pub use sale::grouped::{GroupingCounts, QueueDepth};
+pub use sale::{PurchaseOutcome, PurchaseRequest};
 pub use sea_orm::DbErr;
 pub use store::{
-    AdjustStock, NewFactory, NewProduct, ProductUpdate, ProductView, PurchaseOutcome,
-    PurchaseRequest, Store, StoreOptions,
+    AdjustStock, NewFactory, NewProduct, ProductUpdate, ProductView, Store, StoreOptions,
 };
 
 /// The replenishment (and replenish-stock workflow) id for a product: `replenish-<sku>`.

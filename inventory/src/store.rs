@@ -1,11 +1,6 @@
-//! [`Store`]: the inventory's only writer.
-//!
-//! The sale is one conditional `UPDATE products SET stock = stock - q WHERE sku = ? AND
-//! stock >= q` plus the sale row (and, at the reorder point, the outbox intent) in one
-//! transaction. The row count of the `UPDATE` decides; the new stock comes back with
-//! `RETURNING`, or on MySQL (which has none) is read inside the same transaction while the row
-//! is still locked. On PostgreSQL a sale that sells is one statement (data-modifying CTEs).
-//! Concurrent sales of one product can share a transaction: [`crate::purchase_groups`].
+//! [`Store`]: the inventory's only writer: its connections and options, products,
+//! factories, stock adjustments, the audit trail, and the helpers every transaction shares
+//! (retries, the outbox intent). The sale has a module of its own: [`crate::sale`].
 
 use std::path::Path;
 use std::sync::Arc;
@@ -13,20 +8,20 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use sea_orm::sea_query::{Expr, ExprTrait, OnConflict};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectOptions, ConnectionTrait, Database, DatabaseConnection,
+    ActiveValue::Set, ColumnTrait, ConnectOptions, Database, DatabaseConnection,
     DatabaseTransaction, DbBackend, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
     SqliteTransactionMode, TransactionOptions, TransactionTrait,
 };
 use sea_orm_migration::MigratorTrait;
 
 use crate::entity::{
-    advertisement, audit_log, factory, product, replenish_outbox, replenishment_policy, sale,
+    advertisement, audit_log, factory, product, replenish_outbox, replenishment_policy,
 };
-use crate::error::{DbErrKind, before_commit, classify, may_have_committed};
+use crate::error::{DbErrKind, classify};
 use crate::migration::Migrator;
 use crate::planning::{PolicyChange, apply_policy_change};
-use crate::purchase_groups::PurchaseGroups;
-use crate::{StoreError, replenishment_id, validate};
+use crate::sale::grouped::PurchaseGroups;
+use crate::{StoreError, validate};
 
 /// How often a transaction that hit a deadlock, serialization failure or busy SQLite file is
 /// tried in all before the caller gets UNAVAILABLE.
@@ -44,7 +39,7 @@ pub struct StoreOptions {
     /// How long SQLite waits for another process's write lock.
     pub sqlite_busy_timeout: Duration,
     /// Sell concurrent purchases of one product in one transaction
-    /// ([`crate::purchase_groups`]); `false` gives each purchase its own transaction.
+    /// ([`crate::sale::grouped`]); `false` gives each purchase its own transaction.
     pub group_purchases: bool,
     /// With grouping on: most purchases that may wait in one queue (a product's, a lane's,
     /// or on SQLite the one writer's). Beyond it a purchase is refused at once with
@@ -66,8 +61,8 @@ impl Default for StoreOptions {
             connect_timeout: Duration::from_secs(5),
             sqlite_busy_timeout: Duration::from_secs(10),
             group_purchases: true,
-            max_waiting_purchases: crate::purchase_groups::MAX_WAITING,
-            purchase_lanes: crate::purchase_groups::DEFAULT_LANES,
+            max_waiting_purchases: crate::sale::grouped::MAX_WAITING,
+            purchase_lanes: crate::sale::grouped::DEFAULT_LANES,
         }
     }
 }
@@ -82,103 +77,6 @@ pub struct Store {
     backend: DbBackend,
     /// Queues of purchases waiting for their product's transaction; `None`: ungrouped.
     groups: Option<Arc<PurchaseGroups>>,
-}
-
-/// A validated purchase, built by [`PurchaseRequest::new`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PurchaseRequest {
-    sku: String,
-    quantity: u32,
-    idempotency_key: Option<String>,
-    requester: String,
-    request_id: Option<String>,
-}
-
-impl PurchaseRequest {
-    /// Checks a purchase's input against [`crate::validate`]. An empty key means "no
-    /// deduplication"; an empty requester becomes `anonymous`.
-    pub fn new(
-        sku: &str,
-        quantity: u32,
-        idempotency_key: &str,
-        requester: &str,
-    ) -> Result<Self, StoreError> {
-        validate::sku(sku)?;
-        validate::purchase_quantity(quantity)?;
-        validate::token("idempotency_key", idempotency_key)?;
-        validate::token("requester", requester)?;
-        Ok(Self {
-            sku: sku.to_owned(),
-            quantity,
-            idempotency_key: (!idempotency_key.is_empty()).then(|| idempotency_key.to_owned()),
-            requester: if requester.is_empty() {
-                "anonymous".to_owned()
-            } else {
-                requester.to_owned()
-            },
-            request_id: None,
-        })
-    }
-
-    /// The same purchase, carrying the id of the call that asked for it (the gateway's
-    /// `x-request-id`): a replenishment this sale asks for is handed it. An id that is not a
-    /// short printable token is left out.
-    pub fn with_request_id(mut self, request_id: &str) -> Self {
-        let sane = !request_id.is_empty()
-            && request_id.len() <= 128
-            && request_id.bytes().all(|b| b.is_ascii_graphic());
-        self.request_id = sane.then(|| request_id.to_owned());
-        self
-    }
-
-    /// The id of the call that asked for this purchase, if known.
-    pub fn request_id(&self) -> Option<&str> {
-        self.request_id.as_deref()
-    }
-
-    /// The product asked for.
-    pub fn sku(&self) -> &str {
-        &self.sku
-    }
-
-    /// Units asked for.
-    pub fn quantity(&self) -> u32 {
-        self.quantity
-    }
-
-    /// The client's deduplication key, if it sent one.
-    pub fn idempotency_key(&self) -> Option<&str> {
-        self.idempotency_key.as_deref()
-    }
-
-    /// Who is buying (`anonymous` when not said).
-    pub fn requester(&self) -> &str {
-        &self.requester
-    }
-}
-
-/// What a purchase did.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum PurchaseOutcome {
-    /// The whole quantity was sold.
-    Sold {
-        /// The sale's id.
-        sale_id: String,
-        /// Stock left right after this sale.
-        remaining_stock: i64,
-        /// Set when the sale took stock to the reorder point or below and so requested a
-        /// replenishment.
-        replenishment_id: Option<String>,
-        /// True when this repeats an earlier sale with the same idempotency key.
-        replayed: bool,
-    },
-    /// Too little stock: nothing was sold and a replenishment was requested.
-    OutOfStock {
-        /// Stock found.
-        stock: i64,
-        /// The replenishment requested.
-        replenishment_id: String,
-    },
 }
 
 /// A product as clients see it (with its advertisement's state).
@@ -256,12 +154,6 @@ pub struct AdjustStock {
     pub reason: String,
     /// Who (an API token's name), for the audit trail.
     pub actor: String,
-}
-
-/// A new sale id: a time-ordered UUID (v7), so each sale row lands at the end of the primary
-/// key's index instead of at a random page of it (fewer pages written per commit).
-pub(crate) fn new_sale_id() -> String {
-    uuid::Uuid::now_v7().to_string()
 }
 
 /// Unix milliseconds now.
@@ -432,302 +324,6 @@ impl Store {
                 ..Default::default()
             })
             .await
-    }
-
-    /// Sells `request.quantity` units, or reports OUT_OF_STOCK and requests a replenishment.
-    /// With grouping on, it may share its transaction with concurrent sales of the product.
-    ///
-    /// Dropping the returned future before the sale's transaction began (a caller that gave
-    /// up waiting) sells nothing: the sale is taken out of its queue unsold. Errors:
-    /// [`StoreError::Busy`] when too many sales of the product wait already (nothing sold);
-    /// [`StoreError::Unavailable`] when nothing was sold; [`StoreError::OutcomeUnknown`] when
-    /// the connection failed at commit and the sale may or may not have happened (with an
-    /// idempotency key the store resolves that itself where it can).
-    ///
-    /// No read comes before the write: a repeated idempotency key is caught by the key's
-    /// unique index inside the sale's own transaction, and that conflict is answered with the
-    /// first purchase's result (`replayed`).
-    pub async fn purchase(&self, request: &PurchaseRequest) -> Result<PurchaseOutcome, StoreError> {
-        match &self.groups {
-            Some(groups) => groups.purchase(self, request.clone()).await,
-            None => self.sell_alone(request).await,
-        }
-    }
-
-    /// [`Store::purchase`] in a transaction of its own, whatever the options say.
-    pub(crate) async fn purchase_ungrouped(
-        &self,
-        request: &PurchaseRequest,
-    ) -> Result<PurchaseOutcome, StoreError> {
-        if let Some(outcome) = self.replay(request).await? {
-            return Ok(outcome);
-        }
-        self.sell_alone(request).await
-    }
-
-    /// Sells in a transaction of its own (replays already answered), retrying conflicts.
-    ///
-    /// A failure where the sale may have committed ([`after_failure`]) is never sold again
-    /// blindly: a sale with an idempotency key asks its key (found: that is the answer;
-    /// absent: selling again is safe, the key's unique index sells it at most once), one
-    /// without gets [`StoreError::OutcomeUnknown`].
-    pub(crate) async fn sell_alone(
-        &self,
-        request: &PurchaseRequest,
-    ) -> Result<PurchaseOutcome, StoreError> {
-        // Set once an attempt may have committed: from then on no error may say "nothing
-        // was changed".
-        let mut uncertain: Option<SaleFailure> = None;
-        for attempt in 1..=TRANSACTION_ATTEMPTS {
-            let failure = match self.try_purchase(request).await {
-                Ok(outcome) => return self.unless_replayed(request, outcome).await,
-                Err(failure) => failure,
-            };
-            let answer = match after_failure(&failure) {
-                // Out of stock: only the (idempotent) intent was being committed, nothing
-                // sold either way, so trying again is safe.
-                AfterFailure::Unknown
-                    if failure.sale_id.is_none() && attempt < TRANSACTION_ATTEMPTS =>
-                {
-                    tokio::time::sleep(backoff(attempt)).await;
-                    continue;
-                }
-                AfterFailure::Unknown if failure.sale_id.is_some() => {
-                    tracing::warn!(error = %failure.err, sku = %request.sku, "purchase outcome unknown (the connection failed at commit)");
-                    if request.idempotency_key.is_none() {
-                        return Err(StoreError::OutcomeUnknown(failure.err));
-                    }
-                    match self.replay(request).await {
-                        Ok(Some(outcome)) => {
-                            return Ok(mark_own_sale(outcome, failure.sale_id.as_deref()));
-                        }
-                        Ok(None) => {
-                            uncertain = Some(failure);
-                            tokio::time::sleep(backoff(attempt)).await;
-                            continue;
-                        }
-                        Err(_) => return Err(StoreError::OutcomeUnknown(failure.err)),
-                    }
-                }
-                AfterFailure::Retry if attempt < TRANSACTION_ATTEMPTS => {
-                    tracing::debug!(attempt, error = %failure.err, "purchase transaction retried");
-                    tokio::time::sleep(backoff(attempt)).await;
-                    continue;
-                }
-                AfterFailure::Retry | AfterFailure::RolledBack | AfterFailure::Unknown => {
-                    match failure.err {
-                        sea_orm::DbErr::RecordNotFound(sku) => Err(not_found(&sku)),
-                        // Another purchase with the same key committed first: answer as it did.
-                        err if classify(&err) == DbErrKind::UniqueViolation
-                            && request.idempotency_key.is_some() =>
-                        {
-                            match self.replay(request).await {
-                                Ok(Some(outcome)) => Ok(mark_own_sale(
-                                    outcome,
-                                    uncertain.as_ref().and_then(|u| u.sale_id.as_deref()),
-                                )),
-                                Ok(None) => Err(before_commit(err)),
-                                Err(replay_err) => Err(replay_err),
-                            }
-                        }
-                        err => Err(before_commit(err)),
-                    }
-                }
-            };
-            return match (answer, uncertain) {
-                (Err(StoreError::Unavailable(_) | StoreError::Database(_)), Some(first)) => {
-                    Err(StoreError::OutcomeUnknown(first.err))
-                }
-                (answer, _) => answer,
-            };
-        }
-        match uncertain {
-            Some(first) => Err(StoreError::OutcomeUnknown(first.err)),
-            None => unreachable_attempts(),
-        }
-    }
-
-    /// `outcome`, unless it is OUT_OF_STOCK for a key that already sold: then the first
-    /// purchase's answer (a retry of a sale must not hear "nothing sold"), or the refusal of
-    /// a key reused for another purchase. Only an out-of-stock answer reads: nothing else
-    /// wrote no sale row, so the key's unique index has decided for everything else.
-    pub(crate) async fn unless_replayed(
-        &self,
-        request: &PurchaseRequest,
-        outcome: PurchaseOutcome,
-    ) -> Result<PurchaseOutcome, StoreError> {
-        match outcome {
-            PurchaseOutcome::OutOfStock { .. } if request.idempotency_key.is_some() => {
-                Ok(self.replay(request).await?.unwrap_or(outcome))
-            }
-            outcome => Ok(outcome),
-        }
-    }
-
-    /// The first result of an earlier purchase with the same idempotency key, if any. A read
-    /// that changes nothing: its failures are [`StoreError::Unavailable`].
-    pub(crate) async fn replay(
-        &self,
-        request: &PurchaseRequest,
-    ) -> Result<Option<PurchaseOutcome>, StoreError> {
-        let Some(key) = &request.idempotency_key else {
-            return Ok(None);
-        };
-        let Some(sale) = sale::Entity::find()
-            .filter(sale::Column::IdempotencyKey.eq(key.as_str()))
-            .one(&self.reader)
-            .await
-            .map_err(before_commit)?
-        else {
-            return Ok(None);
-        };
-        if sale.sku != request.sku || sale.quantity != i64::from(request.quantity) {
-            return Err(StoreError::FailedPrecondition(format!(
-                "idempotency key {key:?} was already used for a purchase of {} x {}; use a new key for a different purchase",
-                sale.quantity, sale.sku
-            )));
-        }
-        Ok(Some(PurchaseOutcome::Sold {
-            replenishment_id: sale
-                .requested_replenishment
-                .then(|| replenishment_id(&sale.sku)),
-            sale_id: sale.id,
-            remaining_stock: sale.remaining_stock,
-            replayed: true,
-        }))
-    }
-
-    /// One attempt at selling `request` alone.
-    async fn try_purchase(
-        &self,
-        request: &PurchaseRequest,
-    ) -> Result<PurchaseOutcome, SaleFailure> {
-        let quantity = i64::from(request.quantity);
-        if self.backend == DbBackend::Postgres
-            && let Some(sold) = self.sell_in_one_statement(request).await?
-        {
-            return Ok(sold);
-        }
-        // (On PostgreSQL, nothing was sold: the transaction below tells NOT_FOUND from
-        // OUT_OF_STOCK, and sells after all if stock arrived meanwhile.)
-        let txn = self.begin_write().await?;
-        let Some(after) = self.take_stock(&txn, &request.sku, quantity).await? else {
-            // Nothing sold: either no such product or too little stock. Request a
-            // replenishment in the same transaction (still no read-then-write on stock).
-            let Some(found) = product::Entity::find_by_id(request.sku.as_str())
-                .one(&txn)
-                .await?
-            else {
-                txn.rollback().await?;
-                return Err(sea_orm::DbErr::RecordNotFound(request.sku.clone()).into());
-            };
-            insert_outbox_intent(
-                &txn,
-                &request.sku,
-                "out_of_stock",
-                false,
-                request.request_id(),
-            )
-            .await?;
-            // Only an intent (idempotent) was at stake: no sale id to look for.
-            txn.commit()
-                .await
-                .map_err(|err| SaleFailure::at_commit(err, None))?;
-            return Ok(PurchaseOutcome::OutOfStock {
-                stock: found.stock,
-                replenishment_id: replenishment_id(&request.sku),
-            });
-        };
-        let reorder = after.stock <= after.reorder_point;
-        let sale_id = crate::store::new_sale_id();
-        sale::Entity::insert(sale::ActiveModel {
-            id: Set(sale_id.clone()),
-            sku: Set(request.sku.clone()),
-            quantity: Set(quantity),
-            remaining_stock: Set(after.stock),
-            idempotency_key: Set(request.idempotency_key.clone()),
-            requester: Set(request.requester.clone()),
-            requested_replenishment: Set(reorder),
-            created_at: Set(now_ms()),
-        })
-        .exec_without_returning(&txn)
-        .await?;
-        if reorder {
-            insert_outbox_intent(
-                &txn,
-                &request.sku,
-                "reorder_point",
-                true,
-                request.request_id(),
-            )
-            .await?;
-        }
-        txn.commit()
-            .await
-            .map_err(|err| SaleFailure::at_commit(err, Some(sale_id.clone())))?;
-        Ok(PurchaseOutcome::Sold {
-            sale_id,
-            remaining_stock: after.stock,
-            replenishment_id: reorder.then(|| replenishment_id(&request.sku)),
-            replayed: false,
-        })
-    }
-
-    /// PostgreSQL: the whole sale — the conditional `UPDATE`, the sale row, the intent at the
-    /// reorder point — as one statement (data-modifying CTEs) in its own implicit
-    /// transaction. The product's row stays locked for one round trip and the commit, as
-    /// long as for the bare `UPDATE`, instead of three round trips. `None`: nothing sold.
-    async fn sell_in_one_statement(
-        &self,
-        request: &PurchaseRequest,
-    ) -> Result<Option<PurchaseOutcome>, SaleFailure> {
-        const SALE: &str = "WITH taken AS ( \
-                UPDATE products SET stock = stock - $1, updated_at = $2 \
-                WHERE sku = $3 AND stock >= $1 RETURNING stock, reorder_point), \
-            sold AS ( \
-                INSERT INTO sales (id, sku, quantity, remaining_stock, idempotency_key, \
-                    requester, requested_replenishment, created_at) \
-                SELECT $4, $3, $1, stock, $5, $6, stock <= reorder_point, $2 FROM taken \
-                RETURNING remaining_stock, requested_replenishment), \
-            intent AS ( \
-                INSERT INTO replenish_outbox (sku, reason, requested_at, revision, attempts, \
-                    request_id) \
-                SELECT $3, 'reorder_point', $2, 0, 0, $7 FROM sold WHERE requested_replenishment \
-                ON CONFLICT (sku) DO UPDATE SET revision = replenish_outbox.revision + 1) \
-            SELECT remaining_stock, requested_replenishment FROM sold";
-        let sale_id = crate::store::new_sale_id();
-        let now = now_ms();
-        let statement = sea_orm::Statement::from_sql_and_values(
-            DbBackend::Postgres,
-            SALE,
-            [
-                i64::from(request.quantity).into(),
-                now.into(),
-                request.sku.clone().into(),
-                sale_id.clone().into(),
-                request.idempotency_key.clone().into(),
-                request.requester.clone().into(),
-                request.request_id.clone().into(),
-            ],
-        );
-        // The statement commits itself: a failure may have lost the answer to its commit.
-        let Some(row) = self
-            .writer
-            .query_one_raw(statement)
-            .await
-            .map_err(|err| SaleFailure::at_commit(err, Some(sale_id.clone())))?
-        else {
-            return Ok(None);
-        };
-        let decode = |err| SaleFailure::at_commit(err, Some(sale_id.clone()));
-        let remaining_stock: i64 = row.try_get_by_index(0).map_err(decode)?;
-        let reorder: bool = row.try_get_by_index(1).map_err(decode)?;
-        Ok(Some(PurchaseOutcome::Sold {
-            sale_id,
-            remaining_stock,
-            replenishment_id: reorder.then(|| replenishment_id(&request.sku)),
-            replayed: false,
-        }))
     }
 
     /// One product with its advertisement state.
@@ -1131,90 +727,7 @@ pub(crate) async fn insert_outbox_intent(
     Ok(())
 }
 
-/// Why one attempt at a sale's transaction failed, and whether it had reached its commit.
-#[derive(Debug)]
-pub(crate) struct SaleFailure {
-    /// The database's error.
-    pub(crate) err: sea_orm::DbErr,
-    /// `true` when `COMMIT` (or a statement that commits itself) was sent: the server may
-    /// have committed even though the answer is an error.
-    pub(crate) at_commit: bool,
-    /// The id the sale row would have (at commit, for a sale), to tell it from another
-    /// sale's row with the same key.
-    pub(crate) sale_id: Option<String>,
-}
-
-impl SaleFailure {
-    /// A failure once `COMMIT` was sent.
-    pub(crate) fn at_commit(err: sea_orm::DbErr, sale_id: Option<String>) -> Self {
-        Self {
-            err,
-            at_commit: true,
-            sale_id,
-        }
-    }
-}
-
-impl From<sea_orm::DbErr> for SaleFailure {
-    /// A failure before `COMMIT` was sent: nothing was committed.
-    fn from(err: sea_orm::DbErr) -> Self {
-        Self {
-            err,
-            at_commit: false,
-            sale_id: None,
-        }
-    }
-}
-
-/// What to do after a sale's (or a group's) transaction failed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum AfterFailure {
-    /// Rolled back by a transient conflict (deadlock, serialization, busy file): run it again.
-    Retry,
-    /// Rolled back for good (or never begun): nothing was sold. A group's requests may be
-    /// sold one by one.
-    RolledBack,
-    /// It may have committed: do not sell again on a guess. Only an idempotency key can
-    /// tell; without one the answer is [`StoreError::OutcomeUnknown`].
-    Unknown,
-}
-
-/// Decides what a failed sale transaction means ([`SaleFailure`]): before `COMMIT`, nothing
-/// was committed; at `COMMIT`, only an error the server reported (it rolled back) or a
-/// connection never had says so ([`crate::error::may_have_committed`]).
-pub(crate) fn after_failure(failure: &SaleFailure) -> AfterFailure {
-    if failure.at_commit && may_have_committed(&failure.err) {
-        return AfterFailure::Unknown;
-    }
-    match classify(&failure.err) {
-        DbErrKind::Transient => AfterFailure::Retry,
-        _ => AfterFailure::RolledBack,
-    }
-}
-
-/// A replayed outcome found after an uncertain commit: when its sale id is the one that
-/// commit wrote, it is this request's own sale, not a replay of an earlier one.
-pub(crate) fn mark_own_sale(
-    outcome: PurchaseOutcome,
-    own_sale_id: Option<&str>,
-) -> PurchaseOutcome {
-    match outcome {
-        PurchaseOutcome::Sold {
-            sale_id,
-            remaining_stock,
-            replenishment_id,
-            replayed,
-        } => PurchaseOutcome::Sold {
-            replayed: replayed && own_sale_id != Some(sale_id.as_str()),
-            sale_id,
-            remaining_stock,
-            replenishment_id,
-        },
-        other => other,
-    }
-}
-
-fn not_found(sku: &str) -> StoreError {
+pub(crate) fn not_found(sku: &str) -> StoreError {
     StoreError::NotFound(format!("no product with sku {sku:?}"))
 }
 
@@ -1248,84 +761,4 @@ pub(crate) fn unreachable_attempts<T>() -> Result<T, StoreError> {
     Err(StoreError::Unavailable(sea_orm::DbErr::Custom(
         "the database stayed busy; try again".to_owned(),
     )))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::sync::Arc;
-
-    fn io_reset() -> sea_orm::DbErr {
-        sea_orm::DbErr::Exec(sea_orm::RuntimeErr::SqlxError(Arc::new(
-            sea_orm::sqlx::Error::Io(std::io::Error::new(
-                std::io::ErrorKind::ConnectionReset,
-                "connection reset by peer",
-            )),
-        )))
-    }
-
-    fn before(err: sea_orm::DbErr) -> SaleFailure {
-        SaleFailure::from(err)
-    }
-
-    fn at_commit(err: sea_orm::DbErr) -> SaleFailure {
-        SaleFailure::at_commit(err, Some("sale-1".into()))
-    }
-
-    /// An error the server itself reported (here SQLite's "no such table").
-    async fn server_reported() -> sea_orm::DbErr {
-        let db = Database::connect("sqlite::memory:").await.unwrap();
-        db.execute_unprepared("SELECT * FROM no_such_table")
-            .await
-            .unwrap_err()
-    }
-
-    #[test]
-    fn a_connection_lost_at_commit_is_never_sold_again_blindly() {
-        assert_eq!(after_failure(&at_commit(io_reset())), AfterFailure::Unknown);
-        assert_eq!(
-            after_failure(&at_commit(sea_orm::DbErr::Custom("?".into()))),
-            AfterFailure::Unknown
-        );
-    }
-
-    #[test]
-    fn a_connection_lost_before_commit_rolled_back() {
-        assert_eq!(after_failure(&before(io_reset())), AfterFailure::RolledBack);
-    }
-
-    #[test]
-    fn a_commit_that_never_got_a_connection_rolled_back() {
-        let err = sea_orm::DbErr::ConnectionAcquire(sea_orm::ConnAcquireErr::Timeout);
-        assert_eq!(after_failure(&at_commit(err)), AfterFailure::RolledBack);
-    }
-
-    #[tokio::test]
-    async fn a_commit_the_server_refused_rolled_back() {
-        let err = server_reported().await;
-        assert_eq!(after_failure(&at_commit(err)), AfterFailure::RolledBack);
-    }
-
-    #[test]
-    fn a_sale_found_by_its_own_id_is_not_a_replay() {
-        let found = PurchaseOutcome::Sold {
-            sale_id: "sale-1".into(),
-            remaining_stock: 3,
-            replenishment_id: None,
-            replayed: true,
-        };
-        let own = mark_own_sale(found.clone(), Some("sale-1"));
-        assert!(matches!(
-            own,
-            PurchaseOutcome::Sold {
-                replayed: false,
-                ..
-            }
-        ));
-        let other = mark_own_sale(found, Some("sale-2"));
-        assert!(matches!(
-            other,
-            PurchaseOutcome::Sold { replayed: true, .. }
-        ));
-    }
 }

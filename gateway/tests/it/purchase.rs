@@ -504,7 +504,7 @@ async fn spawn_grouped(backend: Backend, max_waiting: usize) -> Option<TestApp> 
     spawn_grouped_in_lanes(
         backend,
         max_waiting,
-        restock_inventory::purchase_groups::DEFAULT_LANES,
+        restock_inventory::sale::grouped::DEFAULT_LANES,
     )
     .await
 }
@@ -598,7 +598,7 @@ async fn start_blocked_sale(
 async fn abandoned_purchases_sell_nothing(backend: Backend) {
     const STOCK: i64 = 100;
     const GONE: usize = 12;
-    let Some(app) = spawn_grouped(backend, restock_inventory::purchase_groups::MAX_WAITING).await
+    let Some(app) = spawn_grouped(backend, restock_inventory::sale::grouped::MAX_WAITING).await
     else {
         return;
     };
@@ -725,7 +725,7 @@ async fn spread_purchases_share_transactions_across_products(backend: Backend) {
     const STOCK: i64 = 60;
     const PER_CLIENT: usize = 25;
     let Some(app) =
-        spawn_grouped_in_lanes(backend, restock_inventory::purchase_groups::MAX_WAITING, 2).await
+        spawn_grouped_in_lanes(backend, restock_inventory::sale::grouped::MAX_WAITING, 2).await
     else {
         return;
     };
@@ -877,7 +877,7 @@ async fn postgres_group_whose_commit_is_lost_is_not_sold_again() {
     const STOCK: i64 = 100;
     let Some(app) = spawn_grouped(
         Backend::Postgres,
-        restock_inventory::purchase_groups::MAX_WAITING,
+        restock_inventory::sale::grouped::MAX_WAITING,
     )
     .await
     else {

@@ -1,4 +1,4 @@
-//! Grouped purchases: concurrent sales of one product share one transaction.
+//! Selling grouped: concurrent purchases share one transaction.
 //!
 //! A hot product's sales queue on its row lock and pay one commit (one WAL flush) each, so
 //! the database's own rate for that row is the ceiling of the ungrouped sale. Here, the
@@ -43,11 +43,12 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use sea_orm::{ActiveValue::Set, DatabaseTransaction, EntityTrait, QuerySelect};
 use tokio::sync::oneshot;
 
-use crate::entity::{product, sale};
-use crate::store::{
-    AfterFailure, PurchaseOutcome, PurchaseRequest, SaleFailure, Store, TRANSACTION_ATTEMPTS,
-    after_failure, backoff, insert_outbox_intent, mark_own_sale, now_ms,
+use super::{
+    AfterFailure, PurchaseOutcome, PurchaseRequest, SaleFailure, after_failure, mark_own_sale,
+    new_sale_id,
 };
+use crate::entity::{product, sale};
+use crate::store::{Store, TRANSACTION_ATTEMPTS, backoff, insert_outbox_intent, now_ms};
 use crate::{StoreError, replenishment_id};
 
 /// Most sales in one transaction: bounds the multi-row INSERT's parameters (8 per sale).
@@ -147,7 +148,7 @@ impl PurchaseGroups {
 
     /// Queues `request` behind its product's transaction in flight, or starts one. The sale
     /// runs on its own task, so a caller that goes away does not strand the others.
-    pub(crate) async fn purchase(
+    pub(crate) async fn sell_queued(
         &self,
         store: &Store,
         request: PurchaseRequest,
@@ -263,12 +264,13 @@ async fn drain(store: Store, key: String) {
             return;
         }
         let taken = group.len();
-        sell_group(&store, group).await;
+        answer_group(&store, group).await;
         groups.selling.fetch_sub(taken, Ordering::Relaxed);
     }
 }
 
-async fn sell_group(store: &Store, group: Vec<Waiting>) {
+/// Sells one group taken from a queue and answers each of its purchases.
+async fn answer_group(store: &Store, group: Vec<Waiting>) {
     let Some(groups) = store.groups() else {
         return;
     };
@@ -291,7 +293,7 @@ async fn sell_group(store: &Store, group: Vec<Waiting>) {
         None => true,
     });
     let requests: Vec<&PurchaseRequest> = firsts.iter().map(|w| &w.request).collect();
-    match store.purchase_group(&requests).await {
+    match store.sell_group(&requests).await {
         Ok(outcomes) => {
             groups.shared_transactions.fetch_add(1, Ordering::Relaxed);
             groups
@@ -305,7 +307,7 @@ async fn sell_group(store: &Store, group: Vec<Waiting>) {
         Err(GroupFailure::RolledBack(err)) => {
             tracing::debug!(error = %err, sales = firsts.len(), "grouped sale rolled back; selling one by one");
             for w in firsts {
-                let _ = w.reply.send(store.purchase_ungrouped(&w.request).await);
+                let _ = w.reply.send(store.sell_alone_or_replay(&w.request).await);
             }
         }
         Err(GroupFailure::Unknown { failure, planned }) => {
@@ -313,7 +315,7 @@ async fn sell_group(store: &Store, group: Vec<Waiting>) {
         }
     }
     for w in repeats {
-        let _ = w.reply.send(store.purchase_ungrouped(&w.request).await);
+        let _ = w.reply.send(store.sell_alone_or_replay(&w.request).await);
     }
 }
 
@@ -364,7 +366,7 @@ async fn resolve_unknown(
                 PurchaseOutcome::Sold { sale_id, .. } => Some(sale_id.as_str()),
                 PurchaseOutcome::OutOfStock { .. } => None,
             };
-            match store.purchase_ungrouped(&w.request).await {
+            match store.sell_alone_or_replay(&w.request).await {
                 Ok(found) => Ok(mark_own_sale(found, own_sale_id)),
                 // Whatever this attempt did not change, the lost commit may have.
                 Err(StoreError::Unavailable(_) | StoreError::Database(_)) => {
@@ -411,7 +413,7 @@ impl Store {
 
     /// Sells `requests` (distinct keys, arrival order) in one transaction, retrying
     /// transient conflicts.
-    async fn purchase_group(
+    async fn sell_group(
         &self,
         requests: &[&PurchaseRequest],
     ) -> Result<Vec<PurchaseOutcome>, GroupFailure> {
@@ -473,7 +475,10 @@ impl Store {
                 .filter(|(_, r)| r.sku() == sku)
                 .map(|(i, r)| (i, *r))
                 .unzip();
-            let sold = match self.sell_product(&txn, sku, &of_sku, now, &mut sales).await {
+            let sold = match self
+                .sell_product_in_group(&txn, sku, &of_sku, now, &mut sales)
+                .await
+            {
                 Ok(sold) => sold,
                 Err(err) => {
                     txn.rollback().await?;
@@ -500,7 +505,7 @@ impl Store {
 
     /// Within `txn`: sells `requests` (all of `sku`, in arrival order) with one `UPDATE`,
     /// adds their sale rows to `sales`, writes the product's intent; their outcomes.
-    async fn sell_product(
+    async fn sell_product_in_group(
         &self,
         txn: &DatabaseTransaction,
         sku: &str,
@@ -571,7 +576,7 @@ impl Store {
                 trigger = request.request_id();
             }
             reordered |= reorder;
-            let sale_id = crate::store::new_sale_id();
+            let sale_id = new_sale_id();
             sales.push(sale::ActiveModel {
                 id: Set(sale_id.clone()),
                 sku: Set(sku.to_owned()),
@@ -599,33 +604,5 @@ impl Store {
             insert_outbox_intent(txn, sku, "out_of_stock", false, trigger).await?;
         }
         Ok(outcomes)
-    }
-
-    /// `UPDATE products SET stock = stock - quantity WHERE sku = ? AND stock >= quantity`;
-    /// the row after it, or `None` when nothing changed (too little stock or no product).
-    pub(crate) async fn take_stock(
-        &self,
-        txn: &DatabaseTransaction,
-        sku: &str,
-        quantity: i64,
-    ) -> Result<Option<product::Model>, sea_orm::DbErr> {
-        use sea_orm::sea_query::{Expr, ExprTrait};
-        use sea_orm::{ColumnTrait, DbBackend, QueryFilter};
-        let update = product::Entity::update_many()
-            .col_expr(
-                product::Column::Stock,
-                Expr::col(product::Column::Stock).sub(quantity),
-            )
-            .col_expr(product::Column::UpdatedAt, Expr::value(now_ms()))
-            .filter(product::Column::Sku.eq(sku))
-            .filter(product::Column::Stock.gte(quantity));
-        if self.backend() == DbBackend::MySql {
-            // No UPDATE ... RETURNING: read the row back while it is still locked.
-            if update.exec(txn).await?.rows_affected == 0 {
-                return Ok(None);
-            }
-            return product::Entity::find_by_id(sku).one(txn).await;
-        }
-        Ok(update.exec_with_returning(txn).await?.into_iter().next())
     }
 }
