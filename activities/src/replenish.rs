@@ -10,7 +10,7 @@ use restock_factory::callback::CallbackSigner;
 use restock_factory::client::{FactoryClient, OrderError};
 use restock_factory::wire::ManufactureRequest;
 use restock_inventory::entity::factory_order::OrderStatus;
-use restock_inventory::{ReplenishmentRecord, SendDecision, Store};
+use restock_inventory::{ReplenishmentRecord, SendDecision, Sku, Store};
 use temporalio_common::ActivityError;
 use temporalio_macros::activities;
 use temporalio_sdk::activities::ActivityContext;
@@ -113,6 +113,7 @@ impl ReplenishActivities {
         _ctx: ActivityContext,
         sku: String,
     ) -> Result<StockLevel, ActivityError> {
+        let sku = Sku::parse(&sku).map_err(from_store)?;
         let view = self.store.product(&sku).await.map_err(from_store)?;
         let p = view.product;
         Ok(StockLevel {
@@ -263,11 +264,12 @@ impl ReplenishActivities {
         _ctx: ActivityContext,
         input: IncrementInput,
     ) -> Result<StockIncremented, ActivityError> {
+        let sku = Sku::parse(&input.sku).map_err(from_store)?;
         let received = self
             .store
             .receive_stock(
                 &input.order_id,
-                &input.sku,
+                &sku,
                 i64::from(input.quantity),
                 &input.replenishment_id,
             )
@@ -354,7 +356,7 @@ impl ReplenishActivities {
         sku: &str,
         order_id: &str,
     ) -> Result<(), restock_inventory::StoreError> {
-        let product = self.store.product(sku).await?.product;
+        let product = self.store.product(&Sku::parse(sku)?).await?.product;
         let factory = self.store.factory(&product.factory_id).await?;
         self.store
             .owe_notification(
@@ -384,10 +386,11 @@ impl ReplenishActivities {
                 continue;
             }
             let order_id = notice.key.trim_end_matches(":overdue");
-            let name = match self.store.product(&notice.sku).await {
-                Ok(view) => view.product.name,
-                Err(_) => notice.sku.clone(),
+            let product = match Sku::parse(&notice.sku) {
+                Ok(sku) => self.store.product(&sku).await.ok(),
+                Err(_) => None,
             };
+            let name = product.map_or_else(|| notice.sku.clone(), |view| view.product.name);
             let workflow_id = restock_inventory::replenishment_id(&notice.sku);
             let link = format!(
                 "{}/namespaces/{}/workflows/{}",
@@ -440,15 +443,11 @@ impl ReplenishActivities {
         active: bool,
         attempt: u32,
     ) -> Result<AdChanged, ActivityError> {
-        let product = self
-            .store
-            .product(&change.sku)
-            .await
-            .map_err(from_store)?
-            .product;
+        let sku = Sku::parse(&change.sku).map_err(from_store)?;
+        let product = self.store.product(&sku).await.map_err(from_store)?.product;
         let Some(ad) = self
             .store
-            .set_ad_active(&change.sku, active)
+            .set_ad_active(&sku, active)
             .await
             .map_err(from_store)?
         else {

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use hdrhistogram::Histogram;
-use restock_inventory::{NewProduct, Store};
+use restock_inventory::{NewProduct, Sku, Store};
 use restock_proto::v1::sales_service_client::SalesServiceClient;
 use restock_proto::v1::{Outcome, PurchaseRequest};
 use tokio::time::Instant;
@@ -96,7 +96,7 @@ pub fn quantile_ms(h: &Histogram<u64>, q: f64) -> f64 {
 
 /// Creates the hot product and the spread products (plenty of stock, no reorder point).
 pub async fn create_products(store: &Store, plan: &Plan) -> anyhow::Result<()> {
-    let product = |sku: String| NewProduct {
+    let product = |sku: Sku| NewProduct {
         name: format!("benchmark product {sku}"),
         sku,
         price: 100,
@@ -106,9 +106,11 @@ pub async fn create_products(store: &Store, plan: &Plan) -> anyhow::Result<()> {
         factory_id: restock_inventory::demo::DEMO_FACTORY.to_owned(),
         policy: None,
     };
-    store.upsert_product(&product(HOT_SKU.to_owned())).await?;
+    store.upsert_product(&product(Sku::parse(HOT_SKU)?)).await?;
     for i in 0..plan.spread_products {
-        store.upsert_product(&product(spread_sku(i))).await?;
+        store
+            .upsert_product(&product(Sku::parse(&spread_sku(i))?))
+            .await?;
     }
     Ok(())
 }

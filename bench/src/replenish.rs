@@ -6,8 +6,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::Context;
 use futures::StreamExt;
 use restock_factory::simulator::{STATS_PATH, SimulatorStats};
-use restock_inventory::NewProduct;
 use restock_inventory::entity::replenishment;
+use restock_inventory::{NewProduct, Sku};
 use restock_proto::v1::sales_service_client::SalesServiceClient;
 use restock_proto::v1::{Outcome, PurchaseRequest};
 use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
@@ -72,7 +72,7 @@ async fn out_of_stock_products(
         stack
             .store
             .upsert_product(&NewProduct {
-                sku: sku.clone(),
+                sku: Sku::parse(&sku)?,
                 name: format!("benchmark product {sku}"),
                 price: 100,
                 stock: 0,

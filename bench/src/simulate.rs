@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
+use restock_inventory::Sku;
 use restock_inventory::entity::factory_order;
 use restock_proto::v1::inventory_service_client::InventoryServiceClient;
 use restock_proto::v1::sales_service_client::SalesServiceClient;
@@ -346,7 +347,7 @@ pub async fn run(system: &System, plan: &Plan) -> anyhow::Result<Simulation> {
             .filter(factory_order::Column::Sku.eq(sku.as_str()))
             .count(db.store.connection())
             .await?;
-        let product = db.store.product(sku).await?.product;
+        let product = db.store.product(&Sku::parse(sku)?).await?.product;
         rows.push(Outcomes {
             lead_time_demand: demand.step_to.unwrap_or(demand.rate) * lead,
             demand,

@@ -12,6 +12,19 @@ pub const MIN_SECRET_LEN: usize = 16;
 /// The path prefix of callback URLs on the gateway's HTTP listener.
 pub const CALLBACK_PATH: &str = "/factory/callbacks";
 
+/// A callback secret too short to be unguessable.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SecretError {
+    /// The current secret.
+    #[error(
+        "the callback secret must be at least {MIN_SECRET_LEN} bytes long (e.g. `openssl rand -hex 32`)"
+    )]
+    TooShort,
+    /// The secret before the last rotation.
+    #[error("the previous callback secret must be at least {MIN_SECRET_LEN} bytes long")]
+    PreviousTooShort,
+}
+
 /// Signs and verifies callback URLs with the shared `RESTOCK_CALLBACK_SECRET`.
 #[derive(Clone)]
 pub struct CallbackSigner {
@@ -29,11 +42,9 @@ impl std::fmt::Debug for CallbackSigner {
 
 impl CallbackSigner {
     /// A signer for `secret` (at least [`MIN_SECRET_LEN`] bytes).
-    pub fn new(secret: &str) -> Result<Self, String> {
+    pub fn new(secret: &str) -> Result<Self, SecretError> {
         if secret.len() < MIN_SECRET_LEN {
-            return Err(format!(
-                "the callback secret must be at least {MIN_SECRET_LEN} bytes long (e.g. `openssl rand -hex 32`)"
-            ));
+            return Err(SecretError::TooShort);
         }
         Ok(Self {
             key: secret.as_bytes().to_vec(),
@@ -43,11 +54,9 @@ impl CallbackSigner {
 
     /// Also accepts tokens signed with `previous`, the secret before a rotation; new tokens
     /// are signed with the current one only.
-    pub fn with_previous(mut self, previous: &str) -> Result<Self, String> {
+    pub fn with_previous(mut self, previous: &str) -> Result<Self, SecretError> {
         if previous.len() < MIN_SECRET_LEN {
-            return Err(format!(
-                "the previous callback secret must be at least {MIN_SECRET_LEN} bytes long"
-            ));
+            return Err(SecretError::PreviousTooShort);
         }
         self.previous = Some(previous.as_bytes().to_vec());
         Ok(self)

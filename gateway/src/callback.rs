@@ -24,6 +24,7 @@ use axum::{
     http::StatusCode,
 };
 use restock_factory::wire::parse_callback_body;
+use restock_inventory::Sku;
 use restock_inventory::deliveries::DeliveryRecorded;
 use serde_json::{Value, json};
 
@@ -76,6 +77,11 @@ async fn handle(
             "invalid or missing callback token",
         );
     }
+    // Signed by us, so well-formed unless the secret leaked; checked all the same.
+    let sku = match Sku::parse(&sku) {
+        Ok(sku) => sku,
+        Err(err) => return reply(StatusCode::BAD_REQUEST, &err.to_string()),
+    };
     let order = match parse_callback_body(&body) {
         Ok(order) => order,
         Err(err) => {

@@ -10,8 +10,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use restock_inventory::Store;
 use restock_inventory::entity::replenish_outbox;
+use restock_inventory::{Sku, Store};
 use restock_workflows::client;
 use restock_workflows::{FactoryCompleted, ReplenishInput, ReplenishSettings, RestockState};
 use tokio::sync::Notify;
@@ -216,7 +216,8 @@ async fn hand_over(
     // Stock back above the reorder point (a replenishment finished while this intent
     // waited): the request is moot. A sale that changes stock meanwhile bumps the revision, so
     // the delete then misses and the intent stays for the next pass.
-    if let Ok(view) = store.product(&intent.sku).await
+    if let Ok(sku) = Sku::parse(&intent.sku)
+        && let Ok(view) = store.product(&sku).await
         && view.product.stock > view.product.reorder_point
     {
         return Handover {
@@ -229,7 +230,7 @@ async fn hand_over(
     }
     let input = ReplenishInput {
         sku: intent.sku.clone(),
-        reason: intent.reason.clone(),
+        reason: intent.reason.to_string(),
         settings: settings.workflow.clone(),
         carried: None,
         request_id: intent.request_id.clone(),
@@ -423,15 +424,20 @@ async fn add_directly(
     why: &str,
 ) -> Option<String> {
     let replenishment_id = client::workflow_id(&delivery.sku);
-    match store
-        .receive_stock(
-            &delivery.order_id,
-            &delivery.sku,
-            delivery.quantity,
-            &replenishment_id,
-        )
-        .await
-    {
+    let received = match Sku::parse(&delivery.sku) {
+        Ok(sku) => {
+            store
+                .receive_stock(
+                    &delivery.order_id,
+                    &sku,
+                    delivery.quantity,
+                    &replenishment_id,
+                )
+                .await
+        }
+        Err(err) => Err(err),
+    };
+    match received {
         Ok(received) if received.applied => Some(format!(
             "added to stock directly ({why}); stock now {}",
             received.stock

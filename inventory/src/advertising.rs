@@ -8,7 +8,7 @@ use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter};
 use crate::entity::advertisement;
 use crate::entity::notification::{self, NotificationStatus};
 use crate::store::now_ms;
-use crate::{Store, StoreError, validate};
+use crate::{Sku, Store, StoreError};
 
 /// Whether a notification still has to be delivered.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,10 +24,9 @@ impl Store {
     /// when the product has none.
     pub async fn set_ad_active(
         &self,
-        sku: &str,
+        sku: &Sku,
         active: bool,
     ) -> Result<Option<advertisement::Model>, StoreError> {
-        validate::sku(sku)?;
         advertisement::Entity::update_many()
             .col_expr(advertisement::Column::Active, Expr::value(active))
             .col_expr(advertisement::Column::UpdatedAt, Expr::value(now_ms()))

@@ -8,7 +8,7 @@ use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrde
 use crate::entity::factory_delivery::{self, DeliveryStatus};
 use crate::error::{DbErrKind, classify};
 use crate::store::now_ms;
-use crate::{Store, StoreError, validate};
+use crate::{Sku, Store, StoreError, validate};
 
 /// What [`Store::record_delivery`] found.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,14 +26,13 @@ impl Store {
     pub async fn record_delivery(
         &self,
         order_id: &str,
-        sku: &str,
+        sku: &Sku,
         quantity: i64,
     ) -> Result<DeliveryRecorded, StoreError> {
-        validate::sku(sku)?;
         validate::units("quantity", quantity, 1)?;
         let row = factory_delivery::ActiveModel {
             order_id: Set(order_id.to_owned()),
-            sku: Set(sku.to_owned()),
+            sku: Set(sku.to_string()),
             quantity: Set(quantity),
             status: Set(DeliveryStatus::Pending),
             outcome: Set(None),

@@ -2,7 +2,7 @@
 //! stock 3, factory `FF-500293`) and a few more, loaded by `restock migrate --demo`,
 //! `restock dev` and the tests. Loading it again updates the catalogue but keeps stock.
 
-use crate::{NewFactory, NewProduct, Store, StoreError};
+use crate::{NewFactory, NewProduct, Sku, Store, StoreError};
 
 /// The seed's product.
 pub const DEMO_SKU: &str = "CP-502101";
@@ -29,19 +29,24 @@ pub fn factories() -> Vec<NewFactory> {
 
 /// The demo products.
 pub fn products() -> Vec<NewProduct> {
-    let product =
-        |sku: &str, name: &str, price, stock, reorder_point, reorder_quantity, factory: &str| {
-            NewProduct {
-                sku: sku.to_owned(),
-                name: name.to_owned(),
-                price,
-                stock,
-                reorder_point,
-                reorder_quantity,
-                factory_id: factory.to_owned(),
-                policy: None,
-            }
-        };
+    let product = |sku: &'static str,
+                   name: &str,
+                   price,
+                   stock,
+                   reorder_point,
+                   reorder_quantity,
+                   factory: &str| {
+        NewProduct {
+            sku: Sku::known(sku),
+            name: name.to_owned(),
+            price,
+            stock,
+            reorder_point,
+            reorder_quantity,
+            factory_id: factory.to_owned(),
+            policy: None,
+        }
+    };
     vec![
         product(DEMO_SKU, "부산도너츠", 19_900, 3, 0, 10, DEMO_FACTORY),
         product("CP-502102", "부산어묵", 12_000, 5, 0, 20, DEMO_FACTORY),
@@ -67,4 +72,18 @@ pub async fn load(store: &Store) -> Result<(), StoreError> {
         store.upsert_product(&p).await?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn demo_skus_pass_the_sku_rule() {
+        for product in super::products() {
+            assert!(
+                crate::Sku::parse(&product.sku).is_ok(),
+                "{} breaks the sku rule",
+                product.sku
+            );
+        }
+    }
 }

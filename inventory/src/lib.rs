@@ -49,6 +49,7 @@ pub use sea_orm::DbErr;
 pub use store::{
     AdjustStock, NewFactory, NewProduct, ProductUpdate, ProductView, Store, StoreOptions,
 };
+pub use validate::Sku;
 
 /// The replenishment (and replenish-stock workflow) id for a product: `replenish-<sku>`.
 /// One open replenishment per product, however many sales ask for it.

@@ -11,6 +11,7 @@ use sea_orm::{
 };
 use serde::{Deserialize, Serialize};
 
+use crate::entity::replenish_outbox::IntentReason;
 use crate::entity::{demand_miss, product, replenishment_policy, sale};
 use crate::policy::{self, AdaptiveSettings, Figures, LeadTime, PolicyKind};
 use crate::store::{insert_outbox_intent, now_ms};
@@ -399,7 +400,7 @@ impl Store {
             .await?;
         let request = stock.is_some_and(|stock| stock <= figures.reorder_point);
         if request {
-            insert_outbox_intent(&txn, sku, "planner", false, None).await?;
+            insert_outbox_intent(&txn, sku, IntentReason::Planner, false, None).await?;
         }
         txn.commit().await?;
         Ok(request)

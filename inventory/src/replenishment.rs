@@ -12,7 +12,7 @@ use crate::entity::factory_order::{self, OrderStatus};
 use crate::entity::{factory, product, replenish_outbox, replenishment, stock_receipt};
 use crate::error::{DbErrKind, classify};
 use crate::store::{now_ms, retry_transient};
-use crate::{Store, StoreError, validate};
+use crate::{Sku, Store, StoreError, validate};
 
 /// What [`Store::receive_stock`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -250,11 +250,10 @@ impl Store {
     pub async fn receive_stock(
         &self,
         order_id: &str,
-        sku: &str,
+        sku: &Sku,
         quantity: i64,
         replenishment_id: &str,
     ) -> Result<Received, StoreError> {
-        validate::sku(sku)?;
         validate::units("quantity", quantity, 1)?;
         match retry_transient(|| self.try_receive(order_id, sku, quantity, replenishment_id)).await
         {
@@ -436,9 +435,8 @@ impl Store {
     /// The newest replenishment of a product, if it ever had one.
     pub async fn latest_replenishment(
         &self,
-        sku: &str,
+        sku: &Sku,
     ) -> Result<Option<ReplenishmentRecord>, StoreError> {
-        validate::sku(sku)?;
         Ok(replenishment::Entity::find()
             .filter(replenishment::Column::Sku.eq(sku))
             .order_by_desc(replenishment::Column::StartedAt)

@@ -14,6 +14,7 @@ use sea_orm::{
 };
 use sea_orm_migration::MigratorTrait;
 
+use crate::entity::replenish_outbox::IntentReason;
 use crate::entity::{
     advertisement, audit_log, factory, product, replenish_outbox, replenishment_policy,
 };
@@ -21,7 +22,7 @@ use crate::error::{DbErrKind, classify};
 use crate::migration::Migrator;
 use crate::planning::{PolicyChange, apply_policy_change};
 use crate::sale::grouped::PurchaseGroups;
-use crate::{StoreError, validate};
+use crate::{Sku, StoreError, validate};
 
 /// How often a transaction that hit a deadlock, serialization failure or busy SQLite file is
 /// tried in all before the caller gets UNAVAILABLE.
@@ -94,7 +95,7 @@ pub struct ProductView {
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewProduct {
     /// Sku.
-    pub sku: String,
+    pub sku: Sku,
     /// Name.
     pub name: String,
     /// Price in minor units.
@@ -147,7 +148,7 @@ pub struct NewFactory {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AdjustStock {
     /// Sku.
-    pub sku: String,
+    pub sku: Sku,
     /// Units to add (or remove when negative); not zero.
     pub delta: i64,
     /// Why.
@@ -327,8 +328,7 @@ impl Store {
     }
 
     /// One product with its advertisement state.
-    pub async fn product(&self, sku: &str) -> Result<ProductView, StoreError> {
-        validate::sku(sku)?;
+    pub async fn product(&self, sku: &Sku) -> Result<ProductView, StoreError> {
         let Some(found) = product::Entity::find_by_id(sku).one(&self.reader).await? else {
             return Err(not_found(sku));
         };
@@ -348,13 +348,12 @@ impl Store {
     /// Up to `limit` products with skus after `after`, in sku order.
     pub async fn list_products(
         &self,
-        after: Option<&str>,
+        after: Option<&Sku>,
         limit: u64,
     ) -> Result<Vec<ProductView>, StoreError> {
         let mut query = product::Entity::find().order_by_asc(product::Column::Sku);
         if let Some(after) = after {
-            validate::sku(after)?;
-            query = query.filter(product::Column::Sku.gt(after));
+            query = query.filter(product::Column::Sku.gt(after.as_str()));
         }
         let products = query.limit(limit).all(&self.reader).await?;
         let skus: Vec<&str> = products.iter().map(|p| p.sku.as_str()).collect();
@@ -444,7 +443,6 @@ impl Store {
     /// Creates a product (with a running advertisement) or updates its catalogue fields.
     /// Stock is taken from `p.stock` only on creation.
     pub async fn upsert_product(&self, p: &NewProduct) -> Result<ProductView, StoreError> {
-        validate::sku(&p.sku)?;
         validate::name("name", &p.name)?;
         validate::units("price", p.price, 0)?;
         validate::units("stock", p.stock, 0)?;
@@ -470,7 +468,7 @@ impl Store {
             None => false,
         };
         product::Entity::insert(product::ActiveModel {
-            sku: Set(p.sku.clone()),
+            sku: Set(p.sku.to_string()),
             name: Set(p.name.clone()),
             price: Set(p.price),
             stock: Set(p.stock),
@@ -494,7 +492,7 @@ impl Store {
         .exec_without_returning(&txn)
         .await?;
         advertisement::Entity::insert(advertisement::ActiveModel {
-            sku: Set(p.sku.clone()),
+            sku: Set(p.sku.to_string()),
             active: Set(true),
             manager_email: Set(maker.manager_email),
             updated_at: Set(now),
@@ -518,10 +516,9 @@ impl Store {
     /// such product; stock changes only through [`Store::adjust_stock`] and sales.
     pub async fn update_product(
         &self,
-        sku: &str,
+        sku: &Sku,
         change: &ProductUpdate,
     ) -> Result<ProductView, StoreError> {
-        validate::sku(sku)?;
         if let Some(name) = &change.name {
             validate::name("name", name)?;
         }
@@ -553,7 +550,7 @@ impl Store {
             return Err(not_found(sku));
         }
         let mut row = product::ActiveModel {
-            sku: sea_orm::ActiveValue::Unchanged(sku.to_owned()),
+            sku: sea_orm::ActiveValue::Unchanged(sku.to_string()),
             updated_at: Set(now_ms()),
             ..Default::default()
         };
@@ -585,7 +582,6 @@ impl Store {
     /// Adds or removes stock by hand. Never below zero; falling to the reorder point requests
     /// a replenishment like a sale does.
     pub async fn adjust_stock(&self, change: &AdjustStock) -> Result<ProductView, StoreError> {
-        validate::sku(&change.sku)?;
         validate::reason(&change.reason)?;
         if change.delta == 0 {
             return Err(StoreError::InvalidInput(
@@ -638,14 +634,14 @@ impl Store {
             .await?
         else {
             txn.rollback().await?;
-            return Err(sea_orm::DbErr::RecordNotFound(change.sku.clone()));
+            return Err(sea_orm::DbErr::RecordNotFound(change.sku.to_string()));
         };
         if updated.rows_affected == 0 {
             txn.rollback().await?;
             return Ok(None);
         }
         if change.delta < 0 && after.stock <= after.reorder_point {
-            insert_outbox_intent(&txn, &change.sku, "reorder_point", true, None).await?;
+            insert_outbox_intent(&txn, &change.sku, IntentReason::ReorderPoint, true, None).await?;
         }
         audit(
             &txn,
@@ -695,7 +691,7 @@ pub(crate) async fn audit(
 pub(crate) async fn insert_outbox_intent(
     txn: &DatabaseTransaction,
     sku: &str,
-    reason: &str,
+    reason: IntentReason,
     renew: bool,
     request_id: Option<&str>,
 ) -> Result<(), sea_orm::DbErr> {
@@ -713,7 +709,7 @@ pub(crate) async fn insert_outbox_intent(
     };
     replenish_outbox::Entity::insert(replenish_outbox::ActiveModel {
         sku: Set(sku.to_owned()),
-        reason: Set(reason.to_owned()),
+        reason: Set(reason),
         requested_at: Set(now_ms()),
         revision: Set(0),
         attempts: Set(0),

@@ -68,9 +68,102 @@ pub fn id(what: &str, value: &str) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// A sku.
-pub fn sku(value: &str) -> Result<(), StoreError> {
-    id("sku", value)
+/// A product's stock-keeping unit, checked against the sku rule once, where it enters
+/// (a gRPC request, a callback's URL, a workflow's input). Everything past that edge takes a
+/// `&Sku` and checks nothing again.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Sku(String);
+
+impl Sku {
+    /// `value` as a sku: `INVALID_ARGUMENT`-shaped [`StoreError::Invalid`] unless it is 1 to
+    /// 64 ASCII letters, digits, `-`, `_` or `.`.
+    pub fn parse(value: &str) -> Result<Sku, StoreError> {
+        id("sku", value)?;
+        Ok(Sku(value.to_owned()))
+    }
+
+    /// One of this crate's own constant skus (the demo catalogue), taken as it is:
+    /// `demo::tests` checks that each passes the rule.
+    pub(crate) fn known(value: &'static str) -> Sku {
+        debug_assert!(id("sku", value).is_ok(), "{value:?} breaks the sku rule");
+        Sku(value.to_owned())
+    }
+
+    /// The sku as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::ops::Deref for Sku {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl AsRef<str> for Sku {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for Sku {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl From<Sku> for String {
+    fn from(sku: Sku) -> String {
+        sku.0
+    }
+}
+
+impl From<&Sku> for String {
+    fn from(sku: &Sku) -> String {
+        sku.0.clone()
+    }
+}
+
+// Columns and primary keys take a sku as they take its text.
+impl From<Sku> for sea_orm::Value {
+    fn from(sku: Sku) -> sea_orm::Value {
+        sku.0.into()
+    }
+}
+
+impl From<&Sku> for sea_orm::Value {
+    fn from(sku: &Sku) -> sea_orm::Value {
+        sku.0.as_str().into()
+    }
+}
+
+impl PartialEq<Sku> for String {
+    fn eq(&self, other: &Sku) -> bool {
+        *self == other.0
+    }
+}
+
+impl TryFrom<&str> for Sku {
+    type Error = StoreError;
+
+    fn try_from(value: &str) -> Result<Sku, StoreError> {
+        Sku::parse(value)
+    }
+}
+
+impl PartialEq<str> for Sku {
+    fn eq(&self, other: &str) -> bool {
+        self.0 == other
+    }
+}
+
+impl PartialEq<&str> for Sku {
+    fn eq(&self, other: &&str) -> bool {
+        self.0 == *other
+    }
 }
 
 /// A purchase quantity: 1 to [`MAX_PURCHASE_QUANTITY`].
@@ -239,14 +332,14 @@ mod tests {
 
     #[test]
     fn skus() {
-        assert!(sku("CP-502101").is_ok());
-        assert!(sku("a.b_c-1").is_ok());
-        assert!(sku("").is_err());
-        assert!(sku(&"A".repeat(65)).is_err());
-        assert!(sku("CP 1").is_err());
-        assert!(sku("부산").is_err());
-        assert!(sku("CP\u{0}1").is_err());
-        assert!(sku("CP-\u{FFFD}").is_err());
+        assert!(Sku::parse("CP-502101").is_ok());
+        assert!(Sku::parse("a.b_c-1").is_ok());
+        assert!(Sku::parse("").is_err());
+        assert!(Sku::parse(&"A".repeat(65)).is_err());
+        assert!(Sku::parse("CP 1").is_err());
+        assert!(Sku::parse("부산").is_err());
+        assert!(Sku::parse("CP\u{0}1").is_err());
+        assert!(Sku::parse("CP-\u{FFFD}").is_err());
     }
 
     #[test]
@@ -308,7 +401,7 @@ mod tests {
 
     #[test]
     fn errors_name_their_field() {
-        assert_eq!(sku("CP 1").unwrap_err().field(), Some("sku"));
+        assert_eq!(Sku::parse("CP 1").unwrap_err().field(), Some("sku"));
         assert_eq!(purchase_quantity(0).unwrap_err().field(), Some("quantity"));
         assert_eq!(
             token("idempotency_key", "a b").unwrap_err().field(),
@@ -327,7 +420,7 @@ mod tests {
 
     #[test]
     fn error_messages_do_not_echo_huge_input() {
-        let err = sku(&format!("{}!", "x".repeat(10_000))).unwrap_err();
+        let err = Sku::parse(&format!("{}!", "x".repeat(10_000))).unwrap_err();
         assert!(err.to_string().len() < 200, "{err}");
     }
 }

@@ -329,6 +329,24 @@ pub fn url_addr(url: &str) -> SocketAddr {
         .unwrap()
 }
 
+/// `value` as a [`restock_inventory::Sku`]; panics when it breaks the sku rule (a test's
+/// own constant).
+pub fn sku(value: &str) -> restock_inventory::Sku {
+    restock_inventory::Sku::parse(value).unwrap_or_else(|e| panic!("test sku {value:?}: {e}"))
+}
+
+/// The product `sku` as the store has it now; panics when it cannot be read.
+pub async fn product_of(
+    store: &restock_inventory::Store,
+    sku: &str,
+) -> restock_inventory::entity::product::Model {
+    store
+        .product(&self::sku(sku))
+        .await
+        .unwrap_or_else(|e| panic!("reading product {sku:?}: {e}"))
+        .product
+}
+
 /// A test product made by the demo factory: `stock` on hand, replenished with
 /// `reorder_quantity` units when stock falls to `reorder_point`.
 pub fn product(
@@ -338,7 +356,7 @@ pub fn product(
     reorder_quantity: i64,
 ) -> restock_inventory::NewProduct {
     restock_inventory::NewProduct {
-        sku: sku.to_owned(),
+        sku: self::sku(sku),
         name: format!("test product {sku}"),
         price: 100,
         stock,

@@ -220,7 +220,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
                 .env("RESTOCK_DATABASE_URL", &database_url)
                 .env("TEMPORAL_ADDRESS", &temporal_address)
                 .env("TEMPORAL_NAMESPACE", "default")
-                .env("RESTOCK_TASK_QUEUE", "restock")
+                .env("RESTOCK_TASK_QUEUE", restock_workflows::TASK_QUEUE)
                 .env("RESTOCK_HTTP_ADDR", args.http_addr.to_string())
                 .env_remove("RESTOCK_CALLBACK_BASE_URL");
         };

@@ -100,7 +100,7 @@ async fn gateway_killed_before_the_workflow_started_loses_nothing() {
     wait_for(
         "restocked after the crash",
         Duration::from_secs(90),
-        || async move { store_ref.product(sku).await.unwrap().product.stock == 10 },
+        || async move { restock_testkit::product_of(store_ref, sku).await.stock == 10 },
     )
     .await;
     assert_eq!(store.outbox_depth().await.unwrap(), 0);

@@ -219,7 +219,7 @@ async fn two_gateways_two_workers_one_temporal() {
     for i in 0..PRODUCTS {
         let sku = format!("TOPO-{i}");
         assert_eq!(
-            store.product(&sku).await.unwrap().product.stock,
+            restock_testkit::product_of(&store, &sku).await.stock,
             STOCK,
             "{sku}"
         );
@@ -465,7 +465,7 @@ async fn a_gateway_and_worker_reach_temporal_over_mtls_from_the_sdk_variables_al
         );
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
-    assert_eq!(store.product(sku).await.unwrap().product.stock, 5);
+    assert_eq!(restock_testkit::product_of(&store, sku).await.stock, 5);
     // Both the gateway (starting the run) and the worker (running it) came through the proxy.
     assert!(
         verified.load(std::sync::atomic::Ordering::SeqCst) >= 2,

@@ -222,7 +222,11 @@ async fn worker_killed_in_each_state(backend: Backend) {
             .all(|n| n.as_u64() == Some(1))
     );
     for sku in ["KILL-A", "KILL-B", "KILL-C"] {
-        assert_eq!(store.product(sku).await.unwrap().product.stock, 10, "{sku}");
+        assert_eq!(
+            restock_testkit::product_of(&store, sku).await.stock,
+            10,
+            "{sku}"
+        );
         assert_eq!(store.stock_receipts(sku).await.unwrap().len(), 1, "{sku}");
     }
 }

@@ -3,7 +3,7 @@
 use restock_inventory::planning::settings_of;
 use restock_inventory::{
     AdaptiveSettings as StoreSettings, AdjustStock, NewFactory, NewProduct, PolicyChange,
-    PolicyKind, ProductUpdate, ProductView, Store, StoreError,
+    PolicyKind, ProductUpdate, ProductView, Sku, Store, StoreError,
 };
 use restock_proto::v1::{
     AdaptiveSettings, AdjustStockRequest, Factory, GetProductRequest, ListFactoriesRequest,
@@ -222,7 +222,7 @@ impl InventoryService for InventoryApi {
         &self,
         request: Request<GetProductRequest>,
     ) -> Result<Response<Product>, Status> {
-        let sku = request.into_inner().sku;
+        let sku = Sku::parse(&request.into_inner().sku).map_err(from_store)?;
         let view = self.store.product(&sku).await.map_err(from_store)?;
         Ok(Response::new(to_pb(view)))
     }
@@ -237,15 +237,15 @@ impl InventoryService for InventoryApi {
             n => n.min(MAX_PAGE_SIZE),
         };
         // The page token is the last sku of the previous page.
-        let after = (!r.page_token.is_empty()).then_some(r.page_token.as_str());
-        if let Some(token) = after {
-            restock_inventory::validate::sku(token).map_err(|_| {
+        let after = match r.page_token.as_str() {
+            "" => None,
+            token => Some(Sku::parse(token).map_err(|_| {
                 status::invalid_field("page_token", "page_token is not one this server issued")
-            })?;
-        }
+            })?),
+        };
         let mut views = self
             .store
-            .list_products(after, u64::from(page_size) + 1)
+            .list_products(after.as_ref(), u64::from(page_size) + 1)
             .await
             .map_err(from_store)?;
         let more = views.len() > page_size as usize;
@@ -275,7 +275,7 @@ impl InventoryService for InventoryApi {
         };
         let policy = policy_change(&p)?;
         let fields = ProductField::of_request(&p, r.update_mask.as_ref())?;
-        let sku = p.sku.clone();
+        let sku = Sku::parse(&p.sku).map_err(|e| from_store(e.within("product")))?;
         let update = product_update(&p, &fields, policy);
         let (view, detail) = match self.store.update_product(&sku, &update).await {
             Ok(view) => (view, format!("updated {update:?}")),
@@ -284,7 +284,7 @@ impl InventoryService for InventoryApi {
                 let view = self
                     .store
                     .upsert_product(&NewProduct {
-                        sku: p.sku.clone(),
+                        sku: sku.clone(),
                         name: p.name.clone(),
                         price: p.price,
                         stock: p.stock,
@@ -322,10 +322,11 @@ impl InventoryService for InventoryApi {
     ) -> Result<Response<Product>, Status> {
         let actor = Caller::of(&request);
         let r = request.into_inner();
+        let sku = Sku::parse(&r.sku).map_err(from_store)?;
         let view = self
             .store
             .adjust_stock(&AdjustStock {
-                sku: r.sku,
+                sku,
                 delta: r.delta,
                 reason: r.reason,
                 actor,

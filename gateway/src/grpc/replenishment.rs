@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use restock_inventory::{ReplenishmentRecord, Store};
+use restock_inventory::{ReplenishmentRecord, Sku, Store};
 use restock_proto::v1::{
     CancelReplenishmentRequest, CompleteFactoryOrderRequest, GetReplenishmentRequest,
     ListReplenishmentsRequest, ListReplenishmentsResponse, Replenishment, StateChange,
@@ -51,7 +51,7 @@ impl ReplenishmentApi {
 
     /// The live state, or the read model's when the workflow cannot answer in time.
     async fn current(&self, sku: &str) -> Result<Replenishment, Status> {
-        restock_inventory::validate::sku(sku).map_err(from_store)?;
+        let sku = &Sku::parse(sku).map_err(from_store)?;
         if let Some(client) = self.temporal.client() {
             match tokio::time::timeout(QUERY_TIMEOUT, client::query_status(client, sku)).await {
                 Ok(Ok(Some(status))) => return Ok(from_status(&status)),
@@ -219,7 +219,7 @@ impl ReplenishmentService for ReplenishmentApi {
     ) -> Result<Response<Replenishment>, Status> {
         let actor = Caller::of(&request);
         let r = request.into_inner();
-        restock_inventory::validate::sku(&r.sku).map_err(from_store)?;
+        Sku::parse(&r.sku).map_err(from_store)?;
         if r.quantity > restock_factory::wire::MAX_QUANTITY {
             return Err(status::invalid_field(
                 "quantity",
@@ -282,7 +282,7 @@ impl ReplenishmentService for ReplenishmentApi {
     ) -> Result<Response<Replenishment>, Status> {
         let actor = Caller::of(&request);
         let r = request.into_inner();
-        restock_inventory::validate::sku(&r.sku).map_err(from_store)?;
+        Sku::parse(&r.sku).map_err(from_store)?;
         restock_inventory::validate::reason(&r.reason).map_err(from_store)?;
         let cancel = CancelRequest {
             reason: (!r.reason.is_empty()).then(|| r.reason.clone()),

@@ -244,7 +244,7 @@ async fn adaptive_policy_on(backend: Backend) {
     .unwrap();
     let demo_before = app
         .store
-        .product(restock_inventory::demo::DEMO_SKU)
+        .product(&restock_testkit::sku(restock_inventory::demo::DEMO_SKU))
         .await
         .unwrap();
     let summary = app
@@ -271,11 +271,14 @@ async fn adaptive_policy_on(backend: Backend) {
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(intent.reason, "planner");
+    assert_eq!(
+        intent.reason,
+        restock_inventory::entity::replenish_outbox::IntentReason::Planner
+    );
     // Fixed products (the demo's) are not touched.
     assert_eq!(
         app.store
-            .product(restock_inventory::demo::DEMO_SKU)
+            .product(&restock_testkit::sku(restock_inventory::demo::DEMO_SKU))
             .await
             .unwrap(),
         demo_before
@@ -284,10 +287,10 @@ async fn adaptive_policy_on(backend: Backend) {
     // Units refused while out of stock become demand rows within a couple of seconds.
     let mut sales = app.sales().await;
     let empty = "CP-502101";
-    let stock = app.store.product(empty).await.unwrap().product.stock;
+    let stock = restock_testkit::product_of(&app.store, empty).await.stock;
     app.store
         .adjust_stock(&restock_inventory::AdjustStock {
-            sku: empty.into(),
+            sku: restock_testkit::sku(empty),
             delta: -stock,
             reason: "test".into(),
             actor: "test".into(),

@@ -48,7 +48,7 @@ async fn snapshot(store: &Store) -> String {
 }
 
 async fn stock_of(store: &Store, sku: &str) -> i64 {
-    store.product(sku).await.unwrap().product.stock
+    restock_testkit::product_of(store, sku).await.stock
 }
 
 async fn outbox_rows(store: &Store, sku: &str) -> u64 {

@@ -73,7 +73,9 @@ async fn temporal_outage_loses_no_replenishment() {
     for i in 0..PRODUCTS {
         let sku = format!("OUT-{i}");
         assert_eq!(
-            stack.app.store.product(&sku).await.unwrap().product.stock,
+            restock_testkit::product_of(&stack.app.store, &sku)
+                .await
+                .stock,
             10
         );
         assert_eq!(stack.app.store.stock_receipts(&sku).await.unwrap().len(), 1);
@@ -166,7 +168,9 @@ async fn factory_chaos_still_one_order_each_and_every_replenishment_completes() 
     for i in 0..CHAOS_PRODUCTS {
         let sku = format!("CHAOS-{i}");
         assert_eq!(
-            stack.app.store.product(&sku).await.unwrap().product.stock,
+            restock_testkit::product_of(&stack.app.store, &sku)
+                .await
+                .stock,
             10,
             "{sku}"
         );
@@ -294,7 +298,9 @@ async fn stock_is_conserved_under_load_with_replenishments_running() {
             .filter(|r| r.sku == sku)
             .map(|r| r.quantity)
             .sum();
-        let final_stock = stack.app.store.product(&sku).await.unwrap().product.stock;
+        let final_stock = restock_testkit::product_of(&stack.app.store, &sku)
+            .await
+            .stock;
         let sold_replies = sold.get(&sku).copied().unwrap_or_default();
         assert_eq!(sold_rows, sold_replies, "{sku}: sales rows vs SOLD replies");
         assert_eq!(
@@ -379,7 +385,7 @@ async fn database_stopped_and_started_again() {
     })
     .await;
     // Exactly the sales that answered SOLD were applied: 2 of 10.
-    assert_eq!(store.product(sku).await.unwrap().product.stock, 8);
+    assert_eq!(restock_testkit::product_of(&store, sku).await.stock, 8);
     let rows = sale::Entity::find()
         .count(store.connection())
         .await

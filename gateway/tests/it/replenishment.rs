@@ -33,7 +33,9 @@ fn buy(sku: &str) -> PurchaseRequest {
 }
 
 async fn stock(stack: &Stack, sku: &str) -> i64 {
-    stack.app.store.product(sku).await.unwrap().product.stock
+    restock_testkit::product_of(&stack.app.store, sku)
+        .await
+        .stock
 }
 
 async fn add_product(stack: &Stack, sku: &str, stock: i64, reorder_point: i64) {
@@ -51,7 +53,7 @@ async fn adjust(stack: &Stack, sku: &str, delta: i64, reason: &str) {
         .app
         .store
         .adjust_stock(&restock_inventory::AdjustStock {
-            sku: sku.into(),
+            sku: restock_testkit::sku(sku),
             delta,
             reason: reason.into(),
             actor: "test".into(),

@@ -14,8 +14,8 @@ pub struct Model {
     /// Product to replenish; unique: one pending intent per product.
     #[sea_orm(unique)]
     pub sku: String,
-    /// Why: `out_of_stock` or `reorder_point`.
-    pub reason: String,
+    /// Why it was asked for.
+    pub reason: IntentReason,
     /// Unix ms when first requested.
     pub requested_at: i64,
     /// Bumped each time another sale asks again while this intent is pending; the relay
@@ -34,3 +34,26 @@ pub struct Model {
 pub enum Relation {}
 
 impl ActiveModelBehavior for ActiveModel {}
+
+/// Why a replenishment was asked for (the `reason` column, as text; the workflow's input
+/// and the start summary carry the same text).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, EnumIter, DeriveActiveEnum)]
+#[sea_orm(rs_type = "String", db_type = "String(StringLen::None)")]
+pub enum IntentReason {
+    /// A sale found too little stock.
+    #[sea_orm(string_value = "out_of_stock")]
+    OutOfStock,
+    /// A sale or a manual removal took stock to the reorder point or below.
+    #[sea_orm(string_value = "reorder_point")]
+    ReorderPoint,
+    /// The planner raised the reorder point above the stock on hand.
+    #[sea_orm(string_value = "planner")]
+    Planner,
+}
+
+impl std::fmt::Display for IntentReason {
+    /// The column's text (`out_of_stock`, ...).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.to_value())
+    }
+}

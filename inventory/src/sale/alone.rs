@@ -9,6 +9,7 @@ use super::{
     new_sale_id,
 };
 use crate::StoreError;
+use crate::entity::replenish_outbox::IntentReason;
 use crate::entity::{product, sale};
 use crate::error::{DbErrKind, before_commit, classify};
 use crate::replenishment_id;
@@ -135,12 +136,12 @@ impl Store {
                 .await?
             else {
                 txn.rollback().await?;
-                return Err(sea_orm::DbErr::RecordNotFound(request.sku.clone()).into());
+                return Err(sea_orm::DbErr::RecordNotFound(request.sku.to_string()).into());
             };
             insert_outbox_intent(
                 &txn,
                 &request.sku,
-                "out_of_stock",
+                IntentReason::OutOfStock,
                 false,
                 request.request_id(),
             )
@@ -158,7 +159,7 @@ impl Store {
         let sale_id = new_sale_id();
         sale::Entity::insert(sale::ActiveModel {
             id: Set(sale_id.clone()),
-            sku: Set(request.sku.clone()),
+            sku: Set(request.sku.to_string()),
             quantity: Set(quantity),
             remaining_stock: Set(after.stock),
             idempotency_key: Set(request.idempotency_key.clone()),
@@ -172,7 +173,7 @@ impl Store {
             insert_outbox_intent(
                 &txn,
                 &request.sku,
-                "reorder_point",
+                IntentReason::ReorderPoint,
                 true,
                 request.request_id(),
             )

@@ -47,6 +47,7 @@ use super::{
     AfterFailure, PurchaseOutcome, PurchaseRequest, SaleFailure, after_failure, mark_own_sale,
     new_sale_id,
 };
+use crate::entity::replenish_outbox::IntentReason;
 use crate::entity::{product, sale};
 use crate::store::{Store, TRANSACTION_ATTEMPTS, backoff, insert_outbox_intent, now_ms};
 use crate::{StoreError, replenishment_id};
@@ -249,7 +250,7 @@ fn queue_key(store: &Store, lanes: usize, request: &PurchaseRequest) -> String {
                 });
             format!("lane-{}", hash % lanes as u64)
         }
-        _ => request.sku().to_owned(),
+        _ => request.sku().to_string(),
     }
 }
 
@@ -459,7 +460,7 @@ impl Store {
     ) -> Result<(DatabaseTransaction, Vec<PurchaseOutcome>), sea_orm::DbErr> {
         let mut skus: Vec<&str> = Vec::new();
         for r in requests {
-            if !skus.contains(&r.sku()) {
+            if !skus.contains(&r.sku().as_str()) {
                 skus.push(r.sku());
             }
         }
@@ -599,9 +600,9 @@ impl Store {
             .any(|o| matches!(o, PurchaseOutcome::OutOfStock { .. }));
         let trigger = if reordered { trigger } else { first_refused };
         if reordered {
-            insert_outbox_intent(txn, sku, "reorder_point", true, trigger).await?;
+            insert_outbox_intent(txn, sku, IntentReason::ReorderPoint, true, trigger).await?;
         } else if out_of_stock {
-            insert_outbox_intent(txn, sku, "out_of_stock", false, trigger).await?;
+            insert_outbox_intent(txn, sku, IntentReason::OutOfStock, false, trigger).await?;
         }
         Ok(outcomes)
     }

@@ -28,12 +28,12 @@ use sea_orm::{ColumnTrait, DatabaseTransaction, DbBackend, EntityTrait, QueryFil
 use crate::entity::{product, sale};
 use crate::error::{DbErrKind, before_commit, classify, may_have_committed};
 use crate::store::{Store, now_ms};
-use crate::{StoreError, replenishment_id, validate};
+use crate::{Sku, StoreError, replenishment_id, validate};
 
 /// A validated purchase, built by [`PurchaseRequest::new`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PurchaseRequest {
-    sku: String,
+    sku: Sku,
     quantity: u32,
     idempotency_key: Option<String>,
     requester: String,
@@ -49,12 +49,12 @@ impl PurchaseRequest {
         idempotency_key: &str,
         requester: &str,
     ) -> Result<Self, StoreError> {
-        validate::sku(sku)?;
+        let sku = Sku::parse(sku)?;
         validate::purchase_quantity(quantity)?;
         validate::token("idempotency_key", idempotency_key)?;
         validate::token("requester", requester)?;
         Ok(Self {
-            sku: sku.to_owned(),
+            sku,
             quantity,
             idempotency_key: (!idempotency_key.is_empty()).then(|| idempotency_key.to_owned()),
             requester: if requester.is_empty() {
@@ -83,7 +83,7 @@ impl PurchaseRequest {
     }
 
     /// The product asked for.
-    pub fn sku(&self) -> &str {
+    pub fn sku(&self) -> &Sku {
         &self.sku
     }
 

@@ -28,7 +28,10 @@ async fn migrations_run_twice_and_guard_the_data(backend: Backend) {
         .unwrap();
     let second = exec("INSERT INTO replenish_outbox (sku, reason, requested_at, attempts) VALUES ('CP-502101', 'test', 0, 0)").await;
     assert!(second.is_err(), "two pending intents for one product");
-    assert_eq!(store.product("CP-502101").await.unwrap().product.stock, 3);
+    assert_eq!(
+        restock_testkit::product_of(&store, "CP-502101").await.stock,
+        3
+    );
 }
 
 restock_testkit::on_three_databases! {

@@ -14,7 +14,7 @@ use restock_testkit::{Backend, TestDb};
 const SKU: &str = "CP-502101";
 
 async fn stock(store: &Store) -> i64 {
-    store.product(SKU).await.unwrap().product.stock
+    restock_testkit::product_of(store, SKU).await.stock
 }
 
 async fn a_delivery_is_added_once(backend: Backend) {
@@ -25,14 +25,24 @@ async fn a_delivery_is_added_once(backend: Backend) {
     let before = stock(&store).await;
 
     let first = store
-        .receive_stock("order-1", SKU, 7, "replenish-CP-502101")
+        .receive_stock(
+            "order-1",
+            &restock_testkit::sku(SKU),
+            7,
+            "replenish-CP-502101",
+        )
         .await
         .unwrap();
     assert!(first.applied, "the first delivery was not applied");
     assert_eq!(first.stock, before + 7);
 
     let again = store
-        .receive_stock("order-1", SKU, 7, "replenish-CP-502101")
+        .receive_stock(
+            "order-1",
+            &restock_testkit::sku(SKU),
+            7,
+            "replenish-CP-502101",
+        )
         .await
         .unwrap();
     assert!(!again.applied, "a repeated delivery was applied again");
@@ -46,7 +56,12 @@ async fn a_delivery_is_added_once(backend: Backend) {
             let store = store.clone();
             tokio::spawn(async move {
                 store
-                    .receive_stock("order-2", SKU, 7, "replenish-CP-502101")
+                    .receive_stock(
+                        "order-2",
+                        &restock_testkit::sku(SKU),
+                        7,
+                        "replenish-CP-502101",
+                    )
                     .await
             })
         })

@@ -57,7 +57,7 @@ impl ReplenishStock {
     ) -> WorkflowResult<ReplenishOutcome> {
         let settings = input.settings.clone();
         // The store's sku rule: pure and deterministic.
-        if restock_inventory::validate::sku(&input.sku).is_err() {
+        if restock_inventory::Sku::parse(&input.sku).is_err() {
             return Err(ApplicationFailure::non_retryable(format!(
                 "replenish-stock needs a valid sku, got {:?}",
                 input.sku

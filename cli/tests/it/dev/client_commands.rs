@@ -261,7 +261,9 @@ async fn operators_manage_factories_products_and_stock_without_sql() {
     assert_eq!(rc, 0, "{stderr}");
 
     // Stock by hand, with a reason; below zero is refused (exit 5).
-    let before = app.store.product("CP-502101").await.unwrap().product.stock;
+    let before = restock_testkit::product_of(&app.store, "CP-502101")
+        .await
+        .stock;
     let (rc, adjusted) = json(
         &app,
         &[
@@ -291,7 +293,9 @@ async fn operators_manage_factories_products_and_stock_without_sql() {
     .await;
     assert_eq!(rc, 5, "{stderr}");
     assert_eq!(
-        app.store.product("CP-502101").await.unwrap().product.stock,
+        restock_testkit::product_of(&app.store, "CP-502101")
+            .await
+            .stock,
         before - 1
     );
 

@@ -39,7 +39,7 @@ async fn demo_load(sales: &mut SalesServiceClient<tonic::transport::Channel>, ba
         .unwrap_or(120);
     let skus: Vec<String> = restock_inventory::demo::products()
         .into_iter()
-        .map(|p| p.sku)
+        .map(|p| p.sku.into())
         .collect();
     let http = reqwest::Client::new();
     let start = Instant::now();

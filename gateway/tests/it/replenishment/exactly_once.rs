@@ -90,7 +90,13 @@ fn dropped_callbacks() -> StackOptions {
 }
 
 async fn ad_active(stack: &Stack, sku: &str) -> bool {
-    stack.app.store.product(sku).await.unwrap().ad_active
+    stack
+        .app
+        .store
+        .product(&restock_testkit::sku(sku))
+        .await
+        .unwrap()
+        .ad_active
 }
 
 async fn run_status(stack: &Stack, sku: &str) -> WorkflowExecutionStatus {
@@ -108,7 +114,7 @@ async fn read_model_state(stack: &Stack, sku: &str) -> String {
     stack
         .app
         .store
-        .latest_replenishment(sku)
+        .latest_replenishment(&restock_testkit::sku(sku))
         .await
         .unwrap()
         .unwrap()
@@ -683,7 +689,7 @@ async fn request_during_the_last_step_is_not_dropped() {
     let restocking = stack
         .app
         .store
-        .latest_replenishment(sku)
+        .latest_replenishment(&restock_testkit::sku(sku))
         .await
         .unwrap()
         .unwrap();
@@ -1057,7 +1063,7 @@ async fn random_interleavings_keep_every_count() {
         }
     }
     for sku in skus {
-        let p = stack.app.store.product(sku).await.unwrap().product;
+        let p = restock_testkit::product_of(&stack.app.store, sku).await;
         if p.stock > p.reorder_point || cancelled_last.contains(sku) {
             continue;
         }
@@ -1107,7 +1113,7 @@ async fn random_interleavings_keep_every_count() {
         "seed {seed}: too little happened"
     );
     for sku in skus {
-        let p = stack.app.store.product(sku).await.unwrap().product;
+        let p = restock_testkit::product_of(&stack.app.store, sku).await;
         let sold: i64 = sale::Entity::find()
             .filter(sale::Column::Sku.eq(sku))
             .all(stack.app.store.connection())

@@ -49,7 +49,12 @@ async fn the_planner_schedule_requests_once_and_an_open_run_gets_no_second_order
     let waiting = stack
         .wait_for_status(sku, WAIT, |s| s.state == RestockState::AwaitingFactory)
         .await;
-    let view = stack.app.store.product(sku).await.unwrap();
+    let view = stack
+        .app
+        .store
+        .product(&restock_testkit::sku(sku))
+        .await
+        .unwrap();
     assert_eq!(
         view.product.reorder_point, 5,
         "no history: the lowest bound"
