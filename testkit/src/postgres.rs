@@ -78,18 +78,22 @@ impl OwnPostgres {
         self.dir.path().join("data")
     }
 
-    fn run(&self, tool: &str, args: &[&str]) {
+    /// `tool args...`, as the `postgres` user when we are root (PostgreSQL refuses root).
+    fn command(&self, tool: &str, args: &[&str]) -> Command {
         let program = self.bin.join(tool);
-        let output = if self.as_root {
-            Command::new("runuser")
-                .args(["-u", "postgres", "--"])
-                .arg(&program)
-                .args(args)
-                .output()
+        let mut command = if self.as_root {
+            let mut runuser = Command::new("runuser");
+            runuser.args(["-u", "postgres", "--"]).arg(&program);
+            runuser
         } else {
-            Command::new(&program).args(args).output()
-        }
-        .unwrap();
+            Command::new(&program)
+        };
+        command.args(args);
+        command
+    }
+
+    fn run(&self, tool: &str, args: &[&str]) {
+        let output = self.command(tool, args).output().unwrap();
         assert!(
             output.status.success(),
             "{tool} {args:?} failed: {}{}",
@@ -154,16 +158,7 @@ impl OwnPostgres {
 impl Drop for OwnPostgres {
     fn drop(&mut self) {
         let data = self.data().display().to_string();
-        let program = self.bin.join("pg_ctl");
         let args = ["-D", data.as_str(), "-m", "immediate", "-w", "stop"];
-        let _ = if self.as_root {
-            Command::new("runuser")
-                .args(["-u", "postgres", "--"])
-                .arg(&program)
-                .args(args)
-                .output()
-        } else {
-            Command::new(&program).args(args).output()
-        };
+        let _ = self.command("pg_ctl", &args).output();
     }
 }

@@ -11,7 +11,7 @@ use restock_factory::{FactoryClient, Simulator, SimulatorConfig, SimulatorStats}
 use restock_gateway::{GatewaySettings, RelaySettings, TemporalSettings};
 use restock_proto::v1::replenishment_service_client::ReplenishmentServiceClient;
 use restock_workflows::client::TemporalEndpoint;
-use restock_workflows::{ReplenishSettings, ReplenishStatus};
+use restock_workflows::{ReplenishSettings, ReplenishStatus, RestockState};
 
 use crate::process::wait_until;
 use tokio::net::TcpListener;
@@ -227,6 +227,18 @@ impl Stack {
             .await
             .ok()
             .flatten()
+    }
+
+    /// Waits (up to `timeout`) until the product's replenishment is in `state`; panics
+    /// otherwise with the last status seen.
+    pub async fn wait_for_state(
+        &self,
+        sku: &str,
+        timeout: Duration,
+        state: RestockState,
+    ) -> ReplenishStatus {
+        self.wait_for_status(sku, timeout, |s| s.state == state)
+            .await
     }
 
     /// Waits (up to `timeout`) until `check` holds for the product's status; panics otherwise

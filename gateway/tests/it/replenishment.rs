@@ -47,6 +47,13 @@ async fn add_product(stack: &Stack, sku: &str, stock: i64, reorder_point: i64) {
         .unwrap();
 }
 
+/// A new product with `stock` units (reorder point 0), and one unit bought: with 0 the sale
+/// is turned away, with 1 it sells out; either way a replenishment starts.
+async fn sell_out(stack: &Stack, sku: &str, stock: i64) {
+    add_product(stack, sku, stock, 0).await;
+    stack.app.sales().await.purchase(buy(sku)).await.unwrap();
+}
+
 /// Changes the product's stock by `delta` outside a sale (as an operator's adjustment does).
 async fn adjust(stack: &Stack, sku: &str, delta: i64, reason: &str) {
     stack
@@ -123,7 +130,7 @@ async fn sell_out_order_callback_restock_on(backend: Backend) {
     assert_eq!(r.replenishment_id, format!("replenish-{sku}"));
 
     let done = stack
-        .wait_for_status(sku, WAIT, |s| s.state == RestockState::Completed)
+        .wait_for_state(sku, WAIT, RestockState::Completed)
         .await;
     assert_eq!(
         done.request_id.as_deref(),
@@ -228,7 +235,7 @@ async fn fifty_concurrent_out_of_stock_purchases_make_one_order() {
         assert_eq!(t.await.unwrap().outcome(), Outcome::OutOfStock);
     }
     stack
-        .wait_for_status(sku, WAIT, |s| s.state == RestockState::Completed)
+        .wait_for_state(sku, WAIT, RestockState::Completed)
         .await;
     // Let the relay finish any late intents before counting.
     stack
@@ -262,7 +269,7 @@ async fn temporal_cli_signal_completes_a_waiting_replenishment() {
     let sku = "CP-502102"; // stock 5, reorder quantity 20
     adjust(&stack, sku, -5, "test").await;
     let waiting = stack
-        .wait_for_status(sku, WAIT, |s| s.state == RestockState::AwaitingFactory)
+        .wait_for_state(sku, WAIT, RestockState::AwaitingFactory)
         .await;
     let workflow_id = format!("replenish-{sku}");
     // A completion that does not name the order is refused (it could belong to any run).
@@ -293,7 +300,7 @@ async fn temporal_cli_signal_completes_a_waiting_replenishment() {
         &input,
     ]);
     let done = stack
-        .wait_for_status(sku, WAIT, |s| s.state == RestockState::Completed)
+        .wait_for_state(sku, WAIT, RestockState::Completed)
         .await;
     assert_eq!(done.received_quantity, Some(20));
     assert_eq!(stock(&stack, sku).await, 20);
@@ -335,11 +342,9 @@ async fn duplicated_callback_adds_once(backend: Backend) {
         return;
     };
     let sku = "DUP-1";
-    add_product(&stack, sku, 0, 0).await;
-    let mut sales = stack.app.sales().await;
-    sales.purchase(buy(sku)).await.unwrap();
+    sell_out(&stack, sku, 0).await;
     let done = stack
-        .wait_for_status(sku, WAIT, |s| s.state == RestockState::Completed)
+        .wait_for_state(sku, WAIT, RestockState::Completed)
         .await;
     stack
         .wait_until("both callbacks sent", WAIT, || async {
@@ -410,11 +415,9 @@ async fn factory_5xx_first_then_exactly_one_order() {
     };
     let stack = spawn_stack(options).await.unwrap();
     let sku = "FLAKY-1";
-    add_product(&stack, sku, 0, 0).await;
-    let mut sales = stack.app.sales().await;
-    sales.purchase(buy(sku)).await.unwrap();
+    sell_out(&stack, sku, 0).await;
     let done = stack
-        .wait_for_status(sku, WAIT, |s| s.state == RestockState::Completed)
+        .wait_for_state(sku, WAIT, RestockState::Completed)
         .await;
     let stats = stack.factory_stats();
     assert_eq!(stats.injected_failures, 2);
@@ -447,12 +450,8 @@ async fn dropped_callback_goes_overdue_then_operator_completes() {
     };
     let stack = spawn_stack(options).await.unwrap();
     let sku = "LOST-1";
-    add_product(&stack, sku, 0, 0).await;
-    let mut sales = stack.app.sales().await;
-    sales.purchase(buy(sku)).await.unwrap();
-    let overdue = stack
-        .wait_for_status(sku, WAIT, |s| s.state == RestockState::Overdue)
-        .await;
+    sell_out(&stack, sku, 0).await;
+    let overdue = stack.wait_for_state(sku, WAIT, RestockState::Overdue).await;
     assert!(overdue.overdue);
     let awaiting_at = overdue
         .history
@@ -501,7 +500,7 @@ async fn dropped_callback_goes_overdue_then_operator_completes() {
         .into_inner();
     assert_eq!(r.sku, sku);
     let done = stack
-        .wait_for_status(sku, WAIT, |s| s.state == RestockState::Completed)
+        .wait_for_state(sku, WAIT, RestockState::Completed)
         .await;
     assert!(states(&done).contains(&RestockState::Overdue));
     let overdue_mails: Vec<_> = stack
@@ -562,14 +561,14 @@ async fn reorder_point_starts_replenishment_while_sales_go_on() {
         "selling down to 2 requested a replenishment"
     );
     stack
-        .wait_for_status(sku, WAIT, |s| s.state == RestockState::AwaitingFactory)
+        .wait_for_state(sku, WAIT, RestockState::AwaitingFactory)
         .await;
     // Sales go on while the factory works.
     let r = sales.purchase(buy(sku)).await.unwrap().into_inner();
     assert_eq!(r.outcome(), Outcome::Sold);
     assert_eq!(r.remaining_stock, 1);
     let done = stack
-        .wait_for_status(sku, WAIT, |s| s.state == RestockState::Completed)
+        .wait_for_state(sku, WAIT, RestockState::Completed)
         .await;
     assert_eq!(done.stock_after, Some(11));
     assert_eq!(stock(&stack, sku).await, 11);
@@ -594,7 +593,7 @@ async fn next_run_starts_when_the_last_one_ended_not_after_the_relay_rest() {
     let r = sales.purchase(buy(sku)).await.unwrap().into_inner();
     assert_eq!(r.outcome(), Outcome::OutOfStock);
     stack
-        .wait_for_status(sku, WAIT, |s| s.state == RestockState::Completed)
+        .wait_for_state(sku, WAIT, RestockState::Completed)
         .await;
     stack.wait_closed(sku).await;
     assert_eq!(stack.factory_stats().total, 1);
@@ -680,7 +679,7 @@ async fn sell_out_pauses_the_ad_and_restock_resumes_it_one_mail_each() {
     assert!(!product.ad_active, "the ad runs while sold out");
 
     stack
-        .wait_for_status(sku, WAIT, |s| s.state == RestockState::Completed)
+        .wait_for_state(sku, WAIT, RestockState::Completed)
         .await;
     let product = inventory
         .get_product(restock_proto::v1::GetProductRequest { sku: sku.into() })

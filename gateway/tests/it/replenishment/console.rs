@@ -198,9 +198,7 @@ async fn the_console_shows_sales_live_and_an_admin_completes_an_overdue_order() 
     let sku = "LATE-1";
     add_product(&stack, sku, 0, 0).await;
     buy_with_token(&mut sales, sku).await;
-    stack
-        .wait_for_status(sku, WAIT, |s| s.state == RestockState::Overdue)
-        .await;
+    stack.wait_for_state(sku, WAIT, RestockState::Overdue).await;
     let row = format!("#open tr[data-sku=\"{sku}\"]");
     browser
         .wait_for(&format!("{row} .badge.overdue"), Duration::from_secs(10))
@@ -257,7 +255,7 @@ async fn the_console_shows_sales_live_and_an_admin_completes_an_overdue_order() 
     let done = complete_from_page(&browser, sku, 7).await;
     assert!(!done.contains("refused"), "{done}");
     stack
-        .wait_for_status(sku, WAIT, |s| s.state == RestockState::Completed)
+        .wait_for_state(sku, WAIT, RestockState::Completed)
         .await;
     stack.wait_closed(sku).await;
     assert_eq!(stock(&stack, sku).await, 7);
@@ -282,7 +280,7 @@ async fn the_console_shows_sales_live_and_an_admin_completes_an_overdue_order() 
     add_product(&stack, sku, 0, 0).await;
     buy_with_token(&mut sales, sku).await;
     stack
-        .wait_for_status(sku, WAIT, |s| s.state == RestockState::AwaitingFactory)
+        .wait_for_state(sku, WAIT, RestockState::AwaitingFactory)
         .await;
     let cancel = browser
         .wait_for(
@@ -303,7 +301,7 @@ async fn the_console_shows_sales_live_and_an_admin_completes_an_overdue_order() 
         )
         .await;
     stack
-        .wait_for_status(sku, WAIT, |s| s.state == RestockState::Cancelled)
+        .wait_for_state(sku, WAIT, RestockState::Cancelled)
         .await;
     assert_eq!(stock(&stack, sku).await, 0);
     // The page's call records the audit after the run accepted the cancel: wait for it.

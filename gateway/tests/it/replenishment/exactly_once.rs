@@ -17,8 +17,8 @@ use sea_orm::{ActiveModelTrait, ActiveValue::Set, EntityTrait};
 use temporalio_client::{WorkflowDescribeOptions, WorkflowExecutionStatus, WorkflowSignalOptions};
 
 use super::{
-    WAIT, add_product, adjust, buy, maybe_save_history, receipts, reqwest_client, serde_json_body,
-    stock,
+    WAIT, add_product, adjust, buy, maybe_save_history, receipts, reqwest_client, sell_out,
+    serde_json_body, stock,
 };
 
 fn callback_url(stack: &Stack, sku: &str, order_id: &str) -> String {
@@ -75,7 +75,7 @@ async fn sold_out_and_waiting(stack: &Stack, sku: &str) -> restock_workflows::Re
     add_product(stack, sku, 1, 0).await;
     stack.app.sales().await.purchase(buy(sku)).await.unwrap();
     stack
-        .wait_for_status(sku, WAIT, |s| s.state == RestockState::AwaitingFactory)
+        .wait_for_state(sku, WAIT, RestockState::AwaitingFactory)
         .await
 }
 
@@ -207,11 +207,9 @@ async fn reset_before_the_increment_or_the_order(backend: Backend) {
         return;
     };
     let sku = "RESET-1";
-    add_product(&stack, sku, 1, 0).await;
-    let mut sales = stack.app.sales().await;
-    sales.purchase(buy(sku)).await.unwrap();
+    sell_out(&stack, sku, 1).await;
     let done = stack
-        .wait_for_status(sku, WAIT, |s| s.state == RestockState::Completed)
+        .wait_for_state(sku, WAIT, RestockState::Completed)
         .await;
     stack.wait_closed(sku).await;
     assert_eq!(stock(&stack, sku).await, 10);
@@ -291,11 +289,9 @@ async fn completions_only_for_the_waiting_order() {
     .await
     .unwrap();
     let sku = "EARLY-1";
-    add_product(&stack, sku, 1, 0).await;
-    let mut sales = stack.app.sales().await;
-    sales.purchase(buy(sku)).await.unwrap();
+    sell_out(&stack, sku, 1).await;
     let ordering = stack
-        .wait_for_status(sku, WAIT, |s| s.state == RestockState::OrderingFromFactory)
+        .wait_for_state(sku, WAIT, RestockState::OrderingFromFactory)
         .await;
     assert_full_uuid(&ordering.factory_order_id, sku);
     let workflow_id = format!("replenish-{sku}");
@@ -354,7 +350,7 @@ async fn completions_only_for_the_waiting_order() {
         "a completion was taken too early"
     );
     let done = stack
-        .wait_for_status(sku, WAIT, |s| s.state == RestockState::Completed)
+        .wait_for_state(sku, WAIT, RestockState::Completed)
         .await;
     assert_eq!(done.ignored_signals, 2, "{done:#?}");
     assert_eq!(done.received_quantity, Some(10));
@@ -449,7 +445,7 @@ async fn operator_update_names_the_order() {
     ]);
     assert!(answer.contains(&waiting.factory_order_id), "{answer}");
     let done = stack
-        .wait_for_status(sku, WAIT, |s| s.state == RestockState::Completed)
+        .wait_for_state(sku, WAIT, RestockState::Completed)
         .await;
     assert_eq!(done.received_quantity, Some(4));
     assert_eq!(stock(&stack, sku).await, 4);
@@ -469,8 +465,7 @@ async fn temporal_cancel_is_an_operator_cancel() {
     };
     let stack = spawn_stack(options).await.unwrap();
     let sku = "TCANCEL-1";
-    add_product(&stack, sku, 1, 0).await;
-    stack.app.sales().await.purchase(buy(sku)).await.unwrap();
+    sell_out(&stack, sku, 1).await;
     let waiting = stack
         .wait_for_status(sku, WAIT, |s| {
             s.state == RestockState::AwaitingFactory && s.ad_paused
@@ -607,7 +602,7 @@ async fn cancel_before_the_order_sends_no_order() {
     ]);
     stack.start_worker();
     let cancelled = stack
-        .wait_for_status(sku, WAIT, |s| s.state == RestockState::Cancelled)
+        .wait_for_state(sku, WAIT, RestockState::Cancelled)
         .await;
     assert_eq!(cancelled.reason.as_deref(), Some("not this one"));
     assert_eq!(stack.factory_stats().total, 0, "a cancelled run ordered");
@@ -638,7 +633,7 @@ async fn cancel_before_the_order_sends_no_order() {
     adjust(&stack, sku, 1, "test").await;
     stack.app.sales().await.purchase(buy(sku)).await.unwrap();
     let waiting = stack
-        .wait_for_status(sku, WAIT, |s| s.state == RestockState::AwaitingFactory)
+        .wait_for_state(sku, WAIT, RestockState::AwaitingFactory)
         .await;
     let mut api = stack.replenishments().await;
     api.complete_factory_order(CompleteFactoryOrderRequest {
@@ -658,7 +653,7 @@ async fn cancel_before_the_order_sends_no_order() {
     let status = late.expect_err("a cancel after the delivery was reported was accepted");
     assert_eq!(status.code(), tonic::Code::FailedPrecondition, "{status:?}");
     let done = stack
-        .wait_for_status(sku, WAIT, |s| s.state == RestockState::Completed)
+        .wait_for_state(sku, WAIT, RestockState::Completed)
         .await;
     assert_eq!(done.received_quantity, Some(10));
     assert_eq!(stock(&stack, sku).await, 10);
@@ -672,8 +667,7 @@ async fn cancel_before_the_order_sends_no_order() {
 async fn request_during_the_last_step_is_not_dropped() {
     let (_smtp, stack) = stack_with_mail_down().await;
     let sku = "LATE-1";
-    add_product(&stack, sku, 1, 0).await;
-    stack.app.sales().await.purchase(buy(sku)).await.unwrap();
+    sell_out(&stack, sku, 1).await;
     // The delivery is in stock and the run is still Restocking: resuming the ad, its mail
     // failing and retried (local activities in the run's last workflow task).
     stack
@@ -712,8 +706,7 @@ async fn request_during_the_last_step_is_not_dropped() {
 async fn failing_mail_never_holds_up_the_order() {
     let (smtp, stack) = stack_with_mail_down().await;
     let sku = "MAIL-1";
-    add_product(&stack, sku, 1, 0).await;
-    stack.app.sales().await.purchase(buy(sku)).await.unwrap();
+    sell_out(&stack, sku, 1).await;
     stack
         .wait_until("the factory has the order", WAIT, || async {
             stack.factory_stats().total == 1
@@ -839,9 +832,7 @@ async fn an_order_that_can_never_be_placed_fails_visibly() {
     .await
     .unwrap();
     stack.app.sales().await.purchase(buy(sku)).await.unwrap();
-    let failed = stack
-        .wait_for_status(sku, WAIT, |s| s.state == RestockState::Failed)
-        .await;
+    let failed = stack.wait_for_state(sku, WAIT, RestockState::Failed).await;
     assert!(
         failed
             .reason
@@ -894,7 +885,7 @@ async fn a_long_wait_continues_as_new_with_its_order() {
         .await;
     // The requests it carried are checked once more; stock is fine, so nothing is ordered.
     let last = stack
-        .wait_for_status(sku, WAIT, |s| s.state == RestockState::NotNeeded)
+        .wait_for_state(sku, WAIT, RestockState::NotNeeded)
         .await;
     assert_ne!(last.factory_order_id, waiting.factory_order_id);
     assert_eq!(stack.factory_stats().total, 1);

@@ -47,7 +47,7 @@ async fn the_planner_schedule_requests_once_and_an_open_run_gets_no_second_order
     stack.app.store.upsert_product(&product).await.unwrap();
 
     let waiting = stack
-        .wait_for_status(sku, WAIT, |s| s.state == RestockState::AwaitingFactory)
+        .wait_for_state(sku, WAIT, RestockState::AwaitingFactory)
         .await;
     let view = stack
         .app
