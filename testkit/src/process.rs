@@ -2,7 +2,7 @@
 //! killed by pid when the test ends however it ends.
 
 use std::net::TcpListener;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
@@ -17,22 +17,31 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-/// Child processes by name; all are killed (by pid) and reaped on drop.
-#[derive(Default)]
-pub struct Procs(pub Vec<Supervised>);
+/// An environment variable for a child: name, value.
+pub type Env<'a> = (&'a str, String);
+
+/// `restock` processes of one test, by name, logging to `<logs>/<name>.log`; all are killed
+/// (by pid) and reaped on drop.
+pub struct Procs {
+    bin: PathBuf,
+    logs: PathBuf,
+    running: Vec<Supervised>,
+}
 
 impl Procs {
-    /// Starts `bin args...` with `env`, its output in `<logs>/<name>.log`. Temporal's
-    /// connection and the API tokens come from `env` alone, never from the machine's shell.
-    pub fn spawn(
-        &mut self,
-        bin: &Path,
-        name: &str,
-        args: &[&str],
-        env: &[(&str, String)],
-        logs: &Path,
-    ) {
-        let mut command = Command::new(bin);
+    /// None yet; each will run `bin` (the `restock` binary) and log into `logs`.
+    pub fn new(bin: &Path, logs: &Path) -> Procs {
+        Procs {
+            bin: bin.to_path_buf(),
+            logs: logs.to_path_buf(),
+            running: Vec::new(),
+        }
+    }
+
+    /// Starts `restock args...` as `name` with `env`. Temporal's connection and the API
+    /// tokens come from `env` alone, never from the machine's shell.
+    pub fn spawn(&mut self, name: &str, args: &[&str], env: &[(&str, String)]) {
+        let mut command = Command::new(&self.bin);
         command
             .args(args)
             .env_remove("RESTOCK_API_TOKENS")
@@ -49,14 +58,55 @@ impl Procs {
         for (k, v) in env {
             command.env(k, v);
         }
-        let log = logs.join(format!("{name}.log"));
-        self.0.push(Supervised::spawn(name, command, &log).unwrap());
+        let log = self.logs.join(format!("{name}.log"));
+        self.running
+            .push(Supervised::spawn(name, command, &log).unwrap());
+    }
+
+    /// `restock factory` (named `factory`) on 127.0.0.1:`port`, a production step of
+    /// `step_ms`.
+    pub fn factory(&mut self, port: u16, step_ms: u64, env: &[(&str, String)]) {
+        let addr = format!("--addr=127.0.0.1:{port}");
+        let step = format!("--step-interval-ms={step_ms}");
+        self.spawn("factory", &["factory", &addr, &step], env);
+    }
+
+    /// `restock gateway` as `name` on 127.0.0.1:`grpc` and :`http` (`ports`), with `extra`
+    /// flags.
+    pub fn gateway(&mut self, name: &str, ports: (u16, u16), extra: &[&str], env: &[Env]) {
+        self.spawn_service(name, "gateway", ports, extra, env);
+    }
+
+    /// `restock worker` as `name`, ordering from the factory on 127.0.0.1:`factory` with
+    /// callbacks to the gateway's HTTP listener on :`http` (`ports`), with `extra` flags.
+    pub fn worker(&mut self, name: &str, ports: (u16, u16), extra: &[&str], env: &[Env]) {
+        self.spawn_service(name, "worker", ports, extra, env);
+    }
+
+    fn spawn_service(
+        &mut self,
+        name: &str,
+        command: &str,
+        (first, http): (u16, u16),
+        extra: &[&str],
+        env: &[Env],
+    ) {
+        let first = match command {
+            "gateway" => format!("--grpc-addr=127.0.0.1:{first}"),
+            _ => format!("--factory-url=http://127.0.0.1:{first}"),
+        };
+        let http = format!("--http-addr=127.0.0.1:{http}");
+        let args: Vec<&str> = [command, &first, &http]
+            .into_iter()
+            .chain(extra.iter().copied())
+            .collect();
+        self.spawn(name, &args, env);
     }
 
     /// Kills one process with SIGKILL (no chance to clean up) and reaps it.
     pub fn kill_9(&mut self, name: &str) {
-        let index = self.0.iter().position(|p| p.name() == name).unwrap();
-        let mut child = self.0.remove(index);
+        let index = self.running.iter().position(|p| p.name() == name).unwrap();
+        let mut child = self.running.remove(index);
         assert!(child.exited().is_none(), "{name} had already exited");
         child.kill();
     }

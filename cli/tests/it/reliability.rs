@@ -15,6 +15,9 @@ fn restock() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_restock"))
 }
 
+/// The gateways' relay sweeps every second, so the test waits little.
+const GATEWAY_FLAGS: &[&str] = &["--relay-sweep-secs=1"];
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gateway_killed_before_the_workflow_started_loses_nothing() {
     let db = TestDb::new(Backend::Sqlite).await.unwrap();
@@ -29,46 +32,12 @@ async fn gateway_killed_before_the_workflow_started_loses_nothing() {
             ("RESTOCK_CALLBACK_SECRET", TEST_CALLBACK_SECRET.to_owned()),
         ]
     };
-    let gateway_args = [
-        "gateway",
-        &format!("--grpc-addr=127.0.0.1:{grpc}"),
-        &format!("--http-addr=127.0.0.1:{http}"),
-        "--relay-sweep-secs=1",
-    ]
-    .map(str::to_owned);
-    let gateway_args: Vec<&str> = gateway_args.iter().map(String::as_str).collect();
-    let mut procs = Procs::default();
-    procs.spawn(
-        restock(),
-        "factory",
-        &[
-            "factory",
-            &format!("--addr=127.0.0.1:{factory}"),
-            "--step-interval-ms=100",
-        ],
-        &env(&temporal.address),
-        logs.path(),
-    );
-    procs.spawn(
-        restock(),
-        "worker",
-        &[
-            "worker",
-            &format!("--factory-url=http://127.0.0.1:{factory}"),
-            &format!("--http-addr=127.0.0.1:{http}"),
-        ],
-        &env(&temporal.address),
-        logs.path(),
-    );
+    let mut procs = Procs::new(restock(), logs.path());
+    procs.factory(factory, 100, &env(&temporal.address));
+    procs.worker("worker", (factory, http), &[], &env(&temporal.address));
     // The first gateway cannot reach Temporal: its relay can never start the workflow.
     let unreachable = format!("127.0.0.1:{}", free_port());
-    procs.spawn(
-        restock(),
-        "gateway-1",
-        &gateway_args,
-        &env(&unreachable),
-        logs.path(),
-    );
+    procs.gateway("gateway-1", (grpc, http), GATEWAY_FLAGS, &env(&unreachable));
     wait_healthy(http, Duration::from_secs(30)).await;
 
     let sku = restock_inventory::demo::DEMO_SKU; // stock 3
@@ -89,12 +58,11 @@ async fn gateway_killed_before_the_workflow_started_loses_nothing() {
     );
 
     // A new gateway that reaches Temporal relays the intent: the product is restocked once.
-    procs.spawn(
-        restock(),
+    procs.gateway(
         "gateway-2",
-        &gateway_args,
+        (grpc, http),
+        GATEWAY_FLAGS,
         &env(&temporal.address),
-        logs.path(),
     );
     let store_ref = &store;
     wait_for(

@@ -67,59 +67,25 @@ async fn two_gateways_two_workers_one_temporal() {
         ("RESTOCK_CALLBACK_SECRET", TEST_CALLBACK_SECRET.to_owned()),
         ("RUST_LOG", "info".to_owned()),
     ];
-    let mut procs = Procs::default();
-    procs.spawn(
-        restock(),
-        "factory",
-        &[
-            "factory",
-            "--addr",
-            &format!("127.0.0.1:{factory}"),
-            "--step-interval-ms",
-            "750",
-        ],
-        &common,
-        logs.path(),
-    );
-    for (i, (grpc, http)) in gateways.iter().enumerate() {
-        procs.spawn(
-            restock(),
-            &format!("gateway-{i}"),
-            &[
-                "gateway",
-                "--grpc-addr",
-                &format!("127.0.0.1:{grpc}"),
-                "--http-addr",
-                &format!("127.0.0.1:{http}"),
-                "--activity-timeout-secs",
-                "5",
-                "--retry-max-interval-secs",
-                "2",
-                "--relay-sweep-secs",
-                "1",
-            ],
-            &common,
-            logs.path(),
-        );
+    let mut procs = Procs::new(restock(), logs.path());
+    procs.factory(factory, 750, &common);
+    for (i, &ports) in gateways.iter().enumerate() {
+        let flags = [
+            "--activity-timeout-secs=5",
+            "--retry-max-interval-secs=2",
+            "--relay-sweep-secs=1",
+        ];
+        procs.gateway(&format!("gateway-{i}"), ports, &flags, &common);
     }
     for (i, metrics) in worker_metrics.iter().enumerate() {
         // Callbacks go to the first gateway (either would do: both verify the same secret).
-        procs.spawn(
-            restock(),
+        let metrics = format!("--metrics-addr=127.0.0.1:{metrics}");
+        let flags = [metrics.as_str(), "--shutdown-grace-secs=1"];
+        procs.worker(
             &format!("worker-{i}"),
-            &[
-                "worker",
-                "--factory-url",
-                &format!("http://127.0.0.1:{factory}"),
-                "--http-addr",
-                &format!("127.0.0.1:{}", gateways[0].1),
-                "--metrics-addr",
-                &format!("127.0.0.1:{metrics}"),
-                "--shutdown-grace-secs",
-                "1",
-            ],
+            (factory, gateways[0].1),
+            &flags,
             &common,
-            logs.path(),
         );
     }
     for (_, http) in gateways {
@@ -408,41 +374,14 @@ async fn a_gateway_and_worker_reach_temporal_over_mtls_from_the_sdk_variables_al
         ("RESTOCK_CALLBACK_SECRET", TEST_CALLBACK_SECRET.to_owned()),
         ("RUST_LOG", "info".to_owned()),
     ];
-    let mut procs = Procs::default();
-    procs.spawn(
-        restock(),
-        "factory",
-        &[
-            "factory",
-            &format!("--addr=127.0.0.1:{factory}"),
-            "--step-interval-ms=200",
-        ],
-        &env,
-        logs.path(),
-    );
-    procs.spawn(
-        restock(),
-        "gateway",
-        &[
-            "gateway",
-            &format!("--grpc-addr=127.0.0.1:{grpc}"),
-            &format!("--http-addr=127.0.0.1:{http}"),
-            "--relay-sweep-secs=1",
-        ],
-        &env,
-        logs.path(),
-    );
-    procs.spawn(
-        restock(),
+    let mut procs = Procs::new(restock(), logs.path());
+    procs.factory(factory, 200, &env);
+    procs.gateway("gateway", (grpc, http), &["--relay-sweep-secs=1"], &env);
+    procs.worker(
         "worker",
-        &[
-            "worker",
-            &format!("--factory-url=http://127.0.0.1:{factory}"),
-            &format!("--http-addr=127.0.0.1:{http}"),
-            "--shutdown-grace-secs=1",
-        ],
+        (factory, http),
+        &["--shutdown-grace-secs=1"],
         &env,
-        logs.path(),
     );
     wait_healthy(http, Duration::from_secs(60)).await;
     let mut sales = sales_client(grpc).await;
@@ -489,15 +428,11 @@ async fn the_gateway_logs_one_access_line_per_call() {
     let logs = tempfile::tempdir().unwrap();
     let (grpc, http) = (free_port(), free_port());
     let token = "s3cret-token-value-for-the-shop";
-    let mut procs = Procs::default();
-    procs.spawn(
-        restock(),
+    let mut procs = Procs::new(restock(), logs.path());
+    procs.gateway(
         "gateway",
-        &[
-            "gateway",
-            &format!("--grpc-addr=127.0.0.1:{grpc}"),
-            &format!("--http-addr=127.0.0.1:{http}"),
-        ],
+        (grpc, http),
+        &[],
         &[
             ("RESTOCK_DATABASE_URL", db.url.clone()),
             // Sales go on without Temporal; nothing listens there.
@@ -506,7 +441,6 @@ async fn the_gateway_logs_one_access_line_per_call() {
             ("RESTOCK_API_TOKENS", format!("till-3:sales:{token}")),
             ("RUST_LOG", "info".to_owned()),
         ],
-        logs.path(),
     );
     wait_healthy(http, Duration::from_secs(60)).await;
     let mut sales = sales_client(grpc).await;

@@ -63,29 +63,15 @@ async fn worker_killed_in_each_state(backend: Backend) {
         ("TEMPORAL_ADDRESS", temporal.address.clone()),
         ("RESTOCK_CALLBACK_SECRET", TEST_CALLBACK_SECRET.to_owned()),
     ];
-    let worker_args = [
-        "worker".to_owned(),
-        format!("--factory-url=http://127.0.0.1:{factory}"),
-        format!("--http-addr=127.0.0.1:{http}"),
-        "--factory-timeout-secs=10".to_owned(),
+    let worker_flags = ["--factory-timeout-secs=10"];
+    let mut procs = Procs::new(restock(), logs.path());
+    let gateway_flags = [
+        "--activity-timeout-secs=5",
+        "--retry-max-interval-secs=1",
+        "--relay-sweep-secs=1",
     ];
-    let worker_args: Vec<&str> = worker_args.iter().map(String::as_str).collect();
-    let mut procs = Procs::default();
-    procs.spawn(
-        restock(),
-        "gateway",
-        &[
-            "gateway",
-            &format!("--grpc-addr=127.0.0.1:{grpc}"),
-            &format!("--http-addr=127.0.0.1:{http}"),
-            "--activity-timeout-secs=5",
-            "--retry-max-interval-secs=1",
-            "--relay-sweep-secs=1",
-        ],
-        &env,
-        logs.path(),
-    );
-    procs.spawn(restock(), "worker-1", &worker_args, &env, logs.path());
+    procs.gateway("gateway", (grpc, http), &gateway_flags, &env);
+    procs.worker("worker-1", (factory, http), &worker_flags, &env);
     wait_healthy(http, Duration::from_secs(30)).await;
     let mut sales = sales_client(grpc).await;
     let mut buy = async |sku: &str| sell_one(&mut sales, sku).await;
@@ -117,19 +103,15 @@ async fn worker_killed_in_each_state(backend: Backend) {
     .await;
     procs.kill_9("worker-1");
     // The factory comes up, slow to answer (it takes the order, then replies 3 s later).
-    procs.spawn(
-        restock(),
+    let addr = format!("--addr=127.0.0.1:{factory}");
+    let flags = [
         "factory",
-        &[
-            "factory",
-            &format!("--addr=127.0.0.1:{factory}"),
-            "--step-interval-ms=250",
-            "--extra-latency-ms=3000",
-        ],
-        &env,
-        logs.path(),
-    );
-    procs.spawn(restock(), "worker-2", &worker_args, &env, logs.path());
+        &addr,
+        "--step-interval-ms=250",
+        "--extra-latency-ms=3000",
+    ];
+    procs.spawn("factory", &flags, &env);
+    procs.worker("worker-2", (factory, http), &worker_flags, &env);
     wait_for("KILL-A completed", Duration::from_secs(90), || async {
         state(&client, "KILL-A").await == Some(RestockState::Completed)
     })
@@ -145,7 +127,7 @@ async fn worker_killed_in_each_state(backend: Backend) {
     )
     .await;
     procs.kill_9("worker-2");
-    procs.spawn(restock(), "worker-3", &worker_args, &env, logs.path());
+    procs.worker("worker-3", (factory, http), &worker_flags, &env);
     wait_for("KILL-B completed", Duration::from_secs(90), || async {
         state(&client, "KILL-B").await == Some(RestockState::Completed)
     })
@@ -200,7 +182,7 @@ async fn worker_killed_in_each_state(backend: Backend) {
     if let Some(lock) = lock {
         lock.rollback().await.unwrap();
     }
-    procs.spawn(restock(), "worker-4", &worker_args, &env, logs.path());
+    procs.worker("worker-4", (factory, http), &worker_flags, &env);
     wait_for("KILL-C completed", Duration::from_secs(90), || async {
         state(&client, "KILL-C").await == Some(RestockState::Completed)
     })
