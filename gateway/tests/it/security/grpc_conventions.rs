@@ -345,3 +345,161 @@ async fn errors_carry_machine_readable_details() {
     );
     app.stop().await;
 }
+
+/// A sku is checked once, where it enters: every call that names one refuses a bad one with
+/// INVALID_ARGUMENT naming the field (the ListProducts page token too), and so does a
+/// correctly signed factory callback; nothing changes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_sku_is_refused_where_it_enters_and_changes_nothing() {
+    use restock_proto::v1::replenishment_service_client::ReplenishmentServiceClient;
+    use restock_proto::v1::{
+        AdjustStockRequest, CancelReplenishmentRequest, CompleteFactoryOrderRequest,
+        GetReplenishmentRequest, ListProductsRequest,
+    };
+    let app = spawn_app(Backend::Sqlite).await.unwrap();
+    let before = restock_inventory::demo::products();
+    let stock_before = restock_testkit::product_of(&app.store, restock_inventory::demo::DEMO_SKU)
+        .await
+        .stock;
+    let bad = "CP 1!";
+    let mut inventory = app.inventory().await;
+    let mut replenishments = ReplenishmentServiceClient::new(app.channel().await);
+    let refusals: Vec<(&str, tonic::Status, &str)> = vec![
+        (
+            "GetProduct",
+            inventory
+                .get_product(GetProductRequest { sku: bad.into() })
+                .await
+                .unwrap_err(),
+            "sku",
+        ),
+        (
+            "AdjustStock",
+            inventory
+                .adjust_stock(AdjustStockRequest {
+                    sku: bad.into(),
+                    delta: 5,
+                    reason: "stock-take".into(),
+                })
+                .await
+                .unwrap_err(),
+            "sku",
+        ),
+        (
+            "UpsertProduct",
+            inventory
+                .upsert_product(UpsertProductRequest {
+                    product: Some(Product {
+                        sku: bad.into(),
+                        name: "new".into(),
+                        price: 100,
+                        stock: 5,
+                        reorder_point: 0,
+                        reorder_quantity: 10,
+                        factory_id: restock_inventory::demo::DEMO_FACTORY.into(),
+                        ..Default::default()
+                    }),
+                    update_mask: None,
+                })
+                .await
+                .unwrap_err(),
+            "product.sku",
+        ),
+        (
+            "ListProducts",
+            inventory
+                .list_products(ListProductsRequest {
+                    page_size: 10,
+                    page_token: bad.into(),
+                })
+                .await
+                .unwrap_err(),
+            "page_token",
+        ),
+        (
+            "GetReplenishment",
+            replenishments
+                .get_replenishment(GetReplenishmentRequest { sku: bad.into() })
+                .await
+                .unwrap_err(),
+            "sku",
+        ),
+        (
+            "CompleteFactoryOrder",
+            replenishments
+                .complete_factory_order(CompleteFactoryOrderRequest {
+                    sku: bad.into(),
+                    quantity: 10,
+                    ..Default::default()
+                })
+                .await
+                .unwrap_err(),
+            "sku",
+        ),
+        (
+            "CancelReplenishment",
+            replenishments
+                .cancel_replenishment(CancelReplenishmentRequest {
+                    sku: bad.into(),
+                    reason: "test".into(),
+                })
+                .await
+                .unwrap_err(),
+            "sku",
+        ),
+    ];
+    for (call, err, field) in refusals {
+        assert_eq!(err.code(), Code::InvalidArgument, "{call}: {err:?}");
+        assert_eq!(reason_and_fields(&err).2, [field], "{call}: {err:?}");
+    }
+
+    // A signed callback for a bad sku (only a leaked secret could make one) is refused too.
+    let signer =
+        restock_factory::callback::CallbackSigner::new(restock_testkit::TEST_CALLBACK_SECRET)
+            .unwrap();
+    let url = signer.url(&format!("http://{}", app.http_addr), "bad!sku", "order-1");
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let response = reqwest::Client::new()
+        .post(url)
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 400);
+    assert!(response.text().await.unwrap().contains("sku"));
+
+    // Nothing changed: the catalogue, the stock, no audit record, no delivery.
+    let after: Vec<String> = app
+        .store
+        .list_products(None, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|v| v.product.sku)
+        .collect();
+    let mut expected: Vec<String> = before.into_iter().map(|p| p.sku.into()).collect();
+    expected.sort();
+    assert_eq!(after, expected);
+    assert_eq!(
+        restock_testkit::product_of(&app.store, restock_inventory::demo::DEMO_SKU)
+            .await
+            .stock,
+        stock_before
+    );
+    assert!(
+        app.store
+            .audit_trail(restock_inventory::demo::DEMO_SKU)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let deliveries = {
+        use sea_orm::{EntityTrait, PaginatorTrait};
+        restock_inventory::entity::factory_delivery::Entity::find()
+            .count(app.store.connection())
+            .await
+            .unwrap()
+    };
+    assert_eq!(deliveries, 0);
+    app.stop().await;
+}
