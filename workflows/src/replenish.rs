@@ -73,6 +73,12 @@ pub const PATCH_LOCAL_BOOKKEEPING: &str = "local-bookkeeping-v3";
 /// Completed with a `Cancelled` outcome. Runs from before complete as they did.
 pub const PATCH_CANCEL_ENDS_CANCELED: &str = "cancel-ends-canceled-v4";
 
+/// The patch a cancelled run records when replenishment requests reached it after the cancel
+/// was accepted (a sale while the run was closing): since then it continues as new to check
+/// the stock again instead of ending, so that sale's request is not lost with the run. Runs
+/// from before end Cancelled as they did.
+pub const PATCH_REQUESTS_AFTER_CANCEL: &str = "requests-after-cancel-v5";
+
 /// Replenishment requests one run takes before it continues as new, carrying its order over,
 /// so a run that stays Overdue for days keeps a bounded history.
 pub const MAX_REQUESTS_PER_RUN: u32 = 200;
@@ -360,6 +366,9 @@ pub struct ReplenishStock {
     check_started: bool,
     /// The cancel came from Temporal's own cancellation (the run ends as cancelled there too).
     cancelled_in_temporal: bool,
+    /// `late_requests` when the cancel was accepted: the requests after it are new demand,
+    /// the ones before it are cancelled with the run.
+    requests_at_cancel: u32,
     /// Set when `run` has chosen its version; signals before that wait in `early`.
     started: bool,
     /// Signals delivered with the start (before `run` knew its version), applied in order
@@ -489,8 +498,20 @@ impl ReplenishStock {
         if self.cancel_refusal().is_some() {
             self.status.ignored_signals += 1;
         } else {
-            self.cancel = Some(request);
+            self.accept_cancel(request);
         }
+    }
+
+    /// Takes a cancel (signal, update or Temporal's own): the run stops, and the requests it
+    /// has counted so far go with it.
+    fn accept_cancel(&mut self, request: CancelRequest) {
+        self.requests_at_cancel = self.status.late_requests;
+        self.cancel = Some(request);
+    }
+
+    /// Whether replenishment requests reached the run after its cancel was accepted.
+    fn requested_after_cancel(&self) -> bool {
+        self.cancel.is_some() && self.status.late_requests > self.requests_at_cancel
     }
 
     /// Why this run refuses `completion` now, if it does: the status's rules
@@ -662,7 +683,7 @@ impl ReplenishStock {
         request: CancelRequest,
     ) -> ReplenishStatus {
         if self.started {
-            self.cancel = Some(request);
+            self.accept_cancel(request);
         } else {
             self.early.push(Early::Cancel(request));
         }
@@ -773,6 +794,30 @@ mod tests {
             refusal(&cancelled, &completion(Some("replenish-A-1"), None)),
             Some(CompletionRefusal::Cancelled)
         );
+    }
+
+    #[test]
+    fn only_requests_after_the_cancel_outlive_it() {
+        let mut w = waiting();
+        w.check_started = true;
+        w.on_requested();
+        w.on_requested();
+        assert!(!w.requested_after_cancel(), "no cancel yet");
+        w.on_cancel(CancelRequest::default());
+        assert!(
+            !w.requested_after_cancel(),
+            "requests before the cancel go with it"
+        );
+        w.on_requested();
+        assert!(w.requested_after_cancel());
+
+        let mut updated = waiting();
+        updated.check_started = true;
+        updated.on_requested();
+        updated.accept_cancel(CancelRequest::default());
+        assert!(!updated.requested_after_cancel());
+        updated.on_requested();
+        assert!(updated.requested_after_cancel());
     }
 
     #[test]

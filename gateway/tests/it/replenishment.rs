@@ -100,6 +100,41 @@ async fn maybe_save_history(stack: &Stack, sku: &str, name: &str) {
     std::fs::write(format!("{dir}/v4-{name}.json"), json).unwrap();
 }
 
+/// Like [`maybe_save_history`], for the first run of the product's chain (one that continued
+/// as new), as `v5-<name>.json`: runs since the requests-after-cancel patch.
+async fn maybe_save_first_run_history(stack: &Stack, sku: &str, name: &str) {
+    use temporalio_client::{WorkflowExecutionInfo, WorkflowHandle};
+    let Ok(dir) = std::env::var("RESTOCK_SAVE_HISTORIES") else {
+        return;
+    };
+    let workflow_id = restock_workflows::client::workflow_id(sku);
+    let latest = stack
+        .temporal_client
+        .get_workflow_handle::<restock_workflows::ReplenishStock>(workflow_id.clone())
+        .describe(Default::default())
+        .await
+        .unwrap();
+    let first_run = latest
+        .raw_description
+        .workflow_execution_info
+        .unwrap()
+        .first_run_id;
+    let info = WorkflowExecutionInfo::builder()
+        .namespace(stack.temporal.namespace.clone())
+        .workflow_id(workflow_id)
+        .run_id(first_run)
+        .build();
+    let json = WorkflowHandle::<_, restock_workflows::ReplenishStock>::new(
+        stack.temporal_client.clone(),
+        info,
+    )
+    .fetch_history(Default::default())
+    .to_json()
+    .await
+    .unwrap();
+    std::fs::write(format!("{dir}/v5-{name}.json"), json).unwrap();
+}
+
 restock_testkit::on_three_databases! {
     sell_out_order_callback_restock => sell_out_order_callback_restock_on;
 }

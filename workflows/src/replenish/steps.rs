@@ -86,11 +86,11 @@ impl ReplenishStock {
                     None => return Self::end(ctx, input, RestockState::NotNeeded, 0),
                 };
                 if Self::cancel_requested(ctx) {
-                    return Self::finish_cancelled(ctx, &settings).await;
+                    return Self::finish_cancelled(ctx, input).await;
                 }
                 Self::order(ctx, &input, &level).await?;
                 if Self::cancel_requested(ctx) {
-                    return Self::finish_cancelled(ctx, &settings).await;
+                    return Self::finish_cancelled(ctx, input).await;
                 }
                 let sla_ms = i64::try_from(settings.factory_sla_secs.max(1).saturating_mul(1000))
                     .unwrap_or(i64::MAX);
@@ -108,7 +108,7 @@ impl ReplenishStock {
 
         let received = match Self::await_delivery(ctx, &settings, deadline).await? {
             Awaited::Delivered(units) => units,
-            Awaited::Cancelled => return Self::finish_cancelled(ctx, &settings).await,
+            Awaited::Cancelled => return Self::finish_cancelled(ctx, input).await,
             Awaited::Rollover => return Self::roll_over(ctx, input, deadline),
         };
         Self::restock(ctx, &settings, &input.sku, received).await?;
@@ -323,20 +323,29 @@ impl ReplenishStock {
         received: u32,
     ) -> WorkflowResult<ReplenishOutcome> {
         if ctx.state(|s| s.status.late_requests > 0) {
-            let next = ReplenishInput {
-                reason: "requested_during_previous_run".to_owned(),
-                carried: None,
-                ..input
-            };
-            return match ctx.continue_as_new(next, ContinueAsNewOptions::default()) {
-                Ok(never) => match never {},
-                Err(termination) => Err(termination),
-            };
+            return Self::check_again(ctx, input, "requested_during_previous_run");
         }
         Ok(ReplenishOutcome {
             state,
             received_quantity: received,
         })
+    }
+
+    /// Continues as new with a fresh run that reads the stock again (`reason` says why).
+    fn check_again(
+        ctx: &WorkflowContext<Self>,
+        input: ReplenishInput,
+        reason: &str,
+    ) -> WorkflowResult<ReplenishOutcome> {
+        let next = ReplenishInput {
+            reason: reason.to_owned(),
+            carried: None,
+            ..input
+        };
+        match ctx.continue_as_new(next, ContinueAsNewOptions::default()) {
+            Ok(never) => match never {},
+            Err(termination) => Err(termination),
+        }
     }
 
     /// Continues as new with the order still awaited: the new run starts with an empty
@@ -380,16 +389,27 @@ impl ReplenishStock {
     /// in Temporal (its list shows it so; the outcome rides in the cancellation's details).
     /// Runs from before [`super::PATCH_CANCEL_ENDS_CANCELED`] that an operator cancelled
     /// complete with the outcome, as they did.
+    ///
+    /// Requests that reached the run after the cancel was accepted (a sale while it closed:
+    /// the relay hands requests to the open run) are new demand: the run then checks again
+    /// as a new run, as [`Self::end`] does (since [`super::PATCH_REQUESTS_AFTER_CANCEL`]).
+    /// Looked at after the last publish, like there.
     async fn finish_cancelled(
         ctx: &WorkflowContext<Self>,
-        settings: &ReplenishSettings,
+        input: ReplenishInput,
     ) -> WorkflowResult<ReplenishOutcome> {
+        let settings = &input.settings;
         let sku = ctx.state_mut(|s| {
             s.status.reason = s.cancel.as_ref().and_then(|c| c.reason.clone());
             s.status.sku.clone()
         });
         Self::resume_ad(ctx, settings, &sku).await;
         Self::advance(ctx, settings, Event::Cancel).await?;
+        if ctx.state(ReplenishStock::requested_after_cancel)
+            && ctx.patched(super::PATCH_REQUESTS_AFTER_CANCEL)
+        {
+            return Self::check_again(ctx, input, "requested_after_cancel");
+        }
         let outcome = ReplenishOutcome {
             state: RestockState::Cancelled,
             received_quantity: 0,
@@ -410,7 +430,7 @@ impl ReplenishStock {
         let temporal = token.is_cancelled();
         ctx.state_mut(|s| {
             if temporal && s.cancel.is_none() && s.cancel_refusal().is_none() {
-                s.cancel = Some(CancelRequest {
+                s.accept_cancel(CancelRequest {
                     reason: Some(match token.reason().filter(|r| !r.is_empty()) {
                         Some(reason) => format!("cancelled in Temporal: {reason}"),
                         None => "cancelled in Temporal".to_owned(),

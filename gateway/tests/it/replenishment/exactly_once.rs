@@ -17,8 +17,8 @@ use sea_orm::{ActiveModelTrait, ActiveValue::Set, EntityTrait};
 use temporalio_client::{WorkflowDescribeOptions, WorkflowExecutionStatus, WorkflowSignalOptions};
 
 use super::{
-    WAIT, add_product, adjust, buy, maybe_save_history, receipts, reqwest_client, sell_out,
-    serde_json_body, stock,
+    WAIT, add_product, adjust, buy, maybe_save_first_run_history, maybe_save_history, receipts,
+    reqwest_client, sell_out, serde_json_body, stock,
 };
 
 fn callback_url(stack: &Stack, sku: &str, order_id: &str) -> String {
@@ -526,6 +526,62 @@ async fn temporal_cancel_is_an_operator_cancel() {
     stack.stop().await;
 }
 
+/// Requests that reach a run after its cancel was accepted (the relay hands a sale's request
+/// to the run while it closes) start a new run that orders again; requests from before the
+/// cancel go with it. The worker is stopped meanwhile, so both signals reach the run in one
+/// task, in the order sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_request_after_the_cancel_starts_a_new_run_one_before_does_not() {
+    use restock_workflows::CancelRequest;
+    let mut stack = spawn_stack(dropped_callbacks()).await.unwrap();
+    let cancel = |stack: &Stack, sku: &'static str| {
+        let client = stack.temporal_client.clone();
+        async move {
+            let request = CancelRequest {
+                reason: Some("test".into()),
+            };
+            restock_workflows::client::signal_cancel(&client, sku, request)
+                .await
+                .unwrap();
+        }
+    };
+
+    let before = "CANCEL-REQ-1";
+    sold_out_and_waiting(&stack, before).await;
+    stack.stop_worker().await;
+    request_replenishment(&stack, before).await;
+    cancel(&stack, before).await;
+    stack.start_worker();
+    stack
+        .wait_until("the run ends cancelled", WAIT, || async {
+            run_status(&stack, before).await == WorkflowExecutionStatus::Canceled
+        })
+        .await;
+    assert_eq!(read_model_state(&stack, before).await, "Cancelled");
+    assert_eq!(stack.factory_stats().total, 1);
+
+    let after = "CANCEL-REQ-2";
+    let cancelled = sold_out_and_waiting(&stack, after).await;
+    stack.stop_worker().await;
+    cancel(&stack, after).await;
+    request_replenishment(&stack, after).await;
+    stack.start_worker();
+    let next = stack
+        .wait_for_status(after, WAIT, |s| {
+            s.state == RestockState::AwaitingFactory
+                && s.factory_order_id != cancelled.factory_order_id
+        })
+        .await;
+    assert_eq!(stack.factory_stats().total, 3, "{next:#?}");
+    maybe_save_first_run_history(&stack, after, "requested_after_cancel").await;
+    // The first product's run stayed cancelled all along.
+    assert_eq!(
+        run_status(&stack, before).await,
+        WorkflowExecutionStatus::Canceled
+    );
+    stack.stop().await;
+}
+
 /// Temporal's Terminate on a run waiting for the factory: no clean-up runs (documented), but
 /// the order's delivery is still counted, once, and the next sale starts a new run.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -954,7 +1010,29 @@ async fn random_interleavings_keep_every_count() {
     let mut api = stack.replenishments().await;
     let mut cancelled_last = std::collections::HashSet::new();
     let mut keys: Vec<(String, String)> = Vec::new();
+    // What the test did, per product ("*": all), for the failure messages.
+    let events = std::sync::Mutex::new(Vec::<(usize, &str, String)>::new());
+    let step_now = std::sync::atomic::AtomicUsize::new(0);
+    let happened = |sku: &'static str, what: String| {
+        let step = step_now.load(std::sync::atomic::Ordering::Relaxed);
+        if let Ok(mut events) = events.lock() {
+            events.push((step, sku, what));
+        }
+    };
+    let story = |sku: &str| {
+        events.lock().map_or_else(
+            |_| String::new(),
+            |events| {
+                events
+                    .iter()
+                    .filter(|(_, s, _)| *s == sku || *s == "*")
+                    .map(|(step, _, what)| format!("\n  step {step}: {what}"))
+                    .collect::<String>()
+            },
+        )
+    };
     for step in 0..120 {
+        step_now.store(step, std::sync::atomic::Ordering::Relaxed);
         let sku = skus[rng.below(skus.len() as u64) as usize];
         match rng.below(100) {
             0..=54 => {
@@ -976,10 +1054,21 @@ async fn random_interleavings_keep_every_count() {
                         requester: "random".into(),
                     })
                     .await;
-                if let Ok(reply) = reply
-                    && reply.get_ref().outcome() == Outcome::Sold
-                {
-                    cancelled_last.remove(&key.0);
+                if let Ok(reply) = reply {
+                    let reply = reply.get_ref();
+                    happened(
+                        sku,
+                        format!(
+                            "{:?}{} (stock {})",
+                            reply.outcome(),
+                            if reply.replayed { ", replayed" } else { "" },
+                            reply.remaining_stock
+                        ),
+                    );
+                    // A replay sells nothing and requests nothing: the cancel stays the last word.
+                    if reply.outcome() == Outcome::Sold && !reply.replayed {
+                        cancelled_last.remove(&key.0);
+                    }
                 }
             }
             55..=69 => {
@@ -987,13 +1076,14 @@ async fn random_interleavings_keep_every_count() {
                 if let Some(status) = stack.status(sku).await
                     && status.state.accepts_completion()
                 {
-                    let _ = api
+                    let done = api
                         .complete_factory_order(CompleteFactoryOrderRequest {
                             sku: sku.into(),
                             factory_order_id: status.factory_order_id,
                             quantity: 0,
                         })
                         .await;
+                    happened(sku, format!("operator complete: ok {}", done.is_ok()));
                 }
             }
             70..=77 => {
@@ -1005,6 +1095,7 @@ async fn random_interleavings_keep_every_count() {
                     .await
                     .is_ok()
                 {
+                    happened(sku, "operator cancel accepted".to_owned());
                     cancelled_last.insert(sku.to_owned());
                 }
             }
@@ -1020,12 +1111,14 @@ async fn random_interleavings_keep_every_count() {
                     let code =
                         post_callback(&stack, sku, &o.order_id, &o.quantity.to_string()).await;
                     assert_eq!(code, 200, "a genuine callback for {}", o.order_id);
+                    happened(sku, format!("callback for {}", o.order_id));
                 }
             }
             92..=95 => {
                 stack.stop_worker().await;
                 tokio::time::sleep(Duration::from_millis(rng.below(500))).await;
                 stack.start_worker();
+                happened("*", "worker restarted".to_owned());
             }
             _ => tokio::time::sleep(Duration::from_millis(300)).await,
         }
@@ -1064,8 +1157,10 @@ async fn random_interleavings_keep_every_count() {
             .is_some_and(|s| !s.state.is_terminal());
         assert!(
             open,
-            "seed {seed}: {sku} has stock {} (reorder point {}) and no open replenishment",
-            p.stock, p.reorder_point
+            "seed {seed}: {sku} has stock {} (reorder point {}) and no open replenishment; what happened:{}",
+            p.stock,
+            p.reorder_point,
+            story(sku)
         );
     }
     // Close out: complete every waiting run, let them finish.
