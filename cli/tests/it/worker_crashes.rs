@@ -40,10 +40,9 @@ restock_testkit::on_three_databases! {
 }
 
 async fn worker_killed_in_each_state(backend: Backend) {
-    let Some(db) = TestDb::new(backend).await else {
+    let Some((db, store)) = TestDb::with_store(backend).await else {
         return;
     };
-    let store = db.store().await;
     for sku in ["KILL-A", "KILL-B", "KILL-C"] {
         store
             .upsert_product(&restock_testkit::product(sku, 1, 0, 10))

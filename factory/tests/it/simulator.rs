@@ -151,6 +151,22 @@ fn client() -> FactoryClient {
     FactoryClient::new().unwrap()
 }
 
+/// A simulator with `config`, a receiver for its callbacks, and the order `id` placed with
+/// it (called back to the receiver).
+async fn one_order(
+    config: SimulatorConfig,
+    id: &str,
+) -> (RunningSimulator, CallbackReceiver, ManufactureRequest) {
+    let factory = RunningSimulator::start(config).await;
+    let receiver = CallbackReceiver::start().await;
+    let request = order(id, receiver.url_for(id));
+    client()
+        .place_order(&factory.base_url, &request)
+        .await
+        .unwrap();
+    (factory, receiver, request)
+}
+
 #[tokio::test]
 async fn an_order_is_accepted_and_called_back_once_with_the_original_body() {
     let factory = RunningSimulator::start(fast(SimulatorConfig::default())).await;
@@ -291,17 +307,14 @@ async fn failure_rate_is_seeded_and_deterministic() {
 
 #[tokio::test]
 async fn duplicate_callbacks_call_back_twice() {
-    let factory = RunningSimulator::start(fast(SimulatorConfig {
-        duplicate_callbacks: true,
-        ..SimulatorConfig::default()
-    }))
+    let (factory, mut receiver, request) = one_order(
+        fast(SimulatorConfig {
+            duplicate_callbacks: true,
+            ..SimulatorConfig::default()
+        }),
+        "order-twice",
+    )
     .await;
-    let mut receiver = CallbackReceiver::start().await;
-    let request = order("order-twice", receiver.url_for("order-twice"));
-    client()
-        .place_order(&factory.base_url, &request)
-        .await
-        .unwrap();
 
     for _ in 0..2 {
         let callback = receiver
@@ -322,19 +335,14 @@ async fn duplicate_callbacks_call_back_twice() {
 
 #[tokio::test]
 async fn drop_callbacks_never_calls_back() {
-    let factory = RunningSimulator::start(fast(SimulatorConfig {
-        drop_callbacks: true,
-        ..SimulatorConfig::default()
-    }))
+    let (factory, mut receiver, _) = one_order(
+        fast(SimulatorConfig {
+            drop_callbacks: true,
+            ..SimulatorConfig::default()
+        }),
+        "order-lost",
+    )
     .await;
-    let mut receiver = CallbackReceiver::start().await;
-    client()
-        .place_order(
-            &factory.base_url,
-            &order("order-lost", receiver.url_for("order-lost")),
-        )
-        .await
-        .unwrap();
 
     assert!(receiver.next_within(QUIET).await.is_none());
     let stats = factory
@@ -550,19 +558,14 @@ async fn run_serves_stats_and_health_until_shutdown() {
 
 #[tokio::test]
 async fn shutdown_abandons_orders_in_production() {
-    let factory = RunningSimulator::start(SimulatorConfig {
-        step_interval: Duration::from_millis(200),
-        ..SimulatorConfig::default()
-    })
+    let (factory, mut receiver, _) = one_order(
+        SimulatorConfig {
+            step_interval: Duration::from_millis(200),
+            ..SimulatorConfig::default()
+        },
+        "order-late",
+    )
     .await;
-    let mut receiver = CallbackReceiver::start().await;
-    client()
-        .place_order(
-            &factory.base_url,
-            &order("order-late", receiver.url_for("order-late")),
-        )
-        .await
-        .unwrap();
     let simulator = factory.simulator.clone();
     factory.shut_down().await;
 

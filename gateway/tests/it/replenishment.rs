@@ -77,6 +77,45 @@ async fn receipts(stack: &Stack, sku: &str) -> u64 {
         .unwrap()
 }
 
+/// Whether the product's ad runs, in the store.
+async fn ad_active(stack: &Stack, sku: &str) -> bool {
+    stack
+        .app
+        .store
+        .product(&restock_testkit::sku(sku))
+        .await
+        .unwrap()
+        .ad_active
+}
+
+/// Whether the product's ad runs, as the gateway's GetProduct shows it.
+async fn ad_shown(stack: &Stack, sku: &str) -> bool {
+    stack
+        .app
+        .inventory()
+        .await
+        .get_product(restock_proto::v1::GetProductRequest { sku: sku.into() })
+        .await
+        .unwrap()
+        .into_inner()
+        .ad_active
+}
+
+/// Waits for the product's run to complete with `units` received, and checks they are all
+/// in stock (the product had none left): the status it ended with.
+async fn completed_with(
+    stack: &Stack,
+    sku: &str,
+    units: u32,
+) -> restock_workflows::ReplenishStatus {
+    let done = stack
+        .wait_for_state(sku, WAIT, RestockState::Completed)
+        .await;
+    assert_eq!(done.received_quantity, Some(units), "{done:#?}");
+    assert_eq!(stock(stack, sku).await, i64::from(units));
+    done
+}
+
 fn states(status: &restock_workflows::ReplenishStatus) -> Vec<RestockState> {
     status.history.iter().map(|t| t.state).collect()
 }
@@ -140,12 +179,7 @@ restock_testkit::on_three_databases! {
 }
 
 async fn sell_out_order_callback_restock_on(backend: Backend) {
-    let Some(stack) = spawn_stack(StackOptions {
-        backend,
-        ..StackOptions::default()
-    })
-    .await
-    else {
+    let Some(stack) = spawn_stack(StackOptions::on(backend)).await else {
         return;
     };
     let sku = restock_inventory::demo::DEMO_SKU; // stock 3, reorder quantity 10
@@ -334,11 +368,7 @@ async fn temporal_cli_signal_completes_a_waiting_replenishment() {
         "--input",
         &input,
     ]);
-    let done = stack
-        .wait_for_state(sku, WAIT, RestockState::Completed)
-        .await;
-    assert_eq!(done.received_quantity, Some(20));
-    assert_eq!(stock(&stack, sku).await, 20);
+    completed_with(&stack, sku, 20).await;
     stack.wait_closed(sku).await;
     maybe_save_history(&stack, sku, "completed_by_cli_signal").await;
 
@@ -572,15 +602,9 @@ async fn dropped_callback_goes_overdue_then_operator_completes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn reorder_point_starts_replenishment_while_sales_go_on() {
-    let stack = spawn_stack(StackOptions {
-        factory: SimulatorConfig {
-            step_interval: Duration::from_millis(500),
-            ..StackOptions::default().factory
-        },
-        ..StackOptions::default()
-    })
-    .await
-    .unwrap();
+    let stack = spawn_stack(StackOptions::factory_step(Duration::from_millis(500)))
+        .await
+        .unwrap();
     let sku = "RP-1";
     add_product(&stack, sku, 5, 2).await;
     let mut sales = stack.app.sales().await;
@@ -670,24 +694,13 @@ async fn sell_out_pauses_the_ad_and_restock_resumes_it_one_mail_each() {
     let smtp = restock_testkit::smtp::SmtpServer::start(1).await;
     let stack = spawn_stack(StackOptions {
         smtp_url: Some(smtp.url()),
-        factory: SimulatorConfig {
-            step_interval: Duration::from_millis(500),
-            ..StackOptions::default().factory
-        },
-        ..StackOptions::default()
+        ..StackOptions::factory_step(Duration::from_millis(500))
     })
     .await
     .unwrap();
     let sku = "AD-1";
     add_product(&stack, sku, 1, 0).await;
-    let mut inventory = stack.app.inventory().await;
-    let ad_active = |p: restock_proto::v1::Product| p.ad_active;
-    let product = inventory
-        .get_product(restock_proto::v1::GetProductRequest { sku: sku.into() })
-        .await
-        .unwrap()
-        .into_inner();
-    assert!(ad_active(product));
+    assert!(ad_shown(&stack, sku).await);
 
     let mut sales = stack.app.sales().await;
     assert_eq!(
@@ -706,22 +719,12 @@ async fn sell_out_pauses_the_ad_and_restock_resumes_it_one_mail_each() {
         })
         .await;
     assert!(waiting.ad_paused);
-    let product = inventory
-        .get_product(restock_proto::v1::GetProductRequest { sku: sku.into() })
-        .await
-        .unwrap()
-        .into_inner();
-    assert!(!product.ad_active, "the ad runs while sold out");
+    assert!(!ad_shown(&stack, sku).await, "the ad runs while sold out");
 
     stack
         .wait_for_state(sku, WAIT, RestockState::Completed)
         .await;
-    let product = inventory
-        .get_product(restock_proto::v1::GetProductRequest { sku: sku.into() })
-        .await
-        .unwrap()
-        .into_inner();
-    assert!(product.ad_active, "the ad did not resume");
+    assert!(ad_shown(&stack, sku).await, "the ad did not resume");
 
     let mail = smtp.mail();
     assert_eq!(smtp.refused(), 1);

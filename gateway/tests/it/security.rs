@@ -72,133 +72,87 @@ fn with_token<T>(message: T, token: Option<&str>) -> tonic::Request<T> {
     request
 }
 
+/// A new product for UpsertProduct (sku as given, the demo factory).
+fn new_product(sku: &str) -> Product {
+    Product {
+        sku: sku.into(),
+        name: "new".into(),
+        price: 100,
+        stock: 5,
+        reorder_point: 0,
+        reorder_quantity: 10,
+        factory_id: restock_inventory::demo::DEMO_FACTORY.into(),
+        ad_active: true,
+        ..Default::default()
+    }
+}
+
 /// Makes one call of the named RPC and returns its code.
 async fn call(channel: &Channel, rpc: &str, token: Option<&str>) -> Code {
     let sku = restock_inventory::demo::DEMO_SKU.to_owned();
     let mut sales = SalesServiceClient::new(channel.clone());
     let mut inventory = InventoryServiceClient::new(channel.clone());
     let mut replenishments = ReplenishmentServiceClient::new(channel.clone());
-    let code = |r: Result<(), tonic::Status>| r.err().map(|s| s.code()).unwrap_or(Code::Ok);
+    // `client.method(message)` with the token, reduced to its status code.
+    macro_rules! code {
+        ($client:ident . $method:ident ( $message:expr )) => {
+            $client
+                .$method(with_token($message, token))
+                .await
+                .err()
+                .map(|s| s.code())
+                .unwrap_or(Code::Ok)
+        };
+    }
     match rpc {
-        "Purchase" => code(
-            sales
-                .purchase(with_token(
-                    PurchaseRequest {
-                        sku,
-                        quantity: 1,
-                        ..Default::default()
-                    },
-                    token,
-                ))
-                .await
-                .map(drop),
-        ),
-        "GetProduct" => code(
-            inventory
-                .get_product(with_token(GetProductRequest { sku }, token))
-                .await
-                .map(drop),
-        ),
-        "ListProducts" => code(
-            inventory
-                .list_products(with_token(ListProductsRequest::default(), token))
-                .await
-                .map(drop),
-        ),
-        "UpsertProduct" => code(
-            inventory
-                .upsert_product(with_token(
-                    UpsertProductRequest {
-                        product: Some(Product {
-                            sku: "NEW-1".into(),
-                            name: "new".into(),
-                            price: 100,
-                            stock: 5,
-                            reorder_point: 0,
-                            reorder_quantity: 10,
-                            factory_id: restock_inventory::demo::DEMO_FACTORY.into(),
-                            ad_active: true,
-                            ..Default::default()
-                        }),
-                        update_mask: None,
-                    },
-                    token,
-                ))
-                .await
-                .map(drop),
-        ),
-        "AdjustStock" => code(
-            inventory
-                .adjust_stock(with_token(
-                    AdjustStockRequest {
-                        sku,
-                        delta: 5,
-                        reason: "stock-take".into(),
-                    },
-                    token,
-                ))
-                .await
-                .map(drop),
-        ),
-        "GetReplenishment" => code(
-            replenishments
-                .get_replenishment(with_token(GetReplenishmentRequest { sku }, token))
-                .await
-                .map(drop),
-        ),
-        "ListReplenishments" => code(
-            replenishments
-                .list_replenishments(with_token(ListReplenishmentsRequest::default(), token))
-                .await
-                .map(drop),
-        ),
-        "CompleteFactoryOrder" => code(
-            replenishments
-                .complete_factory_order(with_token(
-                    CompleteFactoryOrderRequest {
-                        sku,
-                        quantity: 0,
-                        ..Default::default()
-                    },
-                    token,
-                ))
-                .await
-                .map(drop),
-        ),
-        "CancelReplenishment" => code(
-            replenishments
-                .cancel_replenishment(with_token(
-                    CancelReplenishmentRequest {
-                        sku,
-                        reason: "x".into(),
-                    },
-                    token,
-                ))
-                .await
-                .map(drop),
-        ),
-        "ListFactories" => code(
-            inventory
-                .list_factories(with_token(ListFactoriesRequest {}, token))
-                .await
-                .map(drop),
-        ),
-        "UpsertFactory" => code(
-            inventory
-                .upsert_factory(with_token(
-                    UpsertFactoryRequest {
-                        factory: Some(Factory {
-                            id: "FF-SEC".into(),
-                            name: "sec".into(),
-                            manager_email: "sec@works.example".into(),
-                            api_url: String::new(),
-                        }),
-                    },
-                    token,
-                ))
-                .await
-                .map(drop),
-        ),
+        "Purchase" => code!(sales.purchase(PurchaseRequest {
+            sku,
+            quantity: 1,
+            ..Default::default()
+        })),
+        "GetProduct" => code!(inventory.get_product(GetProductRequest { sku })),
+        "ListProducts" => code!(inventory.list_products(ListProductsRequest::default())),
+        "UpsertProduct" => code!(inventory.upsert_product(UpsertProductRequest {
+            product: Some(new_product("NEW-1")),
+            update_mask: None,
+        })),
+        "AdjustStock" => code!(inventory.adjust_stock(AdjustStockRequest {
+            sku,
+            delta: 5,
+            reason: "stock-take".into(),
+        })),
+        "GetReplenishment" => {
+            code!(replenishments.get_replenishment(GetReplenishmentRequest { sku }))
+        }
+        "ListReplenishments" => {
+            code!(replenishments.list_replenishments(ListReplenishmentsRequest::default()))
+        }
+        "CompleteFactoryOrder" => {
+            code!(
+                replenishments.complete_factory_order(CompleteFactoryOrderRequest {
+                    sku,
+                    quantity: 0,
+                    ..Default::default()
+                })
+            )
+        }
+        "CancelReplenishment" => {
+            code!(
+                replenishments.cancel_replenishment(CancelReplenishmentRequest {
+                    sku,
+                    reason: "x".into(),
+                })
+            )
+        }
+        "ListFactories" => code!(inventory.list_factories(ListFactoriesRequest {})),
+        "UpsertFactory" => code!(inventory.upsert_factory(UpsertFactoryRequest {
+            factory: Some(Factory {
+                id: "FF-SEC".into(),
+                name: "sec".into(),
+                manager_email: "sec@works.example".into(),
+                api_url: String::new(),
+            }),
+        })),
         other => panic!("unknown rpc {other}"),
     }
 }

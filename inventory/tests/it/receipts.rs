@@ -13,15 +13,20 @@ use restock_testkit::{Backend, TestDb};
 
 const SKU: &str = "CP-502101";
 
+restock_testkit::on_three_databases! {
+    a_delivery_is_added_once => a_delivery_is_added_once;
+    a_factory_order_is_sent_by_one_caller => a_factory_order_is_sent_by_one_caller;
+    a_notification_is_owed_once => a_notification_is_owed_once;
+}
+
 async fn stock(store: &Store) -> i64 {
     restock_testkit::product_of(store, SKU).await.stock
 }
 
 async fn a_delivery_is_added_once(backend: Backend) {
-    let Some(db) = TestDb::new(backend).await else {
+    let Some((_db, store)) = TestDb::with_store(backend).await else {
         return;
     };
-    let store = db.store().await;
     let before = stock(&store).await;
 
     let first = store
@@ -84,15 +89,10 @@ async fn a_delivery_is_added_once(backend: Backend) {
     assert!(receipts.iter().all(|r| r.quantity == 7));
 }
 
-restock_testkit::on_three_databases! {
-    a_delivery_is_added_once => a_delivery_is_added_once;
-}
-
 async fn a_factory_order_is_sent_by_one_caller(backend: Backend) {
-    let Some(db) = TestDb::new(backend).await else {
+    let Some((_db, store)) = TestDb::with_store(backend).await else {
         return;
     };
-    let store = db.store().await;
     let factory = restock_inventory::demo::DEMO_FACTORY;
 
     // Concurrent first attempts: exactly one may send.
@@ -147,15 +147,10 @@ async fn a_factory_order_is_sent_by_one_caller(backend: Backend) {
     assert_eq!(order.attempts, 2);
 }
 
-restock_testkit::on_three_databases! {
-    a_factory_order_is_sent_by_one_caller => a_factory_order_is_sent_by_one_caller;
-}
-
 async fn a_notification_is_owed_once(backend: Backend) {
-    let Some(db) = TestDb::new(backend).await else {
+    let Some((_db, store)) = TestDb::with_store(backend).await else {
         return;
     };
-    let store = db.store().await;
     let key = "replenish-CP-502101/order-1/paused";
     let due = || store.notification_due(key, SKU, "paused", "manager@example.com");
 
@@ -174,8 +169,4 @@ async fn a_notification_is_owed_once(backend: Backend) {
     assert_eq!(rows.len(), 1);
     assert_eq!(rows[0].status, NotificationStatus::Sent);
     assert_eq!(rows[0].attempts, 2);
-}
-
-restock_testkit::on_three_databases! {
-    a_notification_is_owed_once => a_notification_is_owed_once;
 }

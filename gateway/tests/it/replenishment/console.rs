@@ -105,19 +105,23 @@ async fn sign_out(browser: &Browser) {
     browser.wait_for("#token", Duration::from_secs(10)).await;
 }
 
-/// Opens the row's Complete, enters `quantity` and confirms; the toast it ends with.
-async fn complete_from_page(browser: &Browser, sku: &str, quantity: u32) -> String {
+/// Opens the row's `action` (complete, cancel), types `value` into the dialog's `field`
+/// (quantity, reason) and confirms.
+async fn confirm_from_page(browser: &Browser, sku: &str, action: &str, field: &str, value: &str) {
     let button = browser
         .wait_for(
-            &format!("#open button.complete[data-sku=\"{sku}\"]"),
-            Duration::from_secs(5),
+            &format!("#open button.{action}[data-sku=\"{sku}\"]"),
+            Duration::from_secs(10),
         )
         .await;
     browser.click(&button).await;
-    let field = browser
-        .wait_for("#confirm[open] #confirm-quantity", Duration::from_secs(5))
+    let input = browser
+        .wait_for(
+            &format!("#confirm[open] #confirm-{field}"),
+            Duration::from_secs(5),
+        )
         .await;
-    browser.type_into(&field, &quantity.to_string()).await;
+    browser.type_into(&input, value).await;
     browser
         .click(
             &browser
@@ -125,6 +129,11 @@ async fn complete_from_page(browser: &Browser, sku: &str, quantity: u32) -> Stri
                 .await,
         )
         .await;
+}
+
+/// Opens the row's Complete, enters `quantity` and confirms; the toast it ends with.
+async fn complete_from_page(browser: &Browser, sku: &str, quantity: u32) -> String {
+    confirm_from_page(browser, sku, "complete", "quantity", &quantity.to_string()).await;
     browser
         .wait_for("#toast:not([hidden])", Duration::from_secs(30))
         .await;
@@ -282,24 +291,7 @@ async fn the_console_shows_sales_live_and_an_admin_completes_an_overdue_order() 
     stack
         .wait_for_state(sku, WAIT, RestockState::AwaitingFactory)
         .await;
-    let cancel = browser
-        .wait_for(
-            &format!("#open button.cancel[data-sku=\"{sku}\"]"),
-            Duration::from_secs(10),
-        )
-        .await;
-    browser.click(&cancel).await;
-    let reason = browser
-        .wait_for("#confirm[open] #confirm-reason", Duration::from_secs(5))
-        .await;
-    browser.type_into(&reason, "supplier recall").await;
-    browser
-        .click(
-            &browser
-                .wait_for("#confirm-ok", Duration::from_secs(5))
-                .await,
-        )
-        .await;
+    confirm_from_page(&browser, sku, "cancel", "reason", "supplier recall").await;
     stack
         .wait_for_state(sku, WAIT, RestockState::Cancelled)
         .await;

@@ -17,8 +17,8 @@ use sea_orm::{ActiveModelTrait, ActiveValue::Set, EntityTrait};
 use temporalio_client::{WorkflowDescribeOptions, WorkflowExecutionStatus, WorkflowSignalOptions};
 
 use super::{
-    WAIT, add_product, adjust, buy, maybe_save_first_run_history, maybe_save_history, receipts,
-    reqwest_client, sell_out, serde_json_body, stock,
+    WAIT, ad_active, add_product, adjust, buy, completed_with, maybe_save_first_run_history,
+    maybe_save_history, receipts, reqwest_client, sell_out, serde_json_body, stock,
 };
 
 fn callback_url(stack: &Stack, sku: &str, order_id: &str) -> String {
@@ -87,16 +87,6 @@ fn dropped_callbacks() -> StackOptions {
         },
         ..StackOptions::default()
     }
-}
-
-async fn ad_active(stack: &Stack, sku: &str) -> bool {
-    stack
-        .app
-        .store
-        .product(&restock_testkit::sku(sku))
-        .await
-        .unwrap()
-        .ad_active
 }
 
 async fn run_status(stack: &Stack, sku: &str) -> WorkflowExecutionStatus {
@@ -198,12 +188,7 @@ restock_testkit::on_three_databases! {
 /// reset`) to before its increment, then to before its order: the re-runs execute
 /// `increment-stock` again for the same order and add nothing; no second order is sent.
 async fn reset_before_the_increment_or_the_order(backend: Backend) {
-    let Some(stack) = spawn_stack(StackOptions {
-        backend,
-        ..StackOptions::default()
-    })
-    .await
-    else {
+    let Some(stack) = spawn_stack(StackOptions::on(backend)).await else {
         return;
     };
     let sku = "RESET-1";
@@ -349,12 +334,8 @@ async fn completions_only_for_the_waiting_order() {
         0,
         "a completion was taken too early"
     );
-    let done = stack
-        .wait_for_state(sku, WAIT, RestockState::Completed)
-        .await;
+    let done = completed_with(&stack, sku, 10).await;
     assert_eq!(done.ignored_signals, 2, "{done:#?}");
-    assert_eq!(done.received_quantity, Some(10));
-    assert_eq!(stock(&stack, sku).await, 10);
     assert_eq!(receipts(&stack, sku).await, 1);
     // The relay settles the inbox row once it sees the receipt.
     stack
@@ -444,11 +425,7 @@ async fn operator_update_names_the_order() {
         ),
     ]);
     assert!(answer.contains(&waiting.factory_order_id), "{answer}");
-    let done = stack
-        .wait_for_state(sku, WAIT, RestockState::Completed)
-        .await;
-    assert_eq!(done.received_quantity, Some(4));
-    assert_eq!(stock(&stack, sku).await, 4);
+    completed_with(&stack, sku, 4).await;
     stack.stop().await;
 }
 
@@ -708,11 +685,7 @@ async fn cancel_before_the_order_sends_no_order() {
     // Counting (Restocking) or already done: refused either way, with the reason.
     let status = late.expect_err("a cancel after the delivery was reported was accepted");
     assert_eq!(status.code(), tonic::Code::FailedPrecondition, "{status:?}");
-    let done = stack
-        .wait_for_state(sku, WAIT, RestockState::Completed)
-        .await;
-    assert_eq!(done.received_quantity, Some(10));
-    assert_eq!(stock(&stack, sku).await, 10);
+    completed_with(&stack, sku, 10).await;
     stack.stop().await;
 }
 

@@ -311,15 +311,8 @@ async fn errors_carry_machine_readable_details() {
     let err = inventory
         .upsert_product(UpsertProductRequest {
             product: Some(Product {
-                sku: "NEW-1".to_owned(),
-                name: "new".to_owned(),
-                price: 100,
-                stock: 1,
-                reorder_point: 0,
                 reorder_quantity: 0,
-                factory_id: restock_inventory::demo::DEMO_FACTORY.to_owned(),
-                ad_active: true,
-                ..Default::default()
+                ..super::new_product("NEW-1")
             }),
             update_mask: None,
         })
@@ -389,16 +382,7 @@ async fn a_bad_sku_is_refused_where_it_enters_and_changes_nothing() {
             "UpsertProduct",
             inventory
                 .upsert_product(UpsertProductRequest {
-                    product: Some(Product {
-                        sku: bad.into(),
-                        name: "new".into(),
-                        price: 100,
-                        stock: 5,
-                        reorder_point: 0,
-                        reorder_quantity: 10,
-                        factory_id: restock_inventory::demo::DEMO_FACTORY.into(),
-                        ..Default::default()
-                    }),
+                    product: Some(super::new_product(bad)),
                     update_mask: None,
                 })
                 .await
