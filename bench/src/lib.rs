@@ -177,7 +177,7 @@ pub async fn run(plan: Plan) -> anyhow::Result<Report> {
         latency.p50_ms, latency.p99_ms
     );
     report.order_latency = Some(latency);
-    let replenishments = replenish::throughput(&stack, &plan).await?;
+    let replenishments = replenish::throughput(&stack, &system.temporal, &plan).await?;
     eprintln!(
         "bench: {} replenishments in {:.2} s",
         replenishments.completed,

@@ -45,6 +45,49 @@ pub struct Throughput {
     pub completed: usize,
     /// From the first start to the last completion.
     pub elapsed: Duration,
+    /// Workflow tasks and history events of one run (medians over [`SHAPE_SAMPLES`] runs),
+    /// when their histories could be read.
+    pub shape: Option<HistoryShape>,
+}
+
+/// What one run costs the server: its workflow tasks and history events.
+#[derive(Debug, Clone, Copy)]
+pub struct HistoryShape {
+    /// Workflow tasks completed.
+    pub tasks: usize,
+    /// History events.
+    pub events: usize,
+}
+
+/// Runs whose histories are read for [`HistoryShape`].
+pub const SHAPE_SAMPLES: usize = 10;
+
+/// The median [`HistoryShape`] of these workflows' latest runs (`None`: none could be read).
+pub async fn history_shape(temporal: &DevServer, workflow_ids: &[String]) -> Option<HistoryShape> {
+    let mut tasks = Vec::new();
+    let mut events = Vec::new();
+    for id in workflow_ids.iter().take(SHAPE_SAMPLES) {
+        match history_events(temporal, id).await {
+            Ok(history) => {
+                tasks.push(
+                    history
+                        .iter()
+                        .filter(|e| {
+                            e["eventType"].as_str() == Some("EVENT_TYPE_WORKFLOW_TASK_COMPLETED")
+                        })
+                        .count(),
+                );
+                events.push(history.len());
+            }
+            Err(err) => eprintln!("bench: the history of {id}: {err:#}"),
+        }
+    }
+    tasks.sort_unstable();
+    events.sort_unstable();
+    Some(HistoryShape {
+        tasks: *tasks.get(tasks.len() / 2)?,
+        events: *events.get(events.len() / 2)?,
+    })
 }
 
 impl Throughput {
@@ -206,30 +249,7 @@ async fn history_steps(
             "order-from-factory started on the worker",
         ),
     ];
-    let output = tokio::process::Command::new(restock_testkit::temporal::temporal_binary())
-        .args(["workflow", "show", "--output", "json", "--workflow-id"])
-        .arg(restock_workflows::client::workflow_id(sku))
-        .args([
-            "--address",
-            &temporal.address,
-            "--namespace",
-            &temporal.namespace,
-        ])
-        .stdin(std::process::Stdio::null())
-        .output()
-        .await
-        .context("running temporal workflow show")?;
-    if !output.status.success() {
-        anyhow::bail!(
-            "temporal workflow show failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-    }
-    let history: serde_json::Value =
-        serde_json::from_slice(&output.stdout).context("parsing the history")?;
-    let events = history["events"]
-        .as_array()
-        .context("no events in the history")?;
+    let events = history_events(temporal, &restock_workflows::client::workflow_id(sku)).await?;
     let mut steps = Vec::new();
     for (event_type, label) in STEPS {
         let Some(time) = events
@@ -248,6 +268,38 @@ async fn history_steps(
         ));
     }
     Ok(steps)
+}
+
+/// The events of the workflow's latest run, read with `temporal workflow show`.
+async fn history_events(
+    temporal: &DevServer,
+    workflow_id: &str,
+) -> anyhow::Result<Vec<serde_json::Value>> {
+    let output = tokio::process::Command::new(restock_testkit::temporal::temporal_binary())
+        .args(["workflow", "show", "--output", "json", "--workflow-id"])
+        .arg(workflow_id)
+        .args([
+            "--address",
+            &temporal.address,
+            "--namespace",
+            &temporal.namespace,
+        ])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await
+        .context("running temporal workflow show")?;
+    if !output.status.success() {
+        anyhow::bail!(
+            "temporal workflow show failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    let mut history: serde_json::Value =
+        serde_json::from_slice(&output.stdout).context("parsing the history")?;
+    match history["events"].take() {
+        serde_json::Value::Array(events) => Ok(events),
+        _ => anyhow::bail!("no events in the history"),
+    }
 }
 
 /// Each step's median over the samples, in the first sample's order.
@@ -270,7 +322,11 @@ fn medians(samples: &[Vec<(String, f64)>]) -> Vec<(String, f64)> {
 
 /// Scenario 3: `plan.burst` products run out at once; from the first sale until every one
 /// of their replenishments is Completed (stock received, ad resumed, read model written).
-pub async fn throughput(stack: &ReplenishmentStack, plan: &Plan) -> anyhow::Result<Throughput> {
+pub async fn throughput(
+    stack: &ReplenishmentStack,
+    temporal: &DevServer,
+    plan: &Plan,
+) -> anyhow::Result<Throughput> {
     let skus = out_of_stock_products(stack, "burst", plan.burst).await?;
     let gateway = stack.gateway.grpc.context("gateway without gRPC")?;
     let channels = channels(gateway, 4).await?;
@@ -315,8 +371,13 @@ pub async fn throughput(stack: &ReplenishmentStack, plan: &Plan) -> anyhow::Resu
     if let Err(err) = waited {
         anyhow::bail!("{err}: {} of {expected} completed", completed().await);
     }
+    let ids: Vec<String> = skus
+        .iter()
+        .map(|sku| restock_workflows::client::workflow_id(sku))
+        .collect();
     Ok(Throughput {
         completed: skus.len(),
         elapsed,
+        shape: history_shape(temporal, &ids).await,
     })
 }

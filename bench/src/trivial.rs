@@ -174,8 +174,12 @@ pub async fn throughput(system: &System, plan: &Plan) -> anyhow::Result<Throughp
         Ok(Ok(result)) => result?,
         _ => anyhow::bail!("the trivial worker's thread panicked"),
     }
+    let ids: Vec<String> = (0..plan.burst as u64)
+        .map(|i| format!("bench-trivial-{pid}-{i}"))
+        .collect();
     Ok(Throughput {
         completed: plan.burst,
         elapsed,
+        shape: crate::replenish::history_shape(&system.temporal, &ids).await,
     })
 }

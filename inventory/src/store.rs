@@ -192,6 +192,13 @@ fn ensure_sqlite_dir(url: &str) -> Result<(), StoreError> {
 /// Prepared statements kept per connection by SQLite's readers (sqlx's default).
 const SQLX_STATEMENT_CACHE: usize = 100;
 
+/// Page cache of each SQLite reader connection, KiB (SQLite's default is 2,000 KiB). In WAL
+/// mode a connection drops its cache whenever another wrote since its last read, and the one
+/// writer writes all the time under load, so a reader's cache seldom outlives a transaction;
+/// at the default, eight readers could still hold 16 MiB of the gateway's memory. The writer
+/// keeps the default: its cache stays valid (nobody else writes).
+const SQLITE_READER_CACHE_KIB: i64 = 256;
+
 /// Prepared statements kept per connection of a PostgreSQL or MySQL pool: the same reason as
 /// [`SQLITE_WRITER_STATEMENT_CACHE`], times the pool's connections (sqlx's 100 each).
 const POOL_STATEMENT_CACHE: usize = 32;
@@ -224,7 +231,7 @@ impl Store {
             Some(rest) => format!("mysql:{rest}"),
             None => url.to_owned(),
         };
-        let connect = |max: u32, statement_cache: usize| {
+        let connect = |max: u32, statement_cache: usize, sqlite_cache_kib: Option<i64>| {
             let mut opts = ConnectOptions::new(url.clone());
             opts.max_connections(max)
                 .min_connections(0)
@@ -234,12 +241,18 @@ impl Store {
             let busy = options.sqlite_busy_timeout;
             opts.map_sqlx_sqlite_opts(move |o| {
                 use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
-                o.journal_mode(SqliteJournalMode::Wal)
+                let o = o
+                    .journal_mode(SqliteJournalMode::Wal)
                     .synchronous(SqliteSynchronous::Normal)
                     .busy_timeout(busy)
                     .foreign_keys(true)
                     .create_if_missing(true)
-                    .statement_cache_capacity(statement_cache)
+                    .statement_cache_capacity(statement_cache);
+                match sqlite_cache_kib {
+                    // Negative: KiB rather than pages.
+                    Some(kib) => o.pragma("cache_size", (-kib).to_string()),
+                    None => o,
+                }
             });
             opts.map_sqlx_postgres_opts(move |o| o.statement_cache_capacity(statement_cache));
             opts.map_sqlx_mysql_opts(move |o| o.statement_cache_capacity(statement_cache));
@@ -247,13 +260,19 @@ impl Store {
         };
         let (writer, reader) = if backend == DbBackend::Sqlite {
             ensure_sqlite_dir(&url)?;
-            let writer = connect(1, SQLITE_WRITER_STATEMENT_CACHE).await?;
-            let reader = connect(options.max_connections.clamp(1, 8), SQLX_STATEMENT_CACHE).await?;
+            let writer = connect(1, SQLITE_WRITER_STATEMENT_CACHE, None).await?;
+            let reader = connect(
+                options.max_connections.clamp(1, 8),
+                SQLX_STATEMENT_CACHE,
+                Some(SQLITE_READER_CACHE_KIB),
+            )
+            .await?;
             (writer, reader)
         } else {
             let pool = connect(
                 std::cmp::max(options.max_connections, 1),
                 POOL_STATEMENT_CACHE,
+                None,
             )
             .await?;
             (pool.clone(), pool)
@@ -757,4 +776,37 @@ pub(crate) fn unreachable_attempts<T>() -> Result<T, StoreError> {
     Err(StoreError::Unavailable(sea_orm::DbErr::Custom(
         "the database stayed busy; try again".to_owned(),
     )))
+}
+
+#[cfg(test)]
+mod tests {
+    use sea_orm::{ConnectionTrait, Statement};
+
+    use super::*;
+
+    async fn cache_size(connection: &DatabaseConnection) -> i64 {
+        connection
+            .query_one_raw(Statement::from_string(
+                DbBackend::Sqlite,
+                "PRAGMA cache_size",
+            ))
+            .await
+            .unwrap()
+            .unwrap()
+            .try_get_by_index::<i64>(0)
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn sqlite_readers_keep_a_small_page_cache_and_the_writer_the_default() {
+        let dir = std::env::temp_dir().join(format!("restock-cache-{}", uuid::Uuid::new_v4()));
+        let url = format!("sqlite://{}/t.db?mode=rwc", dir.display());
+        let store = Store::connect(&url, &StoreOptions::default())
+            .await
+            .unwrap();
+        assert_eq!(cache_size(store.reader()).await, -SQLITE_READER_CACHE_KIB);
+        assert_eq!(cache_size(store.writer()).await, -2000, "SQLite's default");
+        drop(store);
+        let _ = std::fs::remove_dir_all(dir);
+    }
 }
