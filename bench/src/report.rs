@@ -728,9 +728,10 @@ const METHOD: &str = r#"## Method
   worker could see it. That was most of scenario 2's "first workflow task picked up" step
   (p50 44.7 ms → 27.6 ms for the whole path, first run with the change).
 - **Memory**: `/proc/<pid>/status` of each process: VmRSS when ready (the worker: its
-  metrics endpoint answering, then 1 s), VmHWM at the end. What the gateway holds beyond
-  its idle size is mostly the database's: prepared statements (SQLite's writer keeps 16, a
-  PostgreSQL or MySQL connection 32) and SQLite's page caches (the writer SQLite's default
-  2,000 KiB; each of up to eight readers 256 KiB, since in WAL mode a reader's cache is
-  dropped whenever the writer has written).
+  metrics endpoint answering, then 1 s), VmHWM at the end. Bounds on what the database
+  side may hold: prepared statements (SQLite's writer keeps 16, a PostgreSQL or MySQL
+  connection 32) and SQLite's page caches (the writer SQLite's default 2,000 KiB; each of up
+  to eight readers 256 KiB, since in WAL mode a reader's cache is dropped whenever the
+  writer has written). The readers' bound did not move the purchase runs' peak (their load
+  is on the writer); what else the gateway's peak holds is not broken down yet.
 "#;

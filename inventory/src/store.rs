@@ -195,8 +195,9 @@ const SQLX_STATEMENT_CACHE: usize = 100;
 /// Page cache of each SQLite reader connection, KiB (SQLite's default is 2,000 KiB). In WAL
 /// mode a connection drops its cache whenever another wrote since its last read, and the one
 /// writer writes all the time under load, so a reader's cache seldom outlives a transaction;
-/// at the default, eight readers could still hold 16 MiB of the gateway's memory. The writer
-/// keeps the default: its cache stays valid (nobody else writes).
+/// at the default, eight readers could hold 16 MiB of the gateway's memory (a bound: the
+/// purchase benchmark's peak did not change, its load is on the writer). The writer keeps
+/// the default: its cache stays valid (nobody else writes).
 const SQLITE_READER_CACHE_KIB: i64 = 256;
 
 /// Prepared statements kept per connection of a PostgreSQL or MySQL pool: the same reason as
