@@ -55,22 +55,18 @@ pub async fn run(
     let mut recent = RecentHandovers::new(settings.sweep_interval.max(MIN_REPEAT_INTERVAL));
     let mut signalled = RecentHandovers::new(SIGNAL_REPEAT_INTERVAL);
     loop {
-        let mut next_look = settings.sweep_interval;
         if link.client().is_some() {
             // Side by side: a burst of starts must not hold up the deliveries that end
             // runs (nor the other way round); they share nothing but the store.
-            let ((), soon) = tokio::join!(
+            tokio::join!(
                 drain(&store, &link, &settings, &metrics, &mut recent),
                 deliver(&store, &link, &metrics, &mut signalled),
             );
-            if soon == Soon::Yes {
-                next_look = next_look.min(NOT_YET_RETRY);
-            }
         }
         tokio::select! {
             () = &mut shutdown => return,
             () = wake.notified() => {}
-            () = tokio::time::sleep(next_look) => {}
+            () = tokio::time::sleep(settings.sweep_interval) => {}
             _ = link.wait_connected(), if link.client().is_none() => {}
         }
     }
@@ -289,106 +285,57 @@ async fn deliver(
     link: &TemporalLink,
     metrics: &Metrics,
     signalled: &mut RecentHandovers,
-) -> Soon {
+) {
     let Some(client) = link.client() else {
-        return Soon::No;
+        return;
     };
     let deliveries = match store.pending_deliveries(BATCH).await {
         Ok(deliveries) => deliveries,
         Err(err) => {
             tracing::warn!(error = %err, "relay cannot read the delivery inbox");
-            return Soon::No;
+            return;
         }
     };
     let resting = signalled.resting();
-    // Several at once, like the hand-overs: each may wait on a query and a signal, and a
-    // burst of callbacks must not queue behind one another.
-    let outcomes: Vec<Delivered> = futures::stream::iter(deliveries)
+    // Several at once, like the hand-overs: each waits on a query and a signal, and a burst
+    // of callbacks must not queue behind one another.
+    let newly_signalled: Vec<String> = futures::stream::iter(deliveries)
         .map(|delivery| deliver_one(store, client, metrics, &resting, delivery))
         .buffer_unordered(CONCURRENT_STARTS)
+        .filter_map(|signalled| async move { signalled })
         .collect()
         .await;
-    let mut soon = Soon::No;
-    for outcome in outcomes {
-        match outcome {
-            Delivered::Signalled(order_id) => signalled.handed_over(order_id),
-            Delivered::NotYet => soon = Soon::Yes,
-            Delivered::Later => {}
-        }
+    for order_id in newly_signalled {
+        signalled.handed_over(order_id);
     }
-    soon
 }
-
-/// Whether the relay should look at the inbox again soon rather than at its next sweep.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Soon {
-    Yes,
-    No,
-}
-
-/// What [`deliver_one`] did with a delivery.
-enum Delivered {
-    /// Its run got the completion (the order id): it rests before being signalled again.
-    Signalled(String),
-    /// Its run is still placing the order (the callback beat the order's reply): look again
-    /// in a moment.
-    NotYet,
-    /// Settled, or left for a later pass.
-    Later,
-}
-
-/// How soon the relay looks again at a delivery whose run is still placing its order.
-const NOT_YET_RETRY: Duration = Duration::from_millis(200);
 
 /// One delivery of [`deliver`]: settles it when its units are in stock, signals the run that
 /// waits for it (unless signalled recently: `resting`), or adds it directly when no run is on
-/// its order.
-///
-/// A fresh delivery whose order is its product's newest in the read model is handed over by
-/// what the read model says, without asking the run: a query reaching a run in the middle of
-/// a workflow task makes it end that task early and take another (one more task per
-/// replenishment), and costs a round trip through the worker. The read model only lags the
-/// run, so a run it shows waiting for this order was waiting for it (a run that has ended
-/// since answers the signal as not running, and the delivery is added directly); anything
-/// else, and any delivery still pending after [`SIGNAL_REPEAT_INTERVAL`], asks the run.
+/// its order. The order id when it was signalled.
 async fn deliver_one(
     store: &Store,
     client: &temporalio_client::Client,
     metrics: &Metrics,
     resting: &[String],
     delivery: restock_inventory::entity::factory_delivery::Model,
-) -> Delivered {
+) -> Option<String> {
     let order_id = delivery.order_id.clone();
     let sku = delivery.sku.clone();
     match store.receipt(&order_id).await {
         Ok(Some(_)) => {
             settle(store, &order_id, "in stock (its replenishment counted it)").await;
-            return Delivered::Later;
+            return None;
         }
         Ok(None) => {}
         Err(err) => {
             tracing::warn!(%order_id, error = %err, "relay cannot read receipts");
-            return Delivered::Later;
+            return None;
         }
     }
     // Signalled a moment ago and not counted yet: the run is on it; no query needed.
     if resting.contains(&order_id) {
-        return Delivered::Later;
-    }
-    let age_ms = restock_inventory::store::now_ms().saturating_sub(delivery.received_at);
-    let fresh = u64::try_from(age_ms).unwrap_or(0) < millis(SIGNAL_REPEAT_INTERVAL);
-    if fresh {
-        match read_model_state(store, &sku, &order_id).await {
-            Some(state) if state.accepts_completion() => {
-                return signal_delivery(store, client, metrics, &delivery).await;
-            }
-            Some(RestockState::CheckingStock | RestockState::OrderingFromFactory) => {
-                return Delivered::NotYet;
-            }
-            // Counting it now: its receipt settles it on a later pass.
-            Some(RestockState::Restocking) => return Delivered::Later,
-            _ => {}
-        }
+        return None;
     }
     // Bounded: a query needs a worker, and the outbox must not wait behind it.
     let status = match tokio::time::timeout(QUERY_TIMEOUT, client::query_status(client, &sku))
@@ -402,7 +349,7 @@ async fn deliver_one(
             let _ = store
                 .delivery_attempt_failed(&order_id, &err.to_string())
                 .await;
-            return Delivered::Later;
+            return None;
         }
     };
     let on_this_order = status
@@ -410,7 +357,32 @@ async fn deliver_one(
         .filter(|s| s.factory_order_id == order_id && !s.state.is_terminal());
     match on_this_order.map(|s| s.state) {
         Some(state) if state.accepts_completion() => {
-            return signal_delivery(store, client, metrics, &delivery).await;
+            let completion = FactoryCompleted {
+                quantity: Some(u32::try_from(delivery.quantity).unwrap_or(u32::MAX)),
+                factory_order_id: Some(order_id.clone()),
+            };
+            match client::signal_factory_completed(client, &sku, completion).await {
+                Ok(client::Delivery::Delivered) => {
+                    tracing::info!(%sku, %order_id, "delivery signalled to its replenishment");
+                    return Some(order_id);
+                }
+                // Closed since the query (or terminated: its last state still reads
+                // waiting): nobody will count it but us.
+                Ok(client::Delivery::NotRunning) => {
+                    if let Some(outcome) =
+                        add_directly(store, &delivery, "its replenishment is not running").await
+                    {
+                        settle(store, &order_id, &outcome).await;
+                    }
+                }
+                Err(err) => {
+                    tracing::warn!(%sku, %order_id, error = %err, "cannot signal a delivery yet; will retry");
+                    metrics.relay_failed();
+                    let _ = store
+                        .delivery_attempt_failed(&order_id, &err.to_string())
+                        .await;
+                }
+            }
         }
         // Still ordering (the callback beat the order's reply), or counting it now.
         Some(_) => {}
@@ -427,59 +399,7 @@ async fn deliver_one(
             }
         }
     }
-    Delivered::Later
-}
-
-/// The read model's state of the run on `order_id`, when that order is its product's newest
-/// (an older order's row may be stale: its run may have moved on without writing it again).
-async fn read_model_state(store: &Store, sku: &str, order_id: &str) -> Option<RestockState> {
-    let sku = Sku::parse(sku).ok()?;
-    let row = store.latest_replenishment(&sku).await.ok()??;
-    if row.order_id != order_id {
-        return None;
-    }
-    RestockState::parse(&row.state)
-}
-
-/// Signals the delivery to the run waiting for it; adds it directly when no run is there.
-async fn signal_delivery(
-    store: &Store,
-    client: &temporalio_client::Client,
-    metrics: &Metrics,
-    delivery: &restock_inventory::entity::factory_delivery::Model,
-) -> Delivered {
-    let (sku, order_id) = (&delivery.sku, &delivery.order_id);
-    let completion = FactoryCompleted {
-        quantity: Some(u32::try_from(delivery.quantity).unwrap_or(u32::MAX)),
-        factory_order_id: Some(order_id.clone()),
-    };
-    match client::signal_factory_completed(client, sku, completion).await {
-        Ok(client::Delivery::Delivered) => {
-            tracing::info!(%sku, %order_id, "delivery signalled to its replenishment");
-            return Delivered::Signalled(order_id.clone());
-        }
-        // Closed since it was looked at (or terminated: its last state still reads
-        // waiting): nobody will count it but us.
-        Ok(client::Delivery::NotRunning) => {
-            if let Some(outcome) =
-                add_directly(store, delivery, "its replenishment is not running").await
-            {
-                settle(store, order_id, &outcome).await;
-            }
-        }
-        Err(err) => {
-            tracing::warn!(%sku, %order_id, error = %err, "cannot signal a delivery yet; will retry");
-            metrics.relay_failed();
-            let _ = store
-                .delivery_attempt_failed(order_id, &err.to_string())
-                .await;
-        }
-    }
-    Delivered::Later
-}
-
-fn millis(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+    None
 }
 
 /// Marks a delivery settled.
