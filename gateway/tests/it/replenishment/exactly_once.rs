@@ -503,14 +503,24 @@ async fn temporal_cancel_is_an_operator_cancel() {
     stack.stop().await;
 }
 
+restock_testkit::on_three_databases! {
+    a_request_after_the_cancel_starts_a_new_run_one_before_does_not => a_request_after_the_cancel;
+}
+
 /// Requests that reach a run after its cancel was accepted (the relay hands a sale's request
 /// to the run while it closes) start a new run that orders again; requests from before the
 /// cancel go with it. The worker is stopped meanwhile, so both signals reach the run in one
 /// task, in the order sent.
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_request_after_the_cancel_starts_a_new_run_one_before_does_not() {
+async fn a_request_after_the_cancel(backend: Backend) {
     use restock_workflows::CancelRequest;
-    let mut stack = spawn_stack(dropped_callbacks()).await.unwrap();
+    let Some(mut stack) = spawn_stack(StackOptions {
+        backend,
+        ..dropped_callbacks()
+    })
+    .await
+    else {
+        return;
+    };
     let cancel = |stack: &Stack, sku: &'static str| {
         let client = stack.temporal_client.clone();
         async move {
@@ -550,6 +560,12 @@ async fn a_request_after_the_cancel_starts_a_new_run_one_before_does_not() {
         })
         .await;
     assert_eq!(stack.factory_stats().total, 3, "{next:#?}");
+    // Both of the product's orders are in the store, each sent once.
+    for order_id in [&cancelled.factory_order_id, &next.factory_order_id] {
+        let order = stack.app.store.factory_order(order_id).await.unwrap();
+        assert_eq!(order.map(|o| o.attempts), Some(1), "{order_id}");
+    }
+    assert_eq!(stock(&stack, after).await, 0);
     maybe_save_first_run_history(&stack, after, "requested_after_cancel").await;
     // The first product's run stayed cancelled all along.
     assert_eq!(
