@@ -1,7 +1,9 @@
 //! Replays histories of real runs (saved with the SDK's `fetch_history` JSON by the end-to-end
 //! tests: `RESTOCK_SAVE_HISTORIES=$PWD/workflows/tests/histories cargo test -p
-//! restock-gateway --test it -- replenishment::`) against today's workflow code. A nondeterministic change to the
-//! workflow makes this fail in CI; version such changes with `ctx.patched(..)`.
+//! restock-gateway --test it -- replenishment::`, and `-p restock --test it --
+//! worker_crashes::` for `v5-completion_with_the_order_result.json`) against today's workflow
+//! code. A nondeterministic change to the workflow makes this fail in CI; version such
+//! changes with `ctx.patched(..)`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 

@@ -2,7 +2,8 @@
 //! is placed, while the order request is in flight, and during the stock increment — and a
 //! new worker started: every replenishment completes with one factory order and one stock
 //! receipt. Processes, on SQLite, PostgreSQL and MariaDB (a lock held by the test stalls the
-//! increment so the kill lands inside it).
+//! increment so the kill lands inside it). And an operator's completion that reaches the run in
+//! one workflow task with the order's result, after a crash: refused, and replayable.
 
 use std::path::Path;
 use std::time::Duration;
@@ -209,5 +210,202 @@ async fn worker_killed_in_each_state(backend: Backend) {
             "{sku}"
         );
         assert_eq!(store.stock_receipts(sku).await.unwrap().len(), 1, "{sku}");
+    }
+}
+
+/// The worker dies while the factory order is in flight. The order's result (completed here
+/// by hand, as the factory's late answer would be) and an operator's `factory-completed`
+/// signal then reach the run in one workflow task, while that task waits out the dead
+/// worker's sticky queue. sdk-core hands a task's signals to the workflow before its activity
+/// results, so the run sees the completion while still OrderingFromFactory: it refuses it,
+/// like any completion before the order is placed (no phantom stock), and counts it. The
+/// history must replay on a fresh worker, and the next completion must add the units once.
+/// SQLite only: this is about the order of one task's events, which no database changes.
+#[tokio::test]
+async fn a_completion_in_the_same_task_as_the_order_result_is_refused_and_replays() {
+    let (db, store) = TestDb::with_store(Backend::Sqlite).await.unwrap();
+    let sku = "SAME-TASK";
+    store
+        .upsert_product(&restock_testkit::product(sku, 1, 0, 10))
+        .await
+        .unwrap();
+    let temporal = DevServer::start().await;
+    let client = restock_workflows::client::connect(
+        &restock_workflows::client::TemporalEndpoint::plain(&temporal.address, &temporal.namespace),
+    )
+    .await
+    .unwrap();
+    let logs = tempfile::tempdir().unwrap();
+    let (factory, grpc, http) = (free_port(), free_port(), free_port());
+    let env = vec![
+        ("RESTOCK_DATABASE_URL", db.url.clone()),
+        ("TEMPORAL_ADDRESS", temporal.address.clone()),
+        ("RESTOCK_CALLBACK_SECRET", TEST_CALLBACK_SECRET.to_owned()),
+    ];
+    let worker_flags = ["--factory-timeout-secs=300"];
+    let mut procs = Procs::new(restock(), logs.path());
+    procs.gateway(
+        "gateway",
+        (grpc, http),
+        &["--activity-timeout-secs=300", "--relay-sweep-secs=1"],
+        &env,
+    );
+    // The factory takes the order, answers only minutes later, and never calls back.
+    let addr = format!("--addr=127.0.0.1:{factory}");
+    let flags = [
+        "factory",
+        &addr,
+        "--extra-latency-ms=600000",
+        "--drop-callbacks",
+    ];
+    procs.spawn("factory", &flags, &env);
+    procs.worker("worker-1", (factory, http), &worker_flags, &env);
+    wait_healthy(http, Duration::from_secs(30)).await;
+    let mut sales = sales_client(grpc).await;
+    sell_one(&mut sales, sku).await;
+    wait_for(
+        "order received by the factory",
+        Duration::from_secs(60),
+        || async { factory_total(factory).await == 1 },
+    )
+    .await;
+    let order_id = restock_workflows::client::query_status(&client, sku)
+        .await
+        .unwrap()
+        .unwrap()
+        .factory_order_id;
+    procs.kill_9("worker-1");
+    procs.worker("worker-2", (factory, http), &worker_flags, &env);
+
+    // The order's result, then the operator's signal, with no worker to take the task between.
+    let workflow_id = restock_inventory::replenishment_id(sku);
+    let described: serde_json::Value = serde_json::from_str(&temporal.temporal_cli_ok(&[
+        "workflow",
+        "describe",
+        "--workflow-id",
+        &workflow_id,
+        "-o",
+        "json",
+    ]))
+    .unwrap();
+    let activity_id = described["pendingActivities"][0]["activityId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let placed = serde_json::json!({
+        "order_id": order_id, "factory_reference": "F-1", "confirmed": true, "attempts": 1
+    })
+    .to_string();
+    temporal.temporal_cli_ok(&[
+        "activity",
+        "complete",
+        "--workflow-id",
+        &workflow_id,
+        "--activity-id",
+        &activity_id,
+        "--result",
+        &placed,
+    ]);
+    temporal.temporal_cli_ok(&[
+        "workflow",
+        "signal",
+        "--workflow-id",
+        &workflow_id,
+        "--name",
+        "factory-completed",
+        "--input",
+        &serde_json::json!({ "factory_order_id": order_id }).to_string(),
+    ]);
+    let history = temporal.temporal_cli_ok(&[
+        "workflow",
+        "show",
+        "--workflow-id",
+        &workflow_id,
+        "-o",
+        "json",
+    ]);
+    let types: Vec<String> = serde_json::from_str::<serde_json::Value>(&history).unwrap()["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["eventType"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    let result_at = types
+        .iter()
+        .position(|t| t.contains("ACTIVITY_TASK_COMPLETED"))
+        .unwrap();
+    assert!(
+        types[result_at..]
+            .iter()
+            .any(|t| t.contains("WORKFLOW_EXECUTION_SIGNALED"))
+            && !types[result_at..]
+                .iter()
+                .any(|t| t.contains("WORKFLOW_TASK_COMPLETED")),
+        "the signal must wait in the same task as the order's result: {types:?}"
+    );
+
+    let refused = |s: &restock_workflows::ReplenishStatus| {
+        s.state == RestockState::AwaitingFactory && s.ignored_signals == 1
+    };
+    wait_for(
+        "the run waiting, the early signal refused",
+        Duration::from_secs(60),
+        || async {
+            restock_workflows::client::query_status(&client, sku)
+                .await
+                .ok()
+                .flatten()
+                .is_some_and(|s| refused(&s))
+        },
+    )
+    .await;
+    assert_eq!(restock_testkit::product_of(&store, sku).await.stock, 0);
+    // A worker with nothing cached replays the whole history to answer.
+    procs.kill_9("worker-2");
+    procs.worker("worker-3", (factory, http), &worker_flags, &env);
+    let replayed = restock_workflows::client::query_status(&client, sku)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(refused(&replayed), "{replayed:?}");
+
+    // The operator completes it again, now that it waits: the units are added once.
+    let outcome = restock_workflows::client::complete_and_confirm(
+        &client,
+        sku,
+        restock_workflows::FactoryCompleted {
+            quantity: None,
+            factory_order_id: Some(order_id),
+        },
+    )
+    .await
+    .unwrap();
+    assert!(
+        matches!(
+            outcome,
+            restock_workflows::client::UpdateOutcome::Accepted(_)
+        ),
+        "{outcome:?}"
+    );
+    wait_for("completed", Duration::from_secs(60), || async {
+        state(&client, sku).await == Some(RestockState::Completed)
+    })
+    .await;
+    assert_eq!(restock_testkit::product_of(&store, sku).await.stock, 10);
+    assert_eq!(store.stock_receipts(sku).await.unwrap().len(), 1);
+    assert_eq!(factory_total(factory).await, 1);
+    // For workflows/tests/replay.rs, when asked (see there).
+    if let Ok(dir) = std::env::var("RESTOCK_SAVE_HISTORIES") {
+        let json = client
+            .get_workflow_handle::<restock_workflows::ReplenishStock>(workflow_id)
+            .fetch_history(Default::default())
+            .to_json()
+            .await
+            .unwrap();
+        std::fs::write(
+            format!("{dir}/v5-completion_with_the_order_result.json"),
+            json,
+        )
+        .unwrap();
     }
 }
