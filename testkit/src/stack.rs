@@ -62,6 +62,14 @@ impl StackOptions {
         options.factory.step_interval = step;
         options
     }
+
+    /// The defaults, with a factory that never calls back: each order stays open until an
+    /// operator (or the test) completes it.
+    pub fn without_callbacks() -> Self {
+        let mut options = Self::default();
+        options.factory.drop_callbacks = true;
+        options
+    }
 }
 
 impl Default for StackOptions {

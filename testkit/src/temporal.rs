@@ -353,6 +353,24 @@ impl DevServer {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
+    /// `temporal workflow signal --workflow-id <workflow_id> --name <name> --input <input>`,
+    /// as an operator sends one by hand; returns its stdout.
+    ///
+    /// # Panics
+    /// When the command fails, with its output.
+    pub fn signal_by_cli(&self, workflow_id: &str, name: &str, input: &str) -> String {
+        self.temporal_cli_ok(&[
+            "workflow",
+            "signal",
+            "--workflow-id",
+            workflow_id,
+            "--name",
+            name,
+            "--input",
+            input,
+        ])
+    }
+
     /// The last `n` lines of the server's stdout/stderr (its first line is the command run).
     pub fn log_tail(&self, n: usize) -> String {
         self.server.log_tail(n)

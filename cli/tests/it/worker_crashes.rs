@@ -36,44 +36,102 @@ async fn factory_total(factory: u16) -> u64 {
         .unwrap_or(0)
 }
 
+/// One test's system, run as processes: its database and store, its Temporal dev server and a
+/// client of it, the environment each `restock` process gets, and the ports they listen on.
+struct System {
+    _db: TestDb,
+    store: restock_inventory::Store,
+    temporal: DevServer,
+    client: temporalio_client::Client,
+    _logs: tempfile::TempDir,
+    procs: Procs,
+    env: Vec<(&'static str, String)>,
+    factory: u16,
+    grpc: u16,
+    http: u16,
+}
+
+impl System {
+    /// The products (stock 1, reorder point 0, reorder quantity 10) and a Temporal server;
+    /// no process yet. `None` when the backend's URL is not set (local runs).
+    async fn new(backend: Backend, skus: &[&str]) -> Option<System> {
+        let (db, store) = TestDb::with_store(backend).await?;
+        for sku in skus {
+            store
+                .upsert_product(&restock_testkit::product(sku, 1, 0, 10))
+                .await
+                .unwrap();
+        }
+        let temporal = DevServer::start().await;
+        let client = restock_workflows::client::connect(
+            &restock_workflows::client::TemporalEndpoint::plain(
+                &temporal.address,
+                &temporal.namespace,
+            ),
+        )
+        .await
+        .unwrap();
+        let logs = tempfile::tempdir().unwrap();
+        let env = vec![
+            ("RESTOCK_DATABASE_URL", db.url.clone()),
+            ("TEMPORAL_ADDRESS", temporal.address.clone()),
+            ("RESTOCK_CALLBACK_SECRET", TEST_CALLBACK_SECRET.to_owned()),
+        ];
+        let procs = Procs::new(restock(), logs.path());
+        Some(System {
+            _db: db,
+            store,
+            temporal,
+            client,
+            _logs: logs,
+            procs,
+            env,
+            factory: free_port(),
+            grpc: free_port(),
+            http: free_port(),
+        })
+    }
+
+    fn gateway(&mut self, flags: &[&str]) {
+        self.procs
+            .gateway("gateway", (self.grpc, self.http), flags, &self.env);
+    }
+
+    fn worker(&mut self, name: &str, flags: &[&str]) {
+        self.procs
+            .worker(name, (self.factory, self.http), flags, &self.env);
+    }
+
+    /// The factory simulator on its port, with `flags`.
+    fn factory(&mut self, flags: &[&str]) {
+        let addr = format!("--addr=127.0.0.1:{}", self.factory);
+        let args: Vec<&str> = ["factory", addr.as_str()]
+            .into_iter()
+            .chain(flags.iter().copied())
+            .collect();
+        self.procs.spawn("factory", &args, &self.env);
+    }
+}
+
 restock_testkit::on_three_databases! {
     worker_killed_in_each_state_loses_and_doubles_nothing => worker_killed_in_each_state;
 }
 
 async fn worker_killed_in_each_state(backend: Backend) {
-    let Some((db, store)) = TestDb::with_store(backend).await else {
+    let Some(mut sys) = System::new(backend, &["KILL-A", "KILL-B", "KILL-C"]).await else {
         return;
     };
-    for sku in ["KILL-A", "KILL-B", "KILL-C"] {
-        store
-            .upsert_product(&restock_testkit::product(sku, 1, 0, 10))
-            .await
-            .unwrap();
-    }
-    let temporal = DevServer::start().await;
-    let client = restock_workflows::client::connect(
-        &restock_workflows::client::TemporalEndpoint::plain(&temporal.address, &temporal.namespace),
-    )
-    .await
-    .unwrap();
-    let logs = tempfile::tempdir().unwrap();
-    let (factory, grpc, http) = (free_port(), free_port(), free_port());
-    let env = vec![
-        ("RESTOCK_DATABASE_URL", db.url.clone()),
-        ("TEMPORAL_ADDRESS", temporal.address.clone()),
-        ("RESTOCK_CALLBACK_SECRET", TEST_CALLBACK_SECRET.to_owned()),
-    ];
+    let (store, client, factory) = (sys.store.clone(), sys.client.clone(), sys.factory);
     let worker_flags = ["--factory-timeout-secs=10"];
-    let mut procs = Procs::new(restock(), logs.path());
     let gateway_flags = [
         "--activity-timeout-secs=5",
         "--retry-max-interval-secs=1",
         "--relay-sweep-secs=1",
     ];
-    procs.gateway("gateway", (grpc, http), &gateway_flags, &env);
-    procs.worker("worker-1", (factory, http), &worker_flags, &env);
-    wait_healthy(http, Duration::from_secs(30)).await;
-    let mut sales = sales_client(grpc).await;
+    sys.gateway(&gateway_flags);
+    sys.worker("worker-1", &worker_flags);
+    wait_healthy(sys.http, Duration::from_secs(30)).await;
+    let mut sales = sales_client(sys.grpc).await;
     let mut buy = async |sku: &str| sell_one(&mut sales, sku).await;
 
     // 1. Before the order is placed: the factory is down, the order activity keeps failing.
@@ -101,17 +159,10 @@ async fn worker_killed_in_each_state(backend: Backend) {
         },
     )
     .await;
-    procs.kill_9("worker-1");
+    sys.procs.kill_9("worker-1");
     // The factory comes up, slow to answer (it takes the order, then replies 3 s later).
-    let addr = format!("--addr=127.0.0.1:{factory}");
-    let flags = [
-        "factory",
-        &addr,
-        "--step-interval-ms=250",
-        "--extra-latency-ms=3000",
-    ];
-    procs.spawn("factory", &flags, &env);
-    procs.worker("worker-2", (factory, http), &worker_flags, &env);
+    sys.factory(&["--step-interval-ms=250", "--extra-latency-ms=3000"]);
+    sys.worker("worker-2", &worker_flags);
     wait_for("KILL-A completed", Duration::from_secs(90), || async {
         state(&client, "KILL-A").await == Some(RestockState::Completed)
     })
@@ -126,8 +177,8 @@ async fn worker_killed_in_each_state(backend: Backend) {
         || async { factory_total(factory).await == 2 },
     )
     .await;
-    procs.kill_9("worker-2");
-    procs.worker("worker-3", (factory, http), &worker_flags, &env);
+    sys.procs.kill_9("worker-2");
+    sys.worker("worker-3", &worker_flags);
     wait_for("KILL-B completed", Duration::from_secs(90), || async {
         state(&client, "KILL-B").await == Some(RestockState::Completed)
     })
@@ -178,11 +229,11 @@ async fn worker_killed_in_each_state(backend: Backend) {
     if backend != Backend::Sqlite {
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
-    procs.kill_9("worker-3");
+    sys.procs.kill_9("worker-3");
     if let Some(lock) = lock {
         lock.rollback().await.unwrap();
     }
-    procs.worker("worker-4", (factory, http), &worker_flags, &env);
+    sys.worker("worker-4", &worker_flags);
     wait_for("KILL-C completed", Duration::from_secs(90), || async {
         state(&client, "KILL-C").await == Some(RestockState::Completed)
     })
@@ -223,45 +274,16 @@ async fn worker_killed_in_each_state(backend: Backend) {
 /// SQLite only: this is about the order of one task's events, which no database changes.
 #[tokio::test]
 async fn a_completion_in_the_same_task_as_the_order_result_is_refused_and_replays() {
-    let (db, store) = TestDb::with_store(Backend::Sqlite).await.unwrap();
     let sku = "SAME-TASK";
-    store
-        .upsert_product(&restock_testkit::product(sku, 1, 0, 10))
-        .await
-        .unwrap();
-    let temporal = DevServer::start().await;
-    let client = restock_workflows::client::connect(
-        &restock_workflows::client::TemporalEndpoint::plain(&temporal.address, &temporal.namespace),
-    )
-    .await
-    .unwrap();
-    let logs = tempfile::tempdir().unwrap();
-    let (factory, grpc, http) = (free_port(), free_port(), free_port());
-    let env = vec![
-        ("RESTOCK_DATABASE_URL", db.url.clone()),
-        ("TEMPORAL_ADDRESS", temporal.address.clone()),
-        ("RESTOCK_CALLBACK_SECRET", TEST_CALLBACK_SECRET.to_owned()),
-    ];
+    let mut sys = System::new(Backend::Sqlite, &[sku]).await.unwrap();
+    let (store, client, factory) = (sys.store.clone(), sys.client.clone(), sys.factory);
     let worker_flags = ["--factory-timeout-secs=300"];
-    let mut procs = Procs::new(restock(), logs.path());
-    procs.gateway(
-        "gateway",
-        (grpc, http),
-        &["--activity-timeout-secs=300", "--relay-sweep-secs=1"],
-        &env,
-    );
+    sys.gateway(&["--activity-timeout-secs=300", "--relay-sweep-secs=1"]);
     // The factory takes the order, answers only minutes later, and never calls back.
-    let addr = format!("--addr=127.0.0.1:{factory}");
-    let flags = [
-        "factory",
-        &addr,
-        "--extra-latency-ms=600000",
-        "--drop-callbacks",
-    ];
-    procs.spawn("factory", &flags, &env);
-    procs.worker("worker-1", (factory, http), &worker_flags, &env);
-    wait_healthy(http, Duration::from_secs(30)).await;
-    let mut sales = sales_client(grpc).await;
+    sys.factory(&["--extra-latency-ms=600000", "--drop-callbacks"]);
+    sys.worker("worker-1", &worker_flags);
+    wait_healthy(sys.http, Duration::from_secs(30)).await;
+    let mut sales = sales_client(sys.grpc).await;
     sell_one(&mut sales, sku).await;
     wait_for(
         "order received by the factory",
@@ -274,12 +296,12 @@ async fn a_completion_in_the_same_task_as_the_order_result_is_refused_and_replay
         .unwrap()
         .unwrap()
         .factory_order_id;
-    procs.kill_9("worker-1");
-    procs.worker("worker-2", (factory, http), &worker_flags, &env);
+    sys.procs.kill_9("worker-1");
+    sys.worker("worker-2", &worker_flags);
 
     // The order's result, then the operator's signal, with no worker to take the task between.
     let workflow_id = restock_inventory::replenishment_id(sku);
-    let described: serde_json::Value = serde_json::from_str(&temporal.temporal_cli_ok(&[
+    let described: serde_json::Value = serde_json::from_str(&sys.temporal.temporal_cli_ok(&[
         "workflow",
         "describe",
         "--workflow-id",
@@ -296,7 +318,7 @@ async fn a_completion_in_the_same_task_as_the_order_result_is_refused_and_replay
         "order_id": order_id, "factory_reference": "F-1", "confirmed": true, "attempts": 1
     })
     .to_string();
-    temporal.temporal_cli_ok(&[
+    sys.temporal.temporal_cli_ok(&[
         "activity",
         "complete",
         "--workflow-id",
@@ -306,17 +328,12 @@ async fn a_completion_in_the_same_task_as_the_order_result_is_refused_and_replay
         "--result",
         &placed,
     ]);
-    temporal.temporal_cli_ok(&[
-        "workflow",
-        "signal",
-        "--workflow-id",
+    sys.temporal.signal_by_cli(
         &workflow_id,
-        "--name",
         "factory-completed",
-        "--input",
         &serde_json::json!({ "factory_order_id": order_id }).to_string(),
-    ]);
-    let history = temporal.temporal_cli_ok(&[
+    );
+    let history = sys.temporal.temporal_cli_ok(&[
         "workflow",
         "show",
         "--workflow-id",
@@ -361,8 +378,8 @@ async fn a_completion_in_the_same_task_as_the_order_result_is_refused_and_replay
     .await;
     assert_eq!(restock_testkit::product_of(&store, sku).await.stock, 0);
     // A worker with nothing cached replays the whole history to answer.
-    procs.kill_9("worker-2");
-    procs.worker("worker-3", (factory, http), &worker_flags, &env);
+    sys.procs.kill_9("worker-2");
+    sys.worker("worker-3", &worker_flags);
     let replayed = restock_workflows::client::query_status(&client, sku)
         .await
         .unwrap()

@@ -327,14 +327,9 @@ async fn fifty_concurrent_out_of_stock_purchases_make_one_order() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn temporal_cli_signal_completes_a_waiting_replenishment() {
-    let options = StackOptions {
-        factory: SimulatorConfig {
-            drop_callbacks: true,
-            ..StackOptions::default().factory
-        },
-        ..StackOptions::default()
-    };
-    let stack = spawn_stack(options).await.unwrap();
+    let stack = spawn_stack(StackOptions::without_callbacks())
+        .await
+        .unwrap();
     let sku = "CP-502102"; // stock 5, reorder quantity 20
     adjust(&stack, sku, -5, "test").await;
     let waiting = stack
@@ -342,32 +337,18 @@ async fn temporal_cli_signal_completes_a_waiting_replenishment() {
         .await;
     let workflow_id = format!("replenish-{sku}");
     // A completion that does not name the order is refused (it could belong to any run).
-    stack.temporal.temporal_cli_ok(&[
-        "workflow",
-        "signal",
-        "--workflow-id",
-        &workflow_id,
-        "--name",
-        "factory-completed",
-        "--input",
-        "{}",
-    ]);
+    stack
+        .temporal
+        .signal_by_cli(&workflow_id, "factory-completed", "{}");
     let ignored = stack
         .wait_for_status(sku, WAIT, |s| s.ignored_signals == 1)
         .await;
     assert_eq!(ignored.state, RestockState::AwaitingFactory);
     assert_eq!(stock(&stack, sku).await, 0);
     let input = format!(r#"{{"factory_order_id":"{}"}}"#, waiting.factory_order_id);
-    stack.temporal.temporal_cli_ok(&[
-        "workflow",
-        "signal",
-        "--workflow-id",
-        &workflow_id,
-        "--name",
-        "factory-completed",
-        "--input",
-        &input,
-    ]);
+    stack
+        .temporal
+        .signal_by_cli(&workflow_id, "factory-completed", &input);
     completed_with(&stack, sku, 20).await;
     stack.wait_closed(sku).await;
     maybe_save_history(&stack, sku, "completed_by_cli_signal").await;
@@ -503,15 +484,11 @@ async fn factory_5xx_first_then_exactly_one_order() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn dropped_callback_goes_overdue_then_operator_completes() {
     let options = StackOptions {
-        factory: SimulatorConfig {
-            drop_callbacks: true,
-            ..StackOptions::default().factory
-        },
         workflow: restock_workflows::ReplenishSettings {
             factory_sla_secs: 3,
             ..StackOptions::default().workflow
         },
-        ..StackOptions::default()
+        ..StackOptions::without_callbacks()
     };
     let stack = spawn_stack(options).await.unwrap();
     let sku = "LOST-1";

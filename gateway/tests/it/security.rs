@@ -26,6 +26,18 @@ use tonic::transport::Channel;
 const SALES_TOKEN: &str = "sales-token-0123456789abcdef";
 const ADMIN_TOKEN: &str = "admin-token-0123456789abcdef";
 
+/// A certificate for `localhost` signed by itself, and the gateway's TLS settings with it
+/// (rustls's provider installed for the test's clients).
+fn self_signed() -> (rcgen::CertifiedKey, TlsSettings) {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    let tls = TlsSettings {
+        cert_pem: cert.cert.pem().into_bytes(),
+        key_pem: cert.key_pair.serialize_pem().into_bytes(),
+    };
+    (cert, tls)
+}
+
 fn settings(tls: Option<TlsSettings>) -> GatewaySettings {
     GatewaySettings {
         temporal: None,
@@ -243,12 +255,7 @@ async fn calls_by_credential() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_gateway_serves_trusting_clients_and_refuses_plaintext() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
-    let tls = TlsSettings {
-        cert_pem: cert.cert.pem().into_bytes(),
-        key_pem: cert.key_pair.serialize_pem().into_bytes(),
-    };
+    let (cert, tls) = self_signed();
     let app = spawn(Some(tls)).await;
     let port = app.grpc_addr.port();
 
@@ -322,12 +329,7 @@ async fn tls_gateway_serves_trusting_clients_and_refuses_plaintext() {
 /// done one at a time inside `accept` made this request wait 30 s behind three of them).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn silent_tls_clients_do_not_block_the_https_listener() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
-    let tls = TlsSettings {
-        cert_pem: cert.cert.pem().into_bytes(),
-        key_pem: cert.key_pair.serialize_pem().into_bytes(),
-    };
+    let (cert, tls) = self_signed();
     let app = spawn(Some(tls)).await;
     let port = app.http_addr.port();
 

@@ -8,7 +8,7 @@
 use restock_inventory::advertising::NotificationDue;
 use restock_inventory::entity::factory_order::OrderStatus;
 use restock_inventory::entity::notification::NotificationStatus;
-use restock_inventory::{SendDecision, Store};
+use restock_inventory::{Received, SendDecision, Store, StoreError};
 use restock_testkit::{Backend, TestDb};
 
 const SKU: &str = "CP-502101";
@@ -23,33 +23,24 @@ async fn stock(store: &Store) -> i64 {
     restock_testkit::product_of(store, SKU).await.stock
 }
 
+/// Receives 7 units of [`SKU`] for `order`, as the replenishment's increment does.
+async fn receive(store: &Store, order: &str) -> Result<Received, StoreError> {
+    store
+        .receive_stock(order, &restock_testkit::sku(SKU), 7, "replenish-CP-502101")
+        .await
+}
+
 async fn a_delivery_is_added_once(backend: Backend) {
     let Some((_db, store)) = TestDb::with_store(backend).await else {
         return;
     };
     let before = stock(&store).await;
 
-    let first = store
-        .receive_stock(
-            "order-1",
-            &restock_testkit::sku(SKU),
-            7,
-            "replenish-CP-502101",
-        )
-        .await
-        .unwrap();
+    let first = receive(&store, "order-1").await.unwrap();
     assert!(first.applied, "the first delivery was not applied");
     assert_eq!(first.stock, before + 7);
 
-    let again = store
-        .receive_stock(
-            "order-1",
-            &restock_testkit::sku(SKU),
-            7,
-            "replenish-CP-502101",
-        )
-        .await
-        .unwrap();
+    let again = receive(&store, "order-1").await.unwrap();
     assert!(!again.applied, "a repeated delivery was applied again");
     assert_eq!(again.stock, before + 7, "a repeated delivery added stock");
     assert_eq!(stock(&store).await, before + 7);
@@ -59,16 +50,7 @@ async fn a_delivery_is_added_once(backend: Backend) {
     let tasks: Vec<_> = (0..8)
         .map(|_| {
             let store = store.clone();
-            tokio::spawn(async move {
-                store
-                    .receive_stock(
-                        "order-2",
-                        &restock_testkit::sku(SKU),
-                        7,
-                        "replenish-CP-502101",
-                    )
-                    .await
-            })
+            tokio::spawn(async move { receive(&store, "order-2").await })
         })
         .collect();
     let mut applied = 0;

@@ -5,7 +5,6 @@
 
 use std::time::{Duration, Instant};
 
-use restock_factory::SimulatorConfig;
 use restock_gateway::ApiTokens;
 use restock_proto::v1::sales_service_client::SalesServiceClient;
 use restock_testkit::browser::Browser;
@@ -150,16 +149,12 @@ async fn the_console_shows_sales_live_and_an_admin_completes_an_overdue_order() 
     ))
     .unwrap();
     let stack = spawn_stack(StackOptions {
-        factory: SimulatorConfig {
-            drop_callbacks: true,
-            ..StackOptions::default().factory
-        },
         workflow: restock_workflows::ReplenishSettings {
             factory_sla_secs: 2,
             ..StackOptions::default().workflow
         },
         tokens,
-        ..StackOptions::default()
+        ..StackOptions::without_callbacks()
     })
     .await
     .unwrap();

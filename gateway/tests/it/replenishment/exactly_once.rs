@@ -79,16 +79,6 @@ async fn sold_out_and_waiting(stack: &Stack, sku: &str) -> restock_workflows::Re
         .await
 }
 
-fn dropped_callbacks() -> StackOptions {
-    StackOptions {
-        factory: SimulatorConfig {
-            drop_callbacks: true,
-            ..StackOptions::default().factory
-        },
-        ..StackOptions::default()
-    }
-}
-
 async fn run_status(stack: &Stack, sku: &str) -> WorkflowExecutionStatus {
     let handle = stack
         .temporal_client
@@ -284,16 +274,9 @@ async fn completions_only_for_the_waiting_order() {
     // Too early, even naming the right order: the run has not placed it yet.
     let named = format!(r#"{{"factory_order_id":"{}"}}"#, ordering.factory_order_id);
     for input in ["{}", named.as_str()] {
-        stack.temporal.temporal_cli_ok(&[
-            "workflow",
-            "signal",
-            "--workflow-id",
-            &workflow_id,
-            "--name",
-            "factory-completed",
-            "--input",
-            input,
-        ]);
+        stack
+            .temporal
+            .signal_by_cli(&workflow_id, "factory-completed", input);
     }
     let refused = stack
         .replenishments()
@@ -373,7 +356,9 @@ async fn completions_only_for_the_waiting_order() {
 /// the status; a wrong order id is refused with its reason.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn operator_update_names_the_order() {
-    let stack = spawn_stack(dropped_callbacks()).await.unwrap();
+    let stack = spawn_stack(StackOptions::without_callbacks())
+        .await
+        .unwrap();
     let sku = "OPER-1";
     let waiting = sold_out_and_waiting(&stack, sku).await;
     let workflow_id = format!("replenish-{sku}");
@@ -435,7 +420,7 @@ async fn operator_update_names_the_order() {
 /// again, and the factory's later delivery of that order is still counted once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn temporal_cancel_is_an_operator_cancel() {
-    let mut options = dropped_callbacks();
+    let mut options = StackOptions::without_callbacks();
     options.workflow = ReplenishSettings {
         factory_sla_secs: 4,
         ..options.workflow
@@ -515,7 +500,7 @@ async fn a_request_after_the_cancel(backend: Backend) {
     use restock_workflows::CancelRequest;
     let Some(mut stack) = spawn_stack(StackOptions {
         backend,
-        ..dropped_callbacks()
+        ..StackOptions::without_callbacks()
     })
     .await
     else {
@@ -579,7 +564,9 @@ async fn a_request_after_the_cancel(backend: Backend) {
 /// the order's delivery is still counted, once, and the next sale starts a new run.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn terminated_run_still_gets_its_delivery_counted_once() {
-    let stack = spawn_stack(dropped_callbacks()).await.unwrap();
+    let stack = spawn_stack(StackOptions::without_callbacks())
+        .await
+        .unwrap();
     let sku = "TERM-1";
     let waiting = sold_out_and_waiting(&stack, sku).await;
     stack.temporal.temporal_cli_ok(&[
@@ -627,7 +614,9 @@ async fn terminated_run_still_gets_its_delivery_counted_once() {
 /// refused with its reason once the delivery is being counted.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn cancel_before_the_order_sends_no_order() {
-    let mut stack = spawn_stack(dropped_callbacks()).await.unwrap();
+    let mut stack = spawn_stack(StackOptions::without_callbacks())
+        .await
+        .unwrap();
     let sku = "CANCEL-1";
     add_product(&stack, sku, 1, 0).await;
     // No worker: the run is started by the sale but takes no step until the worker is back.
@@ -639,16 +628,9 @@ async fn cancel_before_the_order_sends_no_order() {
             stack.app.store.outbox_depth().await.unwrap() == 0
         })
         .await;
-    stack.temporal.temporal_cli_ok(&[
-        "workflow",
-        "signal",
-        "--workflow-id",
-        &workflow_id,
-        "--name",
-        "cancel",
-        "--input",
-        r#"{"reason":"not this one"}"#,
-    ]);
+    stack
+        .temporal
+        .signal_by_cli(&workflow_id, "cancel", r#"{"reason":"not this one"}"#);
     stack.start_worker();
     let cancelled = stack
         .wait_for_state(sku, WAIT, RestockState::Cancelled)
@@ -779,7 +761,9 @@ async fn failing_mail_never_holds_up_the_order() {
 /// genuine callback while Temporal is down is kept and completes the run once it is back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn forged_count_refused_and_callback_during_outage_kept() {
-    let mut stack = spawn_stack(dropped_callbacks()).await.unwrap();
+    let mut stack = spawn_stack(StackOptions::without_callbacks())
+        .await
+        .unwrap();
     let sku = "INBOX-1";
     let waiting = sold_out_and_waiting(&stack, sku).await;
     for forged in ["1000", "9", "11"] {
@@ -906,7 +890,9 @@ async fn an_order_that_can_never_be_placed_fails_visibly() {
 /// history stays bounded; the order completes once, in the new run.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_long_wait_continues_as_new_with_its_order() {
-    let stack = spawn_stack(dropped_callbacks()).await.unwrap();
+    let stack = spawn_stack(StackOptions::without_callbacks())
+        .await
+        .unwrap();
     let sku = "LONG-1";
     let waiting = sold_out_and_waiting(&stack, sku).await;
     for _ in 0..restock_workflows::MAX_REQUESTS_PER_RUN + 5 {

@@ -5,7 +5,6 @@
 
 use std::time::Duration;
 
-use restock_factory::SimulatorConfig;
 use restock_inventory::entity::factory_order;
 use restock_inventory::{AdaptiveSettings, PolicyChange, PolicyKind};
 use restock_testkit::stack::{StackOptions, spawn_stack};
@@ -19,10 +18,6 @@ use super::WAIT;
 async fn the_planner_schedule_requests_once_and_an_open_run_gets_no_second_order() {
     let options = StackOptions {
         // The order stays open: no callback comes.
-        factory: SimulatorConfig {
-            drop_callbacks: true,
-            ..StackOptions::default().factory
-        },
         planner: restock_worker::PlannerConfig {
             every: Some(Duration::from_secs(1)),
             settings: restock_inventory::PlannerSettings {
@@ -30,7 +25,7 @@ async fn the_planner_schedule_requests_once_and_an_open_run_gets_no_second_order
                 default_lead_time_secs: 4.0,
             },
         },
-        ..StackOptions::default()
+        ..StackOptions::without_callbacks()
     };
     let stack = spawn_stack(options).await.unwrap();
     let sku = "PLAN-1";
