@@ -369,6 +369,10 @@ pub struct ReplenishStock {
     /// `late_requests` when the cancel was accepted: the requests after it are new demand,
     /// the ones before it are cancelled with the run.
     requests_at_cancel: u32,
+    /// `late_requests` when the first request after Temporal's own cancellation came: the
+    /// run acts on that cancellation only at its next step (e.g. once the order's reply is
+    /// in), and requests between the two are after the operator's cancel, not before it.
+    requests_at_temporal_cancel: Option<u32>,
     /// Set when `run` has chosen its version; signals before that wait in `early`.
     started: bool,
     /// Signals delivered with the start (before `run` knew its version), applied in order
@@ -468,13 +472,17 @@ impl ReplenishStock {
         }
     }
 
-    /// A `replenish-requested` signal.
-    fn on_requested(&mut self) {
+    /// A `replenish-requested` signal; `temporal_cancelled`: Temporal's cancellation of the run
+    /// was already delivered (in an earlier workflow task: a task's signals come before it).
+    fn on_requested(&mut self, temporal_cancelled: bool) {
         if self.version < 2 {
             if self.stock_checked && !self.status.state.is_terminal() {
                 self.status.late_requests += 1;
             }
             return;
+        }
+        if temporal_cancelled && self.requests_at_temporal_cancel.is_none() {
+            self.requests_at_temporal_cancel = Some(self.status.late_requests);
         }
         // Counted in every state, terminal ones too: Temporal accepted the request, so the
         // run must honour it (it checks again before it ends).
@@ -502,11 +510,21 @@ impl ReplenishStock {
         }
     }
 
-    /// Takes a cancel (signal, update or Temporal's own): the run stops, and the requests it
-    /// has counted so far go with it.
+    /// Takes a cancel (signal or update): the run stops, and the requests it has counted so
+    /// far go with it.
     fn accept_cancel(&mut self, request: CancelRequest) {
         self.requests_at_cancel = self.status.late_requests;
         self.cancel = Some(request);
+    }
+
+    /// Takes Temporal's own cancellation, noticed now: the requests from before it was
+    /// delivered go with the run (see [`Self::requests_at_temporal_cancel`]).
+    fn accept_temporal_cancel(&mut self, request: CancelRequest) {
+        self.accept_cancel(request);
+        if let Some(before) = self.requests_at_temporal_cancel {
+            self.requests_at_cancel = before;
+        }
+        self.cancelled_in_temporal = true;
     }
 
     /// Whether replenishment requests reached the run after its cancel was accepted.
@@ -571,7 +589,7 @@ impl ReplenishStock {
             for early in std::mem::take(&mut s.early) {
                 match early {
                     Early::Completed(c) => s.on_completed(c),
-                    Early::Requested => s.on_requested(),
+                    Early::Requested => s.on_requested(false),
                     Early::Cancel(c) => s.on_cancel(c),
                 }
             }
@@ -637,11 +655,11 @@ impl ReplenishStock {
     #[signal(name = "replenish-requested")]
     pub fn replenish_requested(
         &mut self,
-        _ctx: &mut SyncWorkflowContext<Self>,
+        ctx: &mut SyncWorkflowContext<Self>,
         _request: ReplenishRequested,
     ) {
         if self.started {
-            self.on_requested();
+            self.on_requested(ctx.cancellation_token().is_cancelled());
         } else {
             self.early.push(Early::Requested);
         }
@@ -800,24 +818,48 @@ mod tests {
     fn only_requests_after_the_cancel_outlive_it() {
         let mut w = waiting();
         w.check_started = true;
-        w.on_requested();
-        w.on_requested();
+        w.on_requested(false);
+        w.on_requested(false);
         assert!(!w.requested_after_cancel(), "no cancel yet");
         w.on_cancel(CancelRequest::default());
         assert!(
             !w.requested_after_cancel(),
             "requests before the cancel go with it"
         );
-        w.on_requested();
+        w.on_requested(false);
         assert!(w.requested_after_cancel());
 
         let mut updated = waiting();
         updated.check_started = true;
-        updated.on_requested();
+        updated.on_requested(false);
         updated.accept_cancel(CancelRequest::default());
         assert!(!updated.requested_after_cancel());
-        updated.on_requested();
+        updated.on_requested(false);
         assert!(updated.requested_after_cancel());
+    }
+
+    #[test]
+    fn requests_after_temporal_cancellation_outlive_it_though_noticed_later() {
+        let mut w = waiting();
+        w.check_started = true;
+        w.on_requested(false);
+        // Temporal's cancellation is delivered; the run is busy and acts on it later.
+        w.on_requested(true);
+        w.on_requested(true);
+        w.accept_temporal_cancel(CancelRequest::default());
+        assert!(w.cancelled_in_temporal);
+        assert_eq!(
+            w.requests_at_cancel, 1,
+            "the request before the cancellation"
+        );
+        assert!(w.requested_after_cancel());
+
+        // No request after it: nothing outlives the run.
+        let mut quiet = waiting();
+        quiet.check_started = true;
+        quiet.on_requested(false);
+        quiet.accept_temporal_cancel(CancelRequest::default());
+        assert!(!quiet.requested_after_cancel());
     }
 
     #[test]

@@ -430,13 +430,12 @@ impl ReplenishStock {
         let temporal = token.is_cancelled();
         ctx.state_mut(|s| {
             if temporal && s.cancel.is_none() && s.cancel_refusal().is_none() {
-                s.accept_cancel(CancelRequest {
+                s.accept_temporal_cancel(CancelRequest {
                     reason: Some(match token.reason().filter(|r| !r.is_empty()) {
                         Some(reason) => format!("cancelled in Temporal: {reason}"),
                         None => "cancelled in Temporal".to_owned(),
                     }),
                 });
-                s.cancelled_in_temporal = true;
             }
             s.cancel.is_some()
         })

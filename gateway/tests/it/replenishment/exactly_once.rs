@@ -560,6 +560,79 @@ async fn a_request_after_the_cancel(backend: Backend) {
     stack.stop().await;
 }
 
+restock_testkit::on_three_databases! {
+    a_request_after_a_temporal_cancel_not_yet_acted_on_starts_a_new_run => a_request_after_a_temporal_cancel;
+}
+
+/// Temporal's own cancellation (the UI's Request Cancellation) reaches a run that is busy
+/// sending its order, so the run acts on it only once the order's reply is in. A sale's
+/// request that comes after the cancellation, while the run is still busy, is new demand: the
+/// run, once cancelled, continues as new and orders again. A request before the cancellation
+/// goes with it.
+async fn a_request_after_a_temporal_cancel(backend: Backend) {
+    let mut options = StackOptions {
+        backend,
+        ..StackOptions::without_callbacks()
+    };
+    // The factory takes each order and answers 3 s later: the run is busy meanwhile.
+    options.factory.extra_latency = Duration::from_secs(3);
+    let Some(stack) = spawn_stack(options).await else {
+        return;
+    };
+    let ordering = async |sku: &str, orders: u64| {
+        add_product(&stack, sku, 1, 0).await;
+        stack.app.sales().await.purchase(buy(sku)).await.unwrap();
+        stack
+            .wait_until("the factory has the order", WAIT, || async {
+                stack.factory_stats().total == orders
+            })
+            .await;
+        restock_workflows::client::query_status(&stack.temporal_client, sku)
+            .await
+            .unwrap()
+            .unwrap()
+            .factory_order_id
+    };
+    let temporal_cancel = |sku: &str| {
+        stack.temporal.temporal_cli_ok(&[
+            "workflow",
+            "cancel",
+            "--workflow-id",
+            &restock_workflows::client::workflow_id(sku),
+        ]);
+    };
+
+    let after = "TCANCEL-REQ-1";
+    let cancelled = ordering(after, 1).await;
+    temporal_cancel(after);
+    // The cancellation reaches the run (a task of its own) before the request does.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    request_replenishment(&stack, after).await;
+    let next = stack
+        .wait_for_status(after, WAIT, |s| {
+            s.state == RestockState::AwaitingFactory && s.factory_order_id != cancelled
+        })
+        .await;
+    assert_eq!(stack.factory_stats().total, 2, "{next:#?}");
+    assert_eq!(stock(&stack, after).await, 0);
+    maybe_save_first_run_history(&stack, after, "requested_after_temporal_cancel").await;
+
+    let before = "TCANCEL-REQ-2";
+    ordering(before, 3).await;
+    request_replenishment(&stack, before).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    temporal_cancel(before);
+    stack
+        .wait_until("the run ends cancelled", WAIT, || async {
+            run_status(&stack, before).await == WorkflowExecutionStatus::Canceled
+        })
+        .await;
+    assert_eq!(read_model_state(&stack, before).await, "Cancelled");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(stack.factory_stats().total, 3);
+    stack.stop().await;
+}
+
 /// Temporal's Terminate on a run waiting for the factory: no clean-up runs (documented), but
 /// the order's delivery is still counted, once, and the next sale starts a new run.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
