@@ -79,6 +79,11 @@ pub const PATCH_CANCEL_ENDS_CANCELED: &str = "cancel-ends-canceled-v4";
 /// from before end Cancelled as they did.
 pub const PATCH_REQUESTS_AFTER_CANCEL: &str = "requests-after-cancel-v5";
 
+/// The patch a run records when its workflow id is not its product's (`replenish-<sku>`):
+/// since then such a run, started by hand beside the product's own, fails before it does
+/// anything instead of ordering a second time. Runs with the product's id never record it.
+pub const PATCH_ONE_RUN_PER_PRODUCT: &str = "one-run-per-product-v6";
+
 /// Replenishment requests one run takes before it continues as new, carrying its order over,
 /// so a run that stays Overdue for days keeps a bounded history.
 pub const MAX_REQUESTS_PER_RUN: u32 = 200;

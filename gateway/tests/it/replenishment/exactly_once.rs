@@ -79,6 +79,15 @@ async fn sold_out_and_waiting(stack: &Stack, sku: &str) -> restock_workflows::Re
         .await
 }
 
+/// A stack whose factory never calls back, with `sku` sold out and its run waiting.
+async fn waiting_run(sku: &str) -> (Stack, restock_workflows::ReplenishStatus) {
+    let stack = spawn_stack(StackOptions::without_callbacks())
+        .await
+        .unwrap();
+    let waiting = sold_out_and_waiting(&stack, sku).await;
+    (stack, waiting)
+}
+
 async fn run_status(stack: &Stack, sku: &str) -> WorkflowExecutionStatus {
     let handle = stack
         .temporal_client
@@ -90,7 +99,8 @@ async fn run_status(stack: &Stack, sku: &str) -> WorkflowExecutionStatus {
         .status()
 }
 
-async fn read_model_state(stack: &Stack, sku: &str) -> String {
+/// The product's newest replenishment in the read model.
+async fn latest_replenishment(stack: &Stack, sku: &str) -> restock_inventory::ReplenishmentRecord {
     stack
         .app
         .store
@@ -98,7 +108,10 @@ async fn read_model_state(stack: &Stack, sku: &str) -> String {
         .await
         .unwrap()
         .unwrap()
-        .state
+}
+
+async fn read_model_state(stack: &Stack, sku: &str) -> String {
+    latest_replenishment(stack, sku).await.state
 }
 
 /// Every base64 `data` string in `event`, decoded as text.
@@ -356,11 +369,8 @@ async fn completions_only_for_the_waiting_order() {
 /// the status; a wrong order id is refused with its reason.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn operator_update_names_the_order() {
-    let stack = spawn_stack(StackOptions::without_callbacks())
-        .await
-        .unwrap();
     let sku = "OPER-1";
-    let waiting = sold_out_and_waiting(&stack, sku).await;
+    let (stack, waiting) = waiting_run(sku).await;
     let workflow_id = format!("replenish-{sku}");
     let wrong = stack.temporal.temporal_cli(&[
         "workflow",
@@ -637,11 +647,8 @@ async fn a_request_after_a_temporal_cancel(backend: Backend) {
 /// the order's delivery is still counted, once, and the next sale starts a new run.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn terminated_run_still_gets_its_delivery_counted_once() {
-    let stack = spawn_stack(StackOptions::without_callbacks())
-        .await
-        .unwrap();
     let sku = "TERM-1";
-    let waiting = sold_out_and_waiting(&stack, sku).await;
+    let (stack, waiting) = waiting_run(sku).await;
     stack.temporal.temporal_cli_ok(&[
         "workflow",
         "terminate",
@@ -780,13 +787,7 @@ async fn request_during_the_last_step_is_not_dropped() {
             },
         )
         .await;
-    let restocking = stack
-        .app
-        .store
-        .latest_replenishment(&restock_testkit::sku(sku))
-        .await
-        .unwrap()
-        .unwrap();
+    let restocking = latest_replenishment(&stack, sku).await;
     // Sold out again while the run finishes; the request reaches the run (not the relay).
     adjust(&stack, sku, -10, "sold in the shop").await;
     request_replenishment(&stack, sku).await;
@@ -834,11 +835,8 @@ async fn failing_mail_never_holds_up_the_order() {
 /// genuine callback while Temporal is down is kept and completes the run once it is back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn forged_count_refused_and_callback_during_outage_kept() {
-    let mut stack = spawn_stack(StackOptions::without_callbacks())
-        .await
-        .unwrap();
     let sku = "INBOX-1";
-    let waiting = sold_out_and_waiting(&stack, sku).await;
+    let (mut stack, waiting) = waiting_run(sku).await;
     for forged in ["1000", "9", "11"] {
         assert_eq!(
             post_callback(&stack, sku, &waiting.factory_order_id, forged).await,
@@ -959,15 +957,70 @@ async fn an_order_that_can_never_be_placed_fails_visibly() {
     stack.stop().await;
 }
 
+/// An operator starts a replenish-stock run by hand under another workflow id
+/// (`temporal workflow start`) while the product's own run waits for the factory: it fails
+/// at once, saying which id to use, and orders nothing, adds nothing and writes no read-model
+/// row. SQLite only: the run stops before it touches any database.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_run_started_by_hand_under_another_id_orders_nothing() {
+    let sku = "BYHAND-1";
+    let (stack, waiting) = waiting_run(sku).await;
+    let rogue = format!("my-replenish-{sku}");
+    stack.temporal.temporal_cli_ok(&[
+        "workflow",
+        "start",
+        "--type",
+        "replenish-stock",
+        "--task-queue",
+        restock_workflows::TASK_QUEUE,
+        "--workflow-id",
+        &rogue,
+        "--input",
+        &format!(r#"{{"sku":"{sku}","reason":"out_of_stock"}}"#),
+    ]);
+    let handle = stack
+        .temporal_client
+        .get_workflow_handle::<ReplenishStock>(rogue.clone());
+    stack
+        .wait_until("the hand-started run has failed", WAIT, || async {
+            handle
+                .describe(WorkflowDescribeOptions::default())
+                .await
+                .unwrap()
+                .status()
+                == WorkflowExecutionStatus::Failed
+        })
+        .await;
+    let result = stack
+        .temporal
+        .temporal_cli(&["workflow", "result", "--workflow-id", &rogue]);
+    let printed = format!(
+        "{}{}",
+        String::from_utf8_lossy(&result.stdout),
+        String::from_utf8_lossy(&result.stderr)
+    );
+    assert!(
+        printed.contains("runs only as workflow id")
+            && printed.contains(&format!("replenish-{sku}")),
+        "{printed}"
+    );
+    // The product's own run is untouched; nothing else was ordered or recorded.
+    let own = stack.status(sku).await.unwrap();
+    assert_eq!(own.state, RestockState::AwaitingFactory);
+    assert_eq!(own.factory_order_id, waiting.factory_order_id);
+    assert_eq!(stack.factory_stats().total, 1);
+    assert_eq!(stock(&stack, sku).await, 0);
+    let latest = latest_replenishment(&stack, sku).await;
+    assert_eq!(latest.order_id, waiting.factory_order_id);
+    stack.stop().await;
+}
+
 /// A run that waits long while sales keep asking continues as new with its order, so its
 /// history stays bounded; the order completes once, in the new run.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_long_wait_continues_as_new_with_its_order() {
-    let stack = spawn_stack(StackOptions::without_callbacks())
-        .await
-        .unwrap();
     let sku = "LONG-1";
-    let waiting = sold_out_and_waiting(&stack, sku).await;
+    let (stack, waiting) = waiting_run(sku).await;
     for _ in 0..restock_workflows::MAX_REQUESTS_PER_RUN + 5 {
         request_replenishment(&stack, sku).await;
     }
