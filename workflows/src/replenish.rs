@@ -516,19 +516,19 @@ impl ReplenishStock {
     }
 
     /// Takes a cancel (signal or update): the run stops, and the requests it has counted so
-    /// far go with it.
+    /// far go with it, or only those from before Temporal's own cancellation when that was
+    /// delivered earlier (see [`Self::requests_at_temporal_cancel`]): a cancel is a cancel,
+    /// and what came after the first one is new demand.
     fn accept_cancel(&mut self, request: CancelRequest) {
-        self.requests_at_cancel = self.status.late_requests;
+        self.requests_at_cancel = self
+            .requests_at_temporal_cancel
+            .unwrap_or(self.status.late_requests);
         self.cancel = Some(request);
     }
 
-    /// Takes Temporal's own cancellation, noticed now: the requests from before it was
-    /// delivered go with the run (see [`Self::requests_at_temporal_cancel`]).
+    /// Takes Temporal's own cancellation, noticed now (see [`Self::accept_cancel`]).
     fn accept_temporal_cancel(&mut self, request: CancelRequest) {
         self.accept_cancel(request);
-        if let Some(before) = self.requests_at_temporal_cancel {
-            self.requests_at_cancel = before;
-        }
         self.cancelled_in_temporal = true;
     }
 
@@ -858,6 +858,16 @@ mod tests {
             "the request before the cancellation"
         );
         assert!(w.requested_after_cancel());
+
+        // Temporal's cancellation delivered, not yet acted on, then an operator's cancel
+        // signal: the requests since the first cancellation outlive the run too.
+        let mut signalled = waiting();
+        signalled.check_started = true;
+        signalled.on_requested(false);
+        signalled.on_requested(true);
+        signalled.on_cancel(CancelRequest::default());
+        assert_eq!(signalled.requests_at_cancel, 1);
+        assert!(signalled.requested_after_cancel());
 
         // No request after it: nothing outlives the run.
         let mut quiet = waiting();
