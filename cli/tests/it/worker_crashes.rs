@@ -264,6 +264,10 @@ async fn worker_killed_in_each_state(backend: Backend) {
     }
 }
 
+restock_testkit::on_three_databases! {
+    a_completion_in_the_same_task_as_the_order_result_is_refused_and_replays => completion_with_the_order_result;
+}
+
 /// The worker dies while the factory order is in flight. The order's result (completed here
 /// by hand, as the factory's late answer would be) and an operator's `factory-completed`
 /// signal then reach the run in one workflow task, while that task waits out the dead
@@ -271,11 +275,12 @@ async fn worker_killed_in_each_state(backend: Backend) {
 /// results, so the run sees the completion while still OrderingFromFactory: it refuses it,
 /// like any completion before the order is placed (no phantom stock), and counts it. The
 /// history must replay on a fresh worker, and the next completion must add the units once.
-/// SQLite only: this is about the order of one task's events, which no database changes.
-#[tokio::test]
-async fn a_completion_in_the_same_task_as_the_order_result_is_refused_and_replays() {
+/// On the three databases: the completion that finally comes adds stock.
+async fn completion_with_the_order_result(backend: Backend) {
     let sku = "SAME-TASK";
-    let mut sys = System::new(Backend::Sqlite, &[sku]).await.unwrap();
+    let Some(mut sys) = System::new(backend, &[sku]).await else {
+        return;
+    };
     let (store, client, factory) = (sys.store.clone(), sys.client.clone(), sys.factory);
     let worker_flags = ["--factory-timeout-secs=300"];
     sys.gateway(&["--activity-timeout-secs=300", "--relay-sweep-secs=1"]);

@@ -46,8 +46,12 @@ impl ReplenishStock {
         // One run per product, enforced by its workflow id: a run started by hand under
         // another id (`temporal workflow start --workflow-id ...`) would order beside the
         // product's own run and add its delivery as well. It stops before it does anything.
+        // (An invalid sku has no id of its own: `replenish` refuses it with that reason.)
         let own_id = restock_inventory::replenishment_id(&input.sku);
-        if ctx.workflow_id() != own_id && ctx.patched(super::PATCH_ONE_RUN_PER_PRODUCT) {
+        if restock_inventory::Sku::parse(&input.sku).is_ok()
+            && ctx.workflow_id() != own_id
+            && ctx.patched(super::PATCH_ONE_RUN_PER_PRODUCT)
+        {
             return Err(ApplicationFailure::non_retryable(format!(
                 "replenish-stock for {:?} runs only as workflow id {own_id:?} (one replenishment per product, so two can never order for it), not {:?}: start it with that id, or let a sale start it",
                 input.sku,
