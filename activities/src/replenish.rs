@@ -316,7 +316,7 @@ impl ReplenishActivities {
         _ctx: ActivityContext,
         snapshot: ReplenishmentSnapshot,
     ) -> Result<(), ActivityError> {
-        if snapshot.state == "Overdue" {
+        if snapshot.state == restock_inventory::RestockState::Overdue {
             // The factory's manager is owed one email about this order; the worker's
             // [`Self::deliver_overdue_notices`] sends it, outside the workflow task, so a
             // slow or absent mail server never holds up the run (or an operator's signal).

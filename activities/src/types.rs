@@ -92,8 +92,8 @@ pub struct ReplenishmentSnapshot {
     pub workflow_id: String,
     /// Product.
     pub sku: String,
-    /// State name.
-    pub state: String,
+    /// Where the run is (serialized as its contract name).
+    pub state: restock_inventory::RestockState,
     /// Units ordered (0 until known).
     pub quantity: u32,
     /// SLA passed.

@@ -232,7 +232,11 @@ impl Metrics {
             Ok(counts) => {
                 self.replenishments.clear();
                 for (state, n) in counts {
-                    self.replenishments.get_or_create(&State { state }).set(n);
+                    self.replenishments
+                        .get_or_create(&State {
+                            state: state.as_str().to_owned(),
+                        })
+                        .set(n);
                 }
             }
             Err(err) => tracing::warn!(error = %err, "metrics: cannot count replenishments"),

@@ -172,16 +172,16 @@ impl RecentHandovers {
                 return;
             }
         };
-        let mut newest: std::collections::HashMap<String, (i64, String)> =
+        let mut newest: std::collections::HashMap<String, (i64, RestockState)> =
             std::collections::HashMap::new();
         for (sku, state, updated_at) in rows {
-            let entry = newest.entry(sku).or_insert((i64::MIN, String::new()));
+            let entry = newest.entry(sku).or_insert((i64::MIN, state));
             if updated_at >= entry.0 {
                 *entry = (updated_at, state);
             }
         }
         for (sku, (updated_at, state)) in newest {
-            let ended = RestockState::parse(&state).is_some_and(RestockState::is_terminal);
+            let ended = state.is_terminal();
             let after_hand_over = self.at.get(&sku).is_some_and(|(_, ms)| updated_at >= *ms);
             if ended && after_hand_over {
                 self.at.remove(&sku);
@@ -344,11 +344,14 @@ async fn deliver_one(
     {
         Ok(status) => status,
         Err(err) => {
-            tracing::warn!(%sku, %order_id, error = %err, "cannot see the replenishment yet; will retry");
-            metrics.relay_failed();
-            let _ = store
-                .delivery_attempt_failed(&order_id, &err.to_string())
-                .await;
+            attempt_failed(
+                store,
+                metrics,
+                &delivery,
+                "cannot see the replenishment yet",
+                &err,
+            )
+            .await;
             return None;
         }
     };
@@ -376,11 +379,14 @@ async fn deliver_one(
                     }
                 }
                 Err(err) => {
-                    tracing::warn!(%sku, %order_id, error = %err, "cannot signal a delivery yet; will retry");
-                    metrics.relay_failed();
-                    let _ = store
-                        .delivery_attempt_failed(&order_id, &err.to_string())
-                        .await;
+                    attempt_failed(
+                        store,
+                        metrics,
+                        &delivery,
+                        "cannot signal a delivery yet",
+                        &err,
+                    )
+                    .await;
                 }
             }
         }
@@ -403,6 +409,22 @@ async fn deliver_one(
 }
 
 /// Marks a delivery settled.
+/// A delivery's hand-over failed this time: logged, counted, and noted on the delivery (it
+/// stays in the inbox for the next pass).
+async fn attempt_failed(
+    store: &Store,
+    metrics: &Metrics,
+    delivery: &restock_inventory::entity::factory_delivery::Model,
+    what: &str,
+    err: &anyhow::Error,
+) {
+    tracing::warn!(sku = %delivery.sku, order_id = %delivery.order_id, error = %err, "{what}; will retry");
+    metrics.relay_failed();
+    let _ = store
+        .delivery_attempt_failed(&delivery.order_id, &err.to_string())
+        .await;
+}
+
 async fn settle(store: &Store, order_id: &str, outcome: &str) {
     tracing::info!(%order_id, %outcome, "delivery settled");
     if let Err(err) = store.settle_delivery(order_id, outcome).await {

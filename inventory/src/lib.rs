@@ -2,7 +2,9 @@
 //! MySQL/MariaDB (chosen by the database URL alone).
 //!
 //! # Layout
-//! - [`entity`]: sea-orm entities, one per table.
+//! - [`entity`]: sea-orm entities, one per table, with their column enums; among them
+//!   [`RestockState`], the replenishment states (the workflow's transitions between them are
+//!   in `restock_workflows::state`).
 //! - [`migration`]: the schema, as sea-orm-migration migrations ([`Store::migrate`]).
 //! - [`validate`]: the rules for skus, quantities, keys and names, shared by every entry point.
 //! - [`store`]: [`Store`], the only code that writes: connections, products, factories, stock
@@ -39,6 +41,7 @@ pub mod sale;
 pub mod store;
 pub mod validate;
 
+pub use entity::replenishment::RestockState;
 pub use error::StoreError;
 pub use planning::{PlanSummary, PlannerSettings, PolicyChange};
 pub use policy::{AdaptiveSettings, PolicyKind};

@@ -7,11 +7,7 @@ use sea_orm::{
 };
 
 use crate::entity::replenishment;
-use crate::{ReplenishmentRecord, Store, StoreError};
-
-/// The states in which a replenishment has ended (the workflow's terminal states, as the read
-/// model spells them).
-pub const ENDED_STATES: [&str; 4] = ["NotNeeded", "Completed", "Cancelled", "Failed"];
+use crate::{ReplenishmentRecord, RestockState, Store, StoreError};
 
 impl Store {
     /// Up to `limit` replenishments not yet ended, oldest first (the longest waiting on top).
@@ -20,7 +16,7 @@ impl Store {
         limit: u64,
     ) -> Result<Vec<ReplenishmentRecord>, StoreError> {
         Ok(replenishment::Entity::find()
-            .filter(replenishment::Column::State.is_not_in(ENDED_STATES))
+            .filter(replenishment::Column::State.is_not_in(RestockState::ENDED))
             .order_by_asc(replenishment::Column::StartedAt)
             .order_by_asc(replenishment::Column::OrderId)
             .limit(limit)
@@ -33,18 +29,18 @@ impl Store {
     pub async fn replenishment_counts(
         &self,
         ended_since: i64,
-    ) -> Result<Vec<(String, i64)>, StoreError> {
+    ) -> Result<Vec<(RestockState, i64)>, StoreError> {
         Ok(replenishment::Entity::find()
             .select_only()
             .column(replenishment::Column::State)
             .column_as(replenishment::Column::OrderId.count(), "n")
             .filter(
                 Condition::any()
-                    .add(replenishment::Column::State.is_not_in(ENDED_STATES))
+                    .add(replenishment::Column::State.is_not_in(RestockState::ENDED))
                     .add(replenishment::Column::UpdatedAt.gte(ended_since)),
             )
             .group_by(replenishment::Column::State)
-            .into_tuple::<(String, i64)>()
+            .into_tuple::<(RestockState, i64)>()
             .all(self.reader())
             .await?)
     }

@@ -12,7 +12,7 @@ use crate::entity::factory_order::{self, OrderStatus};
 use crate::entity::{factory, product, replenish_outbox, replenishment, stock_receipt};
 use crate::error::{DbErrKind, classify};
 use crate::store::{now_ms, retry_transient};
-use crate::{Sku, Store, StoreError, validate};
+use crate::{RestockState, Sku, Store, StoreError, validate};
 
 /// What [`Store::receive_stock`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -371,7 +371,7 @@ impl Store {
     /// is the previous page's last `(started_at, order_id)`.
     pub async fn list_replenishments(
         &self,
-        state: Option<&str>,
+        state: Option<RestockState>,
         after: Option<(i64, &str)>,
         limit: u64,
     ) -> Result<Vec<ReplenishmentRecord>, StoreError> {
@@ -398,13 +398,13 @@ impl Store {
     }
 
     /// How many replenishments are in each state (read model).
-    pub async fn replenishments_by_state(&self) -> Result<Vec<(String, i64)>, StoreError> {
+    pub async fn replenishments_by_state(&self) -> Result<Vec<(RestockState, i64)>, StoreError> {
         Ok(replenishment::Entity::find()
             .select_only()
             .column(replenishment::Column::State)
             .column_as(replenishment::Column::OrderId.count(), "n")
             .group_by(replenishment::Column::State)
-            .into_tuple::<(String, i64)>()
+            .into_tuple::<(RestockState, i64)>()
             .all(self.reader())
             .await?)
     }
@@ -416,7 +416,7 @@ impl Store {
         &self,
         skus: &[String],
         since: i64,
-    ) -> Result<Vec<(String, String, i64)>, StoreError> {
+    ) -> Result<Vec<(String, RestockState, i64)>, StoreError> {
         if skus.is_empty() {
             return Ok(Vec::new());
         }
@@ -427,7 +427,7 @@ impl Store {
             .column(replenishment::Column::UpdatedAt)
             .filter(replenishment::Column::Sku.is_in(skus.iter().cloned()))
             .filter(replenishment::Column::UpdatedAt.gte(since))
-            .into_tuple::<(String, String, i64)>()
+            .into_tuple::<(String, RestockState, i64)>()
             .all(self.reader())
             .await?)
     }

@@ -32,8 +32,8 @@ use temporalio_common::RetryPolicy;
 use temporalio_common::search_attributes::SearchAttributeKey;
 use temporalio_macros::{workflow, workflow_methods};
 use temporalio_sdk::{
-    ActivityOptions, LocalActivityOptions, SyncWorkflowContext, WorkflowCancellationToken,
-    WorkflowContext, WorkflowContextView, WorkflowResult,
+    ActivityOptions, ApplicationFailure, LocalActivityOptions, SyncWorkflowContext,
+    WorkflowCancellationToken, WorkflowContext, WorkflowContextView, WorkflowResult,
 };
 
 use crate::state::{self, RestockState};
@@ -397,6 +397,18 @@ pub(crate) fn millis(time: Option<std::time::SystemTime>) -> i64 {
     time.and_then(|t| t.duration_since(UNIX_EPOCH).ok())
         .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
         .unwrap_or(0)
+}
+
+/// The store's sku rule (pure and deterministic): a run for an invalid sku fails at once,
+/// without retries, saying why.
+fn require_valid_sku(sku: &str) -> WorkflowResult<()> {
+    if restock_inventory::Sku::parse(sku).is_err() {
+        return Err(ApplicationFailure::non_retryable(format!(
+            "replenish-stock needs a valid sku, got {sku:?}"
+        ))
+        .into());
+    }
+    Ok(())
 }
 
 /// Retries for every step: backoff from the settings, at most `attempts` tries (0: until the

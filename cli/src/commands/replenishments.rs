@@ -8,6 +8,7 @@ use restock_proto::v1::{
     ListReplenishmentsRequest, Replenishment,
     replenishment_service_client::ReplenishmentServiceClient,
 };
+use restock_workflows::RestockState;
 use serde_json::json;
 
 use super::client::{Gateway, ServerArgs, explain};
@@ -140,8 +141,10 @@ fn print_detail(r: &Replenishment) -> anyhow::Result<()> {
             },
             if r.source == "workflow"
                 && !r.factory_confirmed
-                && r.state != "CheckingStock"
-                && r.state != "OrderingFromFactory"
+                && !matches!(
+                    RestockState::parse(&r.state),
+                    Some(RestockState::CheckingStock | RestockState::OrderingFromFactory)
+                )
             {
                 "  (unconfirmed: the factory may or may not have the order)"
             } else {
@@ -281,7 +284,7 @@ pub(crate) async fn follow(
         {
             Ok(reply) => {
                 let r = reply.into_inner();
-                let terminal = restock_workflows::RestockState::parse(&r.state)
+                let terminal = RestockState::parse(&r.state)
                     .is_some_and(restock_workflows::RestockState::is_terminal);
                 let started_before =
                     chrono::DateTime::parse_from_rfc3339(&r.started_at).is_ok_and(|t| t < asked_at);

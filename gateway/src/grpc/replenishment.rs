@@ -117,7 +117,7 @@ pub fn from_record(r: &ReplenishmentRecord) -> Replenishment {
     Replenishment {
         id: r.workflow_id.clone(),
         sku: r.sku.clone(),
-        state: r.state.clone(),
+        state: r.state.as_str().to_owned(),
         quantity: u32::try_from(r.quantity).unwrap_or_default(),
         factory_order_id: r.order_id.clone(),
         started_at: rfc3339(r.started_at),
@@ -191,7 +191,7 @@ impl ReplenishmentService for ReplenishmentApi {
         let mut rows = self
             .store
             .list_replenishments(
-                state.map(RestockState::as_str),
+                state,
                 after.as_ref().map(|t| (t.started_at, t.order_id.as_str())),
                 u64::from(page_size) + 1,
             )

@@ -542,7 +542,7 @@ async fn replenishment_pages_on(backend: Backend) {
         order_id: format!("ord-page-{n}"),
         workflow_id: format!("replenish-PAGE-{n}"),
         sku: format!("PAGE-{n}"),
-        state: "AwaitingFactory".into(),
+        state: restock_inventory::RestockState::AwaitingFactory,
         quantity: 5,
         overdue: false,
         started_at,
@@ -578,7 +578,7 @@ async fn replenishment_pages_on(backend: Backend) {
                 .await
                 .unwrap();
             let mut changed = record(1, 2_000);
-            changed.state = "Completed".into();
+            changed.state = restock_inventory::RestockState::Completed;
             changed.updated_at = 9_500;
             app.store.record_replenishment(&changed).await.unwrap();
         }
@@ -626,7 +626,7 @@ async fn monitoring_files_name_only_metrics_the_gateway_serves() {
             order_id: "order-m".into(),
             workflow_id: "replenish-M".into(),
             sku: "M".into(),
-            state: "Overdue".into(),
+            state: restock_inventory::RestockState::Overdue,
             quantity: 1,
             overdue: true,
             started_at: 0,
@@ -685,27 +685,37 @@ async fn monitoring_files_name_only_metrics_the_gateway_serves() {
 /// (oldest first, ended ones left out), counts per state with ended ones counted for today,
 /// and units sold per minute (the dialects' integer division and SUM differ).
 async fn console_reads_on(backend: Backend) {
-    use restock_inventory::ReplenishmentRecord;
+    use restock_inventory::{ReplenishmentRecord, RestockState};
     let Some(app) = spawn_app(backend).await else {
         return;
     };
     let now = restock_inventory::store::now_ms();
-    let record = |sku: &str, state: &str, overdue: bool, at: i64| ReplenishmentRecord {
+    let record = |sku: &str, state: RestockState, overdue: bool, at: i64| ReplenishmentRecord {
         order_id: format!("ord-{sku}"),
         workflow_id: format!("replenish-{sku}"),
         sku: sku.to_owned(),
-        state: state.to_owned(),
+        state,
         quantity: 5,
         overdue,
         started_at: at,
         updated_at: at,
     };
     for r in [
-        record("OPEN-LATE", "Overdue", true, now - 60_000),
-        record("OPEN-NEW", "AwaitingFactory", false, now - 1_000),
-        record("DONE-TODAY", "Completed", false, now - 1_000),
+        record("OPEN-LATE", RestockState::Overdue, true, now - 60_000),
+        record(
+            "OPEN-NEW",
+            RestockState::AwaitingFactory,
+            false,
+            now - 1_000,
+        ),
+        record("DONE-TODAY", RestockState::Completed, false, now - 1_000),
         // Ended two days ago: neither open nor counted today.
-        record("DONE-OLD", "Completed", false, now - 2 * 86_400_000),
+        record(
+            "DONE-OLD",
+            RestockState::Completed,
+            false,
+            now - 2 * 86_400_000,
+        ),
     ] {
         app.store.record_replenishment(&r).await.unwrap();
     }

@@ -54,7 +54,11 @@ async fn temporal_outage_loses_no_replenishment() {
                 let store = store.clone();
                 async move {
                     store
-                        .list_replenishments(Some("Completed"), None, 100)
+                        .list_replenishments(
+                            Some(restock_inventory::RestockState::Completed),
+                            None,
+                            100,
+                        )
                         .await
                         .unwrap()
                         .len()
@@ -271,12 +275,7 @@ async fn stock_is_conserved_under_load_with_replenishments_running() {
                     .await
                     .unwrap()
                     .into_iter()
-                    .filter(|r| {
-                        !matches!(
-                            r.state.as_str(),
-                            "Completed" | "NotNeeded" | "Cancelled" | "Failed"
-                        )
-                    })
+                    .filter(|r| !r.state.is_terminal())
                     .count();
                 open == 0 && store.outbox_depth().await.unwrap() == 0
             }

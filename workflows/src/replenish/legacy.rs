@@ -7,11 +7,11 @@ use std::time::Duration;
 
 use restock_activities::ReplenishActivities;
 use restock_activities::types::{AdChange, FactoryOrderInput, IncrementInput, StockLevel};
-use temporalio_sdk::{ApplicationFailure, ContinueAsNewOptions, WorkflowContext, WorkflowResult};
+use temporalio_sdk::{ContinueAsNewOptions, WorkflowContext, WorkflowResult};
 
 use super::{
     RESTOCK_SKU, ReplenishInput, ReplenishOutcome, ReplenishSettings, ReplenishStock,
-    activity_options, millis,
+    activity_options, millis, require_valid_sku,
 };
 use crate::state::{self, Event, RestockState};
 
@@ -56,14 +56,7 @@ impl ReplenishStock {
         input: ReplenishInput,
     ) -> WorkflowResult<ReplenishOutcome> {
         let settings = input.settings.clone();
-        // The store's sku rule: pure and deterministic.
-        if restock_inventory::Sku::parse(&input.sku).is_err() {
-            return Err(ApplicationFailure::non_retryable(format!(
-                "replenish-stock needs a valid sku, got {:?}",
-                input.sku
-            ))
-            .into());
-        }
+        require_valid_sku(&input.sku)?;
         let started = millis(ctx.workflow_time());
         // Unique per run (deterministic on replay): keys the factory order and the receipt.
         let order_id = format!("{}-{}", ctx.workflow_id(), &ctx.uuid4()[..8]);

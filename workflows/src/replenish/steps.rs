@@ -19,6 +19,7 @@ use super::{
     CancelRequest, CarriedOrder, FactoryCompleted, MAX_REQUESTS_PER_RUN, RESTOCK_SKU,
     RESTOCK_STATE, ReplenishInput, ReplenishOutcome, ReplenishSettings, ReplenishStock,
     activity_options, local_notification_options, local_options, millis, notification_options,
+    require_valid_sku,
 };
 use crate::state::{self, Event, RestockState};
 
@@ -80,14 +81,7 @@ impl ReplenishStock {
         input: ReplenishInput,
     ) -> WorkflowResult<ReplenishOutcome> {
         let settings = input.settings.clone();
-        // The store's sku rule: pure and deterministic.
-        if restock_inventory::Sku::parse(&input.sku).is_err() {
-            return Err(ApplicationFailure::non_retryable(format!(
-                "replenish-stock needs a valid sku, got {:?}",
-                input.sku
-            ))
-            .into());
-        }
+        require_valid_sku(&input.sku)?;
         ctx.upsert_search_attributes([RESTOCK_SKU.value_set(input.sku.clone())]);
 
         let (level, deadline) = match input.carried.clone() {
@@ -563,13 +557,13 @@ impl ReplenishStock {
             order_id: s.status.factory_order_id.clone(),
             workflow_id,
             sku: s.status.sku.clone(),
-            state: s.status.state.as_str().to_owned(),
+            state: s.status.state,
             quantity: s.status.ordered_quantity,
             overdue: s.status.overdue,
             started_at: s.status.started_at,
             updated_at: s.status.updated_at,
         });
-        ctx.upsert_search_attributes([RESTOCK_STATE.value_set(snapshot.state.clone())]);
+        ctx.upsert_search_attributes([RESTOCK_STATE.value_set(snapshot.state.as_str().to_owned())]);
         // The Web UI shows this on the run's page (the SDK answers its metadata query with
         // it); set again on replay, as the code runs again.
         ctx.set_current_details(current_details(&snapshot));

@@ -110,7 +110,7 @@ async fn latest_replenishment(stack: &Stack, sku: &str) -> restock_inventory::Re
         .unwrap()
 }
 
-async fn read_model_state(stack: &Stack, sku: &str) -> String {
+async fn read_model_state(stack: &Stack, sku: &str) -> RestockState {
     latest_replenishment(stack, sku).await.state
 }
 
@@ -453,7 +453,7 @@ async fn temporal_cancel_is_an_operator_cancel() {
             run_status(&stack, sku).await == WorkflowExecutionStatus::Canceled
         })
         .await;
-    assert_eq!(read_model_state(&stack, sku).await, "Cancelled");
+    assert_eq!(read_model_state(&stack, sku).await, RestockState::Cancelled);
     assert!(ad_active(&stack, sku).await, "the ad stayed paused");
     maybe_save_history(&stack, sku, "cancelled_in_temporal").await;
     let listed = stack.temporal.temporal_cli_ok(&[
@@ -465,7 +465,7 @@ async fn temporal_cancel_is_an_operator_cancel() {
     assert!(listed.contains(&workflow_id), "{listed}");
     // Past the SLA, nothing moved to Overdue.
     tokio::time::sleep(Duration::from_secs(5)).await;
-    assert_eq!(read_model_state(&stack, sku).await, "Cancelled");
+    assert_eq!(read_model_state(&stack, sku).await, RestockState::Cancelled);
     let refused = stack
         .replenishments()
         .await
@@ -539,7 +539,10 @@ async fn a_request_after_the_cancel(backend: Backend) {
             run_status(&stack, before).await == WorkflowExecutionStatus::Canceled
         })
         .await;
-    assert_eq!(read_model_state(&stack, before).await, "Cancelled");
+    assert_eq!(
+        read_model_state(&stack, before).await,
+        RestockState::Cancelled
+    );
     assert_eq!(stack.factory_stats().total, 1);
 
     let after = "CANCEL-REQ-2";
@@ -637,7 +640,10 @@ async fn a_request_after_a_temporal_cancel(backend: Backend) {
             run_status(&stack, before).await == WorkflowExecutionStatus::Canceled
         })
         .await;
-    assert_eq!(read_model_state(&stack, before).await, "Cancelled");
+    assert_eq!(
+        read_model_state(&stack, before).await,
+        RestockState::Cancelled
+    );
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(stack.factory_stats().total, 3);
     stack.stop().await;
@@ -783,7 +789,7 @@ async fn request_during_the_last_step_is_not_dropped() {
             WAIT,
             || async {
                 stock(&stack, sku).await == 10
-                    && read_model_state(&stack, sku).await == "Restocking"
+                    && read_model_state(&stack, sku).await == RestockState::Restocking
             },
         )
         .await;
@@ -943,7 +949,7 @@ async fn an_order_that_can_never_be_placed_fails_visibly() {
     );
     stack
         .wait_until("the read model says Failed", WAIT, || async {
-            read_model_state(&stack, sku).await == "Failed"
+            read_model_state(&stack, sku).await == RestockState::Failed
         })
         .await;
     let listed = stack.temporal.temporal_cli_ok(&[
