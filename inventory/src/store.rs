@@ -78,6 +78,11 @@ pub struct Store {
     backend: DbBackend,
     /// Queues of purchases waiting for their product's transaction; `None`: ungrouped.
     groups: Option<Arc<PurchaseGroups>>,
+    /// One permit per writer connection: a sale selling alone waits here, not inside the
+    /// pool, for its turn (see [`Store::sale_slot`]).
+    sale_slots: Arc<tokio::sync::Semaphore>,
+    /// How long a sale waits for a slot before it answers UNAVAILABLE, as the pool does.
+    acquire_timeout: Duration,
 }
 
 /// A product as clients see it (with its advertisement's state).
@@ -259,6 +264,11 @@ impl Store {
             opts.map_sqlx_mysql_opts(move |o| o.statement_cache_capacity(statement_cache));
             Database::connect(opts)
         };
+        let writer_connections = if backend == DbBackend::Sqlite {
+            1
+        } else {
+            std::cmp::max(options.max_connections, 1)
+        };
         let (writer, reader) = if backend == DbBackend::Sqlite {
             ensure_sqlite_dir(&url)?;
             let writer = connect(1, SQLITE_WRITER_STATEMENT_CACHE, None).await?;
@@ -270,12 +280,7 @@ impl Store {
             .await?;
             (writer, reader)
         } else {
-            let pool = connect(
-                std::cmp::max(options.max_connections, 1),
-                POOL_STATEMENT_CACHE,
-                None,
-            )
-            .await?;
+            let pool = connect(writer_connections, POOL_STATEMENT_CACHE, None).await?;
             (pool.clone(), pool)
         };
         Ok(Self {
@@ -288,7 +293,26 @@ impl Store {
                     options.purchase_lanes,
                 ))
             }),
+            sale_slots: Arc::new(tokio::sync::Semaphore::new(writer_connections as usize)),
+            acquire_timeout: options.acquire_timeout,
         })
+    }
+
+    /// Waits for a writer connection to be free for one sale's transaction; the slot is held
+    /// until dropped. Why not simply wait in the pool: a transaction's begin future is
+    /// boxed by sea-orm and about 15 KiB, so hundreds of sales queued behind SQLite's one
+    /// writer held megabytes; waiting here costs a few bytes each. Times out like the pool
+    /// (`acquire_timeout`) with the pool's error, so callers answer UNAVAILABLE as before.
+    pub(crate) async fn sale_slot(
+        &self,
+    ) -> Result<tokio::sync::SemaphorePermit<'_>, sea_orm::DbErr> {
+        match tokio::time::timeout(self.acquire_timeout, self.sale_slots.acquire()).await {
+            Ok(Ok(slot)) => Ok(slot),
+            // Never closed; and a timeout is the pool's own answer.
+            Ok(Err(_)) | Err(_) => Err(sea_orm::DbErr::ConnectionAcquire(
+                sea_orm::ConnAcquireErr::Timeout,
+            )),
+        }
     }
 
     pub(crate) fn groups(&self) -> Option<&PurchaseGroups> {
@@ -807,6 +831,43 @@ mod tests {
             .unwrap();
         assert_eq!(cache_size(store.reader()).await, -SQLITE_READER_CACHE_KIB);
         assert_eq!(cache_size(store.writer()).await, -2000, "SQLite's default");
+        drop(store);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    /// A sale waits for a writer's slot, not in the pool, and gives up after the pool's own
+    /// timeout with its answer (UNAVAILABLE, nothing sold); once the slot is free it sells.
+    #[tokio::test]
+    async fn a_sale_waits_for_a_slot_and_times_out_like_the_pool() {
+        let dir = std::env::temp_dir().join(format!("restock-slot-{}", uuid::Uuid::new_v4()));
+        let url = format!("sqlite://{}/t.db?mode=rwc", dir.display());
+        let options = StoreOptions {
+            acquire_timeout: Duration::from_millis(300),
+            group_purchases: false,
+            ..StoreOptions::default()
+        };
+        let store = Store::connect(&url, &options).await.unwrap();
+        store.migrate().await.unwrap();
+        crate::demo::load(&store).await.unwrap();
+        let sku = crate::demo::DEMO_SKU;
+        let before = store.product(&Sku::parse(sku).unwrap()).await.unwrap();
+        let request = crate::PurchaseRequest::new(sku, 1, "slot-1", "test").unwrap();
+
+        let held = store.sale_slot().await.unwrap();
+        let refused = store.purchase(&request).await;
+        assert!(
+            matches!(refused, Err(StoreError::Unavailable(_))),
+            "{refused:?}"
+        );
+        let after = store.product(&Sku::parse(sku).unwrap()).await.unwrap();
+        assert_eq!(after.product.stock, before.product.stock, "nothing sold");
+
+        drop(held);
+        let sold = store.purchase(&request).await.unwrap();
+        assert!(
+            matches!(sold, crate::PurchaseOutcome::Sold { .. }),
+            "{sold:?}"
+        );
         drop(store);
         let _ = std::fs::remove_dir_all(dir);
     }

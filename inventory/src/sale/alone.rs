@@ -120,6 +120,7 @@ impl Store {
         request: &PurchaseRequest,
     ) -> Result<PurchaseOutcome, SaleFailure> {
         let quantity = i64::from(request.quantity);
+        let _slot = self.sale_slot().await?;
         if self.backend() == DbBackend::Postgres
             && let Some(sold) = self.sell_in_one_statement(request).await?
         {
