@@ -681,9 +681,10 @@ const METHOD: &str = r#"## Method
   the sale.
 - **Grouping** (`RESTOCK_GROUP_PURCHASES`, on by default; `inventory/src/sale/grouped.rs`):
   sales that arrive while their queue's transaction is in flight share the next one — per
-  product one `UPDATE` for their total, one multi-row `INSERT`, one commit — and each still
-  gets its exact outcome. A queue is SQLite's one writer, or on PostgreSQL one of
-  `RESTOCK_PURCHASE_LANES` (8) lanes of products, rows locked in sku order. On a hot row the
+  product one `UPDATE` for their total (on PostgreSQL one statement locking the group's rows
+  in sku order, then one `UPDATE` for every product's total), one multi-row `INSERT`, one
+  commit — and each still gets its exact outcome. A queue is SQLite's one writer, or on
+  PostgreSQL one of `RESTOCK_PURCHASE_LANES` (4) lanes of products. On a hot row the
   ceiling pays one commit (a WAL flush) per sale while the row stays locked; grouping pays
   one per group, which is how it beats the ceiling.
 - **The keyed sale reads nothing first**: the idempotency key's unique index decides inside
@@ -692,7 +693,13 @@ const METHOD: &str = r#"## Method
 - **Lanes or a queue per product** (PostgreSQL, 1000 products, 64 clients, release build, one
   run each on a busy machine; grouped ÷ ungrouped of the same run): 0 lanes (a queue per
   product, the old grouping) 0.69 — per-product queues cost on spread load and never group;
-  8 lanes 1.62; 16 lanes 0.80. 8 is the default.
+  8 lanes 1.62; 16 lanes 0.80. Then one `UPDATE` per product was one round trip per product
+  in the group, so a lane's transaction grew with its group. Since one `UPDATE` takes every
+  product's total (grouped ÷ pgbench at 64 / 256 clients, one quick run each, 2 × AMD EPYC):
+  8 lanes 0.48 / 0.92 (0.43 at 64 before the change), 4 lanes 0.72 / 1.27, 2 lanes
+  0.78 / 0.82, 1 lane 0.64 / 0.43. 4 is the default: fewer lanes make bigger groups, one
+  commit each, more lanes more commits at once, and a PostgreSQL commit waits for its WAL
+  flush (`synchronous_commit = on`), which is what bounds a lane.
 - **Where a sale's time goes** (`perf record -g` on the gateway for 10 s at 64 clients, SQLite
   hot product, release build): ungrouped, about half of the gateway's samples are the kernel
   switching threads — sqlx runs each SQLite statement on a worker thread of its own, and an
