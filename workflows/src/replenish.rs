@@ -227,6 +227,16 @@ pub struct ReplenishStatus {
     pub request_id: Option<String>,
 }
 
+impl ReplenishStatus {
+    /// Notes the factory's answer to the order: its reference, whether it confirmed, and
+    /// after how many attempts.
+    fn order_placed(&mut self, placed: &restock_activities::types::FactoryOrderPlaced) {
+        self.factory_reference = placed.factory_reference.clone();
+        self.factory_confirmed = placed.confirmed;
+        self.order_attempts = placed.attempts;
+    }
+}
+
 /// The workflow's result.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReplenishOutcome {

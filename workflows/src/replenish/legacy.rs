@@ -128,11 +128,7 @@ impl ReplenishStock {
                 options.clone(),
             )
             .await?;
-        ctx.state_mut(|s| {
-            s.status.factory_reference = placed.factory_reference.clone();
-            s.status.factory_confirmed = placed.confirmed;
-            s.status.order_attempts = placed.attempts;
-        });
+        ctx.state_mut(|s| s.status.order_placed(&placed));
         if Self::cancel_requested_v1(ctx) {
             return Self::finish_cancelled_v1(ctx, &settings).await;
         }

@@ -192,11 +192,7 @@ impl ReplenishStock {
                 activity_options(&input.settings),
             )
             .await?;
-        ctx.state_mut(|s| {
-            s.status.factory_reference = placed.factory_reference.clone();
-            s.status.factory_confirmed = placed.confirmed;
-            s.status.order_attempts = placed.attempts;
-        });
+        ctx.state_mut(|s| s.status.order_placed(&placed));
         if Self::cancel_requested(ctx) {
             return Ok(());
         }
