@@ -213,8 +213,8 @@ const POOL_STATEMENT_CACHE: usize = 32;
 /// `INSERT` is a different statement for every group size, each compiled program tens of
 /// kilobytes; sqlx's default of 100 kept a hundred of them, about 9 MiB of the gateway's
 /// peak memory under load. The sale's own few statements stay cached (least recently used
-/// go first), and a group's insert is prepared again when its size changes, which costs
-/// less than its commit.
+/// go first); a group's rows go in in power-of-two chunks (`sale::grouped`), so at most nine
+/// insert shapes are ever prepared.
 const SQLITE_WRITER_STATEMENT_CACHE: usize = 16;
 
 impl Store {

@@ -519,10 +519,16 @@ impl Store {
                 outcomes[i] = Some(outcome);
             }
         }
-        if !sales.is_empty() {
-            sale::Entity::insert_many(sales)
+        // The sale rows in chunks of a power of two rows, largest first: at most nine
+        // statement shapes (1 to 256 rows), which the writer's statement cache keeps, instead
+        // of a statement prepared (and held, up to 2,048 parameters) for every group size.
+        let mut rest = sales;
+        while !rest.is_empty() {
+            let tail = rest.split_off(1 << rest.len().ilog2());
+            sale::Entity::insert_many(rest)
                 .exec_without_returning(&txn)
                 .await?;
+            rest = tail;
         }
         let outcomes = outcomes
             .into_iter()
