@@ -242,6 +242,13 @@ impl TestApp {
         InventoryServiceClient::new(self.channel().await)
     }
 
+    /// The gateway's `GET /metrics` text.
+    pub async fn metrics(&self) -> String {
+        process::http_get(&format!("http://{}/metrics", self.http_addr))
+            .await
+            .expect("the gateway's metrics")
+    }
+
     /// Stops the gateway and waits for it.
     pub async fn stop(mut self) {
         if let Some(tx) = self.shutdown.take() {

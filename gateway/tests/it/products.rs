@@ -645,9 +645,7 @@ async fn monitoring_files_name_only_metrics_the_gateway_serves() {
         .await
         .unwrap();
     assert_eq!(refused.status(), 401);
-    let metrics = restock_testkit::process::http_get(&format!("http://{}/metrics", app.http_addr))
-        .await
-        .unwrap();
+    let metrics = app.metrics().await;
     let served: std::collections::BTreeSet<&str> = metrics
         .lines()
         .filter_map(|l| l.strip_prefix("# TYPE "))

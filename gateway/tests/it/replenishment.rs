@@ -253,14 +253,7 @@ async fn sell_out_order_callback_restock_on(backend: Backend) {
             async move { store.outbox_depth().await.unwrap() == 0 }
         })
         .await;
-    let metrics = reqwest_client()
-        .get(format!("http://{}/metrics", stack.app.http_addr))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = stack.app.metrics().await;
     for line in [
         "restock_sales_total{outcome=\"sold\"} 4",
         "restock_sales_total{outcome=\"out_of_stock\"} 1",

@@ -76,19 +76,28 @@ async fn a_factory_order_is_sent_by_one_caller(backend: Backend) {
         return;
     };
     let factory = restock_inventory::demo::DEMO_FACTORY;
+    let begin = |store: Store| async move {
+        store
+            .begin_factory_order("order-1", SKU, 10, factory)
+            .await
+            .unwrap()
+    };
+    let finish =
+        |status: OrderStatus, reference: Option<&'static str>, error: Option<&'static str>| {
+            let store = store.clone();
+            async move {
+                store
+                    .finish_factory_order("order-1", status, reference, error)
+                    .await
+                    .unwrap()
+            }
+        };
 
     // Concurrent first attempts: exactly one may send.
-    let tasks: Vec<_> = (0..8)
-        .map(|_| {
-            let store = store.clone();
-            tokio::spawn(
-                async move { store.begin_factory_order("order-1", SKU, 10, factory).await },
-            )
-        })
-        .collect();
+    let tasks: Vec<_> = (0..8).map(|_| tokio::spawn(begin(store.clone()))).collect();
     let mut sends = 0;
     for task in tasks {
-        if let SendDecision::Send { attempt } = task.await.unwrap().unwrap() {
+        if let SendDecision::Send { attempt } = task.await.unwrap() {
             assert_eq!(attempt, 1);
             sends += 1;
         }
@@ -96,31 +105,16 @@ async fn a_factory_order_is_sent_by_one_caller(backend: Backend) {
     assert_eq!(sends, 1, "{sends} callers were told to send one order");
 
     // Certainly not placed: it may be sent again, as attempt 2.
-    store
-        .finish_factory_order("order-1", OrderStatus::NotPlaced, None, Some("refused"))
-        .await
-        .unwrap();
+    finish(OrderStatus::NotPlaced, None, Some("refused")).await;
     assert_eq!(
-        store
-            .begin_factory_order("order-1", SKU, 10, factory)
-            .await
-            .unwrap(),
+        begin(store.clone()).await,
         SendDecision::Send { attempt: 2 }
     );
     // Accepted (the status is set to what it already was first: matched, not changed).
-    store
-        .finish_factory_order("order-1", OrderStatus::Accepted, Some("F-1"), None)
-        .await
-        .unwrap();
-    store
-        .finish_factory_order("order-1", OrderStatus::Accepted, Some("F-1"), None)
-        .await
-        .unwrap();
+    finish(OrderStatus::Accepted, Some("F-1"), None).await;
+    finish(OrderStatus::Accepted, Some("F-1"), None).await;
     assert_eq!(
-        store
-            .begin_factory_order("order-1", SKU, 10, factory)
-            .await
-            .unwrap(),
+        begin(store.clone()).await,
         SendDecision::AlreadyAccepted {
             factory_reference: Some("F-1".to_owned())
         }

@@ -881,15 +881,10 @@ async fn forged_count_refused_and_callback_during_outage_kept() {
         .await
         .unwrap();
     let relay_failures = || async {
-        let metrics = reqwest_client()
-            .get(format!("http://{}/metrics", stack.app.http_addr))
-            .send()
+        stack
+            .app
+            .metrics()
             .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        metrics
             .lines()
             .find(|l| l.starts_with("restock_relay_failures_total"))
             .and_then(|l| l.split_whitespace().last())
