@@ -94,11 +94,8 @@ async fn concurrent_clients_never_oversell(app: TestApp) {
         );
     }
     assert_eq!(stock_of(&app.store, sku).await, 0, "final stock");
-    let sales: i64 = sale::Entity::find()
-        .filter(sale::Column::Sku.eq(sku))
-        .all(app.store.connection())
+    let sales: i64 = sales_of(&app.store, sku)
         .await
-        .unwrap()
         .iter()
         .map(|s| s.quantity)
         .sum();
@@ -719,7 +716,9 @@ async fn full_queue_refuses_at_once(backend: Backend) {
 /// Spread load in two lanes: purchases of many products share transactions (rows locked in
 /// sku order), while the two lanes' transactions run at once. No deadlock surfaces, every
 /// answer is SOLD or OUT_OF_STOCK, and per product the units in sale rows plus the stock left
-/// are the initial stock, with one sale row per SOLD reply.
+/// are the initial stock, with one sale row per SOLD reply. Each reply's remaining stock is
+/// its row's, a product's rows chain down from the initial stock one sale at a time, and a
+/// sale that reached the reorder point says so and left the product's intent.
 async fn spread_purchases_share_transactions_across_products(backend: Backend) {
     const PRODUCTS: usize = 12;
     const STOCK: i64 = 60;
@@ -738,7 +737,7 @@ async fn spread_purchases_share_transactions_across_products(backend: Backend) {
         let mut client = app.sales().await;
         let skus = skus.clone();
         tasks.push(tokio::spawn(async move {
-            let mut sold: Vec<(String, u32)> = Vec::new();
+            let mut sold: Vec<(String, u32, String, i64)> = Vec::new();
             let mut x = client_no as u64 * 2_654_435_761 + 1;
             for n in 0..PER_CLIENT {
                 x ^= x << 13;
@@ -752,7 +751,9 @@ async fn spread_purchases_share_transactions_across_products(backend: Backend) {
                     .unwrap_or_else(|e| panic!("{sku}: {e:?}"))
                     .into_inner();
                 match reply.outcome() {
-                    Outcome::Sold => sold.push((sku.clone(), quantity)),
+                    Outcome::Sold => {
+                        sold.push((sku.clone(), quantity, reply.sale_id, reply.remaining_stock))
+                    }
                     Outcome::OutOfStock => {}
                     Outcome::Unspecified => panic!("no outcome: {reply:?}"),
                 }
@@ -760,30 +761,53 @@ async fn spread_purchases_share_transactions_across_products(backend: Backend) {
             sold
         }));
     }
-    let mut sold: Vec<(String, u32)> = Vec::new();
+    let mut sold: Vec<(String, u32, String, i64)> = Vec::new();
     for t in tasks {
         sold.extend(t.await.unwrap());
     }
+    let intents: Vec<String> = replenish_outbox::Entity::find()
+        .all(app.store.connection())
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|i| i.sku)
+        .collect();
     for sku in &skus {
-        let replies: Vec<u32> = sold
-            .iter()
-            .filter(|(s, _)| s == sku)
-            .map(|(_, q)| *q)
-            .collect();
-        let rows = sales_of(&app.store, sku).await;
+        let replies: Vec<&(String, u32, String, i64)> =
+            sold.iter().filter(|(s, ..)| s == sku).collect();
+        let mut rows = sales_of(&app.store, sku).await;
         assert_eq!(
             rows.len(),
             replies.len(),
             "{sku}: sale rows vs SOLD replies"
         );
         let units: i64 = rows.iter().map(|r| r.quantity).sum();
-        let replied: i64 = replies.iter().map(|&q| i64::from(q)).sum();
+        let replied: i64 = replies.iter().map(|(_, q, ..)| i64::from(*q)).sum();
         assert_eq!(units, replied, "{sku}: units sold");
         assert_eq!(
             stock_of(&app.store, sku).await + units,
             STOCK,
             "{sku}: stock + units sold"
         );
+        for (_, quantity, sale_id, remaining) in &replies {
+            let row = rows.iter().find(|r| &r.id == sale_id).unwrap();
+            assert_eq!(
+                (row.quantity, row.remaining_stock),
+                (i64::from(*quantity), *remaining),
+                "{sku}: reply vs row {row:?}"
+            );
+        }
+        rows.sort_by_key(|r| std::cmp::Reverse(r.remaining_stock));
+        let mut left = STOCK;
+        for row in &rows {
+            left -= row.quantity;
+            assert_eq!(row.remaining_stock, left, "{sku}: one sale after another");
+            // Reorder point 0.
+            assert_eq!(row.requested_replenishment, left <= 0, "{row:?}");
+        }
+        if rows.iter().any(|r| r.requested_replenishment) {
+            assert!(intents.contains(sku), "{sku}: sold out without an intent");
+        }
     }
     let counts = app.store.purchase_grouping().unwrap();
     assert!(counts.shared_transactions > 0, "{counts:?}");

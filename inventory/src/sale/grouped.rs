@@ -11,11 +11,15 @@
 //! ungrouped path.
 //!
 //! On SQLite, which has one writer, the group is whatever purchases wait, of any products:
-//! one transaction, one `UPDATE` per product. On PostgreSQL and MySQL, purchases wait in one of
-//! a few lanes ([`crate::StoreOptions::purchase_lanes`]; a product always in the same one), so
-//! spread load groups too: a lane's transaction sells several products, locking their rows in
+//! one transaction, one `UPDATE` for every product's total (a JSON parameter), the sale rows'
+//! `INSERT`s. On PostgreSQL and MySQL, purchases wait in one of a few lanes
+//! ([`crate::StoreOptions::purchase_lanes`]; a product always in the same one), so spread
+//! load groups too: a lane's transaction sells several products, locking their rows in
 //! sku order, so two transactions never wait for each other in a cycle (and lanes never share
-//! a product). With 0 lanes each product has its own queue.
+//! a product). On PostgreSQL a group is first one statement that commits itself
+//! (data-modifying CTEs: lock the rows, take every total that fits, insert those sale rows,
+//! write their intents): one round trip and one WAL flush; only the products whose total did
+//! not fit go on to a transaction of their own. With 0 lanes each product has its own queue.
 //!
 //! Idempotency keys: nothing is read before the write. A key repeated inside one group is
 //! sold once and the repeat replays it; a key committed earlier (a client's retry) makes the
@@ -34,15 +38,17 @@
 //! database whether the group committed (one transaction: all or nothing); if it did, each
 //! request gets its outcome; if not, or nobody can tell, requests with an idempotency key
 //! are sold again alone (the key's unique index sells each at most once) and the others get
-//! [`StoreError::OutcomeUnknown`].
+//! [`StoreError::OutcomeUnknown`]. PostgreSQL's one statement whose answer was lost has no
+//! planned outcomes to prove: its keyed sales go straight to being sold again alone (a
+//! committed one is found by its key and answered as it was sold).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use sea_orm::{
-    ActiveValue::Set, ConnectionTrait, DatabaseTransaction, DbBackend, EntityTrait, QuerySelect,
-    Statement,
+    ActiveModelTrait, ConnectionTrait, DatabaseTransaction, DbBackend, EntityTrait,
+    IntoActiveModel, QuerySelect, Statement,
 };
 use tokio::sync::oneshot;
 
@@ -298,6 +304,60 @@ async fn answer_group(store: &Store, group: Vec<Waiting>) {
         Some(key) => keys.insert(key.to_owned()),
         None => true,
     });
+    let rest = sell_fitting_products_first(store, groups, firsts).await;
+    sell_together(store, groups, rest).await;
+    for w in repeats {
+        let _ = w.reply.send(store.sell_alone_or_replay(&w.request).await);
+    }
+}
+
+/// PostgreSQL: sells every product of the group whose total fits with one statement
+/// ([`Store::sell_fitting_in_one_statement`]) and answers those purchases; the purchases of
+/// the other products are handed back, for [`sell_together`]. Elsewhere, hands everything
+/// back.
+async fn sell_fitting_products_first(
+    store: &Store,
+    groups: &PurchaseGroups,
+    firsts: Vec<Waiting>,
+) -> Vec<Waiting> {
+    if store.backend() != DbBackend::Postgres || firsts.len() <= 1 {
+        return firsts;
+    }
+    let requests: Vec<&PurchaseRequest> = firsts.iter().map(|w| &w.request).collect();
+    match store.sell_fitting_in_one_statement(&requests).await {
+        Ok(outcomes) => {
+            let mut rest = Vec::new();
+            let mut sold = 0;
+            for (w, outcome) in firsts.into_iter().zip(outcomes) {
+                match outcome {
+                    Some(outcome) => {
+                        sold += 1;
+                        let _ = w.reply.send(Ok(outcome));
+                    }
+                    None => rest.push(w),
+                }
+            }
+            if sold > 1 {
+                groups.shared_transactions.fetch_add(1, Ordering::Relaxed);
+                groups.shared_sales.fetch_add(sold, Ordering::Relaxed);
+            }
+            rest
+        }
+        Err(failure) => {
+            answer_failed(store, firsts, failure).await;
+            Vec::new()
+        }
+    }
+}
+
+/// Sells `firsts` (distinct keys) in one transaction and answers each; alone when one.
+async fn sell_together(store: &Store, groups: &PurchaseGroups, firsts: Vec<Waiting>) {
+    if firsts.len() <= 1 {
+        for w in firsts {
+            let _ = w.reply.send(store.sell_alone(&w.request).await);
+        }
+        return;
+    }
     let requests: Vec<&PurchaseRequest> = firsts.iter().map(|w| &w.request).collect();
     match store.sell_group(&requests).await {
         Ok(outcomes) => {
@@ -310,37 +370,56 @@ async fn answer_group(store: &Store, group: Vec<Waiting>) {
                 let _ = w.reply.send(answer);
             }
         }
-        Err(GroupFailure::RolledBack(err)) => {
+        Err(failure) => answer_failed(store, firsts, failure).await,
+    }
+}
+
+/// Answers each purchase of a group whose transaction gave no outcomes: rolled back, each
+/// is sold alone; perhaps committed, [`resolve_unknown`].
+async fn answer_failed(store: &Store, firsts: Vec<Waiting>, failure: GroupFailure) {
+    match failure {
+        GroupFailure::RolledBack(err) => {
             tracing::debug!(error = %err, sales = firsts.len(), "grouped sale rolled back; selling one by one");
             for w in firsts {
                 let _ = w.reply.send(store.sell_alone_or_replay(&w.request).await);
             }
         }
-        Err(GroupFailure::Unknown { failure, planned }) => {
-            resolve_unknown(store, firsts, planned, failure).await;
+        GroupFailure::Unknown { failure, planned } => {
+            let sale_ids = planned.iter().map(own_sale_id).collect();
+            resolve_unknown(store, firsts, Some(planned), sale_ids, failure).await;
+        }
+        GroupFailure::Unanswered { failure, sale_ids } => {
+            resolve_unknown(store, firsts, None, sale_ids, failure).await;
         }
     }
-    for w in repeats {
-        let _ = w.reply.send(store.sell_alone_or_replay(&w.request).await);
+}
+
+/// The sale id an outcome would have written, if it sold.
+fn own_sale_id(outcome: &PurchaseOutcome) -> Option<String> {
+    match outcome {
+        PurchaseOutcome::Sold { sale_id, .. } => Some(sale_id.clone()),
+        PurchaseOutcome::OutOfStock { .. } => None,
     }
 }
 
 /// Answers a group whose `COMMIT` may or may not have committed ([`AfterFailure::Unknown`]).
 /// The group is one transaction, so one keyed sale's row (with the sale id this commit
-/// wrote) proves that every outcome in `planned` happened. Without that proof, a keyed sale
-/// is sold again alone (its key sells it at most once, whatever the lost commit did) and
-/// the others are told the outcome is unknown; none is sold again blindly.
+/// wrote) proves that every outcome in `planned` happened. Without that proof (or without a
+/// plan: a statement whose answer was lost), a keyed sale is sold again alone (its key sells
+/// it at most once, whatever the lost commit did; `sale_ids` tell its own row from another
+/// purchase's) and the others are told the outcome is unknown; none is sold again blindly.
 async fn resolve_unknown(
     store: &Store,
     firsts: Vec<Waiting>,
-    planned: Vec<PurchaseOutcome>,
+    planned: Option<Vec<PurchaseOutcome>>,
+    sale_ids: Vec<Option<String>>,
     failure: SaleFailure,
 ) {
     let witness = firsts
         .iter()
-        .zip(&planned)
-        .find_map(|(w, outcome)| match outcome {
-            PurchaseOutcome::Sold { sale_id, .. } if w.request.idempotency_key().is_some() => {
+        .zip(&sale_ids)
+        .find_map(|(w, sale_id)| match sale_id {
+            Some(sale_id) if planned.is_some() && w.request.idempotency_key().is_some() => {
                 Some((&w.request, sale_id.as_str()))
             }
             _ => None,
@@ -353,7 +432,7 @@ async fn resolve_unknown(
         None => false,
     };
     tracing::warn!(error = %failure.err, sales = firsts.len(), committed, "grouped sale's commit failed; outcome unknown unless proven");
-    if committed {
+    if let (true, Some(planned)) = (committed, planned) {
         if let Some(groups) = store.groups() {
             groups.shared_transactions.fetch_add(1, Ordering::Relaxed);
             groups
@@ -366,14 +445,10 @@ async fn resolve_unknown(
         }
         return;
     }
-    for (w, outcome) in firsts.into_iter().zip(planned) {
+    for (w, own_sale_id) in firsts.into_iter().zip(sale_ids) {
         let answer = if w.request.idempotency_key().is_some() {
-            let own_sale_id = match &outcome {
-                PurchaseOutcome::Sold { sale_id, .. } => Some(sale_id.as_str()),
-                PurchaseOutcome::OutOfStock { .. } => None,
-            };
             match store.sell_alone_or_replay(&w.request).await {
-                Ok(found) => Ok(mark_own_sale(found, own_sale_id)),
+                Ok(found) => Ok(mark_own_sale(found, own_sale_id.as_deref())),
                 // Whatever this attempt did not change, the lost commit may have.
                 Err(StoreError::Unavailable(_) | StoreError::Database(_)) => {
                     Err(StoreError::OutcomeUnknown(failure.err.clone()))
@@ -396,6 +471,12 @@ enum GroupFailure {
     Unknown {
         failure: SaleFailure,
         planned: Vec<PurchaseOutcome>,
+    },
+    /// A statement that commits itself failed in a way that may have committed it, before
+    /// its outcomes were known: `sale_ids` are the ids its sale rows would have.
+    Unanswered {
+        failure: SaleFailure,
+        sale_ids: Vec<Option<String>>,
     },
 }
 
@@ -456,6 +537,128 @@ impl Store {
         }
     }
 
+    /// PostgreSQL: every product of the group whose total fits sold by one statement that
+    /// commits itself (one round trip and one WAL flush for the lane), retrying
+    /// transient conflicts. It locks the group's rows in sku order (as the transaction path
+    /// does), takes each product's total where it fits, inserts those products' sale rows and
+    /// writes their reorder-point intents (data-modifying CTEs). Each request's outcome, or
+    /// `None` when its product's total did not fit or the product is unknown: nothing of that
+    /// product was changed, for the transaction path to sell what fits.
+    ///
+    /// Every list travels as one text parameter split on spaces, which no sku, key, requester,
+    /// request id or sale id can contain (the token rule), so the statement never changes.
+    async fn sell_fitting_in_one_statement(
+        &self,
+        requests: &[&PurchaseRequest],
+    ) -> Result<Vec<Option<PurchaseOutcome>>, GroupFailure> {
+        const SALE: &str = "WITH req AS MATERIALIZED ( \
+                SELECT r.i, r.sku, r.q::bigint AS q, r.id, r.k, r.who, r.rid \
+                FROM unnest(string_to_array($1, ' '), string_to_array($2, ' '), \
+                    string_to_array($3, ' '), string_to_array($4, ' ', ''), \
+                    string_to_array($5, ' '), string_to_array($6, ' ', '')) \
+                    WITH ORDINALITY AS r(sku, q, id, k, who, rid, i)), \
+            wanted AS (SELECT sku, sum(q)::bigint AS total FROM req GROUP BY sku), \
+            locked AS MATERIALIZED ( \
+                SELECT sku FROM products WHERE sku IN (SELECT sku FROM wanted) \
+                ORDER BY sku COLLATE \"C\" FOR UPDATE OF products), \
+            taken AS ( \
+                UPDATE products AS p SET stock = p.stock - w.total, updated_at = $7 \
+                FROM wanted AS w \
+                WHERE p.sku = w.sku AND p.stock >= w.total \
+                    AND p.sku IN (SELECT sku FROM locked) \
+                RETURNING p.sku, p.stock, p.reorder_point, w.total), \
+            sold AS ( \
+                SELECT r.i, r.id, r.sku, r.q, r.k, r.who, r.rid, t.reorder_point, \
+                    t.stock + t.total - (sum(r.q) OVER (PARTITION BY r.sku ORDER BY r.i))::bigint \
+                        AS remaining \
+                FROM req AS r JOIN taken AS t ON t.sku = r.sku), \
+            inserted AS ( \
+                INSERT INTO sales (id, sku, quantity, remaining_stock, idempotency_key, \
+                    requester, requested_replenishment, created_at) \
+                SELECT id, sku, q, remaining, k, who, remaining <= reorder_point, $7 FROM sold), \
+            intents AS ( \
+                INSERT INTO replenish_outbox (sku, reason, requested_at, revision, attempts, \
+                    request_id) \
+                SELECT DISTINCT ON (sku) sku, 'reorder_point', $7, 0, 0, rid FROM sold \
+                WHERE remaining <= reorder_point ORDER BY sku, i \
+                ON CONFLICT (sku) DO UPDATE SET revision = replenish_outbox.revision + 1) \
+            SELECT sku, stock, reorder_point, total FROM taken";
+        let joined = |field: &dyn Fn(&PurchaseRequest) -> String| {
+            requests
+                .iter()
+                .map(|r| field(r))
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        let sale_ids: Vec<String> = requests.iter().map(|_| new_sale_id()).collect();
+        let values = [
+            joined(&|r| r.sku().to_string()),
+            joined(&|r| r.quantity().to_string()),
+            sale_ids.join(" "),
+            joined(&|r| r.idempotency_key().unwrap_or_default().to_owned()),
+            joined(&|r| r.requester().to_owned()),
+            joined(&|r| r.request_id().unwrap_or_default().to_owned()),
+        ];
+        let mut attempt = 1;
+        let (rows, now) = loop {
+            let now = now_ms();
+            let mut params: Vec<sea_orm::Value> = values.iter().map(|v| v.clone().into()).collect();
+            params.push(now.into());
+            let statement = Statement::from_sql_and_values(DbBackend::Postgres, SALE, params);
+            // The statement commits itself: a failure may have lost the answer to its commit.
+            let failure = match self.writer().query_all_raw(statement).await {
+                Ok(rows) => break (rows, now),
+                Err(err) => SaleFailure::at_commit(err, None),
+            };
+            match after_failure(&failure) {
+                AfterFailure::Retry if attempt < TRANSACTION_ATTEMPTS => {
+                    tokio::time::sleep(backoff(attempt)).await;
+                    attempt += 1;
+                }
+                AfterFailure::Unknown => {
+                    return Err(GroupFailure::Unanswered {
+                        failure,
+                        sale_ids: sale_ids.into_iter().map(Some).collect(),
+                    });
+                }
+                _ => return Err(GroupFailure::RolledBack(failure.err)),
+            }
+        };
+        let unanswered = |err| GroupFailure::Unanswered {
+            failure: SaleFailure::at_commit(err, None),
+            sale_ids: sale_ids.iter().cloned().map(Some).collect(),
+        };
+        let mut outcomes: Vec<Option<PurchaseOutcome>> = vec![None; requests.len()];
+        for row in rows {
+            let sku: String = row.try_get_by_index(0).map_err(unanswered)?;
+            let stock: i64 = row.try_get_by_index(1).map_err(unanswered)?;
+            let reorder_point: i64 = row.try_get_by_index(2).map_err(unanswered)?;
+            let total: i64 = row.try_get_by_index(3).map_err(unanswered)?;
+            let (indexes, of_sku): (Vec<usize>, Vec<&PurchaseRequest>) = requests
+                .iter()
+                .enumerate()
+                .filter(|(_, r)| r.sku() == sku.as_str())
+                .map(|(i, r)| (i, *r))
+                .unzip();
+            let ids: Vec<String> = indexes.iter().map(|&i| sale_ids[i].clone()).collect();
+            let fits = vec![true; of_sku.len()];
+            // The statement wrote these rows and the intent; this only tells each its outcome.
+            let planned = plan_product_sale(
+                &sku,
+                &of_sku,
+                &ids,
+                stock + total,
+                reorder_point,
+                &fits,
+                now,
+            );
+            for (i, outcome) in indexes.into_iter().zip(planned.outcomes) {
+                outcomes[i] = Some(outcome);
+            }
+        }
+        Ok(outcomes)
+    }
+
     /// Everything of the group's transaction but its commit: products in sku order (one lock
     /// order for every transaction, so none waits for another in a cycle); the transaction,
     /// to commit, and each request's outcome once it commits.
@@ -472,9 +675,10 @@ impl Store {
         skus.sort_unstable();
         let txn = self.begin_write().await?;
         let now = now_ms();
-        // PostgreSQL, several products: every product's total in two statements instead of
-        // one `UPDATE` each (a lane's group is many products, each a round trip otherwise).
-        let taken = if self.backend() == DbBackend::Postgres && skus.len() > 1 {
+        // Several products (PostgreSQL, SQLite): every product's total at once instead of one
+        // `UPDATE` each (a group is many products, each a round trip otherwise).
+        let at_once = matches!(self.backend(), DbBackend::Postgres | DbBackend::Sqlite);
+        let taken = if at_once && skus.len() > 1 {
             let totals: Vec<i64> = skus
                 .iter()
                 .map(|sku| {
@@ -519,17 +723,7 @@ impl Store {
                 outcomes[i] = Some(outcome);
             }
         }
-        // The sale rows in chunks of a power of two rows, largest first: at most nine
-        // statement shapes (1 to 256 rows), which the writer's statement cache keeps, instead
-        // of a statement prepared (and held, up to 2,048 parameters) for every group size.
-        let mut rest = sales;
-        while !rest.is_empty() {
-            let tail = rest.split_off(1 << rest.len().ilog2());
-            sale::Entity::insert_many(rest)
-                .exec_without_returning(&txn)
-                .await?;
-            rest = tail;
-        }
+        insert_sales(&txn, sales).await?;
         let outcomes = outcomes
             .into_iter()
             .map(|o| {
@@ -549,7 +743,7 @@ impl Store {
         sku: &str,
         requests: &[&PurchaseRequest],
         now: i64,
-        sales: &mut Vec<sale::ActiveModel>,
+        sales: &mut Vec<sale::Model>,
         already: Option<Option<Taken>>,
     ) -> Result<Vec<PurchaseOutcome>, sea_orm::DbErr> {
         let quantities: Vec<i64> = requests.iter().map(|r| i64::from(r.quantity())).collect();
@@ -600,56 +794,93 @@ impl Store {
             }
         };
 
-        let mut left = before;
-        let mut outcomes = Vec::with_capacity(requests.len());
-        let mut reordered = false;
-        // The call that asked for the replenishment: the first sale to reach the reorder
-        // point, else the first turned away.
-        let mut trigger: Option<&str> = None;
-        let mut first_refused: Option<&str> = None;
-        for ((request, &quantity), fit) in requests.iter().zip(&quantities).zip(fits) {
-            if !fit {
-                first_refused = first_refused.or(request.request_id());
-                outcomes.push(PurchaseOutcome::OutOfStock {
-                    stock: left,
-                    replenishment_id: replenishment_id(sku),
-                });
-                continue;
-            }
-            left -= quantity;
-            let reorder = left <= reorder_point;
-            if reorder && !reordered {
-                trigger = request.request_id();
-            }
-            reordered |= reorder;
-            let sale_id = new_sale_id();
-            sales.push(sale::ActiveModel {
-                id: Set(sale_id.clone()),
-                sku: Set(sku.to_owned()),
-                quantity: Set(quantity),
-                remaining_stock: Set(left),
-                idempotency_key: Set(request.idempotency_key().map(str::to_owned)),
-                requester: Set(request.requester().to_owned()),
-                requested_replenishment: Set(reorder),
-                created_at: Set(now),
-            });
-            outcomes.push(PurchaseOutcome::Sold {
-                sale_id,
-                remaining_stock: left,
-                replenishment_id: reorder.then(|| replenishment_id(sku)),
-                replayed: false,
-            });
+        let sale_ids: Vec<String> = requests.iter().map(|_| new_sale_id()).collect();
+        let planned =
+            plan_product_sale(sku, requests, &sale_ids, before, reorder_point, &fits, now);
+        sales.extend(planned.rows);
+        if let Some((reason, trigger)) = planned.intent {
+            let renew = reason == IntentReason::ReorderPoint;
+            insert_outbox_intent(txn, sku, reason, renew, trigger).await?;
         }
-        let out_of_stock = outcomes
-            .iter()
-            .any(|o| matches!(o, PurchaseOutcome::OutOfStock { .. }));
-        let trigger = if reordered { trigger } else { first_refused };
-        if reordered {
-            insert_outbox_intent(txn, sku, IntentReason::ReorderPoint, true, trigger).await?;
-        } else if out_of_stock {
-            insert_outbox_intent(txn, sku, IntentReason::OutOfStock, false, trigger).await?;
+        Ok(planned.outcomes)
+    }
+}
+
+/// What selling a product's purchases means: see [`plan_product_sale`].
+struct ProductSale<'a> {
+    /// Each purchase's outcome, in arrival order.
+    outcomes: Vec<PurchaseOutcome>,
+    /// The sale rows to insert.
+    rows: Vec<sale::Model>,
+    /// The outbox intent to write, if any, with the request id of the call that asked for
+    /// it: the first sale to reach the reorder point, else the first purchase turned away.
+    intent: Option<(IntentReason, Option<&'a str>)>,
+}
+
+/// Sells `requests` (all of `sku`, arrival order) from `before` units on paper: `fits` says
+/// which of them sell (under `sale_ids`, one per request), each is told the stock it left.
+fn plan_product_sale<'a>(
+    sku: &str,
+    requests: &[&'a PurchaseRequest],
+    sale_ids: &[String],
+    before: i64,
+    reorder_point: i64,
+    fits: &[bool],
+    now: i64,
+) -> ProductSale<'a> {
+    let mut left = before;
+    let mut outcomes = Vec::with_capacity(requests.len());
+    let mut rows = Vec::with_capacity(requests.len());
+    let mut reordered = false;
+    let mut trigger: Option<&str> = None;
+    let mut first_refused: Option<&str> = None;
+    for ((request, sale_id), &fit) in requests.iter().zip(sale_ids).zip(fits) {
+        if !fit {
+            first_refused = first_refused.or(request.request_id());
+            outcomes.push(PurchaseOutcome::OutOfStock {
+                stock: left,
+                replenishment_id: replenishment_id(sku),
+            });
+            continue;
         }
-        Ok(outcomes)
+        let quantity = i64::from(request.quantity());
+        left -= quantity;
+        let reorder = left <= reorder_point;
+        if reorder && !reordered {
+            trigger = request.request_id();
+        }
+        reordered |= reorder;
+        rows.push(sale::Model {
+            id: sale_id.clone(),
+            sku: sku.to_owned(),
+            quantity,
+            remaining_stock: left,
+            idempotency_key: request.idempotency_key().map(str::to_owned),
+            requester: request.requester().to_owned(),
+            requested_replenishment: reorder,
+            created_at: now,
+        });
+        outcomes.push(PurchaseOutcome::Sold {
+            sale_id: sale_id.clone(),
+            remaining_stock: left,
+            replenishment_id: reorder.then(|| replenishment_id(sku)),
+            replayed: false,
+        });
+    }
+    let out_of_stock = outcomes
+        .iter()
+        .any(|o| matches!(o, PurchaseOutcome::OutOfStock { .. }));
+    let intent = if reordered {
+        Some((IntentReason::ReorderPoint, trigger))
+    } else if out_of_stock {
+        Some((IntentReason::OutOfStock, first_refused))
+    } else {
+        None
+    };
+    ProductSale {
+        outcomes,
+        rows,
+        intent,
     }
 }
 
@@ -662,12 +893,15 @@ struct Taken {
     reorder_point: i64,
 }
 
-/// PostgreSQL, within `txn`: locks the rows of `skus` in sku order (byte order, as the
-/// single-product path sorts them, so no two transactions wait for each other in a cycle),
-/// then takes each product's `totals` entry with one `UPDATE` where it fits. The products
-/// whose total was taken, with what they have left; the others are untouched (still
-/// locked), for the caller to sell what fits one by one. Skus cannot hold a comma (the sku
-/// rule), so the lists travel as two text parameters and the statements never change.
+/// Within `txn`, several products at once: takes each product's `totals` entry where it
+/// fits. The products whose total was taken, with what they have left; the others are
+/// untouched, for the caller to sell what fits one by one.
+///
+/// PostgreSQL first locks the rows of `skus` in sku order (byte order, as the single-product
+/// path sorts them, so no two transactions wait for each other in a cycle; the others stay
+/// locked); skus cannot hold a comma (the sku rule), so the lists travel as two text
+/// parameters and the statements never change. SQLite's writer transaction already holds the
+/// one write lock; the totals travel as one JSON parameter.
 async fn take_stock_of_products(
     txn: &DatabaseTransaction,
     skus: &[&str],
@@ -680,25 +914,32 @@ async fn take_stock_of_products(
         FROM unnest(string_to_array($1, ','), string_to_array($2, ',')::bigint[]) AS v(sku, q) \
         WHERE p.sku = v.sku AND p.stock >= v.q \
         RETURNING p.sku, p.stock, p.reorder_point";
-    let skus = skus.join(",");
-    let totals = totals
-        .iter()
-        .map(i64::to_string)
-        .collect::<Vec<_>>()
-        .join(",");
-    txn.query_all_raw(Statement::from_sql_and_values(
-        DbBackend::Postgres,
-        LOCK,
-        [skus.clone().into()],
-    ))
-    .await?;
-    let rows = txn
-        .query_all_raw(Statement::from_sql_and_values(
-            DbBackend::Postgres,
-            TAKE,
-            [skus.into(), totals.into(), now.into()],
+    const TAKE_SQLITE: &str = "UPDATE products AS p SET stock = p.stock - v.q, updated_at = ?2 \
+        FROM (SELECT value ->> '$[0]' AS sku, value ->> '$[1]' AS q FROM json_each(?1)) AS v \
+        WHERE p.sku = v.sku AND p.stock >= v.q \
+        RETURNING sku, stock, reorder_point";
+    let backend = txn.get_database_backend();
+    let statement = if backend == DbBackend::Sqlite {
+        let pairs: Vec<(&str, i64)> = skus.iter().copied().zip(totals.iter().copied()).collect();
+        let json = serde_json::to_string(&pairs)
+            .map_err(|err| sea_orm::DbErr::Custom(format!("the totals as JSON: {err}")))?;
+        Statement::from_sql_and_values(backend, TAKE_SQLITE, [json.into(), now.into()])
+    } else {
+        let skus = skus.join(",");
+        let totals = totals
+            .iter()
+            .map(i64::to_string)
+            .collect::<Vec<_>>()
+            .join(",");
+        txn.query_all_raw(Statement::from_sql_and_values(
+            backend,
+            LOCK,
+            [skus.clone().into()],
         ))
         .await?;
+        Statement::from_sql_and_values(backend, TAKE, [skus.into(), totals.into(), now.into()])
+    };
+    let rows = txn.query_all_raw(statement).await?;
     let mut taken = HashMap::with_capacity(rows.len());
     for row in rows {
         let sku: String = row.try_get_by_index(0)?;
@@ -711,4 +952,74 @@ async fn take_stock_of_products(
         );
     }
     Ok(taken)
+}
+
+/// Within `txn`: the group's sale rows, in chunks of a power of two rows, largest first: at
+/// most nine statement shapes (1 to 256 rows), which the statement cache keeps, instead of a
+/// statement prepared (and held, up to 2,048 parameters) for every group size. (On SQLite one
+/// `INSERT … SELECT … FROM json_each(?)` for the whole group was tried: slower on a hot
+/// product in four quick runs each, BENCHMARKS.md *Method*.)
+async fn insert_sales(
+    txn: &DatabaseTransaction,
+    sales: Vec<sale::Model>,
+) -> Result<(), sea_orm::DbErr> {
+    let mut rest: Vec<sale::ActiveModel> = sales
+        .into_iter()
+        .map(|row| row.into_active_model().reset_all())
+        .collect();
+    while !rest.is_empty() {
+        let tail = rest.split_off(1 << rest.len().ilog2());
+        sale::Entity::insert_many(rest)
+            .exec_without_returning(txn)
+            .await?;
+        rest = tail;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(quantity: u32, id: &str) -> PurchaseRequest {
+        PurchaseRequest::new("CP-1", quantity, "", "")
+            .map_or_else(|e| panic!("{e}"), |r| r.with_request_id(id))
+    }
+
+    #[test]
+    fn a_product_sale_on_paper_tells_each_the_stock_it_left_and_who_asked_to_reorder() {
+        let requests = [request(2, "a"), request(2, "b"), request(2, "c")];
+        let requests: Vec<&PurchaseRequest> = requests.iter().collect();
+        let ids = ["s1", "s2", "s3"].map(str::to_owned);
+        let planned = plan_product_sale("CP-1", &requests, &ids, 5, 2, &[true, true, false], 7);
+        let sold = |sale_id: &str, remaining_stock, reorder: bool| PurchaseOutcome::Sold {
+            sale_id: sale_id.to_owned(),
+            remaining_stock,
+            replenishment_id: reorder.then(|| replenishment_id("CP-1")),
+            replayed: false,
+        };
+        assert_eq!(
+            planned.outcomes,
+            [
+                sold("s1", 3, false),
+                sold("s2", 1, true),
+                PurchaseOutcome::OutOfStock {
+                    stock: 1,
+                    replenishment_id: replenishment_id("CP-1"),
+                },
+            ]
+        );
+        assert_eq!(planned.rows.len(), 2);
+        // The first sale to reach the reorder point asked, not the one turned away.
+        assert_eq!(
+            planned.intent,
+            Some((IntentReason::ReorderPoint, Some("b")))
+        );
+
+        let refused = plan_product_sale("CP-1", &requests, &ids, 1, 0, &[false; 3], 7);
+        assert_eq!(refused.intent, Some((IntentReason::OutOfStock, Some("a"))));
+        assert!(refused.rows.is_empty());
+        let plenty = plan_product_sale("CP-1", &requests, &ids, 100, 2, &[true; 3], 7);
+        assert_eq!(plenty.intent, None);
+    }
 }
