@@ -11,6 +11,7 @@ use temporalio_client::{
     WorkflowIdConflictPolicy, WorkflowIdReusePolicy, WorkflowQueryOptions, WorkflowSignalOptions,
     WorkflowStartOptions,
 };
+use temporalio_common::{HasWorkflowDefinition, SignalDefinition};
 
 use crate::{
     CancelRequest, FactoryCompleted, ReplenishInput, ReplenishRequested, ReplenishStatus,
@@ -204,22 +205,27 @@ fn delivery(result: Result<(), WorkflowInteractionError>) -> anyhow::Result<Deli
     }
 }
 
+/// Sends `signal` with `input` to the product's replenishment.
+async fn send<S>(client: &Client, sku: &str, signal: S, input: S::Input) -> anyhow::Result<Delivery>
+where
+    S: SignalDefinition<Workflow = <ReplenishStock as HasWorkflowDefinition>::Run>,
+    S::Input: Send,
+{
+    let handle = client.get_workflow_handle::<ReplenishStock>(workflow_id(sku));
+    delivery(
+        handle
+            .signal(signal, input, WorkflowSignalOptions::default())
+            .await,
+    )
+}
+
 /// Sends `factory-completed` to the product's replenishment.
 pub async fn signal_factory_completed(
     client: &Client,
     sku: &str,
     signal: FactoryCompleted,
 ) -> anyhow::Result<Delivery> {
-    let handle = client.get_workflow_handle::<ReplenishStock>(workflow_id(sku));
-    delivery(
-        handle
-            .signal(
-                ReplenishStock::factory_completed,
-                signal,
-                WorkflowSignalOptions::default(),
-            )
-            .await,
-    )
+    send(client, sku, ReplenishStock::factory_completed, signal).await
 }
 
 /// Sends `cancel` to the product's replenishment.
@@ -228,16 +234,7 @@ pub async fn signal_cancel(
     sku: &str,
     request: CancelRequest,
 ) -> anyhow::Result<Delivery> {
-    let handle = client.get_workflow_handle::<ReplenishStock>(workflow_id(sku));
-    delivery(
-        handle
-            .signal(
-                ReplenishStock::cancel,
-                request,
-                WorkflowSignalOptions::default(),
-            )
-            .await,
-    )
+    send(client, sku, ReplenishStock::cancel, request).await
 }
 
 /// What an operator's completion or cancel came to.

@@ -392,12 +392,12 @@ pub struct ReplenishStock {
     started: bool,
     /// Signals delivered with the start (before `run` knew its version), applied in order
     /// once it does, under that version's rules.
-    early: Vec<Early>,
+    early: Vec<Signal>,
 }
 
-/// A signal that came before the run chose its version.
+/// A signal the run acts on (kept in `early` until the run has chosen its version).
 #[derive(Debug, Clone)]
-enum Early {
+enum Signal {
     Completed(FactoryCompleted),
     Requested,
     Cancel(CancelRequest),
@@ -479,6 +479,24 @@ pub(crate) fn notification_options(settings: &ReplenishSettings) -> ActivityOpti
 }
 
 impl ReplenishStock {
+    /// A signal: applied now once the run has chosen its version, else kept in `early`
+    /// (and applied then, as if Temporal had not cancelled the run).
+    fn receive(&mut self, signal: Signal, temporal_cancelled: bool) {
+        if self.started {
+            self.apply(signal, temporal_cancelled);
+        } else {
+            self.early.push(signal);
+        }
+    }
+
+    fn apply(&mut self, signal: Signal, temporal_cancelled: bool) {
+        match signal {
+            Signal::Completed(c) => self.on_completed(c),
+            Signal::Requested => self.on_requested(temporal_cancelled),
+            Signal::Cancel(c) => self.on_cancel(c),
+        }
+    }
+
     /// A `factory-completed` signal, under this run's version's rules.
     fn on_completed(&mut self, signal: FactoryCompleted) {
         if self.version < 2 {
@@ -614,11 +632,7 @@ impl ReplenishStock {
             s.version = version;
             s.started = true;
             for early in std::mem::take(&mut s.early) {
-                match early {
-                    Early::Completed(c) => s.on_completed(c),
-                    Early::Requested => s.on_requested(false),
-                    Early::Cancel(c) => s.on_cancel(c),
-                }
+                s.apply(early, false);
             }
         });
         if version >= 2 {
@@ -637,11 +651,7 @@ impl ReplenishStock {
         _ctx: &mut SyncWorkflowContext<Self>,
         signal: FactoryCompleted,
     ) {
-        if self.started {
-            self.on_completed(signal);
-        } else {
-            self.early.push(Early::Completed(signal));
-        }
+        self.receive(Signal::Completed(signal), false);
     }
 
     #[update_validator(complete)]
@@ -685,21 +695,13 @@ impl ReplenishStock {
         ctx: &mut SyncWorkflowContext<Self>,
         _request: ReplenishRequested,
     ) {
-        if self.started {
-            self.on_requested(ctx.cancellation_token().is_cancelled());
-        } else {
-            self.early.push(Early::Requested);
-        }
+        self.receive(Signal::Requested, ctx.cancellation_token().is_cancelled());
     }
 
     /// An operator cancels the replenishment (refused once Restocking).
     #[signal(name = "cancel")]
     pub fn cancel(&mut self, _ctx: &mut SyncWorkflowContext<Self>, request: CancelRequest) {
-        if self.started {
-            self.on_cancel(request);
-        } else {
-            self.early.push(Early::Cancel(request));
-        }
+        self.receive(Signal::Cancel(request), false);
     }
 
     #[update_validator(cancel_update)]
@@ -730,7 +732,7 @@ impl ReplenishStock {
         if self.started {
             self.accept_cancel(request);
         } else {
-            self.early.push(Early::Cancel(request));
+            self.early.push(Signal::Cancel(request));
         }
         self.status.clone()
     }

@@ -10,9 +10,12 @@ use restock_activities::ReplenishActivities;
 use restock_activities::types::{
     AdChange, FactoryOrderInput, IncrementInput, ReplenishmentSnapshot, StockLevel,
 };
+use temporalio_common::ActivityDefinition;
+use temporalio_common::data_converters::TemporalDeserializable;
 use temporalio_sdk::{
-    ApplicationFailure, ContinueAsNewOptions, TimerOptions, WaitConditionOptions,
-    WorkflowCancellationToken, WorkflowContext, WorkflowResult, WorkflowTermination,
+    ActivityExecutionError, ActivityOptions, ApplicationFailure, ContinueAsNewOptions,
+    LocalActivityOptions, TimerOptions, WaitConditionOptions, WorkflowCancellationToken,
+    WorkflowContext, WorkflowResult, WorkflowTermination,
 };
 
 use super::{
@@ -25,6 +28,16 @@ use crate::state::{self, Event, RestockState};
 
 /// The largest order the legacy factory takes.
 const MAX_ORDER_QUANTITY: i64 = restock_activities::MAX_ORDER_QUANTITY as i64;
+
+/// The ad's activities' options, local and regular (see [`ReplenishStock::bookkeeping`]).
+fn notification_options_both(
+    settings: &ReplenishSettings,
+) -> (LocalActivityOptions, ActivityOptions) {
+    (
+        local_notification_options(settings),
+        notification_options(settings),
+    )
+}
 
 /// How the wait for the factory ended.
 enum Awaited {
@@ -296,21 +309,13 @@ impl ReplenishStock {
             };
             // Keyed by the order id: a retry (or a local activity run again after a worker
             // crash) adds nothing twice.
-            let incremented = if Self::local_bookkeeping(ctx) {
-                ctx.execute_local_activity(
-                    ReplenishActivities::increment_stock,
-                    increment,
-                    local_options(settings),
-                )
-                .await?
-            } else {
-                ctx.execute_activity(
-                    ReplenishActivities::increment_stock,
-                    increment,
-                    activity_options(settings),
-                )
-                .await?
-            };
+            let incremented = Self::bookkeeping(
+                ctx,
+                ReplenishActivities::increment_stock,
+                increment,
+                (local_options(settings), activity_options(settings)),
+            )
+            .await?;
             ctx.state_mut(|s| s.status.stock_after = Some(incremented.stock));
         }
         Self::resume_ad(ctx, settings, sku).await;
@@ -453,6 +458,25 @@ impl ReplenishStock {
         ctx.state(|s| s.version) >= 3
     }
 
+    /// Runs a bookkeeping activity: local with the first options in runs since
+    /// [`super::PATCH_LOCAL_BOOKKEEPING`], regular with the second before.
+    async fn bookkeeping<A>(
+        ctx: &WorkflowContext<Self>,
+        activity: A,
+        input: A::Input,
+        (local, regular): (LocalActivityOptions, ActivityOptions),
+    ) -> Result<A::Output, ActivityExecutionError>
+    where
+        A: ActivityDefinition,
+        A::Output: TemporalDeserializable,
+    {
+        if Self::local_bookkeeping(ctx) {
+            ctx.execute_local_activity(activity, input, local).await
+        } else {
+            ctx.execute_activity(activity, input, regular).await
+        }
+    }
+
     fn ad_change(ctx: &WorkflowContext<Self>, sku: &str) -> AdChange {
         AdChange {
             order_id: ctx.state(|s| s.status.factory_order_id.clone()),
@@ -461,59 +485,43 @@ impl ReplenishStock {
         }
     }
 
-    /// Sold out: the ad stops (after the order: a mail must never hold up the order). A few
-    /// tries, then the run goes on without it.
+    /// Sold out: the ad stops (after the order: a mail must never hold up the order).
     async fn pause_ad(ctx: &WorkflowContext<Self>, settings: &ReplenishSettings, sku: &str) {
-        let change = Self::ad_change(ctx, sku);
-        let paused = if Self::local_bookkeeping(ctx) {
-            ctx.execute_local_activity(
-                ReplenishActivities::pause_advertising,
-                change,
-                local_notification_options(settings),
-            )
-            .await
-        } else {
-            ctx.execute_activity(
-                ReplenishActivities::pause_advertising,
-                change,
-                notification_options(settings),
-            )
-            .await
-        };
-        match paused {
-            Ok(paused) => ctx.state_mut(|s| {
-                s.status.ad_paused = paused.has_ad;
-                s.status.notification_failures += u32::from(paused.mail_failed);
-            }),
-            Err(_) => ctx.state_mut(|s| s.status.notification_failures += 1),
+        Self::change_ad(ctx, settings, sku, true).await;
+    }
+
+    /// The ad runs again, if this run paused it.
+    async fn resume_ad(ctx: &WorkflowContext<Self>, settings: &ReplenishSettings, sku: &str) {
+        if ctx.state(|s| s.status.ad_paused) {
+            Self::change_ad(ctx, settings, sku, false).await;
         }
     }
 
-    /// The ad runs again, if this run paused it. A few tries, then the run goes on.
-    async fn resume_ad(ctx: &WorkflowContext<Self>, settings: &ReplenishSettings, sku: &str) {
-        if !ctx.state(|s| s.status.ad_paused) {
-            return;
-        }
+    /// Pauses or resumes the product's ad and mails its manager: a few tries, then the run
+    /// goes on without it (counted in `notification_failures`).
+    async fn change_ad(
+        ctx: &WorkflowContext<Self>,
+        settings: &ReplenishSettings,
+        sku: &str,
+        pause: bool,
+    ) {
         let change = Self::ad_change(ctx, sku);
-        let resumed = if Self::local_bookkeeping(ctx) {
-            ctx.execute_local_activity(
-                ReplenishActivities::resume_advertising,
-                change,
-                local_notification_options(settings),
-            )
-            .await
+        let options = notification_options_both(settings);
+        let changed = if pause {
+            Self::bookkeeping(ctx, ReplenishActivities::pause_advertising, change, options).await
         } else {
-            ctx.execute_activity(
+            Self::bookkeeping(
+                ctx,
                 ReplenishActivities::resume_advertising,
                 change,
-                notification_options(settings),
+                options,
             )
             .await
         };
-        match resumed {
-            Ok(resumed) => ctx.state_mut(|s| {
-                s.status.ad_paused = false;
-                s.status.notification_failures += u32::from(resumed.mail_failed);
+        match changed {
+            Ok(changed) => ctx.state_mut(|s| {
+                s.status.ad_paused = pause && changed.has_ad;
+                s.status.notification_failures += u32::from(changed.mail_failed);
             }),
             Err(_) => ctx.state_mut(|s| s.status.notification_failures += 1),
         }
