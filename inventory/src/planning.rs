@@ -88,30 +88,39 @@ pub fn validate_settings(s: &AdaptiveSettings) -> Result<(), StoreError> {
             ),
         ));
     }
-    let max_units = crate::validate::MAX_UNITS;
-    if s.min_reorder_point < 0 || s.max_reorder_point > max_units {
+    let points = (s.min_reorder_point, s.max_reorder_point);
+    bounds_within("reorder_point", points, 0..=crate::validate::MAX_UNITS)?;
+    let quantities = (s.min_reorder_quantity, s.max_reorder_quantity);
+    bounds_within(
+        "reorder_quantity",
+        quantities,
+        1..=crate::validate::MAX_REORDER_QUANTITY,
+    )?;
+    Ok(())
+}
+
+/// Checks an adaptive policy's `min_<field>`/`max_<field>` pair: both within `allowed`, and
+/// not upside down; an error names the field to fix.
+fn bounds_within(
+    field: &str,
+    (min, max): (i64, i64),
+    allowed: std::ops::RangeInclusive<i64>,
+) -> Result<(), StoreError> {
+    if min < *allowed.start() || max > *allowed.end() {
         return Err(StoreError::invalid_field(
-            "adaptive.min_reorder_point",
-            format!("reorder point bounds must be within 0..={max_units}"),
+            format!("adaptive.min_{field}"),
+            format!(
+                "{} bounds must be within {}..={}",
+                field.replace('_', " "),
+                allowed.start(),
+                allowed.end()
+            ),
         ));
     }
-    if s.min_reorder_point > s.max_reorder_point {
+    if min > max {
         return Err(StoreError::invalid_field(
-            "adaptive.max_reorder_point",
-            "max_reorder_point must not be below min_reorder_point",
-        ));
-    }
-    let max_quantity = crate::validate::MAX_REORDER_QUANTITY;
-    if s.min_reorder_quantity < 1 || s.max_reorder_quantity > max_quantity {
-        return Err(StoreError::invalid_field(
-            "adaptive.min_reorder_quantity",
-            format!("quantity bounds must be within 1..={max_quantity}"),
-        ));
-    }
-    if s.min_reorder_quantity > s.max_reorder_quantity {
-        return Err(StoreError::invalid_field(
-            "adaptive.max_reorder_quantity",
-            "max_reorder_quantity must not be below min_reorder_quantity",
+            format!("adaptive.max_{field}"),
+            format!("max_{field} must not be below min_{field}"),
         ));
     }
     Ok(())

@@ -137,6 +137,14 @@ impl std::fmt::Debug for PurchaseGroups {
 }
 
 impl PurchaseGroups {
+    /// Counts a transaction that sold `sales` purchases, if it shared them (two or more).
+    fn count_shared(&self, sales: usize) {
+        if sales > 1 {
+            self.shared_transactions.fetch_add(1, Ordering::Relaxed);
+            self.shared_sales.fetch_add(sales as u64, Ordering::Relaxed);
+        }
+    }
+
     /// Empty queues of at most `max_waiting` purchases each (at least one).
     pub(crate) fn new(max_waiting: usize, lanes: usize) -> Self {
         Self {
@@ -337,16 +345,21 @@ async fn sell_fitting_products_first(
                     None => rest.push(w),
                 }
             }
-            if sold > 1 {
-                groups.shared_transactions.fetch_add(1, Ordering::Relaxed);
-                groups.shared_sales.fetch_add(sold, Ordering::Relaxed);
-            }
+            groups.count_shared(sold);
             rest
         }
         Err(failure) => {
             answer_failed(store, firsts, failure).await;
             Vec::new()
         }
+    }
+}
+
+/// Answers each purchase with its outcome, or with its earlier sale where its key had sold.
+async fn answer_each(store: &Store, firsts: Vec<Waiting>, outcomes: Vec<PurchaseOutcome>) {
+    for (w, outcome) in firsts.into_iter().zip(outcomes) {
+        let answer = store.unless_replayed(&w.request, outcome).await;
+        let _ = w.reply.send(answer);
     }
 }
 
@@ -361,14 +374,8 @@ async fn sell_together(store: &Store, groups: &PurchaseGroups, firsts: Vec<Waiti
     let requests: Vec<&PurchaseRequest> = firsts.iter().map(|w| &w.request).collect();
     match store.sell_group(&requests).await {
         Ok(outcomes) => {
-            groups.shared_transactions.fetch_add(1, Ordering::Relaxed);
-            groups
-                .shared_sales
-                .fetch_add(outcomes.len() as u64, Ordering::Relaxed);
-            for (w, outcome) in firsts.into_iter().zip(outcomes) {
-                let answer = store.unless_replayed(&w.request, outcome).await;
-                let _ = w.reply.send(answer);
-            }
+            groups.count_shared(outcomes.len());
+            answer_each(store, firsts, outcomes).await;
         }
         Err(failure) => answer_failed(store, firsts, failure).await,
     }
@@ -434,15 +441,9 @@ async fn resolve_unknown(
     tracing::warn!(error = %failure.err, sales = firsts.len(), committed, "grouped sale's commit failed; outcome unknown unless proven");
     if let (true, Some(planned)) = (committed, planned) {
         if let Some(groups) = store.groups() {
-            groups.shared_transactions.fetch_add(1, Ordering::Relaxed);
-            groups
-                .shared_sales
-                .fetch_add(planned.len() as u64, Ordering::Relaxed);
+            groups.count_shared(planned.len());
         }
-        for (w, outcome) in firsts.into_iter().zip(planned) {
-            let answer = store.unless_replayed(&w.request, outcome).await;
-            let _ = w.reply.send(answer);
-        }
+        answer_each(store, firsts, planned).await;
         return;
     }
     for (w, own_sale_id) in firsts.into_iter().zip(sale_ids) {
