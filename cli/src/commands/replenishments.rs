@@ -17,6 +17,24 @@ async fn client(server: &ServerArgs) -> anyhow::Result<ReplenishmentServiceClien
     Ok(ReplenishmentServiceClient::new(server.connect().await?))
 }
 
+/// The gateway's answer, or its refusal explained.
+fn answer<T>(reply: Result<tonic::Response<T>, tonic::Status>) -> anyhow::Result<T> {
+    reply.map(tonic::Response::into_inner).map_err(explain)
+}
+
+/// Prints a replenishment the gateway answered with: as JSON with `--json`, else with `human`.
+fn print_replenishment(
+    server: &ServerArgs,
+    r: &Replenishment,
+    human: impl FnOnce(&Replenishment) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    if server.json() {
+        outln!("{}", to_json(r))
+    } else {
+        human(r)
+    }
+}
+
 /// A replenishment as JSON (the `--json` output of these commands).
 pub(crate) fn to_json(r: &Replenishment) -> serde_json::Value {
     json!({
@@ -65,16 +83,13 @@ pub(crate) struct ListArgs {
 
 /// Lists replenishments, newest first.
 pub(crate) async fn list(args: ListArgs) -> anyhow::Result<()> {
-    let reply = client(&args.server)
-        .await?
-        .list_replenishments(ListReplenishmentsRequest {
-            page_size: args.limit,
-            page_token: String::new(),
-            state: args.state.clone().unwrap_or_default(),
-        })
-        .await
-        .map_err(explain)?
-        .into_inner();
+    let request = ListReplenishmentsRequest {
+        page_size: args.limit,
+        page_token: String::new(),
+        state: args.state.clone().unwrap_or_default(),
+    };
+    let mut api = client(&args.server).await?;
+    let reply = answer(api.list_replenishments(request).await)?;
     if args.server.json() {
         let rows: Vec<_> = reply.replenishments.iter().map(to_json).collect();
         return outln!("{}", serde_json::Value::Array(rows));
@@ -174,19 +189,10 @@ fn print_detail(r: &Replenishment) -> anyhow::Result<()> {
 
 /// Shows one product's replenishment (live state and history).
 pub(crate) async fn show(args: ShowArgs) -> anyhow::Result<()> {
-    let r = client(&args.server)
-        .await?
-        .get_replenishment(GetReplenishmentRequest {
-            sku: args.sku.clone(),
-        })
-        .await
-        .map_err(explain)?
-        .into_inner();
-    if args.server.json() {
-        outln!("{}", to_json(&r))
-    } else {
-        print_detail(&r)
-    }
+    let request = GetReplenishmentRequest { sku: args.sku };
+    let mut api = client(&args.server).await?;
+    let r = answer(api.get_replenishment(request).await)?;
+    print_replenishment(&args.server, &r, print_detail)
 }
 
 /// `restock complete` flags.
@@ -211,26 +217,21 @@ pub(crate) struct CompleteArgs {
 
 /// Reports a factory delivery by hand (when the factory's callback was lost).
 pub(crate) async fn complete(args: CompleteArgs) -> anyhow::Result<()> {
-    let r = client(&args.server)
-        .await?
-        .complete_factory_order(CompleteFactoryOrderRequest {
-            sku: args.sku.clone(),
-            quantity: args.quantity.unwrap_or(0),
-            factory_order_id: args.order.clone().unwrap_or_default(),
-        })
-        .await
-        .map_err(explain)?
-        .into_inner();
-    if args.server.json() {
-        outln!("{}", to_json(&r))
-    } else {
+    let request = CompleteFactoryOrderRequest {
+        sku: args.sku,
+        quantity: args.quantity.unwrap_or(0),
+        factory_order_id: args.order.unwrap_or_default(),
+    };
+    let mut api = client(&args.server).await?;
+    let r = answer(api.complete_factory_order(request).await)?;
+    print_replenishment(&args.server, &r, |r| {
         outln!(
             "completion of order {} accepted by {}; it restocks now (follow with `restock replenishment {}`)",
             r.factory_order_id,
             r.id,
             r.sku
         )
-    }
+    })
 }
 
 /// `restock cancel` flags.
@@ -247,20 +248,15 @@ pub(crate) struct CancelArgs {
 
 /// Cancels a product's running replenishment.
 pub(crate) async fn cancel(args: CancelArgs) -> anyhow::Result<()> {
-    let r = client(&args.server)
-        .await?
-        .cancel_replenishment(CancelReplenishmentRequest {
-            sku: args.sku.clone(),
-            reason: args.reason.clone(),
-        })
-        .await
-        .map_err(explain)?
-        .into_inner();
-    if args.server.json() {
-        outln!("{}", to_json(&r))
-    } else {
+    let request = CancelReplenishmentRequest {
+        sku: args.sku,
+        reason: args.reason,
+    };
+    let mut api = client(&args.server).await?;
+    let r = answer(api.cancel_replenishment(request).await)?;
+    print_replenishment(&args.server, &r, |r| {
         outln!("cancel sent to {} (state now {})", r.id, r.state)
-    }
+    })
 }
 
 /// Follows the product's replenishment until it ends or `timeout` passes, and returns its

@@ -68,8 +68,7 @@ pub fn router(console: Console) -> Router {
         .route("/api/console/snapshot", get(snapshot))
         .route("/api/console/history", get(history))
         .route("/api/console/events", get(events))
-        .route("/api/console/replenishments/{sku}/complete", post(complete))
-        .route("/api/console/replenishments/{sku}/cancel", post(cancel))
+        .route("/api/console/replenishments/{sku}/{action}", post(act))
         .with_state(Arc::new(console))
 }
 
@@ -360,45 +359,43 @@ fn as_caller<T>(message: T, caller: Caller) -> tonic::Request<T> {
     request
 }
 
-/// Completes a factory order by hand (admin): the same Update and audit record as
-/// `CompleteFactoryOrder`.
-async fn complete(
-    State(console): State<Arc<Console>>,
-    Path(sku): Path<String>,
-    request: Request,
-) -> Result<Json<ActionDone>, ConsoleError> {
-    let caller = caller_of(&console, &request, Role::Admin)?;
-    let body: CompleteBody = json_body(&read_body(request).await?)?;
-    let message = CompleteFactoryOrderRequest {
-        sku,
-        quantity: body.quantity,
-        factory_order_id: body.factory_order_id,
-    };
-    let done = console
-        .replenishments
-        .complete_factory_order(as_caller(message, caller))
-        .await?;
-    console.feed.stock_changed();
-    Ok(Json(done.into_inner().into()))
-}
-
-/// Cancels a replenishment (admin): the same Update and audit record as
+/// Completes a factory order (`.../complete`) or cancels a replenishment (`.../cancel`) by
+/// hand (admin): the same Update and audit record as `CompleteFactoryOrder` and
 /// `CancelReplenishment`.
-async fn cancel(
+async fn act(
     State(console): State<Arc<Console>>,
-    Path(sku): Path<String>,
+    Path((sku, action)): Path<(String, String)>,
     request: Request,
 ) -> Result<Json<ActionDone>, ConsoleError> {
     let caller = caller_of(&console, &request, Role::Admin)?;
-    let body: CancelBody = json_body(&read_body(request).await?)?;
-    let message = CancelReplenishmentRequest {
-        sku,
-        reason: body.reason,
+    let body = read_body(request).await?;
+    let api = &console.replenishments;
+    let done = match action.as_str() {
+        "complete" => {
+            let body: CompleteBody = json_body(&body)?;
+            let message = CompleteFactoryOrderRequest {
+                sku,
+                quantity: body.quantity,
+                factory_order_id: body.factory_order_id,
+            };
+            api.complete_factory_order(as_caller(message, caller))
+                .await?
+        }
+        "cancel" => {
+            let body: CancelBody = json_body(&body)?;
+            let message = CancelReplenishmentRequest {
+                sku,
+                reason: body.reason,
+            };
+            api.cancel_replenishment(as_caller(message, caller)).await?
+        }
+        _ => {
+            return Err(ConsoleError::new(
+                StatusCode::NOT_FOUND,
+                "no such action: use complete or cancel",
+            ));
+        }
     };
-    let done = console
-        .replenishments
-        .cancel_replenishment(as_caller(message, caller))
-        .await?;
     console.feed.stock_changed();
     Ok(Json(done.into_inner().into()))
 }
