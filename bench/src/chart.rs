@@ -77,22 +77,19 @@ pub fn draw(path: &Path, panels: &[Panel], seconds: f64) -> anyhow::Result<()> {
             .label_style(("sans-serif", 12))
             .draw()
             .map_err(|e| anyhow!("{e}"))?;
-        chart
-            .draw_series(LineSeries::new(
-                panel.fixed.iter().copied(),
-                RED.stroke_width(1),
-            ))
-            .map_err(|e| anyhow!("{e}"))?
-            .label("fixed (reorder point 0)")
-            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], RED));
-        chart
-            .draw_series(LineSeries::new(
-                panel.adaptive.iter().copied(),
-                BLUE.stroke_width(1),
-            ))
-            .map_err(|e| anyhow!("{e}"))?
-            .label("adaptive")
-            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], BLUE));
+        for (series, colour, label) in [
+            (&panel.fixed, RED, "fixed (reorder point 0)"),
+            (&panel.adaptive, BLUE, "adaptive"),
+        ] {
+            chart
+                .draw_series(LineSeries::new(
+                    series.iter().copied(),
+                    colour.stroke_width(1),
+                ))
+                .map_err(|e| anyhow!("{e}"))?
+                .label(label)
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], colour));
+        }
         if let Some(at) = panel.marker {
             chart
                 .draw_series(LineSeries::new(

@@ -46,32 +46,26 @@ fn command_line(program: &str, args: &[&str]) -> Option<String> {
         .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
 }
 
-async fn sqlite_version() -> Option<String> {
-    use sea_orm::{ConnectionTrait, Statement};
-    let db = sea_orm::Database::connect("sqlite::memory:").await.ok()?;
-    let row = db
-        .query_one_raw(Statement::from_string(
-            sea_orm::DbBackend::Sqlite,
-            "SELECT sqlite_version()",
-        ))
-        .await
-        .ok()??;
-    row.try_get_by_index::<String>(0).ok()
-}
-
-async fn postgres_version(url: &str) -> Option<String> {
+/// The text `sql` answers on the database at `url`, if it answers.
+async fn server_says(url: &str, sql: &str) -> Option<String> {
     use sea_orm::{ConnectionTrait, Statement};
     let db = sea_orm::Database::connect(url).await.ok()?;
     let row = db
-        .query_one_raw(Statement::from_string(
-            sea_orm::DbBackend::Postgres,
-            "SHOW server_version",
-        ))
+        .query_one_raw(Statement::from_string(db.get_database_backend(), sql))
         .await
-        .ok()??;
-    let version = row.try_get_by_index::<String>(0).ok();
+        .ok()
+        .flatten();
+    let text = row.and_then(|row| row.try_get_by_index::<String>(0).ok());
     db.close().await.ok();
-    version
+    text
+}
+
+async fn sqlite_version() -> Option<String> {
+    server_says("sqlite::memory:", "SELECT sqlite_version()").await
+}
+
+async fn postgres_version(url: &str) -> Option<String> {
+    server_says(url, "SHOW server_version").await
 }
 
 /// Reads the machine description; what cannot be read is "unknown".

@@ -24,14 +24,9 @@ fn main() -> std::process::ExitCode {
     match result {
         Ok(report) => {
             for goal in report.goals().iter().filter(|g| g.measured.is_some()) {
-                eprintln!(
-                    "bench: goal {}: {:.2} (goal {} {}) {}",
-                    goal.what,
-                    goal.measured.unwrap_or_default(),
-                    if goal.at_most { "<=" } else { ">=" },
-                    goal.target,
-                    if goal.met() { "met" } else { "NOT met" }
-                );
+                let (measured, bound) = goal.figures();
+                let met = if goal.met() { "met" } else { "NOT met" };
+                eprintln!("bench: goal {}: {measured} (goal {bound}) {met}", goal.what);
             }
             std::process::ExitCode::SUCCESS
         }

@@ -109,6 +109,15 @@ impl Goal {
             None => false,
         }
     }
+
+    /// The measured figure and the bound, e.g. `("0.52", "≥ 1")`.
+    pub fn figures(&self) -> (String, String) {
+        let sign = if self.at_most { "≤" } else { "≥" };
+        (
+            format!("{:.2}", self.measured.unwrap_or_default()),
+            format!("{sign} {}", self.target),
+        )
+    }
 }
 
 fn mib(kib: Option<u64>) -> String {
@@ -362,15 +371,9 @@ impl Report {
             );
             let _ = writeln!(out, "| | measured | goal | met |\n|---|---:|---:|---|");
             for g in &goals {
-                let _ = writeln!(
-                    out,
-                    "| {} | {:.2} | {} {} | {} |",
-                    g.what,
-                    g.measured.unwrap_or_default(),
-                    if g.at_most { "≤" } else { "≥" },
-                    g.target,
-                    if g.met() { "yes" } else { "**no**" }
-                );
+                let (measured, bound) = g.figures();
+                let met = if g.met() { "yes" } else { "**no**" };
+                let _ = writeln!(out, "| {} | {measured} | {bound} | {met} |", g.what);
             }
             out.push('\n');
         }
