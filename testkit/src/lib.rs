@@ -350,6 +350,35 @@ pub fn sku(value: &str) -> restock_inventory::Sku {
     restock_inventory::Sku::parse(value).unwrap_or_else(|e| panic!("test sku {value:?}: {e}"))
 }
 
+/// Every row of the tables a request could write (factories, products, sales, intents,
+/// receipts, ads, the audit trail), each table's rows sorted, as text: the same before and
+/// after a request means it wrote nothing.
+pub async fn store_snapshot(store: &Store) -> String {
+    use restock_inventory::entity::{
+        advertisement, audit_log, factory, product, replenish_outbox, sale, stock_receipt,
+    };
+    async fn rows<E: sea_orm::EntityTrait>(db: &sea_orm::DatabaseConnection) -> String
+    where
+        E::Model: std::fmt::Debug,
+    {
+        let all = E::find().all(db).await.unwrap();
+        let mut rows: Vec<String> = all.iter().map(|row| format!("{row:?}")).collect();
+        rows.sort();
+        rows.join("\n")
+    }
+    let db = store.connection();
+    [
+        rows::<factory::Entity>(db).await,
+        rows::<product::Entity>(db).await,
+        rows::<sale::Entity>(db).await,
+        rows::<replenish_outbox::Entity>(db).await,
+        rows::<stock_receipt::Entity>(db).await,
+        rows::<advertisement::Entity>(db).await,
+        rows::<audit_log::Entity>(db).await,
+    ]
+    .join("\n--\n")
+}
+
 /// The product `sku` as the store has it now; panics when it cannot be read.
 pub async fn product_of(
     store: &restock_inventory::Store,

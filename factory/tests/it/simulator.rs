@@ -151,12 +151,14 @@ fn client() -> FactoryClient {
     FactoryClient::new().unwrap()
 }
 
-/// A simulator with `config`, a receiver for its callbacks, and the order `id` placed with
-/// it (called back to the receiver).
+/// A simulator (fast, then changed by `configure`), a receiver for its callbacks, and the
+/// order `id` placed with it (called back to the receiver).
 async fn one_order(
-    config: SimulatorConfig,
+    configure: impl FnOnce(&mut SimulatorConfig),
     id: &str,
 ) -> (RunningSimulator, CallbackReceiver, ManufactureRequest) {
+    let mut config = fast(SimulatorConfig::default());
+    configure(&mut config);
     let factory = RunningSimulator::start(config).await;
     let receiver = CallbackReceiver::start().await;
     let request = order(id, receiver.url_for(id));
@@ -307,14 +309,8 @@ async fn failure_rate_is_seeded_and_deterministic() {
 
 #[tokio::test]
 async fn duplicate_callbacks_call_back_twice() {
-    let (factory, mut receiver, request) = one_order(
-        fast(SimulatorConfig {
-            duplicate_callbacks: true,
-            ..SimulatorConfig::default()
-        }),
-        "order-twice",
-    )
-    .await;
+    let (factory, mut receiver, request) =
+        one_order(|c| c.duplicate_callbacks = true, "order-twice").await;
 
     for _ in 0..2 {
         let callback = receiver
@@ -335,14 +331,7 @@ async fn duplicate_callbacks_call_back_twice() {
 
 #[tokio::test]
 async fn drop_callbacks_never_calls_back() {
-    let (factory, mut receiver, _) = one_order(
-        fast(SimulatorConfig {
-            drop_callbacks: true,
-            ..SimulatorConfig::default()
-        }),
-        "order-lost",
-    )
-    .await;
+    let (factory, mut receiver, _) = one_order(|c| c.drop_callbacks = true, "order-lost").await;
 
     assert!(receiver.next_within(QUIET).await.is_none());
     let stats = factory
@@ -559,10 +548,7 @@ async fn run_serves_stats_and_health_until_shutdown() {
 #[tokio::test]
 async fn shutdown_abandons_orders_in_production() {
     let (factory, mut receiver, _) = one_order(
-        SimulatorConfig {
-            step_interval: Duration::from_millis(200),
-            ..SimulatorConfig::default()
-        },
+        |c| c.step_interval = Duration::from_millis(200),
         "order-late",
     )
     .await;

@@ -4,7 +4,7 @@
 //! accepted. Partial updates (a field left out is kept), factories, the adaptive policy, and
 //! ListReplenishments' keyset pages, on the same three databases.
 
-use restock_inventory::entity::{audit_log, product};
+use restock_inventory::entity::audit_log;
 use restock_proto::v1::{GetProductRequest, Product, UpsertProductRequest};
 use restock_testkit::{Backend, spawn_app};
 use sea_orm::EntityTrait;
@@ -26,14 +26,7 @@ async fn reorder_quantity_is_capped_at_the_factory_maximum(backend: Backend) {
         product: Some(product),
         update_mask: None,
     };
-    let snapshot = || async {
-        let db = app.store.connection();
-        format!(
-            "{:?}{:?}",
-            product::Entity::find().all(db).await.unwrap(),
-            audit_log::Entity::find().all(db).await.unwrap(),
-        )
-    };
+    let snapshot = || restock_testkit::store_snapshot(&app.store);
     let original = inventory.get_product(get(sku)).await.unwrap().into_inner();
     let before = snapshot().await;
 

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use restock_inventory::entity::{advertisement, product, replenish_outbox, sale, stock_receipt};
+use restock_inventory::entity::{product, replenish_outbox, sale};
 use restock_inventory::{QueueDepth, Store};
 use restock_proto::v1::{Outcome, PurchaseRequest};
 use restock_testkit::{
@@ -30,21 +30,6 @@ async fn add_product(store: &Store, sku: &str, stock: i64) {
         .upsert_product(&restock_testkit::product(sku, stock, 0, 10))
         .await
         .unwrap();
-}
-
-/// Everything the store holds, as text, to compare before and after.
-async fn snapshot(store: &Store) -> String {
-    let db = store.connection();
-    let mut products = product::Entity::find().all(db).await.unwrap();
-    products.sort_by(|a, b| a.sku.cmp(&b.sku));
-    format!(
-        "{:?}\n{:?}\n{:?}\n{:?}\n{:?}",
-        products,
-        sale::Entity::find().all(db).await.unwrap(),
-        replenish_outbox::Entity::find().all(db).await.unwrap(),
-        stock_receipt::Entity::find().all(db).await.unwrap(),
-        advertisement::Entity::find().all(db).await.unwrap(),
-    )
 }
 
 async fn stock_of(store: &Store, sku: &str) -> i64 {
@@ -294,7 +279,7 @@ async fn same_key_sells_once(app: TestApp) {
 
 async fn bad_input_changes_nothing(app: TestApp) {
     let sku = restock_inventory::demo::DEMO_SKU;
-    let before = snapshot(&app.store).await;
+    let before = restock_testkit::store_snapshot(&app.store).await;
     let huge = "X".repeat(10 * 1024);
     let cases: Vec<(&str, PurchaseRequest, Code)> = vec![
         ("empty sku", buy("", 1, ""), Code::InvalidArgument),
@@ -365,7 +350,7 @@ async fn bad_input_changes_nothing(app: TestApp) {
         );
     }
     assert_eq!(
-        snapshot(&app.store).await,
+        restock_testkit::store_snapshot(&app.store).await,
         before,
         "a rejected purchase changed something"
     );
@@ -403,7 +388,7 @@ async fn database_unreachable_gives_unavailable(backend: Backend) {
     assert_eq!(http_status(&health).await, 200);
 
     proxy.take_down();
-    let before = snapshot(&direct).await;
+    let before = restock_testkit::store_snapshot(&direct).await;
     for _ in 0..3 {
         let err = client.purchase(buy(sku, 1, "")).await.unwrap_err();
         assert_eq!(err.code(), Code::Unavailable, "{err:?}");
@@ -411,7 +396,7 @@ async fn database_unreachable_gives_unavailable(backend: Backend) {
     }
     assert_eq!(http_status(&health).await, 503);
     assert_eq!(
-        snapshot(&direct).await,
+        restock_testkit::store_snapshot(&direct).await,
         before,
         "a failed sale changed something"
     );
@@ -571,22 +556,40 @@ async fn sales_of(store: &Store, sku: &str) -> Vec<sale::Model> {
         .unwrap()
 }
 
-/// Starts a purchase (key `key`) that will hold its group's transaction open while
-/// `hold_writes` lasts; returns once it is being sold.
+type PurchaseTask = tokio::task::JoinHandle<
+    Result<tonic::Response<restock_proto::v1::PurchaseResponse>, tonic::Status>,
+>;
+
+/// Holds `sku`'s row (see [`hold_writes`]) and starts a purchase (key `first`) whose group's
+/// transaction stays open while the hold lasts; returns once it is being sold.
 async fn start_blocked_sale(
     app: &TestApp,
+    backend: Backend,
     sku: &'static str,
-    key: &'static str,
-) -> tokio::task::JoinHandle<
-    Result<tonic::Response<restock_proto::v1::PurchaseResponse>, tonic::Status>,
-> {
-    let mut client = app.sales().await;
-    let task = tokio::spawn(async move { client.purchase(buy(sku, 1, key)).await });
+) -> (sea_orm::DatabaseTransaction, PurchaseTask) {
+    let hold = hold_writes(&app.db.url, backend, sku).await;
+    let task = spawn_purchases(app, [buy(sku, 1, "first")]).await.remove(0);
     wait_for_queue(&app.store, "the first sale is being sold", |q| {
         q.selling == 1 && q.waiting == 0
     })
     .await;
-    task
+    (hold, task)
+}
+
+/// Sends each purchase on its own connection, without waiting for the answers.
+async fn spawn_purchases<R>(
+    app: &TestApp,
+    requests: impl IntoIterator<Item = R>,
+) -> Vec<PurchaseTask>
+where
+    R: tonic::IntoRequest<PurchaseRequest> + Send + 'static,
+{
+    let mut tasks = Vec::new();
+    for request in requests {
+        let mut client = app.sales().await;
+        tasks.push(tokio::spawn(async move { client.purchase(request).await }));
+    }
+    tasks
 }
 
 /// Purchases whose callers gave up (their gRPC deadline passed) before their group's
@@ -601,18 +604,17 @@ async fn abandoned_purchases_sell_nothing(backend: Backend) {
     };
     let sku = "GONE-1";
     add_product(&app.store, sku, STOCK).await;
-    let hold = hold_writes(&app.db.url, backend, sku).await;
-    let first = start_blocked_sale(&app, sku, "first").await;
+    let (hold, first) = start_blocked_sale(&app, backend, sku).await;
 
-    let mut gone = Vec::new();
-    for i in 0..GONE {
-        let mut client = app.sales().await;
-        gone.push(tokio::spawn(async move {
+    let gone = spawn_purchases(
+        &app,
+        (0..GONE).map(|i| {
             let mut request = tonic::Request::new(buy(sku, 1, &format!("gone-{i}")));
             request.set_timeout(std::time::Duration::from_millis(500));
-            client.purchase(request).await
-        }));
-    }
+            request
+        }),
+    )
+    .await;
     for task in gone {
         let err = task.await.unwrap().expect_err("the deadline passed");
         assert!(
@@ -659,15 +661,12 @@ async fn full_queue_refuses_at_once(backend: Backend) {
     };
     let sku = "FULL-1";
     add_product(&app.store, sku, STOCK).await;
-    let hold = hold_writes(&app.db.url, backend, sku).await;
-    let first = start_blocked_sale(&app, sku, "first").await;
-    let mut waiting = Vec::new();
-    for i in 0..MAX_WAITING {
-        let mut client = app.sales().await;
-        waiting.push(tokio::spawn(async move {
-            client.purchase(buy(sku, 1, &format!("wait-{i}"))).await
-        }));
-    }
+    let (hold, first) = start_blocked_sale(&app, backend, sku).await;
+    let waiting = spawn_purchases(
+        &app,
+        (0..MAX_WAITING).map(|i| buy(sku, 1, &format!("wait-{i}"))),
+    )
+    .await;
     wait_for_queue(&app.store, "the queue is full", |q| {
         q.waiting == MAX_WAITING
     })
@@ -914,18 +913,12 @@ async fn postgres_group_whose_commit_is_lost_is_not_sold_again() {
     let sku = "LOST-1";
     add_product(&app.store, sku, STOCK).await;
     doom_commits(&app.store, 1).await;
-    let hold = hold_writes(&app.db.url, Backend::Postgres, sku).await;
-    let first = start_blocked_sale(&app, sku, "first").await;
+    let (hold, first) = start_blocked_sale(&app, Backend::Postgres, sku).await;
     let doomed = |key: &str| PurchaseRequest {
         requester: "doomed".to_owned(),
         ..buy(sku, 1, key)
     };
-    let mut group = Vec::new();
-    for key in ["", "", "doomed-key"] {
-        let mut client = app.sales().await;
-        let request = doomed(key);
-        group.push(tokio::spawn(async move { client.purchase(request).await }));
-    }
+    let group = spawn_purchases(&app, ["", "", "doomed-key"].map(doomed)).await;
     wait_for_queue(&app.store, "the group waits", |q| q.waiting == 3).await;
     hold.rollback().await.unwrap();
     assert_eq!(

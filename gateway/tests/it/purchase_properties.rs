@@ -2,21 +2,8 @@
 //! rejected request changes nothing, and an accepted one changes exactly what it says.
 
 use proptest::prelude::*;
-use restock_inventory::Store;
-use restock_inventory::entity::{product, replenish_outbox, sale};
 use restock_proto::v1::{Outcome, PurchaseRequest};
 use restock_testkit::{Backend, spawn_app};
-use sea_orm::EntityTrait;
-
-async fn snapshot(store: &Store) -> String {
-    let db = store.connection();
-    format!(
-        "{:?}{:?}{:?}",
-        product::Entity::find().all(db).await.unwrap(),
-        sale::Entity::find().all(db).await.unwrap(),
-        replenish_outbox::Entity::find().all(db).await.unwrap(),
-    )
-}
 
 fn requests() -> impl Strategy<Value = PurchaseRequest> {
     let sku = prop_oneof![
@@ -52,7 +39,7 @@ fn arbitrary_purchases_change_nothing_unless_they_sell() {
     config.failure_persistence = None;
     proptest!(config, |(request in requests())| {
         runtime.block_on(async {
-            let before = snapshot(&app.store).await;
+            let before = restock_testkit::store_snapshot(&app.store).await;
             // Arbitrary skus include invalid ones: no product, no stock.
             let stock_before = match restock_inventory::Sku::parse(&request.sku) {
                 Ok(sku) => app.store.product(&sku).await.ok().map(|p| p.product.stock),
@@ -71,7 +58,7 @@ fn arbitrary_purchases_change_nothing_unless_they_sell() {
                 }
                 Err(status) => {
                     assert!(!status.message().is_empty());
-                    assert_eq!(snapshot(&app.store).await, before, "rejected ({status:?}) yet changed");
+                    assert_eq!(restock_testkit::store_snapshot(&app.store).await, before, "rejected ({status:?}) yet changed");
                 }
             }
         });

@@ -5,9 +5,27 @@ use std::time::Duration;
 
 use restock_proto::v1::{Outcome, PurchaseRequest};
 use restock_testkit::process::wait_for;
-use restock_testkit::stack::{StackOptions, spawn_stack};
+use restock_testkit::stack::{Stack, StackOptions, spawn_stack};
 
 const PRODUCTS: usize = 20;
+
+/// Products `<prefix>-0..n` each got exactly one factory order, and its 10 units in stock
+/// by exactly one receipt.
+async fn one_order_each_restocked_once(stack: &Stack, prefix: &str, n: usize) {
+    let factory = stack.factory_stats();
+    assert_eq!(factory.total, n as u64, "{factory:?}");
+    assert!(
+        factory.orders_by_group.values().all(|n| *n == 1),
+        "{factory:?}"
+    );
+    for i in 0..n {
+        let sku = format!("{prefix}-{i}");
+        let product = restock_testkit::product_of(&stack.app.store, &sku).await;
+        assert_eq!(product.stock, 10, "{sku}");
+        let receipts = stack.app.store.stock_receipts(&sku).await.unwrap();
+        assert_eq!(receipts.len(), 1, "{sku}");
+    }
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn temporal_outage_loses_no_replenishment() {
@@ -68,22 +86,7 @@ async fn temporal_outage_loses_no_replenishment() {
         )
         .await;
     assert_eq!(stack.app.store.outbox_depth().await.unwrap(), 0);
-    let factory = stack.factory_stats();
-    assert_eq!(factory.total, PRODUCTS as u64, "{factory:?}");
-    assert!(
-        factory.orders_by_group.values().all(|n| *n == 1),
-        "{factory:?}"
-    );
-    for i in 0..PRODUCTS {
-        let sku = format!("OUT-{i}");
-        assert_eq!(
-            restock_testkit::product_of(&stack.app.store, &sku)
-                .await
-                .stock,
-            10
-        );
-        assert_eq!(stack.app.store.stock_receipts(&sku).await.unwrap().len(), 1);
-    }
+    one_order_each_restocked_once(&stack, "OUT", PRODUCTS).await;
     stack.stop().await;
 }
 
@@ -164,26 +167,7 @@ async fn factory_chaos_still_one_order_each_and_every_replenishment_completes() 
         "no 5xx was injected: {factory:?}"
     );
     assert!(by_operator > 0, "no callback was dropped: {factory:?}");
-    assert_eq!(factory.total, CHAOS_PRODUCTS as u64, "{factory:?}");
-    assert!(
-        factory.orders_by_group.values().all(|n| *n == 1),
-        "{factory:?}"
-    );
-    for i in 0..CHAOS_PRODUCTS {
-        let sku = format!("CHAOS-{i}");
-        assert_eq!(
-            restock_testkit::product_of(&stack.app.store, &sku)
-                .await
-                .stock,
-            10,
-            "{sku}"
-        );
-        assert_eq!(
-            stack.app.store.stock_receipts(&sku).await.unwrap().len(),
-            1,
-            "{sku}"
-        );
-    }
+    one_order_each_restocked_once(&stack, "CHAOS", CHAOS_PRODUCTS).await;
     eprintln!(
         "chaos: {} orders, {} injected 5xx, {} callbacks sent, {} dropped, {} completed by an operator",
         factory.total,

@@ -120,32 +120,45 @@ fn states(status: &restock_workflows::ReplenishStatus) -> Vec<RestockState> {
     status.history.iter().map(|t| t.state).collect()
 }
 
-/// Saves the run's history (SDK `fetch_history` JSON) for the replay test, when asked.
-async fn maybe_save_history(stack: &Stack, sku: &str, name: &str) {
+/// Writes one run's history (SDK `fetch_history` JSON; `run_id` `None`: the latest run) to
+/// `$RESTOCK_SAVE_HISTORIES/<file>` for the replay test; nothing when that is unset.
+async fn maybe_save_run_history(
+    stack: &Stack,
+    workflow_id: String,
+    run_id: Option<String>,
+    file: &str,
+) {
+    use temporalio_client::{UntypedWorkflow, WorkflowExecutionInfo, WorkflowHandle};
     let Ok(dir) = std::env::var("RESTOCK_SAVE_HISTORIES") else {
         return;
     };
-    let handle = stack
-        .temporal_client
-        .get_workflow_handle::<restock_workflows::ReplenishStock>(
-            restock_workflows::client::workflow_id(sku),
-        );
-    let json = handle
+    let info = WorkflowExecutionInfo::builder()
+        .namespace(stack.temporal.namespace.clone())
+        .workflow_id(workflow_id)
+        .maybe_run_id(run_id)
+        .build();
+    let json = WorkflowHandle::<_, UntypedWorkflow>::new(stack.temporal_client.clone(), info)
         .fetch_history(Default::default())
         .to_json()
         .await
         .unwrap();
-    // Histories of runs since the cancel-ends-canceled patch; the older ones stay as they were.
-    std::fs::write(format!("{dir}/v4-{name}.json"), json).unwrap();
+    std::fs::write(format!("{dir}/{file}"), json).unwrap();
+}
+
+/// Saves the product's latest run's history for the replay test, when asked, as
+/// `v4-<name>.json`: runs since the cancel-ends-canceled patch (the older ones stay as they
+/// were).
+async fn maybe_save_history(stack: &Stack, sku: &str, name: &str) {
+    let workflow_id = restock_workflows::client::workflow_id(sku);
+    maybe_save_run_history(stack, workflow_id, None, &format!("v4-{name}.json")).await;
 }
 
 /// Like [`maybe_save_history`], for the first run of the product's chain (one that continued
 /// as new), as `v5-<name>.json`: runs since the requests-after-cancel patch.
 async fn maybe_save_first_run_history(stack: &Stack, sku: &str, name: &str) {
-    use temporalio_client::{WorkflowExecutionInfo, WorkflowHandle};
-    let Ok(dir) = std::env::var("RESTOCK_SAVE_HISTORIES") else {
+    if std::env::var_os("RESTOCK_SAVE_HISTORIES").is_none() {
         return;
-    };
+    }
     let workflow_id = restock_workflows::client::workflow_id(sku);
     let latest = stack
         .temporal_client
@@ -158,20 +171,8 @@ async fn maybe_save_first_run_history(stack: &Stack, sku: &str, name: &str) {
         .workflow_execution_info
         .unwrap()
         .first_run_id;
-    let info = WorkflowExecutionInfo::builder()
-        .namespace(stack.temporal.namespace.clone())
-        .workflow_id(workflow_id)
-        .run_id(first_run)
-        .build();
-    let json = WorkflowHandle::<_, restock_workflows::ReplenishStock>::new(
-        stack.temporal_client.clone(),
-        info,
-    )
-    .fetch_history(Default::default())
-    .to_json()
-    .await
-    .unwrap();
-    std::fs::write(format!("{dir}/v5-{name}.json"), json).unwrap();
+    let file = format!("v5-{name}.json");
+    maybe_save_run_history(stack, workflow_id, Some(first_run), &file).await;
 }
 
 restock_testkit::on_three_databases! {

@@ -9,7 +9,6 @@
 mod grpc_conventions;
 
 use restock_gateway::{ApiTokens, GatewaySettings, RelaySettings, TlsSettings};
-use restock_inventory::Store;
 use restock_proto::v1::{
     AdjustStockRequest, CancelReplenishmentRequest, CompleteFactoryOrderRequest, Factory,
     GetProductRequest, GetReplenishmentRequest, ListFactoriesRequest, ListProductsRequest,
@@ -58,20 +57,6 @@ async fn spawn(tls: Option<TlsSettings>) -> TestApp {
     let grpc = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let http = TcpListener::bind("127.0.0.1:0").await.unwrap();
     spawn_gateway_with(db, store, grpc, http, settings(tls))
-}
-
-async fn snapshot(store: &Store) -> String {
-    use restock_inventory::entity::{audit_log, factory, product, replenish_outbox, sale};
-    use sea_orm::EntityTrait;
-    let db = store.connection();
-    format!(
-        "{:?}{:?}{:?}{:?}{:?}",
-        factory::Entity::find().all(db).await.unwrap(),
-        product::Entity::find().all(db).await.unwrap(),
-        sale::Entity::find().all(db).await.unwrap(),
-        replenish_outbox::Entity::find().all(db).await.unwrap(),
-        audit_log::Entity::find().all(db).await.unwrap(),
-    )
 }
 
 fn with_token<T>(message: T, token: Option<&str>) -> tonic::Request<T> {
@@ -186,7 +171,7 @@ async fn calls_by_credential() {
     let channel = app.channel().await;
     let wrong = Some("wrong-token-0123456789abcdef");
     for rpc in SALES_RPCS.iter().chain(ADMIN_RPCS.iter()) {
-        let before = snapshot(&app.store).await;
+        let before = restock_testkit::store_snapshot(&app.store).await;
         assert_eq!(
             call(&channel, rpc, None).await,
             Code::Unauthenticated,
@@ -205,7 +190,7 @@ async fn calls_by_credential() {
             );
         }
         assert_eq!(
-            snapshot(&app.store).await,
+            restock_testkit::store_snapshot(&app.store).await,
             before,
             "a refused {rpc} changed something"
         );

@@ -28,6 +28,13 @@ async fn buy_with_token(sales: &mut SalesServiceClient<tonic::transport::Channel
     sales.purchase(request).await.unwrap();
 }
 
+/// The console's snapshot as the admin sees it.
+async fn console_snapshot(http: &reqwest::Client, base: &str) -> serde_json::Value {
+    let request = http.get(format!("{base}api/console/snapshot"));
+    let response = request.bearer_auth(ADMIN_TOKEN).send().await.unwrap();
+    response.json().await.unwrap()
+}
+
 /// For the README's screenshot (`RESTOCK_CONSOLE_SCREENSHOT=<png>`): sales across the demo
 /// catalogue for `RESTOCK_CONSOLE_LOAD_SECS` (default 120), an operator completing each
 /// overdue order (the factory drops every callback here) after it has waited 20 s.
@@ -53,15 +60,7 @@ async fn demo_load(sales: &mut SalesServiceClient<tonic::transport::Channel>, ba
         };
         buy_with_token(sales, sku).await;
         if n.is_multiple_of(25) {
-            let snapshot: serde_json::Value = http
-                .get(format!("{base}api/console/snapshot"))
-                .bearer_auth(ADMIN_TOKEN)
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+            let snapshot = console_snapshot(&http, base).await;
             let now = restock_inventory::store::now_ms();
             for open in snapshot["open"].as_array().unwrap() {
                 if open["overdue"] == true && now - open["started_at"].as_i64().unwrap() > 20_000 {

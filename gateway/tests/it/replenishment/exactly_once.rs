@@ -8,6 +8,7 @@ use std::time::Duration;
 use restock_factory::SimulatorConfig;
 use restock_factory::callback::CallbackSigner;
 use restock_inventory::entity::{factory_delivery, product};
+use restock_proto::v1::replenishment_service_client::ReplenishmentServiceClient;
 use restock_proto::v1::{CancelReplenishmentRequest, CompleteFactoryOrderRequest};
 use restock_testkit::smtp::SmtpServer;
 use restock_testkit::stack::{Stack, StackOptions, spawn_stack};
@@ -112,6 +113,96 @@ async fn latest_replenishment(stack: &Stack, sku: &str) -> restock_inventory::Re
 
 async fn read_model_state(stack: &Stack, sku: &str) -> RestockState {
     latest_replenishment(stack, sku).await.state
+}
+
+/// Waits until Temporal reports the product's current run as `status`.
+async fn wait_for_run_status(stack: &Stack, sku: &str, status: WorkflowExecutionStatus) {
+    stack
+        .wait_until(&format!("the run is {status:?}"), WAIT, || async {
+            run_status(stack, sku).await == status
+        })
+        .await;
+}
+
+/// Waits until the run ends Canceled in Temporal, and checks the read model says Cancelled.
+async fn wait_until_cancelled(stack: &Stack, sku: &str) {
+    wait_for_run_status(stack, sku, WorkflowExecutionStatus::Canceled).await;
+    assert_eq!(read_model_state(stack, sku).await, RestockState::Cancelled);
+}
+
+/// The factory's callback for `order_id` with 10 units, answered 200; then waits for the
+/// units in stock.
+async fn deliver_ten(stack: &Stack, sku: &str, order_id: &str) {
+    assert_eq!(post_callback(stack, sku, order_id, "10").await, 200);
+    stack
+        .wait_until("the delivery is in stock", WAIT, || async {
+            stock(stack, sku).await == 10
+        })
+        .await;
+}
+
+/// The factory delivers `order_id` and calls back twice: 10 units in stock, one receipt.
+async fn delivered_once_though_called_back_twice(stack: &Stack, sku: &str, order_id: &str) {
+    deliver_ten(stack, sku, order_id).await;
+    assert_eq!(post_callback(stack, sku, order_id, "10").await, 200);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(stock(stack, sku).await, 10);
+    assert_eq!(receipts(stack, sku).await, 1);
+}
+
+/// An operator's CompleteFactoryOrder through the gateway that must be refused: its status.
+async fn refused_completion(stack: &Stack, sku: &str, factory_order_id: &str) -> tonic::Status {
+    stack
+        .replenishments()
+        .await
+        .complete_factory_order(CompleteFactoryOrderRequest {
+            sku: sku.into(),
+            factory_order_id: factory_order_id.into(),
+            ..Default::default()
+        })
+        .await
+        .expect_err("the completion was accepted")
+}
+
+/// An operator's CompleteFactoryOrder of the order the product's run waits for, if it waits:
+/// whether it was accepted (refusals are fine while runs move on).
+async fn complete_if_waiting(
+    stack: &Stack,
+    api: &mut ReplenishmentServiceClient<tonic::transport::Channel>,
+    sku: &str,
+) -> Option<bool> {
+    let status = stack.status(sku).await?;
+    if !status.state.accepts_completion() {
+        return None;
+    }
+    let done = api
+        .complete_factory_order(CompleteFactoryOrderRequest {
+            sku: sku.into(),
+            factory_order_id: status.factory_order_id,
+            quantity: 0,
+        })
+        .await;
+    Some(done.is_ok())
+}
+
+/// The `complete` update's input naming `order_id` and `quantity`.
+fn completion_json(order_id: &str, quantity: u32) -> String {
+    serde_json::json!({ "factory_order_id": order_id, "quantity": quantity }).to_string()
+}
+
+/// `temporal workflow update execute` of the run's `complete` update with `input` (JSON).
+fn complete_update_args<'a>(workflow_id: &'a str, input: &'a str) -> [&'a str; 9] {
+    [
+        "workflow",
+        "update",
+        "execute",
+        "--workflow-id",
+        workflow_id,
+        "--name",
+        "complete",
+        "--input",
+        input,
+    ]
 }
 
 /// Every base64 `data` string in `event`, decoded as text.
@@ -291,32 +382,16 @@ async fn completions_only_for_the_waiting_order() {
             .temporal
             .signal_by_cli(&workflow_id, "factory-completed", input);
     }
-    let refused = stack
-        .replenishments()
-        .await
-        .complete_factory_order(CompleteFactoryOrderRequest {
-            sku: sku.into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap_err();
+    let refused = refused_completion(&stack, sku, "").await;
     assert_eq!(
         refused.code(),
         tonic::Code::FailedPrecondition,
         "{refused:?}"
     );
     assert!(refused.message().contains("not-waiting"), "{refused:?}");
-    let update = stack.temporal.temporal_cli(&[
-        "workflow",
-        "update",
-        "execute",
-        "--workflow-id",
-        &workflow_id,
-        "--name",
-        "complete",
-        "--input",
-        &named,
-    ]);
+    let update = stack
+        .temporal
+        .temporal_cli(&complete_update_args(&workflow_id, &named));
     assert!(!update.status.success(), "an early update was accepted");
 
     // The factory's callback came meanwhile: stored, answered 200, handed over later.
@@ -350,16 +425,7 @@ async fn completions_only_for_the_waiting_order() {
 
     // Late: the run is over; an operator's completion of that order changes nothing.
     stack.wait_closed(sku).await;
-    let late = stack
-        .replenishments()
-        .await
-        .complete_factory_order(CompleteFactoryOrderRequest {
-            sku: sku.into(),
-            factory_order_id: done.factory_order_id.clone(),
-            ..Default::default()
-        })
-        .await
-        .unwrap_err();
+    let late = refused_completion(&stack, sku, &done.factory_order_id).await;
     assert_eq!(late.code(), tonic::Code::FailedPrecondition, "{late:?}");
     assert_eq!(stock(&stack, sku).await, 10);
     stack.stop().await;
@@ -372,53 +438,25 @@ async fn operator_update_names_the_order() {
     let sku = "OPER-1";
     let (stack, waiting) = waiting_run(sku).await;
     let workflow_id = format!("replenish-{sku}");
-    let wrong = stack.temporal.temporal_cli(&[
-        "workflow",
-        "update",
-        "execute",
-        "--workflow-id",
+    let wrong = stack.temporal.temporal_cli(&complete_update_args(
         &workflow_id,
-        "--name",
-        "complete",
-        "--input",
         r#"{"factory_order_id":"replenish-OPER-1-someone-else"}"#,
-    ]);
+    ));
     assert!(!wrong.status.success());
     let said = String::from_utf8_lossy(&wrong.stderr).to_string()
         + &String::from_utf8_lossy(&wrong.stdout);
     assert!(said.contains("other-order"), "{said}");
-    let too_many = format!(
-        r#"{{"factory_order_id":"{}","quantity":11}}"#,
-        waiting.factory_order_id
-    );
-    let refused = stack.temporal.temporal_cli(&[
-        "workflow",
-        "update",
-        "execute",
-        "--workflow-id",
-        &workflow_id,
-        "--name",
-        "complete",
-        "--input",
-        &too_many,
-    ]);
+    let too_many = completion_json(&waiting.factory_order_id, 11);
+    let refused = stack
+        .temporal
+        .temporal_cli(&complete_update_args(&workflow_id, &too_many));
     assert!(!refused.status.success(), "more than ordered was accepted");
     assert_eq!(stock(&stack, sku).await, 0);
 
-    let answer = stack.temporal.temporal_cli_ok(&[
-        "workflow",
-        "update",
-        "execute",
-        "--workflow-id",
-        &workflow_id,
-        "--name",
-        "complete",
-        "--input",
-        &format!(
-            r#"{{"factory_order_id":"{}","quantity":4}}"#,
-            waiting.factory_order_id
-        ),
-    ]);
+    let four = completion_json(&waiting.factory_order_id, 4);
+    let answer = stack
+        .temporal
+        .temporal_cli_ok(&complete_update_args(&workflow_id, &four));
     assert!(answer.contains(&waiting.factory_order_id), "{answer}");
     completed_with(&stack, sku, 4).await;
     stack.stop().await;
@@ -448,12 +486,7 @@ async fn temporal_cancel_is_an_operator_cancel() {
     stack
         .temporal
         .temporal_cli_ok(&["workflow", "cancel", "--workflow-id", &workflow_id]);
-    stack
-        .wait_until("the run ends cancelled in Temporal", WAIT, || async {
-            run_status(&stack, sku).await == WorkflowExecutionStatus::Canceled
-        })
-        .await;
-    assert_eq!(read_model_state(&stack, sku).await, RestockState::Cancelled);
+    wait_until_cancelled(&stack, sku).await;
     assert!(ad_active(&stack, sku).await, "the ad stayed paused");
     maybe_save_history(&stack, sku, "cancelled_in_temporal").await;
     let listed = stack.temporal.temporal_cli_ok(&[
@@ -466,34 +499,11 @@ async fn temporal_cancel_is_an_operator_cancel() {
     // Past the SLA, nothing moved to Overdue.
     tokio::time::sleep(Duration::from_secs(5)).await;
     assert_eq!(read_model_state(&stack, sku).await, RestockState::Cancelled);
-    let refused = stack
-        .replenishments()
-        .await
-        .complete_factory_order(CompleteFactoryOrderRequest {
-            sku: sku.into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap_err();
+    let refused = refused_completion(&stack, sku, "").await;
     assert_eq!(refused.code(), tonic::Code::FailedPrecondition);
 
     // The goods of the order that was out come anyway: counted once.
-    assert_eq!(
-        post_callback(&stack, sku, &waiting.factory_order_id, "10").await,
-        200
-    );
-    stack
-        .wait_until("the late delivery is in stock", WAIT, || async {
-            stock(&stack, sku).await == 10
-        })
-        .await;
-    assert_eq!(
-        post_callback(&stack, sku, &waiting.factory_order_id, "10").await,
-        200
-    );
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    assert_eq!(stock(&stack, sku).await, 10);
-    assert_eq!(receipts(&stack, sku).await, 1);
+    delivered_once_though_called_back_twice(&stack, sku, &waiting.factory_order_id).await;
     assert_eq!(stack.factory_stats().total, 1);
     stack.stop().await;
 }
@@ -534,15 +544,7 @@ async fn a_request_after_the_cancel(backend: Backend) {
     request_replenishment(&stack, before).await;
     cancel(&stack, before).await;
     stack.start_worker();
-    stack
-        .wait_until("the run ends cancelled", WAIT, || async {
-            run_status(&stack, before).await == WorkflowExecutionStatus::Canceled
-        })
-        .await;
-    assert_eq!(
-        read_model_state(&stack, before).await,
-        RestockState::Cancelled
-    );
+    wait_until_cancelled(&stack, before).await;
     assert_eq!(stack.factory_stats().total, 1);
 
     let after = "CANCEL-REQ-2";
@@ -635,15 +637,7 @@ async fn a_request_after_a_temporal_cancel(backend: Backend) {
     request_replenishment(&stack, before).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     temporal_cancel(before);
-    stack
-        .wait_until("the run ends cancelled", WAIT, || async {
-            run_status(&stack, before).await == WorkflowExecutionStatus::Canceled
-        })
-        .await;
-    assert_eq!(
-        read_model_state(&stack, before).await,
-        RestockState::Cancelled
-    );
+    wait_until_cancelled(&stack, before).await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(stack.factory_stats().total, 3);
     stack.stop().await;
@@ -663,25 +657,8 @@ async fn terminated_run_still_gets_its_delivery_counted_once() {
         "--reason",
         "operator pressed Terminate",
     ]);
-    stack
-        .wait_until("terminated in Temporal", WAIT, || async {
-            run_status(&stack, sku).await == WorkflowExecutionStatus::Terminated
-        })
-        .await;
-    for _ in 0..2 {
-        assert_eq!(
-            post_callback(&stack, sku, &waiting.factory_order_id, "10").await,
-            200
-        );
-    }
-    stack
-        .wait_until("the delivery is in stock", WAIT, || async {
-            stock(&stack, sku).await == 10
-        })
-        .await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    assert_eq!(stock(&stack, sku).await, 10);
-    assert_eq!(receipts(&stack, sku).await, 1);
+    wait_for_run_status(&stack, sku, WorkflowExecutionStatus::Terminated).await;
+    delivered_once_though_called_back_twice(&stack, sku, &waiting.factory_order_id).await;
     // Sold out again: a new run, a new order.
     adjust(&stack, sku, -10, "sold in the shop").await;
     stack.app.sales().await.purchase(buy(sku)).await.unwrap();
@@ -1032,15 +1009,7 @@ async fn a_long_wait_continues_as_new_with_its_order() {
     assert_eq!(continued.state, RestockState::AwaitingFactory);
     assert!(continued.late_requests < restock_workflows::MAX_REQUESTS_PER_RUN);
 
-    assert_eq!(
-        post_callback(&stack, sku, &waiting.factory_order_id, "10").await,
-        200
-    );
-    stack
-        .wait_until("restocked", WAIT, || async {
-            stock(&stack, sku).await == 10
-        })
-        .await;
+    deliver_ten(&stack, sku, &waiting.factory_order_id).await;
     // The requests it carried are checked once more; stock is fine, so nothing is ordered.
     let last = stack
         .wait_for_state(sku, WAIT, RestockState::NotNeeded)
@@ -1175,17 +1144,8 @@ async fn random_interleavings_keep_every_count() {
             }
             55..=69 => {
                 // The operator completes whatever waits (refusals are fine).
-                if let Some(status) = stack.status(sku).await
-                    && status.state.accepts_completion()
-                {
-                    let done = api
-                        .complete_factory_order(CompleteFactoryOrderRequest {
-                            sku: sku.into(),
-                            factory_order_id: status.factory_order_id,
-                            quantity: 0,
-                        })
-                        .await;
-                    happened(sku, format!("operator complete: ok {}", done.is_ok()));
+                if let Some(accepted) = complete_if_waiting(&stack, &mut api, sku).await {
+                    happened(sku, format!("operator complete: ok {accepted}"));
                 }
             }
             70..=77 => {
@@ -1267,17 +1227,7 @@ async fn random_interleavings_keep_every_count() {
     }
     // Close out: complete every waiting run, let them finish.
     for sku in skus {
-        if let Some(status) = stack.status(sku).await
-            && status.state.accepts_completion()
-        {
-            let _ = api
-                .complete_factory_order(CompleteFactoryOrderRequest {
-                    sku: sku.into(),
-                    factory_order_id: status.factory_order_id,
-                    quantity: 0,
-                })
-                .await;
-        }
+        complete_if_waiting(&stack, &mut api, sku).await;
     }
     tokio::time::sleep(Duration::from_secs(3)).await;
 

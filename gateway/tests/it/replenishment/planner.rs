@@ -88,17 +88,8 @@ async fn the_planner_schedule_requests_once_and_an_open_run_gets_no_second_order
         }
     }
     assert!(asked >= 2, "passes that requested: {asked}");
-    if let Ok(dir) = std::env::var("RESTOCK_SAVE_HISTORIES") {
-        let handle = stack
-            .temporal_client
-            .get_workflow_handle::<PlanReplenishments>(recent[0].workflow_id.clone());
-        let json = handle
-            .fetch_history(Default::default())
-            .to_json()
-            .await
-            .unwrap();
-        std::fs::write(format!("{dir}/planner-pass.json"), json).unwrap();
-    }
+    let pass = recent[0].workflow_id.clone();
+    super::maybe_save_run_history(&stack, pass, None, "planner-pass.json").await;
 
     // Still one run, waiting for the same order, and the factory has one order.
     let status = stack.status(sku).await.unwrap();
