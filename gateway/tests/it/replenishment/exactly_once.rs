@@ -357,12 +357,13 @@ fn assert_full_uuid(order_id: &str, sku: &str) {
 async fn completions_only_for_the_waiting_order() {
     let stack = spawn_stack(StackOptions {
         factory: SimulatorConfig {
-            // The order is accepted (and produced) at once, its reply comes 3 s later: the
-            // callback beats the reply.
-            extra_latency: Duration::from_secs(3),
+            // The order is accepted (and produced) at once, its reply comes 8 s later: the
+            // callback beats the reply, with room for the refusals below on a busy machine
+            // (three CLI processes; 3 s was once not enough under the whole suite).
+            extra_latency: Duration::from_secs(8),
             ..StackOptions::default().factory
         },
-        factory_timeout: Duration::from_secs(10),
+        factory_timeout: Duration::from_secs(20),
         ..StackOptions::default()
     })
     .await
