@@ -812,6 +812,19 @@ async fn console_reads_on(backend: Backend) {
         let text = response.text().await.unwrap();
         assert!(text.contains("\"error\""), "{path} {body}: {text}");
     }
+    // An action the console does not have: 404, saying which ones it has.
+    let unknown = client
+        .post(format!(
+            "http://{}/api/console/replenishments/OPEN-LATE/reset",
+            app.http_addr
+        ))
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unknown.status(), 404);
+    let text = unknown.text().await.unwrap();
+    assert!(text.contains("complete or cancel"), "{text}");
     assert_eq!(
         get("/api/console/snapshot").await,
         before,
