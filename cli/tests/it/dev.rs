@@ -24,6 +24,19 @@ struct Ports {
     ui: u16,
 }
 
+impl Ports {
+    /// Ports free right now.
+    fn free() -> Self {
+        Ports {
+            grpc: free_port(),
+            http: free_port(),
+            factory: free_port(),
+            temporal: free_port(),
+            ui: free_port(),
+        }
+    }
+}
+
 fn restock() -> Command {
     Command::new(env!("CARGO_BIN_EXE_restock"))
 }
@@ -196,13 +209,7 @@ async fn interrupt_and_check(mut dev: Dev, ports: &Ports) {
 #[tokio::test]
 async fn restock_dev_from_sell_out_to_restock_and_clean_shutdown() {
     let dir = tempfile::tempdir().unwrap();
-    let ports = Ports {
-        grpc: free_port(),
-        http: free_port(),
-        factory: free_port(),
-        temporal: free_port(),
-        ui: free_port(),
-    };
+    let ports = Ports::free();
     let dev = start_dev(dir.path(), &ports, "dev-1.out").await;
 
     // The demo product (stock 3) sells out; the factory's callback restocks it.
@@ -284,7 +291,9 @@ async fn restock_dev_from_sell_out_to_restock_and_clean_shutdown() {
         assert!(!log.contains('\u{1b}'), "{} has ANSI codes", path.display());
     }
 
-    // Running it again keeps the data.
+    // Running it again keeps the data. On ports picked now: a port free at the first start
+    // may have become another connection's source port since (they are ephemeral ports).
+    let ports = Ports::free();
     let dev = start_dev(dir.path(), &ports, "dev-2.out").await;
     assert_eq!(stock(&ports, "CP-502101"), 10);
     assert_eq!(stock(&ports, "CP-502102"), 20);
