@@ -7,7 +7,8 @@
 //!   concurrency as the purchases (capped below `max_connections`).
 //! - SQLite: the C library itself (through rusqlite, which links the same libsqlite3 build as
 //!   sqlx), one connection in a tight loop with a prepared statement and the store's settings
-//!   (WAL, synchronous = NORMAL). SQLite has one writer at a time, so more connections cannot
+//!   (WAL, synchronous = NORMAL, the page size and checkpoint interval of
+//!   `restock_inventory::store`). SQLite has one writer at a time, so more connections cannot
 //!   raise it. Beside it, the whole keyed sale as the C library runs it: `BEGIN IMMEDIATE`,
 //!   the `UPDATE`, the sale row's `INSERT` (its idempotency key under the unique index),
 //!   `COMMIT`.
@@ -111,6 +112,12 @@ fn sqlite_loop_blocking(
     conn.busy_timeout(std::time::Duration::from_secs(10))?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "NORMAL")?;
+    // The gateway's settings (the file, made by the gateway's store, has its page size).
+    conn.pragma_update(
+        None,
+        "wal_autocheckpoint",
+        restock_inventory::store::SQLITE_WAL_AUTOCHECKPOINT_PAGES,
+    )?;
     let mut update = conn.prepare(
         "UPDATE products SET stock = stock - 1, updated_at = ?1 WHERE sku = ?2 AND stock >= 1",
     )?;
