@@ -258,6 +258,15 @@ impl Store {
                 .acquire_timeout(options.acquire_timeout)
                 .connect_timeout(options.connect_timeout)
                 .sqlx_logging(false);
+            // sqlx pings a connection whenever it leaves the pool. On SQLite that is a
+            // hand-off to sqlx's SQLite thread and back before every transaction, and checks
+            // nothing: a local file does not hang up. PostgreSQL and MySQL keep it: after a
+            // server restart it is what finds a dead connection before a sale is sent on
+            // it, so the sale answers UNAVAILABLE (nothing sold) rather than "outcome
+            // unknown".
+            if backend == DbBackend::Sqlite {
+                opts.test_before_acquire(false);
+            }
             let busy = options.sqlite_busy_timeout;
             opts.map_sqlx_sqlite_opts(move |o| {
                 use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
