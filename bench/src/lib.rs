@@ -75,13 +75,7 @@ pub async fn run(plan: Plan) -> anyhow::Result<Report> {
                     let noop = load::closed_loop(&gateway, load::Call::Noop, concurrency, &plan)
                         .await
                         .with_context(|| format!("no-op at {concurrency}"))?;
-                    eprintln!(
-                        "bench: {} no-op c={concurrency}: {:.0}/s p50 {:.2} ms p99 {:.2} ms",
-                        backend.name(),
-                        noop.per_second,
-                        noop.p50_ms,
-                        noop.p99_ms
-                    );
+                    eprintln!("bench: {} no-op c={concurrency}: {noop}", backend.name());
                     report.noops.push((backend, concurrency, noop));
                 }
             }
@@ -93,11 +87,8 @@ pub async fn run(plan: Plan) -> anyhow::Result<Report> {
                             format!("{} {shape:?} at {concurrency}", backend.name())
                         })?;
                     eprintln!(
-                        "bench: {} {shape:?} c={concurrency} grouped={grouped}: {:.0}/s p50 {:.2} ms p99 {:.2} ms",
-                        backend.name(),
-                        measured.per_second,
-                        measured.p50_ms,
-                        measured.p99_ms
+                        "bench: {} {shape:?} c={concurrency} grouped={grouped}: {measured}",
+                        backend.name()
                     );
                     report.purchases.push(PurchaseRow {
                         backend,

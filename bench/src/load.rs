@@ -82,6 +82,50 @@ pub struct Measured {
     pub p50_ms: f64,
     /// 99th percentile latency, ms.
     pub p99_ms: f64,
+    /// Share of the whole machine's CPU time that was idle in the measured window (0 to 1;
+    /// `None` where `/proc/stat` cannot be read). Well above 0, the point was waiting on
+    /// something other than the CPU: hand-offs between threads, commits, locks.
+    pub idle_cpu: Option<f64>,
+}
+
+impl std::fmt::Display for Measured {
+    /// The console's line: rate, latencies, idle CPU.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{:.0}/s p50 {:.2} ms p99 {:.2} ms",
+            self.per_second, self.p50_ms, self.p99_ms
+        )?;
+        match self.idle_cpu {
+            Some(idle) => write!(f, ", idle CPU {:.0}%", idle * 100.0),
+            None => Ok(()),
+        }
+    }
+}
+
+/// The machine's idle and total CPU time so far (`/proc/stat`'s first line, in ticks; idle
+/// counts I/O wait too).
+fn cpu_ticks() -> Option<(u64, u64)> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let ticks: Vec<u64> = stat
+        .lines()
+        .next()?
+        .strip_prefix("cpu ")?
+        .split_whitespace()
+        .map(str::parse)
+        .collect::<Result<_, _>>()
+        .ok()?;
+    // user nice system idle iowait irq softirq steal (guest time is inside user already)
+    let idle = ticks.get(3)? + ticks.get(4).copied().unwrap_or(0);
+    let total = ticks.iter().take(8).sum();
+    Some((idle, total))
+}
+
+/// The idle share of the CPU time between two [`cpu_ticks`] readings.
+fn idle_share(from: Option<(u64, u64)>, to: Option<(u64, u64)>) -> Option<f64> {
+    let ((idle0, total0), (idle1, total1)) = (from?, to?);
+    let total = total1.checked_sub(total0).filter(|t| *t > 0)?;
+    Some(idle1.saturating_sub(idle0) as f64 / total as f64)
 }
 
 /// A latency histogram in microseconds, up to a minute.
@@ -168,6 +212,12 @@ pub async fn closed_loop(
     let started = Instant::now();
     let measure_from = started + plan.warmup;
     let end = measure_from + plan.measure;
+    let idle_cpu = tokio::spawn(async move {
+        tokio::time::sleep_until(measure_from).await;
+        let from = cpu_ticks();
+        tokio::time::sleep_until(end).await;
+        idle_share(from, cpu_ticks())
+    });
     let mut tasks = Vec::with_capacity(concurrency);
     for client_no in 0..concurrency {
         let channel = channels[client_no % channels.len()].clone();
@@ -245,7 +295,27 @@ pub async fn closed_loop(
     total.per_second = total.sold as f64 / plan.measure.as_secs_f64();
     total.p50_ms = quantile_ms(&latencies, 0.50);
     total.p99_ms = quantile_ms(&latencies, 0.99);
+    total.idle_cpu = idle_cpu.await.context("the CPU sampler panicked")?;
     // Let the last answers' transactions settle before the next point starts.
     tokio::time::sleep(Duration::from_millis(200)).await;
     Ok(total)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn idle_share_is_the_idle_part_of_the_ticks_between_readings() {
+        assert_eq!(idle_share(Some((100, 1000)), Some((150, 1200))), Some(0.25));
+        // No time passed, or a reading is missing: no figure rather than a made-up one.
+        assert_eq!(idle_share(Some((100, 1000)), Some((100, 1000))), None);
+        assert_eq!(idle_share(None, Some((100, 1000))), None);
+    }
+
+    #[test]
+    fn this_machine_reports_its_cpu_ticks() {
+        let (idle, total) = cpu_ticks().expect("/proc/stat has a cpu line");
+        assert!(total > 0 && idle <= total, "idle {idle} of {total}");
+    }
 }

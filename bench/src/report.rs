@@ -397,7 +397,7 @@ impl Report {
         out.push_str("## 1. Purchases against the database's own rate\n\n");
         let _ = writeln!(
             out,
-            "Closed-loop gRPC clients buying 1 unit each (each with its own idempotency key, as real clients send), {:.1} s measured after {:.1} s of warm-up per point; the gateway is a separate `restock gateway` process with its default pool of 16 connections. Two ceilings beside each figure: the **gRPC no-op**, the same generator at the same concurrency calling `grpc.health.v1.Health/Check` on the same gateway (no database, no work: the transport's and the generator's own limit), and the **statement ceiling**, the database running the sale's conditional `UPDATE` alone with its own client (see *Method*). Latencies are p50 / p99 in ms.\n",
+            "Closed-loop gRPC clients buying 1 unit each (each with its own idempotency key, as real clients send), {:.1} s measured after {:.1} s of warm-up per point; the gateway is a separate `restock gateway` process with its default pool of 16 connections. Two ceilings beside each figure: the **gRPC no-op**, the same generator at the same concurrency calling `grpc.health.v1.Health/Check` on the same gateway (no database, no work: the transport's and the generator's own limit), and the **statement ceiling**, the database running the sale's conditional `UPDATE` alone with its own client (see *Method*). Latencies are p50 / p99 in ms; after them, the share of the machine's CPU time that was idle in the measured window: where it is well above 0 the point waited on something other than the CPU (see *Method*, where a sale's time goes).\n",
             self.plan.measure.as_secs_f64(),
             self.plan.warmup.as_secs_f64()
         );
@@ -410,7 +410,7 @@ impl Report {
         for backend in backends {
             for shape in self.plan.shapes() {
                 let _ = writeln!(out, "### {}, {}\n", backend.name(), shape.label(&self.plan));
-                out.push_str("| clients | ungrouped /s (p50 / p99) | grouped /s (p50 / p99) | gRPC no-op /s (p50 / p99) | statement ceiling /s (p50 / p99) | ungrouped ÷ ceiling | grouped ÷ ceiling | grouped ÷ no-op |\n");
+                out.push_str("| clients | ungrouped /s (p50 / p99; idle CPU) | grouped /s (p50 / p99; idle CPU) | gRPC no-op /s (p50 / p99; idle CPU) | statement ceiling /s (p50 / p99) | ungrouped ÷ ceiling | grouped ÷ ceiling | grouped ÷ no-op |\n");
                 out.push_str("|---:|---:|---:|---:|---:|---:|---:|---:|\n");
                 for &c in &self.plan.concurrency {
                     let u = self.purchase(backend, shape, c, false);
@@ -419,7 +419,14 @@ impl Report {
                     let ceiling = self.ceiling(backend, shape, c);
                     let figure = |m: Option<&Measured>| {
                         m.map(|m| {
-                            format!("{:.0} ({:.2} / {:.2})", m.per_second, m.p50_ms, m.p99_ms)
+                            let idle = m
+                                .idle_cpu
+                                .map(|i| format!("; {:.0}%", i * 100.0))
+                                .unwrap_or_default();
+                            format!(
+                                "{:.0} ({:.2} / {:.2}{idle})",
+                                m.per_second, m.p50_ms, m.p99_ms
+                            )
                         })
                         .unwrap_or_else(|| "n/a".into())
                     };
@@ -707,6 +714,19 @@ const METHOD: &str = r#"## Method
   its outcomes, sea-orm building the statements), the rest tokio's scheduler, `malloc`
   (5.5%) and the kernel switching threads. Sale ids are time-ordered (UUID v7), so the
   primary key's inserts land on its last page instead of a random one.
+- **Waiting, not working** (the idle CPU beside each figure): at 64 clients on SQLite's hot
+  product about a quarter of the machine was idle (`vmstat`, 2026-12-04: 24-29% ungrouped at
+  66,000 context switches a second, 22% grouped), while the no-op left 3%. Both sale paths
+  wait on hand-offs between threads more than they compute: every SQLite statement is a
+  round trip between a tokio task and sqlx's SQLite thread, one transaction at a time on
+  the one writer. sqlx also pinged each connection as it left the pool — one more round
+  trip before every transaction. SQLite's connections are no longer pinged (a local file
+  does not hang up): in alternated runs (three each, 64 clients, release build) ungrouped hot
+  sales went from 2,440-2,591 to 2,674-2,811/s, grouped ones did not move (12,000-13,500/s:
+  a group pays the ping once). PostgreSQL and MySQL keep it: after a server restart it
+  finds a dead connection before a sale is sent on it, so the sale answers UNAVAILABLE,
+  nothing sold, instead of "outcome unknown" (`reliability::database_stopped_and_started_again`
+  failed without it).
 - **SQLite's page size** (`restock_inventory::store::SQLITE_PAGE_SIZE`: 1 KiB, with a WAL
   checkpoint every 4,096 pages, the 4 MiB of SQLite's defaults): a commit writes each page
   it touched to the WAL whole, and the keys of 64 clients land on as many leaf pages of the
