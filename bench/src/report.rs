@@ -699,8 +699,9 @@ const METHOD: &str = r#"## Method
   sale rows as one `INSERT … SELECT … FROM json_each(?)` too; that `INSERT` made the hot
   product slower (0.28 → 0.25), so the rows stay in power-of-two chunks (this mix was not
   run separately).
-  Every run was bound by the machine's two cores, shared by the load generator (no-op
-  30,000-43,000/s), the gateway and the database.
+  Every run shared the machine's two cores between the load generator (no-op
+  30,000-43,000/s), the gateway and the database (the SQLite runs left some of them idle:
+  see *Waiting, not working*).
 - **Where a sale's time goes** (`perf record -g` on the gateway for 10 s at 64 clients, SQLite
   hot product, release build): ungrouped, about half of the gateway's samples are the kernel
   switching threads — sqlx runs each SQLite statement on a worker thread of its own, and an
