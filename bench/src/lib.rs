@@ -195,6 +195,13 @@ pub async fn run(plan: Plan) -> anyhow::Result<Report> {
         load: "scenarios 2 and 3".into(),
     });
     stack.stop().await;
+    if plan.replenishment_only {
+        // (--simulation-only returned above.)
+        report
+            .notes
+            .push("--replenishment-only: the service-level simulation (5) was not run.".into());
+        return finish(report, system, &plan).await;
+    }
     simulation(report, system, &plan).await
 }
 
