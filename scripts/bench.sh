@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Benchmarks restock and regenerates BENCHMARKS.md (see BENCHMARKS.md's "Method").
 #
-#   scripts/bench.sh           full run, release build, ~15 min: writes BENCHMARKS.md
+#   scripts/bench.sh           full run, release build, ~25 min: writes BENCHMARKS.md
 #   scripts/bench.sh --quick   CI smoke run, seconds of load: writes target/bench-quick.md
 #
 # Other flags go to restock-bench (`--help`). PostgreSQL rows need RESTOCK_BENCH_POSTGRES_URL
