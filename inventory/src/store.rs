@@ -851,7 +851,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn sqlite_files_get_small_pages_and_readers_a_small_page_cache() {
+    async fn sqlite_files_get_small_pages_and_readers_a_small_page_cache_and_no_ping() {
         let dir = std::env::temp_dir().join(format!("restock-cache-{}", uuid::Uuid::new_v4()));
         let url = format!("sqlite://{}/t.db?mode=rwc", dir.display());
         let store = Store::connect(&url, &StoreOptions::default())
@@ -868,6 +868,14 @@ mod tests {
             "SQLite's default"
         );
         for connection in [store.writer(), store.reader()] {
+            // No ping as a connection leaves the pool: a hand-off to sqlx's SQLite thread
+            // before every transaction, checking nothing on a local file.
+            assert!(
+                !connection
+                    .get_sqlite_connection_pool()
+                    .options()
+                    .get_test_before_acquire()
+            );
             assert_eq!(
                 pragma(connection, "page_size").await,
                 i64::from(SQLITE_PAGE_SIZE)
