@@ -22,6 +22,7 @@ use crate::error::{DbErrKind, classify};
 use crate::migration::Migrator;
 use crate::planning::{PolicyChange, apply_policy_change};
 use crate::sale::grouped::PurchaseGroups;
+use crate::sale::sqlite_thread::{SaleThread, SaleThreadOptions};
 use crate::{Sku, StoreError, validate};
 
 /// How often a transaction that hit a deadlock, serialization failure or busy SQLite file is
@@ -83,6 +84,8 @@ pub struct Store {
     sale_slots: Arc<tokio::sync::Semaphore>,
     /// How long a sale waits for a slot before it answers UNAVAILABLE, as the pool does.
     acquire_timeout: Duration,
+    /// SQLite file: the thread that runs sales' transactions ([`crate::sale::sqlite_thread`]).
+    sale_thread: Option<Arc<SaleThread>>,
 }
 
 /// A product as clients see it (with its advertisement's state).
@@ -170,20 +173,24 @@ pub fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
+/// The file a `sqlite:` URL names; `None` for an in-memory database (or another scheme).
+fn sqlite_file(url: &str) -> Option<&Path> {
+    let rest = url.strip_prefix("sqlite:")?;
+    let (path, params) = rest
+        .trim_start_matches("//")
+        .split_once('?')
+        .unwrap_or((rest.trim_start_matches("//"), ""));
+    let in_memory =
+        path.is_empty() || path == ":memory:" || params.split('&').any(|p| p == "mode=memory");
+    (!in_memory).then(|| Path::new(path))
+}
+
 /// Makes sure the directory of a `sqlite://path?...` URL exists, so a fresh checkout works.
 fn ensure_sqlite_dir(url: &str) -> Result<(), StoreError> {
-    let Some(rest) = url.strip_prefix("sqlite:") else {
+    let Some(path) = sqlite_file(url) else {
         return Ok(());
     };
-    let path = rest.trim_start_matches("//");
-    let path = path.split('?').next().unwrap_or_default();
-    if path.is_empty() || path == ":memory:" {
-        return Ok(());
-    }
-    if let Some(dir) = Path::new(path)
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-    {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(|e| {
             StoreError::InvalidInput(format!(
                 "cannot create the SQLite directory {}: {e}",
@@ -311,7 +318,21 @@ impl Store {
             let pool = connect(writer_connections, POOL_STATEMENT_CACHE, None).await?;
             (pool.clone(), pool)
         };
+        let sale_thread = match sqlite_file(&url) {
+            Some(path) if backend == DbBackend::Sqlite => {
+                let thread = SaleThread::start(SaleThreadOptions {
+                    path: path.to_path_buf(),
+                    busy_timeout: options.sqlite_busy_timeout,
+                    wal_autocheckpoint_pages: SQLITE_WAL_AUTOCHECKPOINT_PAGES,
+                    writer_pool: Some(writer.get_sqlite_connection_pool().clone()),
+                })
+                .map_err(StoreError::InvalidInput)?;
+                Some(Arc::new(thread))
+            }
+            _ => None,
+        };
         Ok(Self {
+            sale_thread,
             writer,
             reader,
             backend,
@@ -326,10 +347,11 @@ impl Store {
         })
     }
 
-    /// Waits for a writer connection to be free for one sale's transaction; the slot is held
+    /// Waits for a writer connection to be free for one sale's transaction (PostgreSQL,
+    /// MySQL; a SQLite file's sales wait for the sale thread instead); the slot is held
     /// until dropped. Why not simply wait in the pool: a transaction's begin future is
-    /// boxed by sea-orm and about 15 KiB, so hundreds of sales queued behind SQLite's one
-    /// writer held megabytes; waiting here costs a few bytes each. Times out like the pool
+    /// boxed by sea-orm and about 15 KiB, so hundreds of sales queued behind a busy pool
+    /// held megabytes; waiting here costs a few bytes each. Times out like the pool
     /// (`acquire_timeout`) with the pool's error, so callers answer UNAVAILABLE as before.
     pub(crate) async fn sale_slot(
         &self,
@@ -341,6 +363,17 @@ impl Store {
                 sea_orm::ConnAcquireErr::Timeout,
             )),
         }
+    }
+
+    /// How long a write waits for its turn (a pool connection, a sale slot, the sale
+    /// thread) before it answers UNAVAILABLE.
+    pub(crate) fn acquire_timeout(&self) -> Duration {
+        self.acquire_timeout
+    }
+
+    /// SQLite file: the thread sales' transactions run on.
+    pub(crate) fn sale_thread(&self) -> Option<&SaleThread> {
+        self.sale_thread.as_deref()
     }
 
     pub(crate) fn groups(&self) -> Option<&PurchaseGroups> {
@@ -889,11 +922,12 @@ mod tests {
         let _ = std::fs::remove_dir_all(dir);
     }
 
-    /// A sale waits for a writer's slot, not in the pool, and gives up after the pool's own
-    /// timeout with its answer (UNAVAILABLE, nothing sold); once the slot is free it sells.
+    /// On SQLite a sale waits for its turn on the sale thread at most `acquire_timeout`, then
+    /// answers UNAVAILABLE with nothing sold, as a pool would; the one ahead of it, which had
+    /// begun, sells once the write lock is free.
     #[tokio::test]
-    async fn a_sale_waits_for_a_slot_and_times_out_like_the_pool() {
-        let dir = std::env::temp_dir().join(format!("restock-slot-{}", uuid::Uuid::new_v4()));
+    async fn a_sale_that_waited_too_long_for_the_sale_thread_is_not_sold() {
+        let dir = std::env::temp_dir().join(format!("restock-turn-{}", uuid::Uuid::new_v4()));
         let url = format!("sqlite://{}/t.db?mode=rwc", dir.display());
         let options = StoreOptions {
             acquire_timeout: Duration::from_millis(300),
@@ -904,24 +938,41 @@ mod tests {
         store.migrate().await.unwrap();
         crate::demo::load(&store).await.unwrap();
         let sku = crate::demo::DEMO_SKU;
-        let before = store.product(&Sku::parse(sku).unwrap()).await.unwrap();
-        let request = crate::PurchaseRequest::new(sku, 1, "slot-1", "test").unwrap();
+        let stock = || async {
+            let found = store.product(&Sku::parse(sku).unwrap()).await.unwrap();
+            found.product.stock
+        };
+        let before = stock().await;
 
-        let held = store.sale_slot().await.unwrap();
-        let refused = store.purchase(&request).await;
-        assert!(
-            matches!(refused, Err(StoreError::Unavailable(_))),
-            "{refused:?}"
-        );
-        let after = store.product(&Sku::parse(sku).unwrap()).await.unwrap();
-        assert_eq!(after.product.stock, before.product.stock, "nothing sold");
+        // Another connection holds the write lock: the first sale's BEGIN waits for it on
+        // the thread, and the second waits behind the first.
+        let holder = rusqlite::Connection::open(dir.join("t.db")).unwrap();
+        holder.execute_batch("BEGIN IMMEDIATE").unwrap();
+        let first = {
+            let store = store.clone();
+            let request = crate::PurchaseRequest::new(sku, 1, "turn-1", "test").unwrap();
+            tokio::spawn(async move { store.purchase(&request).await })
+        };
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let second = {
+            let store = store.clone();
+            let request = crate::PurchaseRequest::new(sku, 1, "turn-2", "test").unwrap();
+            tokio::spawn(async move { store.purchase(&request).await })
+        };
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        holder.execute_batch("ROLLBACK").unwrap();
 
-        drop(held);
-        let sold = store.purchase(&request).await.unwrap();
+        let first = first.await.unwrap();
         assert!(
-            matches!(sold, crate::PurchaseOutcome::Sold { .. }),
-            "{sold:?}"
+            matches!(first, Ok(crate::PurchaseOutcome::Sold { .. })),
+            "{first:?}"
         );
+        let second = second.await.unwrap();
+        assert!(
+            matches!(second, Err(StoreError::Unavailable(_))),
+            "{second:?}"
+        );
+        assert_eq!(stock().await, before - 1, "only the first sold");
         drop(store);
         let _ = std::fs::remove_dir_all(dir);
     }

@@ -119,6 +119,28 @@ impl Store {
         &self,
         request: &PurchaseRequest,
     ) -> Result<PurchaseOutcome, SaleFailure> {
+        if let Some(thread) = self.sale_thread() {
+            let sale_id = new_sale_id();
+            return match thread
+                .sell(
+                    vec![request.clone()],
+                    vec![sale_id.clone()],
+                    self.acquire_timeout(),
+                )
+                .await
+            {
+                Ok(outcomes) => outcomes.into_iter().next().ok_or_else(|| {
+                    SaleFailure::from(sea_orm::DbErr::Custom("the sale got no outcome".into()))
+                }),
+                Err((mut failure, planned)) => {
+                    if failure.at_commit && planned.is_none() {
+                        // No answer came back: it may have sold under this id.
+                        failure.sale_id = Some(sale_id);
+                    }
+                    Err(failure)
+                }
+            };
+        }
         let quantity = i64::from(request.quantity);
         let _slot = self.sale_slot().await?;
         if self.backend() == DbBackend::Postgres

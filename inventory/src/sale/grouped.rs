@@ -11,8 +11,7 @@
 //! ungrouped path.
 //!
 //! On SQLite, which has one writer, the group is whatever purchases wait, of any products:
-//! one transaction, one `UPDATE` for every product's total (a JSON parameter), the sale rows'
-//! `INSERT`s. On PostgreSQL and MySQL, purchases wait in one of a few lanes
+//! one transaction, run whole on the sale thread ([`super::sqlite_thread`]). On PostgreSQL and MySQL, purchases wait in one of a few lanes
 //! ([`crate::StoreOptions::purchase_lanes`]; a product always in the same one), so spread
 //! load groups too: a lane's transaction sells several products, locking their rows in
 //! sku order, so two transactions never wait for each other in a cycle (and lanes never share
@@ -52,6 +51,7 @@ use sea_orm::{
 };
 use tokio::sync::oneshot;
 
+use super::sqlite_thread::ThreadAnswer;
 use super::{
     AfterFailure, PurchaseOutcome, PurchaseRequest, SaleFailure, after_failure, mark_own_sale,
     new_sale_id,
@@ -507,26 +507,43 @@ impl Store {
     ) -> Result<Vec<PurchaseOutcome>, GroupFailure> {
         let mut attempt = 1;
         loop {
-            let failure = match self.prepare_group(requests).await {
-                Ok((txn, planned)) => match txn.commit().await {
-                    Ok(()) => return Ok(planned),
-                    Err(err) => {
-                        let failure = SaleFailure::at_commit(err, None);
+            let sale_ids: Vec<String> = requests.iter().map(|_| new_sale_id()).collect();
+            let answer = match self.sale_thread() {
+                Some(thread) => {
+                    let owned = requests.iter().map(|r| (*r).clone()).collect();
+                    thread
+                        .sell(owned, sale_ids.clone(), self.acquire_timeout())
+                        .await
+                }
+                None => self.sell_group_once(requests, &sale_ids).await,
+            };
+            let failure = match answer {
+                Ok(planned) => return Ok(planned),
+                Err((failure, None)) if failure.at_commit => {
+                    if after_failure(&failure) == AfterFailure::Unknown {
+                        // No answer came back: what it sold is not known.
+                        return Err(GroupFailure::Unanswered {
+                            failure,
+                            sale_ids: sale_ids.into_iter().map(Some).collect(),
+                        });
+                    }
+                    failure
+                }
+                Err((failure, Some(planned))) => {
+                    if after_failure(&failure) == AfterFailure::Unknown {
                         let sold_any = planned
                             .iter()
                             .any(|o| matches!(o, PurchaseOutcome::Sold { .. }));
-                        if after_failure(&failure) == AfterFailure::Unknown {
-                            if !sold_any {
-                                // All out of stock: only the (idempotent) intent was at
-                                // stake, nothing sold either way; selling one by one is safe.
-                                return Err(GroupFailure::RolledBack(failure.err));
-                            }
-                            return Err(GroupFailure::Unknown { failure, planned });
+                        if !sold_any {
+                            // All out of stock: only the (idempotent) intent was at
+                            // stake, nothing sold either way; selling one by one is safe.
+                            return Err(GroupFailure::RolledBack(failure.err));
                         }
-                        failure
+                        return Err(GroupFailure::Unknown { failure, planned });
                     }
-                },
-                Err(err) => SaleFailure::from(err),
+                    failure
+                }
+                Err((failure, None)) => failure,
             };
             match after_failure(&failure) {
                 AfterFailure::Retry if attempt < TRANSACTION_ATTEMPTS => {
@@ -535,6 +552,23 @@ impl Store {
                 }
                 _ => return Err(GroupFailure::RolledBack(failure.err)),
             }
+        }
+    }
+
+    /// One attempt at the group's transaction through sqlx; a failure at `COMMIT` comes
+    /// with what each request would have got.
+    async fn sell_group_once(
+        &self,
+        requests: &[&PurchaseRequest],
+        sale_ids: &[String],
+    ) -> ThreadAnswer {
+        let (txn, planned) = self
+            .prepare_group(requests, sale_ids)
+            .await
+            .map_err(|err| (SaleFailure::from(err), None))?;
+        match txn.commit().await {
+            Ok(()) => Ok(planned),
+            Err(err) => Err((SaleFailure::at_commit(err, None), Some(planned))),
         }
     }
 
@@ -666,6 +700,7 @@ impl Store {
     async fn prepare_group(
         &self,
         requests: &[&PurchaseRequest],
+        sale_ids: &[String],
     ) -> Result<(DatabaseTransaction, Vec<PurchaseOutcome>), sea_orm::DbErr> {
         let mut skus: Vec<&str> = Vec::new();
         for r in requests {
@@ -676,10 +711,9 @@ impl Store {
         skus.sort_unstable();
         let txn = self.begin_write().await?;
         let now = now_ms();
-        // Several products (PostgreSQL, SQLite): every product's total at once instead of one
+        // Several products on PostgreSQL: every product's total at once instead of one
         // `UPDATE` each (a group is many products, each a round trip otherwise).
-        let at_once = matches!(self.backend(), DbBackend::Postgres | DbBackend::Sqlite);
-        let taken = if at_once && skus.len() > 1 {
+        let taken = if self.backend() == DbBackend::Postgres && skus.len() > 1 {
             let totals: Vec<i64> = skus
                 .iter()
                 .map(|sku| {
@@ -710,11 +744,15 @@ impl Store {
                 .map(|(i, r)| (i, *r))
                 .unzip();
             let already = taken.as_ref().map(|taken| taken.get(sku).copied());
+            let ids: Vec<String> = indexes.iter().map(|&i| sale_ids[i].clone()).collect();
             let sold = match self
-                .sell_product_in_group(&txn, sku, &of_sku, now, &mut sales, already)
+                .sell_product_in_group(&txn, sku, &of_sku, &ids, now, already)
                 .await
             {
-                Ok(sold) => sold,
+                Ok((sold, rows)) => {
+                    sales.extend(rows);
+                    sold
+                }
                 Err(err) => {
                     txn.rollback().await?;
                     return Err(err);
@@ -734,8 +772,8 @@ impl Store {
         Ok((txn, outcomes))
     }
 
-    /// Within `txn`: sells `requests` (all of `sku`, in arrival order) with one `UPDATE`,
-    /// adds their sale rows to `sales`, writes the product's intent; their outcomes.
+    /// Within `txn`: sells `requests` (all of `sku`, in arrival order, under `sale_ids`) with
+    /// one `UPDATE`, writes the product's intent; their outcomes and the sale rows to insert.
     /// `already`: the total was already tried ([`take_stock_of_products`]) and, when it fit,
     /// taken, leaving this stock.
     async fn sell_product_in_group(
@@ -743,10 +781,10 @@ impl Store {
         txn: &DatabaseTransaction,
         sku: &str,
         requests: &[&PurchaseRequest],
+        sale_ids: &[String],
         now: i64,
-        sales: &mut Vec<sale::Model>,
         already: Option<Option<Taken>>,
-    ) -> Result<Vec<PurchaseOutcome>, sea_orm::DbErr> {
+    ) -> Result<(Vec<PurchaseOutcome>, Vec<sale::Model>), sea_orm::DbErr> {
         let quantities: Vec<i64> = requests.iter().map(|r| i64::from(r.quantity())).collect();
         let total: i64 = quantities.iter().sum();
         // Usually everything fits: one UPDATE for the total.
@@ -795,32 +833,29 @@ impl Store {
             }
         };
 
-        let sale_ids: Vec<String> = requests.iter().map(|_| new_sale_id()).collect();
-        let planned =
-            plan_product_sale(sku, requests, &sale_ids, before, reorder_point, &fits, now);
-        sales.extend(planned.rows);
+        let planned = plan_product_sale(sku, requests, sale_ids, before, reorder_point, &fits, now);
         if let Some((reason, trigger)) = planned.intent {
             let renew = reason == IntentReason::ReorderPoint;
             insert_outbox_intent(txn, sku, reason, renew, trigger).await?;
         }
-        Ok(planned.outcomes)
+        Ok((planned.outcomes, planned.rows))
     }
 }
 
 /// What selling a product's purchases means: see [`plan_product_sale`].
-struct ProductSale<'a> {
+pub(super) struct ProductSale<'a> {
     /// Each purchase's outcome, in arrival order.
-    outcomes: Vec<PurchaseOutcome>,
+    pub(super) outcomes: Vec<PurchaseOutcome>,
     /// The sale rows to insert.
-    rows: Vec<sale::Model>,
+    pub(super) rows: Vec<sale::Model>,
     /// The outbox intent to write, if any, with the request id of the call that asked for
     /// it: the first sale to reach the reorder point, else the first purchase turned away.
-    intent: Option<(IntentReason, Option<&'a str>)>,
+    pub(super) intent: Option<(IntentReason, Option<&'a str>)>,
 }
 
 /// Sells `requests` (all of `sku`, arrival order) from `before` units on paper: `fits` says
 /// which of them sell (under `sale_ids`, one per request), each is told the stock it left.
-fn plan_product_sale<'a>(
+pub(super) fn plan_product_sale<'a>(
     sku: &str,
     requests: &[&'a PurchaseRequest],
     sale_ids: &[String],
@@ -898,11 +933,10 @@ struct Taken {
 /// fits. The products whose total was taken, with what they have left; the others are
 /// untouched, for the caller to sell what fits one by one.
 ///
-/// PostgreSQL first locks the rows of `skus` in sku order (byte order, as the single-product
+/// PostgreSQL: first locks the rows of `skus` in sku order (byte order, as the single-product
 /// path sorts them, so no two transactions wait for each other in a cycle; the others stay
 /// locked); skus cannot hold a comma (the sku rule), so the lists travel as two text
-/// parameters and the statements never change. SQLite's writer transaction already holds the
-/// one write lock; the totals travel as one JSON parameter.
+/// parameters and the statements never change.
 async fn take_stock_of_products(
     txn: &DatabaseTransaction,
     skus: &[&str],
@@ -915,31 +949,21 @@ async fn take_stock_of_products(
         FROM unnest(string_to_array($1, ','), string_to_array($2, ',')::bigint[]) AS v(sku, q) \
         WHERE p.sku = v.sku AND p.stock >= v.q \
         RETURNING p.sku, p.stock, p.reorder_point";
-    const TAKE_SQLITE: &str = "UPDATE products AS p SET stock = p.stock - v.q, updated_at = ?2 \
-        FROM (SELECT value ->> '$[0]' AS sku, value ->> '$[1]' AS q FROM json_each(?1)) AS v \
-        WHERE p.sku = v.sku AND p.stock >= v.q \
-        RETURNING sku, stock, reorder_point";
     let backend = txn.get_database_backend();
-    let statement = if backend == DbBackend::Sqlite {
-        let pairs: Vec<(&str, i64)> = skus.iter().copied().zip(totals.iter().copied()).collect();
-        let json = serde_json::to_string(&pairs)
-            .map_err(|err| sea_orm::DbErr::Custom(format!("the totals as JSON: {err}")))?;
-        Statement::from_sql_and_values(backend, TAKE_SQLITE, [json.into(), now.into()])
-    } else {
-        let skus = skus.join(",");
-        let totals = totals
-            .iter()
-            .map(i64::to_string)
-            .collect::<Vec<_>>()
-            .join(",");
-        txn.query_all_raw(Statement::from_sql_and_values(
-            backend,
-            LOCK,
-            [skus.clone().into()],
-        ))
-        .await?;
-        Statement::from_sql_and_values(backend, TAKE, [skus.into(), totals.into(), now.into()])
-    };
+    let skus = skus.join(",");
+    let totals = totals
+        .iter()
+        .map(i64::to_string)
+        .collect::<Vec<_>>()
+        .join(",");
+    txn.query_all_raw(Statement::from_sql_and_values(
+        backend,
+        LOCK,
+        [skus.clone().into()],
+    ))
+    .await?;
+    let statement =
+        Statement::from_sql_and_values(backend, TAKE, [skus.into(), totals.into(), now.into()]);
     let rows = txn.query_all_raw(statement).await?;
     let mut taken = HashMap::with_capacity(rows.len());
     for row in rows {

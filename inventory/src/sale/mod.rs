@@ -22,6 +22,7 @@
 
 mod alone;
 pub mod grouped;
+pub(crate) mod sqlite_thread;
 
 use sea_orm::{ColumnTrait, DatabaseTransaction, DbBackend, EntityTrait, QueryFilter};
 
