@@ -671,8 +671,8 @@ const METHOD: &str = r#"## Method
   the sale.
 - **Grouping** (`RESTOCK_GROUP_PURCHASES`, on by default; `inventory/src/sale/grouped.rs`):
   sales that arrive while their queue's transaction is in flight share the next one — per
-  product one `UPDATE` for their total, one multi-row `INSERT`, one commit (on SQLite one
-  `UPDATE` for every product's total, a JSON parameter); on PostgreSQL all of it one statement that commits itself (data-modifying
+  product one `UPDATE` for their total, one multi-row `INSERT`, one commit (on SQLite the
+  whole group one job on the sale thread, below); on PostgreSQL all of it one statement that commits itself (data-modifying
   CTEs locking the group's rows in sku order), one round trip a group — and each still
   gets its exact outcome. A queue is SQLite's one writer, or on PostgreSQL one of
   `RESTOCK_PURCHASE_LANES` (4) lanes of products. On a hot row the
@@ -692,7 +692,7 @@ const METHOD: &str = r#"## Method
   commit each, more lanes more commits at once, and a PostgreSQL commit waits for its WAL
   flush (`synchronous_commit = on`), which is what bounds a lane.
 - **One statement a group** (PostgreSQL) **and one `UPDATE` for every product's total**
-  (SQLite), against the transaction of several statements before them: four quick runs
+  (SQLite, until the sale thread replaced it), against the transaction of several statements before them: four quick runs
   each, alternated, 64 clients, grouped sales ÷ the same run's no-op, mean (range).
   PostgreSQL 1000 products 0.156 (0.128-0.174) → 0.178 (0.172-0.186); hot product 0.29 →
   0.29. SQLite 1000 products 0.163 (0.140-0.189) → 0.198 (0.172-0.234), measured with the
@@ -702,8 +702,26 @@ const METHOD: &str = r#"## Method
   Every run shared the machine's two cores between the load generator (no-op
   30,000-43,000/s), the gateway and the database (the SQLite runs left some of them idle:
   see *Waiting, not working*).
-- **Where a sale's time goes** (`perf record -g` on the gateway for 10 s at 64 clients, SQLite
-  hot product, release build): ungrouped, about half of the gateway's samples are the kernel
+- **The sale thread** (SQLite; `inventory/src/sale/sqlite_thread.rs`): a SQLite file's
+  sale transactions run whole on one thread that holds its own connection through the C
+  library (rusqlite) — one hand-off there and back per transaction (one sale, or a group)
+  instead of one per statement through sqlx's SQLite thread, and queued transactions run
+  back to back. Alternated runs (three each, 64 clients, 6 s a point, release build,
+  2026-12-04), through sqlx → on the thread: hot product ungrouped 2,763-3,607 →
+  12,057-13,187 sales/s, grouped 14,459-15,495 → 19,644-22,192; 1,000 products ungrouped
+  2,618-2,870 → 10,842-11,550, grouped 6,577-9,501 → 10,304-13,188. The gateway's peak RSS
+  stayed at 31-33 MiB; the idle CPU at the hot product fell from 22-31% to 17-21%. The
+  no-op ran 37,800-54,200/s in those runs, so the generator's margin over the best sale
+  rate fell to about 2.3× (the goals table shows it).
+- **Where a sale's time goes, on the sale thread** (`perf record -g -p` on the gateway for
+  4 s, grouped, SQLite hot product, 64 clients, release build, 17,000 sales/s): the gateway
+  used about 1.1 cores, the load generator most of the rest. 35% of its samples are the
+  sale thread (about 0.37 of a core, so it is not what limits the rate): SQLite's B-tree and
+  page cache, and the kernel copying WAL frames into the page cache (`pwrite`, ext4). 65%
+  are tokio's workers: h2 and tonic (framing, HPACK, the handler), `malloc`/`free` (about
+  8% of all samples), copies (`memmove` 5%) and the kernel switching threads (6%).
+- **Where a sale's time goes, before the sale thread** (`perf record -g` on the gateway for
+  10 s at 64 clients, SQLite hot product, release build): ungrouped, about half of the gateway's samples are the kernel
   switching threads — sqlx runs each SQLite statement on a worker thread of its own, and an
   ungrouped sale is four hand-offs there and back (`BEGIN IMMEDIATE`, `UPDATE … RETURNING`,
   `INSERT`, `COMMIT`); SQLite itself is a few percent. Grouped (`perf record -g --call-graph
@@ -715,8 +733,8 @@ const METHOD: &str = r#"## Method
   its outcomes, sea-orm building the statements), the rest tokio's scheduler, `malloc`
   (5.5%) and the kernel switching threads. Sale ids are time-ordered (UUID v7), so the
   primary key's inserts land on its last page instead of a random one.
-- **Waiting, not working** (the idle CPU beside each figure): at 64 clients on SQLite's hot
-  product about a quarter of the machine was idle (`vmstat`, 2026-12-04: 24-29% ungrouped at
+- **Waiting, not working** (the idle CPU beside each figure): before the sale thread, at 64
+  clients on SQLite's hot product about a quarter of the machine was idle (`vmstat`, 2026-12-04: 24-29% ungrouped at
   66,000 context switches a second, 22% grouped), while the no-op left 3%. Both sale paths
   wait on hand-offs between threads more than they compute: every SQLite statement is a
   round trip between a tokio task and sqlx's SQLite thread, one transaction at a time on
