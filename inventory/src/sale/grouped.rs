@@ -811,18 +811,7 @@ impl Store {
                 else {
                     return Err(sea_orm::DbErr::RecordNotFound(sku.to_owned()));
                 };
-                let mut left = found.stock;
-                let fits: Vec<bool> = quantities
-                    .iter()
-                    .map(|&q| {
-                        let fit = q <= left;
-                        if fit {
-                            left -= q;
-                        }
-                        fit
-                    })
-                    .collect();
-                let sold = found.stock - left;
+                let (fits, sold) = what_fits(found.stock, &quantities);
                 if sold > 0 && self.take_stock(txn, sku, sold).await?.is_none() {
                     // Cannot happen under the row lock; never sell on a guess.
                     return Err(sea_orm::DbErr::Custom(format!(
@@ -840,6 +829,23 @@ impl Store {
         }
         Ok((planned.outcomes, planned.rows))
     }
+}
+
+/// Which of `quantities` (arrival order) sell from `stock` when not all fit: each that
+/// still fits, in turn; and how many units that is.
+pub(super) fn what_fits(stock: i64, quantities: &[i64]) -> (Vec<bool>, i64) {
+    let mut left = stock;
+    let fits = quantities
+        .iter()
+        .map(|&q| {
+            let fit = q <= left;
+            if fit {
+                left -= q;
+            }
+            fit
+        })
+        .collect();
+    (fits, stock - left)
 }
 
 /// What selling a product's purchases means: see [`plan_product_sale`].
@@ -1009,6 +1015,14 @@ mod tests {
     fn request(quantity: u32, id: &str) -> PurchaseRequest {
         PurchaseRequest::new("CP-1", quantity, "", "")
             .map_or_else(|e| panic!("{e}"), |r| r.with_request_id(id))
+    }
+
+    #[test]
+    fn when_not_all_fit_each_that_still_fits_sells_in_arrival_order() {
+        // 5 units: 3 fits, 4 no longer does, 2 still does.
+        assert_eq!(what_fits(5, &[3, 4, 2]), (vec![true, false, true], 5));
+        assert_eq!(what_fits(0, &[1, 1]), (vec![false, false], 0));
+        assert_eq!(what_fits(2, &[]), (vec![], 0));
     }
 
     #[test]

@@ -35,7 +35,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use sea_orm::sqlx::error::{DatabaseError, ErrorKind};
 use tokio::sync::oneshot;
 
-use super::grouped::plan_product_sale;
+use super::grouped::{plan_product_sale, what_fits};
 use super::{PurchaseOutcome, PurchaseRequest, SaleFailure};
 use crate::entity::replenish_outbox::IntentReason;
 use crate::store::now_ms;
@@ -293,18 +293,7 @@ fn sell(
                 let Some((stock, reorder_point)) = found else {
                     return Err(sea_orm::DbErr::RecordNotFound(sku.to_owned()));
                 };
-                let mut left = stock;
-                let fits: Vec<bool> = quantities
-                    .iter()
-                    .map(|&q| {
-                        let fit = q <= left;
-                        if fit {
-                            left -= q;
-                        }
-                        fit
-                    })
-                    .collect();
-                let sold = stock - left;
+                let (fits, sold) = what_fits(stock, &quantities);
                 if sold > 0 {
                     let changed = connection
                         .prepare_cached(TAKE)
