@@ -720,6 +720,13 @@ const METHOD: &str = r#"## Method
   page cache, and the kernel copying WAL frames into the page cache (`pwrite`, ext4). 65%
   are tokio's workers: h2 and tonic (framing, HPACK, the handler), `malloc`/`free` (about
   8% of all samples), copies (`memmove` 5%) and the kernel switching threads (6%).
+- **mimalloc, tried and not kept**: with `malloc`/`free` at 8% of the gateway's samples,
+  `restock` was built with mimalloc as its global allocator and run against the same
+  build without it (three alternated runs each, 64 clients, release build, 2026-12-04;
+  glibc → mimalloc): hot product ungrouped 12,950-15,042 → 13,480-16,438 sales/s, grouped
+  16,423-22,677 → 19,100-24,849; 1,000 products grouped 10,275-15,341 → 11,892-15,531 —
+  within the noise — while the gateway's peak RSS rose from 31-33 to 53-57 MiB, past the
+  40 MiB goal.
 - **Where a sale's time goes, before the sale thread** (`perf record -g` on the gateway for
   10 s at 64 clients, SQLite hot product, release build): ungrouped, about half of the gateway's samples are the kernel
   switching threads — sqlx runs each SQLite statement on a worker thread of its own, and an
