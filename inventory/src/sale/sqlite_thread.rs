@@ -122,7 +122,8 @@ impl SaleThread {
             return Err((SaleFailure::from(err), None));
         }
         answer.await.unwrap_or_else(|_| {
-            let err = sea_orm::DbErr::Custom("the SQLite sale thread stopped".to_owned());
+            // The thread stopped, or the sale panicked on it: what it did is not known.
+            let err = sea_orm::DbErr::Custom("the SQLite sale thread gave no answer".to_owned());
             Err((SaleFailure::at_commit(err, None), None))
         })
     }
