@@ -953,13 +953,15 @@ mod tests {
             let request = crate::PurchaseRequest::new(sku, 1, "turn-1", "test").unwrap();
             tokio::spawn(async move { store.purchase(&request).await })
         };
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        // Long enough for the first to reach the thread first on a busy machine.
+        tokio::time::sleep(Duration::from_millis(200)).await;
         let second = {
             let store = store.clone();
             let request = crate::PurchaseRequest::new(sku, 1, "turn-2", "test").unwrap();
             tokio::spawn(async move { store.purchase(&request).await })
         };
-        tokio::time::sleep(Duration::from_millis(700)).await;
+        // Past the second's acquire_timeout (300 ms from when it was sent).
+        tokio::time::sleep(Duration::from_millis(1_000)).await;
         holder.execute_batch("ROLLBACK").unwrap();
 
         let first = first.await.unwrap();
