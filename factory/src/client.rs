@@ -165,9 +165,10 @@ impl FactoryClient {
         if status.is_success() {
             let body = read_prefix(response, MAX_REPLY_BYTES)
                 .await
-                .map_err(|why| {
+                .map_err(|err| {
                     OrderError::Ambiguous(format!(
-                        "HTTP {status}, but reading the reply failed: {why}"
+                        "HTTP {status}, but reading the reply failed: {}",
+                        error_chain(&err)
                     ))
                 })?;
             if !body.complete {
@@ -193,7 +194,7 @@ impl FactoryClient {
                 &String::from_utf8_lossy(&prefix.bytes),
                 MAX_ERROR_BODY_CHARS,
             ),
-            Err(why) => format!("<reply body unreadable: {why}>"),
+            Err(err) => format!("<reply body unreadable: {}>", error_chain(&err)),
         };
         let status = status.as_u16();
         if (500..600).contains(&status) {
@@ -249,9 +250,12 @@ struct BodyPrefix {
 }
 
 /// Reads the body up to `cap` bytes; the rest, if any, is left unread.
-async fn read_prefix(mut response: reqwest::Response, cap: usize) -> Result<BodyPrefix, String> {
+async fn read_prefix(
+    mut response: reqwest::Response,
+    cap: usize,
+) -> Result<BodyPrefix, reqwest::Error> {
     let mut bytes = Vec::new();
-    while let Some(chunk) = response.chunk().await.map_err(|err| error_chain(&err))? {
+    while let Some(chunk) = response.chunk().await? {
         let room = cap - bytes.len();
         if chunk.len() > room {
             bytes.extend_from_slice(&chunk[..room]);

@@ -326,7 +326,12 @@ impl Store {
                     wal_autocheckpoint_pages: SQLITE_WAL_AUTOCHECKPOINT_PAGES,
                     writer_pool: Some(writer.get_sqlite_connection_pool().clone()),
                 })
-                .map_err(StoreError::InvalidInput)?;
+                .map_err(|err| {
+                    // The pools opened this file a moment ago: a connection failure.
+                    StoreError::Unavailable(sea_orm::DbErr::Conn(sea_orm::RuntimeErr::Internal(
+                        err.to_string(),
+                    )))
+                })?;
                 Some(Arc::new(thread))
             }
             _ => None,

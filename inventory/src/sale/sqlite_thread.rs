@@ -79,21 +79,36 @@ pub(crate) struct SaleThreadOptions {
     pub(crate) writer_pool: Option<sea_orm::sqlx::SqlitePool>,
 }
 
+/// Why the sale thread did not start.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum SaleThreadError {
+    /// Its connection to the database file did not open.
+    #[error("cannot open {} for the SQLite sale thread: {source}", path.display())]
+    Open {
+        /// The database file.
+        path: std::path::PathBuf,
+        /// SQLite's error.
+        #[source]
+        source: rusqlite::Error,
+    },
+    /// The thread could not be spawned.
+    #[error("cannot start the SQLite sale thread: {0}")]
+    Spawn(#[source] std::io::Error),
+}
+
 impl SaleThread {
     /// Opens the connection (the file must exist, as the store's sqlx pools made it) and
     /// starts the thread.
-    pub(crate) fn start(options: SaleThreadOptions) -> Result<Self, String> {
-        let connection = open(&options).map_err(|err| {
-            format!(
-                "cannot open {} for the sale thread: {err}",
-                options.path.display()
-            )
+    pub(crate) fn start(options: SaleThreadOptions) -> Result<Self, SaleThreadError> {
+        let connection = open(&options).map_err(|source| SaleThreadError::Open {
+            path: options.path.clone(),
+            source,
         })?;
         let (jobs, queue) = mpsc::channel::<Job>();
         std::thread::Builder::new()
             .name("restock-sqlite-sales".to_owned())
             .spawn(move || serve(connection, queue, options.writer_pool))
-            .map_err(|err| format!("cannot start the sale thread: {err}"))?;
+            .map_err(SaleThreadError::Spawn)?;
         Ok(Self { jobs })
     }
 
