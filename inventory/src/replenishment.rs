@@ -308,15 +308,7 @@ impl Store {
             // Dropping the transaction rolls it back; the insert's error is the one to report.
             Err(err) => return Err(err),
         }
-        let updated = product::Entity::update_many()
-            .col_expr(
-                product::Column::Stock,
-                Expr::col(product::Column::Stock).add(quantity),
-            )
-            .col_expr(product::Column::UpdatedAt, Expr::value(now_ms()))
-            .filter(product::Column::Sku.eq(sku))
-            .exec(&txn)
-            .await?;
+        let updated = product::add_to_stock(sku, quantity).exec(&txn).await?;
         if updated.rows_affected == 0 {
             txn.rollback().await?;
             return Err(sea_orm::DbErr::RecordNotFound(sku.to_owned()));

@@ -724,13 +724,7 @@ impl Store {
     /// `Some(())` when applied, `None` when it would go below zero.
     async fn try_adjust(&self, change: &AdjustStock) -> Result<Option<()>, sea_orm::DbErr> {
         let txn = self.begin_write().await?;
-        let updated = product::Entity::update_many()
-            .col_expr(
-                product::Column::Stock,
-                Expr::col(product::Column::Stock).add(change.delta),
-            )
-            .col_expr(product::Column::UpdatedAt, Expr::value(now_ms()))
-            .filter(product::Column::Sku.eq(change.sku.as_str()))
+        let updated = product::add_to_stock(change.sku.as_str(), change.delta)
             .filter(Expr::col(product::Column::Stock).add(change.delta).gte(0))
             .filter(
                 Expr::col(product::Column::Stock)

@@ -31,3 +31,14 @@ pub struct Model {
 pub enum Relation {}
 
 impl ActiveModelBehavior for ActiveModel {}
+
+/// `UPDATE products SET stock = stock + delta, updated_at = now WHERE sku = ...`, the one
+/// statement every stock change starts from; callers add their guards (enough stock, the
+/// upper limit).
+pub(crate) fn add_to_stock(sku: &str, delta: i64) -> sea_orm::UpdateMany<Entity> {
+    use sea_orm::sea_query::{Expr, ExprTrait};
+    Entity::update_many()
+        .col_expr(Column::Stock, Expr::col(Column::Stock).add(delta))
+        .col_expr(Column::UpdatedAt, Expr::value(crate::store::now_ms()))
+        .filter(Column::Sku.eq(sku))
+}

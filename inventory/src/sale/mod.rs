@@ -28,7 +28,7 @@ use sea_orm::{ColumnTrait, DatabaseTransaction, DbBackend, EntityTrait, QueryFil
 
 use crate::entity::{product, sale};
 use crate::error::{DbErrKind, before_commit, classify, may_have_committed};
-use crate::store::{Store, now_ms};
+use crate::store::Store;
 use crate::{Sku, StoreError, replenishment_id, validate};
 
 /// A validated purchase, built by [`PurchaseRequest::new`].
@@ -207,15 +207,8 @@ impl Store {
         sku: &str,
         quantity: i64,
     ) -> Result<Option<product::Model>, sea_orm::DbErr> {
-        use sea_orm::sea_query::{Expr, ExprTrait};
-        let update = product::Entity::update_many()
-            .col_expr(
-                product::Column::Stock,
-                Expr::col(product::Column::Stock).sub(quantity),
-            )
-            .col_expr(product::Column::UpdatedAt, Expr::value(now_ms()))
-            .filter(product::Column::Sku.eq(sku))
-            .filter(product::Column::Stock.gte(quantity));
+        let update =
+            product::add_to_stock(sku, -quantity).filter(product::Column::Stock.gte(quantity));
         if self.backend() == DbBackend::MySql {
             // No UPDATE ... RETURNING: read the row back while it is still locked.
             if update.exec(txn).await?.rows_affected == 0 {
