@@ -59,6 +59,9 @@ pub struct Email {
     pub body: String,
 }
 
+/// The sender when none is configured (`RESTOCK_MAIL_FROM`).
+pub const DEFAULT_FROM: &str = "restock <restock@localhost>";
+
 impl Mailer {
     /// A mailer for `smtp_url` (`smtp://host:port`, `smtps://user:pass@host`, ...), or the
     /// log when it is `None`. `from` is the sender, e.g. `restock <restock@example.com>`.

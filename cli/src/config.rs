@@ -94,7 +94,7 @@ pub(crate) struct TemporalArgs {
     #[arg(long, env = "TEMPORAL_API_KEY", hide_env_values = true)]
     pub temporal_api_key: Option<Secret>,
     /// The Temporal Web UI, for links to workflows (in notifications and the console).
-    #[arg(long, env = "RESTOCK_TEMPORAL_UI_URL", default_value = restock_workflows::client::DEFAULT_UI_URL)]
+    #[arg(long, env = "RESTOCK_TEMPORAL_UI_URL", default_value_t = restock_workflows::client::default_ui_url())]
     pub temporal_ui_url: String,
 }
 
@@ -161,12 +161,12 @@ impl TemporalArgs {
                 .temporal_address
                 .clone()
                 .or(profile.address)
-                .unwrap_or_else(|| "localhost:7233".to_owned()),
+                .unwrap_or_else(restock_workflows::client::default_address),
             namespace: self
                 .temporal_namespace
                 .clone()
                 .or(profile.namespace)
-                .unwrap_or_else(|| "default".to_owned()),
+                .unwrap_or_else(|| restock_workflows::client::DEFAULT_NAMESPACE.to_owned()),
             tls,
             api_key: self
                 .temporal_api_key

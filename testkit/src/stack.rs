@@ -10,6 +10,7 @@ use restock_factory::callback::CallbackSigner;
 use restock_factory::{FactoryClient, Simulator, SimulatorConfig, SimulatorStats};
 use restock_gateway::{GatewaySettings, RelaySettings, TemporalSettings};
 use restock_proto::v1::replenishment_service_client::ReplenishmentServiceClient;
+use restock_worker::WorkerSettings;
 use restock_workflows::client::TemporalEndpoint;
 use restock_workflows::{ReplenishSettings, ReplenishStatus, RestockState};
 
@@ -143,7 +144,7 @@ pub async fn spawn_stack(options: StackOptions) -> Option<Stack> {
         temporal: Some(TemporalSettings {
             endpoint: TemporalEndpoint::plain(&temporal.address, &temporal.namespace),
             task_queue: restock_workflows::TASK_QUEUE.to_owned(),
-            ui_url: Some(restock_workflows::client::DEFAULT_UI_URL.to_owned()),
+            ui_url: Some(restock_workflows::client::default_ui_url()),
         }),
         signer: CallbackSigner::new(TEST_CALLBACK_SECRET).unwrap(),
         relay: RelaySettings {
@@ -194,18 +195,18 @@ impl Stack {
                 requester: "restock-test".to_owned(),
                 mailer: Mailer::new(
                     self.options.smtp_url.as_deref(),
-                    "restock <restock@localhost>",
+                    restock_activities::notify::DEFAULT_FROM,
                 )
                 .unwrap(),
-                temporal_ui_url: restock_workflows::client::DEFAULT_UI_URL.to_owned(),
+                temporal_ui_url: restock_workflows::client::default_ui_url(),
                 namespace: self.temporal.namespace.clone(),
             },
         );
-        let settings = restock_worker::WorkerSettings {
+        let settings = WorkerSettings {
             temporal: TemporalEndpoint::plain(&self.temporal.address, &self.temporal.namespace),
             task_queue: restock_workflows::TASK_QUEUE.to_owned(),
-            max_concurrent_workflow_tasks: 16,
-            max_concurrent_activities: 32,
+            max_concurrent_workflow_tasks: WorkerSettings::DEFAULT_MAX_CONCURRENT_WORKFLOW_TASKS,
+            max_concurrent_activities: WorkerSettings::DEFAULT_MAX_CONCURRENT_ACTIVITIES,
             graceful_shutdown: Duration::from_secs(1),
             metrics_addr: None,
             planner: self.options.planner.clone(),

@@ -209,7 +209,7 @@ impl DevServer {
             ui_port: options.ui.then_some(ui_port),
             http_port,
             metrics_port,
-            namespace: "default".to_owned(),
+            namespace: restock_workflows::client::DEFAULT_NAMESPACE.to_owned(),
             server,
             log_path,
             dir,

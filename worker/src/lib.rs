@@ -33,6 +33,20 @@ impl Drop for AbortOnDrop {
     }
 }
 
+impl WorkerSettings {
+    /// Workflow tasks processed at once unless configured otherwise.
+    pub const DEFAULT_MAX_CONCURRENT_WORKFLOW_TASKS: usize = 16;
+    /// Activities run at once unless configured otherwise.
+    pub const DEFAULT_MAX_CONCURRENT_ACTIVITIES: usize = 32;
+    /// How long in-flight tasks may finish after shutdown unless configured otherwise.
+    pub const DEFAULT_GRACEFUL_SHUTDOWN: Duration = Duration::from_secs(10);
+}
+
+impl PlannerConfig {
+    /// The planner schedule's interval unless configured otherwise.
+    pub const DEFAULT_EVERY: Duration = Duration::from_secs(60);
+}
+
 /// How the worker runs.
 #[derive(Debug, Clone)]
 pub struct WorkerSettings {

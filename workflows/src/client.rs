@@ -33,9 +33,25 @@ pub fn identity() -> String {
 /// each sale's answer, so it is defined there, once.
 pub use restock_inventory::replenishment_id as workflow_id;
 
+/// Temporal's frontend port unless configured (the dev server's too).
+pub const DEFAULT_PORT: u16 = 7233;
+
+/// The dev server's Web UI port unless configured.
+pub const DEFAULT_UI_PORT: u16 = 8233;
+
+/// The namespace unless configured (`TEMPORAL_NAMESPACE`); the dev server has it.
+pub const DEFAULT_NAMESPACE: &str = "default";
+
+/// Where Temporal is unless configured (`TEMPORAL_ADDRESS`): `localhost:7233`.
+pub fn default_address() -> String {
+    format!("localhost:{DEFAULT_PORT}")
+}
+
 /// Where the Temporal Web UI is unless configured (`RESTOCK_TEMPORAL_UI_URL`): the dev
-/// server's.
-pub const DEFAULT_UI_URL: &str = "http://localhost:8233";
+/// server's, `http://localhost:8233`.
+pub fn default_ui_url() -> String {
+    format!("http://localhost:{DEFAULT_UI_PORT}")
+}
 
 /// Where Temporal is and how to reach it: plaintext (dev server), TLS, mTLS client
 /// certificates, or an API key (Temporal Cloud).

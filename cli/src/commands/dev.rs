@@ -36,10 +36,10 @@ pub(crate) struct Args {
     #[arg(long, default_value = restock_factory::DEFAULT_ADDR)]
     factory_addr: SocketAddr,
     /// Temporal's frontend port (on 127.0.0.1).
-    #[arg(long, default_value_t = 7233)]
+    #[arg(long, default_value_t = restock_workflows::client::DEFAULT_PORT)]
     temporal_port: u16,
     /// Temporal Web UI port (on 127.0.0.1).
-    #[arg(long, default_value_t = 8233)]
+    #[arg(long, default_value_t = restock_workflows::client::DEFAULT_UI_PORT)]
     ui_port: u16,
     /// How long the simulated factory takes to produce an order (the real one: about 40 s).
     #[arg(long, default_value_t = 40.0)]
@@ -219,7 +219,10 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
                 .env("RESTOCK_CALLBACK_SECRET", &secret)
                 .env("RESTOCK_DATABASE_URL", &database_url)
                 .env("TEMPORAL_ADDRESS", &temporal_address)
-                .env("TEMPORAL_NAMESPACE", "default")
+                .env(
+                    "TEMPORAL_NAMESPACE",
+                    restock_workflows::client::DEFAULT_NAMESPACE,
+                )
                 .env("RESTOCK_TASK_QUEUE", restock_workflows::TASK_QUEUE)
                 .env("RESTOCK_HTTP_ADDR", args.http_addr.to_string())
                 .env_remove("RESTOCK_CALLBACK_BASE_URL");

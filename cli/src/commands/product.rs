@@ -4,8 +4,9 @@
 
 use anyhow::Context;
 use prost_types::FieldMask;
+use restock_gateway::grpc::inventory::settings_to_pb;
 use restock_proto::v1::{
-    AdaptiveSettings, GetProductRequest, Product, ReplenishmentPolicy, UpsertProductRequest,
+    GetProductRequest, Product, ReplenishmentPolicy, UpsertProductRequest,
     inventory_service_client::InventoryServiceClient,
 };
 
@@ -119,12 +120,8 @@ async fn set(args: SetArgs) -> anyhow::Result<()> {
             .await
             .map_err(explain)?
             .into_inner();
-        let mut a = current.adaptive.unwrap_or(AdaptiveSettings {
-            service_level_percent: 99.0,
-            min_reorder_point: 0,
-            max_reorder_point: restock_inventory::validate::MAX_UNITS,
-            min_reorder_quantity: 1,
-            max_reorder_quantity: restock_inventory::validate::MAX_REORDER_QUANTITY,
+        let mut a = current.adaptive.unwrap_or_else(|| {
+            settings_to_pb(restock_inventory::policy::AdaptiveSettings::default())
         });
         if let Some(v) = args.service_level {
             a.service_level_percent = v;

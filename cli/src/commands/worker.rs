@@ -6,6 +6,7 @@ use anyhow::{Context, anyhow};
 use restock_activities::notify::Mailer;
 use restock_activities::{ActivitySettings, ReplenishActivities};
 use restock_factory::FactoryClient;
+use restock_worker::{PlannerConfig, WorkerSettings};
 
 use crate::config::{CallbackArgs, DatabaseArgs, Secret, TemporalArgs, shutdown_signal};
 
@@ -22,31 +23,27 @@ pub(crate) struct Args {
     #[arg(long, env = "RESTOCK_FACTORY_URL")]
     factory_url: Option<String>,
     /// How long one factory order request may take before its outcome counts as unknown.
-    #[arg(long, env = "RESTOCK_FACTORY_TIMEOUT_SECS", default_value_t = 10)]
+    #[arg(long, env = "RESTOCK_FACTORY_TIMEOUT_SECS", default_value_t = restock_factory::client::DEFAULT_REQUEST_TIMEOUT.as_secs())]
     factory_timeout_secs: u64,
     /// Most activities run at once.
-    #[arg(long, env = "RESTOCK_WORKER_MAX_ACTIVITIES", default_value_t = 32)]
+    #[arg(long, env = "RESTOCK_WORKER_MAX_ACTIVITIES", default_value_t = WorkerSettings::DEFAULT_MAX_CONCURRENT_ACTIVITIES)]
     max_concurrent_activities: usize,
     /// Most workflow tasks processed at once.
-    #[arg(long, env = "RESTOCK_WORKER_MAX_WORKFLOW_TASKS", default_value_t = 16)]
+    #[arg(long, env = "RESTOCK_WORKER_MAX_WORKFLOW_TASKS", default_value_t = WorkerSettings::DEFAULT_MAX_CONCURRENT_WORKFLOW_TASKS)]
     max_concurrent_workflow_tasks: usize,
     /// SMTP server for notifications (smtp://host:port, smtps://user:pass@host); without it
     /// notifications are logged. Never printed.
     #[arg(long, env = "RESTOCK_SMTP_URL", hide_env_values = true)]
     smtp_url: Option<Secret>,
     /// Sender of notifications.
-    #[arg(
-        long,
-        env = "RESTOCK_MAIL_FROM",
-        default_value = "restock <restock@localhost>"
-    )]
+    #[arg(long, env = "RESTOCK_MAIL_FROM", default_value = restock_activities::notify::DEFAULT_FROM)]
     mail_from: String,
     /// Where to serve the Temporal SDK's Prometheus metrics (e.g. 127.0.0.1:9464); off when
     /// unset.
     #[arg(long, env = "RESTOCK_WORKER_METRICS_ADDR")]
     metrics_addr: Option<std::net::SocketAddr>,
     /// How long in-flight work may finish after SIGINT/SIGTERM.
-    #[arg(long, env = "RESTOCK_WORKER_SHUTDOWN_SECS", default_value_t = 10)]
+    #[arg(long, env = "RESTOCK_WORKER_SHUTDOWN_SECS", default_value_t = WorkerSettings::DEFAULT_GRACEFUL_SHUTDOWN.as_secs())]
     shutdown_grace_secs: u64,
     #[command(flatten)]
     planner: PlannerArgs,
@@ -57,7 +54,7 @@ pub(crate) struct Args {
 pub(crate) struct PlannerArgs {
     /// Seconds between planner passes (the `restock-planner` Temporal Schedule, created or
     /// updated at start); 0 leaves the schedule alone.
-    #[arg(long, env = "RESTOCK_PLANNER_EVERY_SECS", default_value_t = 60.0)]
+    #[arg(long, env = "RESTOCK_PLANNER_EVERY_SECS", default_value_t = PlannerConfig::DEFAULT_EVERY.as_secs_f64())]
     planner_every_secs: f64,
     /// Demand is measured over this many seconds.
     #[arg(long, env = "RESTOCK_DEMAND_WINDOW_SECS", default_value_t = restock_inventory::PlannerSettings::default().demand_window_secs)]
@@ -69,7 +66,7 @@ pub(crate) struct PlannerArgs {
 
 impl PlannerArgs {
     /// The worker's planner configuration; refuses numbers that make no sense.
-    pub(crate) fn config(&self) -> anyhow::Result<restock_worker::PlannerConfig> {
+    pub(crate) fn config(&self) -> anyhow::Result<PlannerConfig> {
         anyhow::ensure!(
             self.planner_every_secs.is_finite()
                 && (self.planner_every_secs == 0.0
@@ -87,7 +84,7 @@ impl PlannerArgs {
             "RESTOCK_DEFAULT_LEAD_TIME_SECS must be a number of seconds, 0 or more, not {}",
             self.default_lead_time_secs
         );
-        Ok(restock_worker::PlannerConfig {
+        Ok(PlannerConfig {
             every: (self.planner_every_secs > 0.0)
                 .then(|| Duration::from_secs_f64(self.planner_every_secs)),
             settings: restock_activities::plan::PlannerSettings {
@@ -120,7 +117,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
             namespace: temporal.namespace.clone(),
         },
     );
-    let settings = restock_worker::WorkerSettings {
+    let settings = WorkerSettings {
         temporal,
         task_queue: args.temporal.task_queue.clone(),
         max_concurrent_workflow_tasks: args.max_concurrent_workflow_tasks,

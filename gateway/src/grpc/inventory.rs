@@ -41,6 +41,17 @@ impl InventoryApi {
     }
 }
 
+/// The wire form of adaptive settings (the service level in percent).
+pub fn settings_to_pb(s: StoreSettings) -> AdaptiveSettings {
+    AdaptiveSettings {
+        service_level_percent: s.service_level * 100.0,
+        min_reorder_point: s.min_reorder_point,
+        max_reorder_point: s.max_reorder_point,
+        min_reorder_quantity: s.min_reorder_quantity,
+        max_reorder_quantity: s.max_reorder_quantity,
+    }
+}
+
 /// The wire form of a product.
 pub fn to_pb(view: ProductView) -> Product {
     let p = view.product;
@@ -49,16 +60,10 @@ pub fn to_pb(view: ProductView) -> Product {
         .as_ref()
         .and_then(|row| PolicyKind::parse(&row.policy))
         .unwrap_or(PolicyKind::Fixed);
-    let adaptive = view.policy.as_ref().map(|row| {
-        let s = settings_of(row);
-        AdaptiveSettings {
-            service_level_percent: s.service_level * 100.0,
-            min_reorder_point: s.min_reorder_point,
-            max_reorder_point: s.max_reorder_point,
-            min_reorder_quantity: s.min_reorder_quantity,
-            max_reorder_quantity: s.max_reorder_quantity,
-        }
-    });
+    let adaptive = view
+        .policy
+        .as_ref()
+        .map(|row| settings_to_pb(settings_of(row)));
     let plan = view
         .policy
         .as_ref()
