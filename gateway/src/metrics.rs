@@ -9,7 +9,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
-use prometheus_client::registry::Registry;
+use prometheus_client::registry::{Metric, Registry};
 use restock_inventory::Store;
 
 /// A label set with one `outcome`/`result`/`state` value.
@@ -61,104 +61,98 @@ impl Default for Metrics {
     }
 }
 
+/// Registers `metric` under `name` and gives it back (a handle to the same metric).
+fn registered<M: Metric + Clone>(registry: &mut Registry, name: &str, help: &str, metric: M) -> M {
+    registry.register(name, help, metric.clone());
+    metric
+}
+
 impl Metrics {
     /// A fresh registry with every metric registered.
     pub fn new() -> Self {
         let mut registry = Registry::with_prefix("restock");
-        let sales = Family::<Outcome, Counter>::default();
-        registry.register(
-            "sales",
-            "Purchase requests by outcome (sold, out_of_stock, replayed, or the refusing gRPC code)",
-            sales.clone(),
-        );
-        let purchase_seconds = Histogram::new(exponential_buckets(0.0005, 2.0, 16));
-        registry.register(
-            "purchase_seconds",
-            "Time to answer a Purchase",
-            purchase_seconds.clone(),
-        );
-        let callbacks = Family::<CallbackResult, Counter>::default();
-        registry.register(
-            "factory_callbacks",
-            "Factory callbacks by result",
-            callbacks.clone(),
-        );
-        let relayed = Counter::default();
-        registry.register(
-            "relay_handed_over",
-            "Replenishment intents handed to Temporal",
-            relayed.clone(),
-        );
-        let relay_failures = Counter::default();
-        registry.register(
-            "relay_failures",
-            "Attempts to hand an intent to Temporal that failed (retried)",
-            relay_failures.clone(),
-        );
-        let relay_lag_seconds = Histogram::new(exponential_buckets(0.001, 2.0, 20));
-        registry.register(
-            "relay_lag_seconds",
-            "Time from a sale writing a replenishment intent to Temporal holding it",
-            relay_lag_seconds.clone(),
-        );
-        let outbox_depth = Gauge::default();
-        registry.register(
-            "outbox_depth",
-            "Replenishment intents waiting for the relay",
-            outbox_depth.clone(),
-        );
-        let outbox_oldest_age_seconds = Gauge::default();
-        registry.register(
-            "outbox_oldest_age_seconds",
-            "Age of the oldest replenishment intent still waiting for the relay (0 when none waits)",
-            outbox_oldest_age_seconds.clone(),
-        );
-        let replenishments = Family::<State, Gauge>::default();
-        registry.register(
-            "replenishments",
-            "Replenishments by state (database read model)",
-            replenishments.clone(),
-        );
-        let grouped_sales = Counter::default();
-        registry.register(
-            "grouped_sales",
-            "Purchases sold in a transaction shared with other purchases of the product, since start",
-            grouped_sales.clone(),
-        );
-        let group_transactions = Counter::default();
-        registry.register(
-            "group_transactions",
-            "Transactions that sold two or more purchases of one product, since start",
-            group_transactions.clone(),
-        );
-        let abandoned_purchases = Counter::default();
-        registry.register(
-            "abandoned_purchases",
-            "Purchases dropped unsold because their caller stopped waiting before their transaction began, since start",
-            abandoned_purchases.clone(),
-        );
-        let purchases_waiting = Gauge::default();
-        registry.register(
-            "purchases_waiting",
-            "Purchases waiting for their product's next grouped transaction",
-            purchases_waiting.clone(),
-        );
+        let r = &mut registry;
         Self {
-            registry: Arc::new(registry),
-            grouped_sales,
-            group_transactions,
-            abandoned_purchases,
+            sales: registered(
+                r,
+                "sales",
+                "Purchase requests by outcome (sold, out_of_stock, replayed, or the refusing gRPC code)",
+                Family::<Outcome, Counter>::default(),
+            ),
+            purchase_seconds: registered(
+                r,
+                "purchase_seconds",
+                "Time to answer a Purchase",
+                Histogram::new(exponential_buckets(0.0005, 2.0, 16)),
+            ),
+            callbacks: registered(
+                r,
+                "factory_callbacks",
+                "Factory callbacks by result",
+                Family::<CallbackResult, Counter>::default(),
+            ),
+            relayed: registered(
+                r,
+                "relay_handed_over",
+                "Replenishment intents handed to Temporal",
+                Counter::default(),
+            ),
+            relay_failures: registered(
+                r,
+                "relay_failures",
+                "Attempts to hand an intent to Temporal that failed (retried)",
+                Counter::default(),
+            ),
+            relay_lag_seconds: registered(
+                r,
+                "relay_lag_seconds",
+                "Time from a sale writing a replenishment intent to Temporal holding it",
+                Histogram::new(exponential_buckets(0.001, 2.0, 20)),
+            ),
+            outbox_depth: registered(
+                r,
+                "outbox_depth",
+                "Replenishment intents waiting for the relay",
+                Gauge::default(),
+            ),
+            outbox_oldest_age_seconds: registered(
+                r,
+                "outbox_oldest_age_seconds",
+                "Age of the oldest replenishment intent still waiting for the relay (0 when none waits)",
+                Gauge::default(),
+            ),
+            replenishments: registered(
+                r,
+                "replenishments",
+                "Replenishments by state (database read model)",
+                Family::<State, Gauge>::default(),
+            ),
+            grouped_sales: registered(
+                r,
+                "grouped_sales",
+                "Purchases sold in a transaction shared with other purchases of the product, since start",
+                Counter::default(),
+            ),
+            group_transactions: registered(
+                r,
+                "group_transactions",
+                "Transactions that sold two or more purchases of one product, since start",
+                Counter::default(),
+            ),
+            abandoned_purchases: registered(
+                r,
+                "abandoned_purchases",
+                "Purchases dropped unsold because their caller stopped waiting before their transaction began, since start",
+                Counter::default(),
+            ),
+            purchases_waiting: registered(
+                r,
+                "purchases_waiting",
+                "Purchases waiting for their product's next grouped transaction",
+                Gauge::default(),
+            ),
             grouping_sync: Arc::default(),
-            purchases_waiting,
-            sales,
-            purchase_seconds,
-            callbacks,
-            relayed,
-            relay_failures,
-            relay_lag_seconds,
-            outbox_depth,
-            outbox_oldest_age_seconds,
-            replenishments,
+            registry: Arc::new(registry),
         }
     }
 

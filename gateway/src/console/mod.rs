@@ -25,11 +25,12 @@ use std::sync::Arc;
 use axum::extract::connect_info::Connected;
 use axum::extract::{ConnectInfo, Path, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::serve::IncomingStream;
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use futures::Stream;
 use restock_proto::v1::replenishment_service_server::ReplenishmentService;
 use restock_proto::v1::{CancelReplenishmentRequest, CompleteFactoryOrderRequest};
@@ -60,16 +61,36 @@ pub struct Console {
 
 /// The console's routes.
 pub fn router(console: Console) -> Router {
-    Router::new()
-        .route("/", get(index))
-        .route("/console/console.js", get(script))
-        .route("/console/console.css", get(style))
+    let console = Arc::new(console);
+    // What a viewer may read; the caller is checked once, here, for all of it.
+    let views = Router::new()
         .route("/api/console/whoami", get(whoami))
         .route("/api/console/snapshot", get(snapshot))
         .route("/api/console/history", get(history))
         .route("/api/console/events", get(events))
+        .route_layer(middleware::from_fn_with_state(
+            console.clone(),
+            viewers_only,
+        ));
+    Router::new()
+        .route("/", get(index))
+        .route("/console/console.js", get(script))
+        .route("/console/console.css", get(style))
         .route("/api/console/replenishments/{sku}/{action}", post(act))
-        .with_state(Arc::new(console))
+        .merge(views)
+        .with_state(console)
+}
+
+/// Lets a request on only with at least a viewer's token (or from loopback when no tokens
+/// are configured), and hands its [`Caller`] on in the request's extensions.
+async fn viewers_only(
+    State(console): State<Arc<Console>>,
+    mut request: Request,
+    next: Next,
+) -> Result<Response, ConsoleError> {
+    let caller = caller_of(&console, &request, Role::Viewer)?;
+    request.extensions_mut().insert(caller);
+    Ok(next.run(request).await)
 }
 
 /// Why a console call was refused, as an HTTP status and a sentence.
@@ -250,31 +271,24 @@ struct WhoAmI {
 /// Who the token belongs to (the page shows it and hides what the role may not do).
 async fn whoami(
     State(console): State<Arc<Console>>,
-    request: Request,
-) -> Result<Json<WhoAmI>, ConsoleError> {
-    let caller = caller_of(&console, &request, Role::Viewer)?;
-    Ok(Json(WhoAmI {
+    Extension(caller): Extension<Caller>,
+) -> Json<WhoAmI> {
+    Json(WhoAmI {
         name: caller.name,
         role: caller.role.as_str(),
         tokens_required: !console.tokens.is_empty(),
-    }))
+    })
 }
 
 /// The picture now, read from the database.
 async fn snapshot(
     State(console): State<Arc<Console>>,
-    request: Request,
 ) -> Result<Json<feed::Snapshot>, ConsoleError> {
-    caller_of(&console, &request, Role::Viewer)?;
     Ok(Json(console.feed.read().await?))
 }
 
 /// The charts' data now.
-async fn history(
-    State(console): State<Arc<Console>>,
-    request: Request,
-) -> Result<Json<feed::History>, ConsoleError> {
-    caller_of(&console, &request, Role::Viewer)?;
+async fn history(State(console): State<Arc<Console>>) -> Result<Json<feed::History>, ConsoleError> {
     Ok(Json(console.feed.history().await?))
 }
 
@@ -282,9 +296,7 @@ async fn history(
 /// sample is taken; each starts with the latest.
 async fn events(
     State(console): State<Arc<Console>>,
-    request: Request,
-) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ConsoleError> {
-    caller_of(&console, &request, Role::Viewer)?;
+) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
     let snapshots = WatchStream::new(console.feed.snapshots())
         .filter_map(|json| json.map(|json| Event::default().event("snapshot").data(&*json)));
     let histories = WatchStream::new(console.feed.histories())
@@ -292,7 +304,7 @@ async fn events(
     // Ends when the gateway shuts down, so the HTTP server's graceful shutdown can finish.
     let stream =
         futures::StreamExt::take_until(snapshots.merge(histories).map(Ok), console.feed.closed());
-    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+    Sse::new(stream).keep_alive(KeepAlive::default())
 }
 
 /// The body of a Complete.
