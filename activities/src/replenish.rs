@@ -392,11 +392,10 @@ impl ReplenishActivities {
             };
             let name = product.map_or_else(|| notice.sku.clone(), |view| view.product.name);
             let workflow_id = restock_inventory::replenishment_id(&notice.sku);
-            let link = format!(
-                "{}/namespaces/{}/workflows/{}",
-                self.settings.temporal_ui_url.trim_end_matches('/'),
-                self.settings.namespace,
-                workflow_id
+            let link = crate::workflow_link(
+                &self.settings.temporal_ui_url,
+                &self.settings.namespace,
+                &workflow_id,
             );
             let email = Email {
                 to: notice.recipient.clone(),
@@ -471,11 +470,10 @@ impl ReplenishActivities {
                 mail_failed: false,
             });
         }
-        let link = format!(
-            "{}/namespaces/{}/workflows/{}",
-            self.settings.temporal_ui_url.trim_end_matches('/'),
-            self.settings.namespace,
-            change.replenishment_id
+        let link = crate::workflow_link(
+            &self.settings.temporal_ui_url,
+            &self.settings.namespace,
+            &change.replenishment_id,
         );
         let email = if active {
             Email {

@@ -42,11 +42,6 @@ impl WorkerSettings {
     pub const DEFAULT_GRACEFUL_SHUTDOWN: Duration = Duration::from_secs(10);
 }
 
-impl PlannerConfig {
-    /// The planner schedule's interval unless configured otherwise.
-    pub const DEFAULT_EVERY: Duration = Duration::from_secs(60);
-}
-
 /// How the worker runs.
 #[derive(Debug, Clone)]
 pub struct WorkerSettings {

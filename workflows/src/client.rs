@@ -33,6 +33,9 @@ pub fn identity() -> String {
 /// each sale's answer, so it is defined there, once.
 pub use restock_inventory::replenishment_id as workflow_id;
 
+/// A workflow's page in the Temporal Web UI.
+pub use restock_activities::workflow_link;
+
 /// Temporal's frontend port unless configured (the dev server's too).
 pub const DEFAULT_PORT: u16 = 7233;
 

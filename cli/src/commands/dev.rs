@@ -262,13 +262,16 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         say(&format!("  gRPC API           {}   (try: restock buy CP-502101)", args.grpc_addr));
         say(&format!("  HTTP + callbacks   http://{}/healthz", args.http_addr));
         say(&format!("  factory simulator  http://{}   (production takes {}s)", args.factory_addr, args.production_secs));
-        say(&format!("  Temporal           {temporal_address}   (namespace default)"));
+        let namespace = restock_workflows::client::DEFAULT_NAMESPACE;
+        say(&format!("  Temporal           {temporal_address}   (namespace {namespace})"));
         say(&format!("  Temporal UI        {ui}"));
         say(&format!(
-            "  replenishments     {ui}/namespaces/default/workflows?query=WorkflowType%3D%22replenish-stock%22"
+            "  replenishments     {ui}/namespaces/{namespace}/workflows?query=WorkflowType%3D%22{}%22",
+            restock_workflows::WORKFLOW_TYPE
         ));
         say(&format!(
-            "  planner            {ui}/namespaces/default/schedules/restock-planner   (adaptive reorder points)"
+            "  planner            {ui}/namespaces/{namespace}/schedules/{}   (adaptive reorder points)",
+            restock_workflows::plan::PLANNER_SCHEDULE_ID
         ));
         say(&format!("  data               {}", data.display()));
         say(&format!("  logs               {}", logs.display()));

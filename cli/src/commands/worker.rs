@@ -54,7 +54,7 @@ pub(crate) struct Args {
 pub(crate) struct PlannerArgs {
     /// Seconds between planner passes (the `restock-planner` Temporal Schedule, created or
     /// updated at start); 0 leaves the schedule alone.
-    #[arg(long, env = "RESTOCK_PLANNER_EVERY_SECS", default_value_t = PlannerConfig::DEFAULT_EVERY.as_secs_f64())]
+    #[arg(long, env = "RESTOCK_PLANNER_EVERY_SECS", default_value_t = restock_workflows::DEFAULT_PLANNER_INTERVAL.as_secs_f64())]
     planner_every_secs: f64,
     /// Demand is measured over this many seconds.
     #[arg(long, env = "RESTOCK_DEMAND_WINDOW_SECS", default_value_t = restock_inventory::PlannerSettings::default().demand_window_secs)]

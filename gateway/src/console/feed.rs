@@ -119,11 +119,10 @@ pub struct WorkflowLinks {
 
 impl WorkflowLinks {
     fn of(&self, sku: &str) -> String {
-        format!(
-            "{}/namespaces/{}/workflows/{}",
-            self.ui_url.trim_end_matches('/'),
-            self.namespace,
-            restock_inventory::replenishment_id(sku)
+        restock_workflows::client::workflow_link(
+            &self.ui_url,
+            &self.namespace,
+            &restock_inventory::replenishment_id(sku),
         )
     }
 }
