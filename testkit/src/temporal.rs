@@ -23,13 +23,10 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use restock_process::{NotReady, Supervised, wait_until};
+use restock_workflows::dev_server::{self, ISOLATION_FLAGS};
 
 /// Custom search attributes every dev server registers at start (name, type).
 pub use restock_workflows::SEARCH_ATTRIBUTES;
-
-/// Flags that keep the CLI from reading the developer's `TEMPORAL_*` environment and config
-/// file (which could point it at another server, namespace or TLS setting).
-const ISOLATION_FLAGS: &[&str] = &["--disable-config-file", "--disable-config-env"];
 
 /// How many times [`DevServer::start_with`] picks new ports when the server fails to bind one
 /// (another process took it between our probe and the server's bind).
@@ -175,26 +172,10 @@ impl DevServer {
         let db_path = dir.path().join("temporal.db");
         let [port, ui_port, http_port, metrics_port] = free_ports::<4>();
 
-        let mut cmd = Command::new(bin);
-        cmd.args(["server", "start-dev"])
-            .arg("--db-filename")
-            .arg(&db_path)
-            .args(restock_workflows::client::DEV_SERVER_ARGS)
-            .args(["--ip", "127.0.0.1"])
-            .args(["--port", &port.to_string()])
-            .args(["--http-port", &http_port.to_string()])
+        let mut cmd = dev_server::start_command(bin, &db_path, port, options.ui.then_some(ui_port));
+        cmd.args(["--http-port", &http_port.to_string()])
             .args(["--metrics-port", &metrics_port.to_string()])
-            .args(["--log-level", "warn"])
-            .args(ISOLATION_FLAGS);
-        if options.ui {
-            cmd.args(["--ui-port", &ui_port.to_string(), "--ui-disable-news-fetch"]);
-        } else {
-            cmd.arg("--headless");
-        }
-        for (name, kind) in SEARCH_ATTRIBUTES {
-            cmd.args(["--search-attribute", &format!("{name}={kind}")]);
-        }
-        cmd.args(&options.extra_args);
+            .args(&options.extra_args);
 
         let args: Vec<std::ffi::OsString> = cmd.get_args().map(ToOwned::to_owned).collect();
         let mut log = File::create(&log_path).expect("create the dev server log file");
@@ -247,32 +228,7 @@ impl DevServer {
     /// [`SEARCH_ATTRIBUTES`].
     async fn wait_ready(&mut self, bin: &Path, timeout: Duration) -> Result<(), NotReady> {
         let address = self.address.clone();
-        let check = || async {
-            let out = tokio::process::Command::new(bin)
-                .args(["operator", "search-attribute", "list"])
-                .args(["--address", &address, "--command-timeout", "5s"])
-                .args(ISOLATION_FLAGS)
-                .stdin(Stdio::null())
-                .kill_on_drop(true)
-                .output()
-                .await
-                .map_err(|e| format!("could not run {}: {e}", bin.display()))?;
-            let stdout = String::from_utf8_lossy(&out.stdout);
-            if !out.status.success() {
-                return Err(format!(
-                    "`temporal operator search-attribute list` failed: {stdout}{}",
-                    String::from_utf8_lossy(&out.stderr)
-                ));
-            }
-            if SEARCH_ATTRIBUTES
-                .iter()
-                .all(|(name, _)| stdout.contains(name))
-            {
-                Ok(())
-            } else {
-                Err(format!("search attributes not listed yet:\n{stdout}"))
-            }
-        };
+        let check = || dev_server::search_attributes_listed(bin, &address);
         wait_until(
             "the Temporal dev server",
             timeout,

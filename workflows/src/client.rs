@@ -393,31 +393,6 @@ pub async fn query_status(client: &Client, sku: &str) -> anyhow::Result<Option<R
     }
 }
 
-/// Arguments for `temporal server start-dev --db-filename ...` (used by `restock dev`, the
-/// tests and the benchmark).
-///
-/// - Its SQLite file in WAL mode with `synchronous=normal`: the server's default journal
-///   syncs every state change, which made an out-of-stock sale take ~445 ms to reach the
-///   factory instead of ~250 ms (BENCHMARKS.md). A dev server's data survives a crash of the
-///   server this way; only a power loss can cost the last changes.
-/// - Its history queues read as soon as a task is written: each queue reader is limited to
-///   20 reads a second *per history shard*, and a dev server has one shard (a cluster has
-///   hundreds). Past 20 new tasks a second (every sale that runs out, every signal) each
-///   task waited for the next read, ~25 ms on average, before the worker could see it: the
-///   largest part of an out-of-stock sale's way to the factory.
-pub const DEV_SERVER_ARGS: [&str; 10] = [
-    "--sqlite-pragma",
-    "journal_mode=wal",
-    "--sqlite-pragma",
-    "synchronous=normal",
-    "--dynamic-config-value",
-    "history.transferProcessorMaxPollRPS=10000",
-    "--dynamic-config-value",
-    "history.timerProcessorMaxPollRPS=10000",
-    "--dynamic-config-value",
-    "history.visibilityProcessorMaxPollRPS=10000",
-];
-
 /// Creates the Temporal Schedule `restock-planner` (a `plan-replenishments` run on
 /// `task_queue` every `every`, overlapping runs skipped) unless it exists. An existing
 /// schedule keeps its state (an operator may have paused it); only its interval follows the

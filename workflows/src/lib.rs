@@ -8,12 +8,15 @@
 //! - [`state`]: [`RestockState`] and [`Event`], with every allowed transition in one function
 //!   ([`state::next`]) — pure, unit-tested.
 //! - [`client`]: the starter side: connect, start (UseExisting), signal, query.
+//! - [`dev_server`]: the Temporal dev server's command line and readiness check, as
+//!   `restock dev`, the tests and the benchmark start it.
 //! - [`replenish`]: [`ReplenishStock`], the workflow (type `replenish-stock`): its input,
 //!   signals (`factory-completed`, `cancel`), query (`status`) and search attributes.
 //! - [`plan`]: [`PlanReplenishments`], the planning workflow (type `plan-replenishments`)
 //!   the Temporal Schedule `restock-planner` starts.
 
 pub mod client;
+pub mod dev_server;
 pub mod plan;
 pub mod replenish;
 pub mod state;

@@ -7,11 +7,11 @@
 
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
 use restock_process::{Supervised, wait_until};
+use restock_workflows::dev_server;
 use std::process::Command;
 
 use crate::config::shutdown_signal;
@@ -134,23 +134,6 @@ async fn http_ok(addr: SocketAddr, path: &str) -> bool {
     stream.read_exact(&mut head).await.is_ok() && head.ends_with(b"200")
 }
 
-/// Temporal is ready once it lists restock's search attributes.
-async fn temporal_ready(temporal: &Path, address: &str) -> Result<(), String> {
-    let output = tokio::process::Command::new(temporal)
-        .args(["operator", "search-attribute", "list", "--address", address])
-        .stdin(Stdio::null())
-        .stderr(Stdio::null())
-        .output()
-        .await
-        .map_err(|e| format!("running {}: {e}", temporal.display()))?;
-    let listed = String::from_utf8_lossy(&output.stdout);
-    if output.status.success() && listed.contains(restock_workflows::SEARCH_ATTRIBUTE_STATE) {
-        Ok(())
-    } else {
-        Err("the search attributes are not listed yet".to_owned())
-    }
-}
-
 async fn stop_all(procs: &mut [Supervised]) {
     // Reverse start order: gateway and worker first, Temporal last.
     for p in procs.iter_mut().rev() {
@@ -185,18 +168,15 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
 
     let result = async {
         say(&format!("starting Temporal (dev server, data in {}) ...", data.display()));
-        let mut temporal = Command::new(&temporal_bin);
-        temporal.args(["server", "start-dev", "--ip", "127.0.0.1", "--log-level", "warn"]);
-        temporal.arg("--db-filename").arg(data.join("temporal.db"));
-        temporal.args(restock_workflows::client::DEV_SERVER_ARGS);
-        temporal.args(["--port", &args.temporal_port.to_string()]);
-        temporal.args(["--ui-port", &args.ui_port.to_string()]);
-        for (name, kind) in restock_workflows::SEARCH_ATTRIBUTES {
-            temporal.args(["--search-attribute", &format!("{name}={kind}")]);
-        }
+        let temporal = dev_server::start_command(
+            &temporal_bin,
+            &data.join("temporal.db"),
+            args.temporal_port,
+            Some(args.ui_port),
+        );
         procs.push(spawn("temporal", temporal, &logs)?);
         wait_until("Temporal", Duration::from_secs(90), &mut procs, || {
-            temporal_ready(&temporal_bin, &temporal_address)
+            dev_server::search_attributes_listed(&temporal_bin, &temporal_address)
         })
         .await?;
 
