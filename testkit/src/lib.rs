@@ -19,7 +19,8 @@ use std::path::PathBuf;
 
 use restock_inventory::{Store, StoreOptions};
 use restock_proto::v1::{
-    inventory_service_client::InventoryServiceClient, sales_service_client::SalesServiceClient,
+    PurchaseRequest, PurchaseResponse, inventory_service_client::InventoryServiceClient,
+    sales_service_client::SalesServiceClient,
 };
 use sea_orm::{ConnectionTrait, Database};
 use tokio::net::TcpListener;
@@ -377,6 +378,24 @@ pub async fn store_snapshot(store: &Store) -> String {
         rows::<audit_log::Entity>(db).await,
     ]
     .join("\n--\n")
+}
+
+/// A purchase of one unit of `sku`, without a key.
+pub fn one_unit(sku: &str) -> PurchaseRequest {
+    PurchaseRequest {
+        sku: sku.to_owned(),
+        quantity: 1,
+        ..Default::default()
+    }
+}
+
+/// Buys one unit of `sku` and gives the answer; panics when the call fails.
+pub async fn buy_one(sales: &mut SalesServiceClient<Channel>, sku: &str) -> PurchaseResponse {
+    sales
+        .purchase(one_unit(sku))
+        .await
+        .unwrap_or_else(|status| panic!("buying {sku}: {status}"))
+        .into_inner()
 }
 
 /// The product `sku` as the store has it now; panics when it cannot be read.

@@ -170,15 +170,7 @@ pub async fn sell_one(
     >,
     sku: &str,
 ) {
-    let reply = sales
-        .purchase(restock_proto::v1::PurchaseRequest {
-            sku: sku.into(),
-            quantity: 1,
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let reply = crate::buy_one(sales, sku).await;
     assert_eq!(
         reply.outcome(),
         restock_proto::v1::Outcome::Sold,

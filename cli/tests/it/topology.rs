@@ -11,15 +11,14 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use restock_proto::v1::{
-    ListReplenishmentsRequest, Outcome, PurchaseRequest,
-    replenishment_service_client::ReplenishmentServiceClient,
+    ListReplenishmentsRequest, Outcome, replenishment_service_client::ReplenishmentServiceClient,
     sales_service_client::SalesServiceClient,
 };
 use restock_testkit::process::{
     Procs, free_port, http_get, sales_client, sell_one, wait_for, wait_healthy,
 };
 use restock_testkit::temporal::DevServer;
-use restock_testkit::{Backend, TEST_CALLBACK_SECRET, TestDb};
+use restock_testkit::{Backend, TEST_CALLBACK_SECRET, TestDb, buy_one, one_unit};
 
 const PRODUCTS: usize = 12;
 const STOCK: i64 = 10;
@@ -106,15 +105,7 @@ async fn two_gateways_two_workers_one_temporal() {
             while !open.is_empty() {
                 turn = (turn + 1) % open.len();
                 let product = open[turn];
-                let reply = sales
-                    .purchase(PurchaseRequest {
-                        sku: format!("TOPO-{product}"),
-                        quantity: 1,
-                        ..Default::default()
-                    })
-                    .await
-                    .unwrap()
-                    .into_inner();
+                let reply = buy_one(&mut sales, &format!("TOPO-{product}")).await;
                 match reply.outcome() {
                     Outcome::Sold => sold[product] += 1,
                     _ => {
@@ -445,11 +436,7 @@ async fn the_gateway_logs_one_access_line_per_call() {
     wait_healthy(http, Duration::from_secs(60)).await;
     let mut sales = sales_client(grpc).await;
     let call = |token: &str, id: &str| {
-        let mut request = tonic::Request::new(PurchaseRequest {
-            sku: "LOG-1".into(),
-            quantity: 1,
-            ..Default::default()
-        });
+        let mut request = tonic::Request::new(one_unit("LOG-1"));
         request
             .metadata_mut()
             .insert("authorization", format!("Bearer {token}").parse().unwrap());

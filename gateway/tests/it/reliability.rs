@@ -6,6 +6,7 @@ use std::time::Duration;
 use restock_proto::v1::{Outcome, PurchaseRequest};
 use restock_testkit::process::wait_for;
 use restock_testkit::stack::{Stack, StackOptions, spawn_stack};
+use restock_testkit::{buy_one, one_unit};
 
 const PRODUCTS: usize = 20;
 
@@ -44,15 +45,8 @@ async fn temporal_outage_loses_no_replenishment() {
     let mut sales = stack.app.sales().await;
     for i in 0..PRODUCTS {
         for expected in [Outcome::Sold, Outcome::OutOfStock] {
-            let reply = sales
-                .purchase(PurchaseRequest {
-                    sku: format!("OUT-{i}"),
-                    quantity: 1,
-                    ..Default::default()
-                })
-                .await
-                .expect("a sale failed while Temporal was down")
-                .into_inner();
+            // A sale that failed while Temporal was down panics here.
+            let reply = buy_one(&mut sales, &format!("OUT-{i}")).await;
             assert_eq!(reply.outcome(), expected);
         }
     }
@@ -124,15 +118,7 @@ async fn factory_chaos_still_one_order_each_and_every_replenishment_completes() 
             .upsert_product(&restock_testkit::product(&sku, 0, 0, 10))
             .await
             .unwrap();
-        let reply = sales
-            .purchase(PurchaseRequest {
-                sku,
-                quantity: 1,
-                ..Default::default()
-            })
-            .await
-            .unwrap()
-            .into_inner();
+        let reply = buy_one(&mut sales, &sku).await;
         assert_eq!(reply.outcome(), Outcome::OutOfStock);
     }
     // Each ends Completed by its callback, or goes Overdue and an operator completes it.
@@ -336,11 +322,7 @@ async fn database_stopped_and_started_again() {
         .unwrap();
     let app = restock_testkit::spawn_gateway_on(db, store.clone()).await;
     let mut sales = app.sales().await;
-    let buy = || PurchaseRequest {
-        sku: sku.into(),
-        quantity: 1,
-        ..Default::default()
-    };
+    let buy = || one_unit(sku);
     assert_eq!(
         sales.purchase(buy()).await.unwrap().into_inner().outcome(),
         Outcome::Sold
