@@ -720,6 +720,20 @@ const METHOD: &str = r#"## Method
   page cache, and the kernel copying WAL frames into the page cache (`pwrite`, ext4). 65%
   are tokio's workers: h2 and tonic (framing, HPACK, the handler), `malloc`/`free` (about
   8% of all samples), copies (`memmove` 5%) and the kernel switching threads (6%).
+- **Checkpoints off the sale thread** (`inventory/src/sale/sqlite_thread.rs`): timing the
+  sale thread's jobs from inside (grouped, hot product, 64 clients, about 16 sales a
+  transaction) showed it in a transaction 55% of the wall clock but on the CPU 36%; `perf
+  record -g -t` on it put 60% of its samples in `COMMIT`, 25% of them in the automatic WAL
+  checkpoint that the commit crossing the limit runs (its `fsync`s 12%, and more waiting
+  off the CPU), the rest writing WAL frames. A second thread with its own connection now
+  checkpoints (`PASSIVE`, nudged by the sale thread's commits, at most every 250 ms; the
+  sale connection's own checkpoint stays as a backstop at four times the interval).
+  Alternated runs of the two builds (two each, 64 clients, 8 s a point, release build,
+  2026-12-04; before → after): grouped hot product 17,663 and 19,823 → 22,096 and 20,514
+  sales/s, its p99 15.1 and 12.1 → 8.8 and 9.4 ms, idle CPU 20 and 19% → 15 and 15%;
+  ungrouped hot product 11,410 and 14,272 → 14,109 and 13,620/s (the noise), its p99 12.8
+  and 15.8 → 22.0 and 22.5 ms (the checkpoint's writeback now overlaps the sales' WAL
+  writes). The no-op ran 44,500-56,800/s in those runs.
 - **mimalloc, tried and not kept**: with `malloc`/`free` at 8% of the gateway's samples,
   `restock` was built with mimalloc as its global allocator and run against the same
   build without it (three alternated runs each, 64 clients, release build, 2026-12-04;

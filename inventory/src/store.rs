@@ -921,6 +921,43 @@ mod tests {
         let _ = std::fs::remove_dir_all(dir);
     }
 
+    /// The sale thread's commits reach the database file through the checkpoint thread, long
+    /// before the WAL would cross a commit's own checkpoint limit (nothing else writes back
+    /// here: the WAL stays far below it).
+    #[tokio::test]
+    async fn sales_are_checkpointed_into_the_file_off_the_sale_thread() {
+        let dir = std::env::temp_dir().join(format!("restock-ckpt-{}", uuid::Uuid::new_v4()));
+        let url = format!("sqlite://{}/t.db?mode=rwc", dir.display());
+        let store = Store::connect(&url, &StoreOptions::default())
+            .await
+            .unwrap();
+        store.migrate().await.unwrap();
+        crate::demo::load(&store).await.unwrap();
+        let file_size = || std::fs::metadata(dir.join("t.db")).unwrap().len();
+        let wal_size = || std::fs::metadata(dir.join("t.db-wal")).unwrap().len();
+        let before = file_size();
+        assert!(
+            wal_size() < u64::from(SQLITE_WAL_AUTOCHECKPOINT_PAGES * SQLITE_PAGE_SIZE),
+            "the test needs a WAL below the automatic checkpoint"
+        );
+        for i in 0..20 {
+            let request =
+                crate::PurchaseRequest::new(crate::demo::DEMO_SKU, 1, &format!("ckpt-{i}"), "test")
+                    .unwrap();
+            store.purchase(&request).await.unwrap();
+        }
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while file_size() <= before && std::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(
+            file_size() > before,
+            "nothing was checkpointed into the file ({before} bytes)"
+        );
+        drop(store);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
     /// On SQLite a sale waits for its turn on the sale thread at most `acquire_timeout`, then
     /// answers UNAVAILABLE with nothing sold, as a pool would; the one ahead of it, which had
     /// begun, sells once the write lock is free.

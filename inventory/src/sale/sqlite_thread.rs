@@ -21,6 +21,15 @@
 //! of its transaction, and rolls back if it is not); only a job whose answer never came (the
 //! thread stopped) may have committed.
 //!
+//! Checkpoints (copying the WAL back into the database file, with its `fsync`s) are not the
+//! sale thread's: SQLite runs one in whichever commit crosses the WAL's size limit, which put
+//! a quarter of the thread's time and a disk wait into the serial path (BENCHMARKS.md,
+//! *Method*). A second thread with a connection of its own checkpoints instead, nudged by
+//! the sale thread's commits and at most once per [`CHECKPOINT_SPACING`]; `PASSIVE`, it never
+//! waits for nor holds up the writer. The sale connection keeps SQLite's own automatic
+//! checkpoint at [`BACKSTOP_FACTOR`] times the store's interval, should that thread fall
+//! behind.
+//!
 //! The store's other writes still go through sqlx's one writer connection. The thread waits
 //! (briefly) while that connection is out of its pool, before each `BEGIN`, so back-to-back
 //! sales do not starve the store's own other writers on the file lock (SQLite's busy handler
@@ -43,6 +52,14 @@ use crate::store::now_ms;
 /// The longest the thread waits for the store's sqlx writer to hand its connection back
 /// before it begins anyway (then SQLite's busy timeout decides who goes first).
 const MOST_DEFERENCE: Duration = Duration::from_millis(20);
+
+/// The least time between two checkpoints of the checkpoint thread: under load commits come
+/// far more often, and what they wrote meanwhile is copied back in one pass.
+const CHECKPOINT_SPACING: Duration = Duration::from_millis(250);
+
+/// The sale connection checkpoints by itself only once the WAL holds this many times the
+/// store's interval: a backstop, should the checkpoint thread fall behind.
+const BACKSTOP_FACTOR: u32 = 4;
 
 /// What one transaction on the thread gave: every request's outcome; or why not, with the
 /// outcomes it would have had when the failure came at `COMMIT`.
@@ -100,14 +117,26 @@ impl SaleThread {
     /// Opens the connection (the file must exist, as the store's sqlx pools made it) and
     /// starts the thread.
     pub(crate) fn start(options: SaleThreadOptions) -> Result<Self, SaleThreadError> {
-        let connection = open(&options).map_err(|source| SaleThreadError::Open {
-            path: options.path.clone(),
-            source,
-        })?;
+        let opened = |autocheckpoint_pages| {
+            open(&options, autocheckpoint_pages).map_err(|source| SaleThreadError::Open {
+                path: options.path.clone(),
+                source,
+            })
+        };
+        let backstop = options
+            .wal_autocheckpoint_pages
+            .saturating_mul(BACKSTOP_FACTOR);
+        let connection = opened(backstop)?;
+        let checkpoints = opened(options.wal_autocheckpoint_pages)?;
+        let (nudge, nudges) = mpsc::sync_channel::<()>(1);
+        std::thread::Builder::new()
+            .name("restock-sqlite-checkpoints".to_owned())
+            .spawn(move || checkpoint_when_nudged(&checkpoints, &nudges))
+            .map_err(SaleThreadError::Spawn)?;
         let (jobs, queue) = mpsc::channel::<Job>();
         std::thread::Builder::new()
             .name("restock-sqlite-sales".to_owned())
-            .spawn(move || serve(connection, queue, options.writer_pool))
+            .spawn(move || serve(connection, queue, options.writer_pool, nudge))
             .map_err(SaleThreadError::Spawn)?;
         Ok(Self { jobs })
     }
@@ -144,18 +173,18 @@ impl SaleThread {
     }
 }
 
-fn open(options: &SaleThreadOptions) -> rusqlite::Result<Connection> {
+fn open(options: &SaleThreadOptions, autocheckpoint_pages: u32) -> rusqlite::Result<Connection> {
     let connection = Connection::open_with_flags(
         &options.path,
         rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )?;
     connection.busy_timeout(options.busy_timeout)?;
     // As the store's sqlx connections: WAL (a property of the file), NORMAL sync, foreign
-    // keys, the same checkpoint interval.
+    // keys; the checkpoint interval is the caller's.
     connection.pragma_update(None, "journal_mode", "wal")?;
     connection.pragma_update(None, "synchronous", "NORMAL")?;
     connection.pragma_update(None, "foreign_keys", true)?;
-    connection.pragma_update(None, "wal_autocheckpoint", options.wal_autocheckpoint_pages)?;
+    connection.pragma_update(None, "wal_autocheckpoint", autocheckpoint_pages)?;
     Ok(connection)
 }
 
@@ -164,6 +193,7 @@ fn serve(
     connection: Connection,
     queue: mpsc::Receiver<Job>,
     writer: Option<sea_orm::sqlx::SqlitePool>,
+    checkpoint: mpsc::SyncSender<()>,
 ) {
     while let Ok(job) = queue.recv() {
         // A caller that stopped waiting (deadline, connection closed) is not sold.
@@ -186,6 +216,9 @@ fn serve(
         match outcome {
             Ok(answer) => {
                 let _ = job.reply.send(answer);
+                // Full: a nudge is already waiting (or the checkpoint thread is gone and
+                // the backstop checkpoints).
+                let _ = checkpoint.try_send(());
             }
             Err(_) => {
                 // A bug: leave no transaction open; the caller hears nothing (outcome
@@ -196,6 +229,17 @@ fn serve(
                 tracing::error!("the SQLite sale thread panicked during a sale");
             }
         }
+    }
+}
+
+/// The checkpoint thread: after a nudge, a `PASSIVE` checkpoint (it copies what no reader
+/// still needs and never waits), then a pause; ends with the sale thread.
+fn checkpoint_when_nudged(connection: &Connection, nudges: &mpsc::Receiver<()>) {
+    while nudges.recv().is_ok() {
+        if let Err(err) = connection.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+            tracing::warn!(error = %err, "SQLite checkpoint failed; the sale connection's own checkpoint is the backstop");
+        }
+        std::thread::sleep(CHECKPOINT_SPACING);
     }
 }
 
