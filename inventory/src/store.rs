@@ -882,14 +882,18 @@ mod tests {
             .unwrap()
     }
 
+    /// A migrated store on a fresh SQLite file `t.db` in a new directory (returned too).
+    async fn file_store(name: &str, options: &StoreOptions) -> (Store, std::path::PathBuf) {
+        let dir = std::env::temp_dir().join(format!("restock-{name}-{}", uuid::Uuid::new_v4()));
+        let url = format!("sqlite://{}/t.db?mode=rwc", dir.display());
+        let store = Store::connect(&url, options).await.unwrap();
+        store.migrate().await.unwrap();
+        (store, dir)
+    }
+
     #[tokio::test]
     async fn sqlite_files_get_small_pages_and_readers_a_small_page_cache_and_no_ping() {
-        let dir = std::env::temp_dir().join(format!("restock-cache-{}", uuid::Uuid::new_v4()));
-        let url = format!("sqlite://{}/t.db?mode=rwc", dir.display());
-        let store = Store::connect(&url, &StoreOptions::default())
-            .await
-            .unwrap();
-        store.migrate().await.unwrap();
+        let (store, dir) = file_store("cache", &StoreOptions::default()).await;
         assert_eq!(
             pragma(store.reader(), "cache_size").await,
             -SQLITE_READER_CACHE_KIB
@@ -926,12 +930,7 @@ mod tests {
     /// here: the WAL stays far below it).
     #[tokio::test]
     async fn sales_are_checkpointed_into_the_file_off_the_sale_thread() {
-        let dir = std::env::temp_dir().join(format!("restock-ckpt-{}", uuid::Uuid::new_v4()));
-        let url = format!("sqlite://{}/t.db?mode=rwc", dir.display());
-        let store = Store::connect(&url, &StoreOptions::default())
-            .await
-            .unwrap();
-        store.migrate().await.unwrap();
+        let (store, dir) = file_store("ckpt", &StoreOptions::default()).await;
         crate::demo::load(&store).await.unwrap();
         let file_size = || std::fs::metadata(dir.join("t.db")).unwrap().len();
         let wal_size = || std::fs::metadata(dir.join("t.db-wal")).unwrap().len();
@@ -963,15 +962,12 @@ mod tests {
     /// begun, sells once the write lock is free.
     #[tokio::test]
     async fn a_sale_that_waited_too_long_for_the_sale_thread_is_not_sold() {
-        let dir = std::env::temp_dir().join(format!("restock-turn-{}", uuid::Uuid::new_v4()));
-        let url = format!("sqlite://{}/t.db?mode=rwc", dir.display());
         let options = StoreOptions {
             acquire_timeout: Duration::from_millis(300),
             group_purchases: false,
             ..StoreOptions::default()
         };
-        let store = Store::connect(&url, &options).await.unwrap();
-        store.migrate().await.unwrap();
+        let (store, dir) = file_store("turn", &options).await;
         crate::demo::load(&store).await.unwrap();
         let sku = crate::demo::DEMO_SKU;
         let stock = || async {
