@@ -238,6 +238,14 @@ const POOL_STATEMENT_CACHE: usize = 32;
 /// insert shapes are ever prepared.
 const SQLITE_WRITER_STATEMENT_CACHE: usize = 16;
 
+/// PostgreSQL and MySQL: a pooled connection idle for this long is pinged before a
+/// transaction uses it. A server that stopped that long ago is found before a sale is sent
+/// (the sale answers UNAVAILABLE, nothing sold); within it, a sale sent on a connection the
+/// server already dropped answers that its outcome is unknown, and a retry with the same
+/// idempotency key tells which. Shorter gaps skip the ping, one round trip a transaction
+/// under load.
+pub const PING_IF_IDLE_FOR: Duration = Duration::from_millis(250);
+
 impl Store {
     /// Connects to the database named by `url` (`sqlite://file.db?mode=rwc`,
     /// `postgres://...`, `mysql://...`). SQLite gets WAL, a busy timeout and foreign keys.
@@ -267,12 +275,15 @@ impl Store {
                 .sqlx_logging(false);
             // sqlx pings a connection whenever it leaves the pool. On SQLite that is a
             // hand-off to sqlx's SQLite thread and back before every transaction, and checks
-            // nothing: a local file does not hang up. PostgreSQL and MySQL keep it: after a
-            // server restart it is what finds a dead connection before a sale is sent on
-            // it, so the sale answers UNAVAILABLE (nothing sold) rather than "outcome
-            // unknown".
+            // nothing: a local file does not hang up. PostgreSQL and MySQL ping a connection
+            // that has been idle for `PING_IF_IDLE_FOR`: after a server restart that finds a
+            // dead connection before a sale is sent on it (UNAVAILABLE, nothing sold, rather
+            // than "outcome unknown"), while under load a connection back within moments
+            // does not pay a round trip before every transaction.
             if backend == DbBackend::Sqlite {
                 opts.test_before_acquire(false);
+            } else {
+                opts.test_before_acquire_if_idle_for(PING_IF_IDLE_FOR);
             }
             let busy = options.sqlite_busy_timeout;
             opts.map_sqlx_sqlite_opts(move |o| {

@@ -582,6 +582,9 @@ impl Store {
     ///
     /// Every list travels as one text parameter split on spaces, which no sku, key, requester,
     /// request id or sale id can contain (the token rule), so the statement never changes.
+    /// Rows are found by `sku = ANY(ARRAY(...))`, an index lookup each: with `IN (SELECT ...)`
+    /// PostgreSQL's cached plan scanned the whole products table twice per group, joining by
+    /// hash (BENCHMARKS.md, Method).
     async fn sell_fitting_in_one_statement(
         &self,
         requests: &[&PurchaseRequest],
@@ -594,13 +597,13 @@ impl Store {
                     WITH ORDINALITY AS r(sku, q, id, k, who, rid, i)), \
             wanted AS (SELECT sku, sum(q)::bigint AS total FROM req GROUP BY sku), \
             locked AS MATERIALIZED ( \
-                SELECT sku FROM products WHERE sku IN (SELECT sku FROM wanted) \
+                SELECT sku FROM products WHERE sku = ANY(ARRAY(SELECT sku FROM wanted)) \
                 ORDER BY sku COLLATE \"C\" FOR UPDATE OF products), \
             taken AS ( \
                 UPDATE products AS p SET stock = p.stock - w.total, updated_at = $7 \
                 FROM wanted AS w \
                 WHERE p.sku = w.sku AND p.stock >= w.total \
-                    AND p.sku IN (SELECT sku FROM locked) \
+                    AND p.sku = ANY(ARRAY(SELECT sku FROM locked)) \
                 RETURNING p.sku, p.stock, p.reorder_point, w.total), \
             sold AS ( \
                 SELECT r.i, r.id, r.sku, r.q, r.k, r.who, r.rid, t.reorder_point, \
