@@ -763,10 +763,29 @@ const METHOD: &str = r#"## Method
   trip before every transaction. SQLite's connections are no longer pinged (a local file
   does not hang up): in alternated runs (three each, 64 clients, release build) ungrouped hot
   sales went from 2,440-2,591 to 2,674-2,811/s, grouped ones did not move (12,000-13,500/s:
-  a group pays the ping once). PostgreSQL and MySQL keep it: after a server restart it
-  finds a dead connection before a sale is sent on it, so the sale answers UNAVAILABLE,
-  nothing sold, instead of "outcome unknown" (`reliability::database_stopped_and_started_again`
-  failed without it).
+  a group pays the ping once). PostgreSQL and MySQL ping a connection only once it has been
+  idle for 250 ms (`restock_inventory::store::PING_IF_IDLE_FOR`): after a server restart
+  that still finds a dead connection before a sale is sent on it, so the sale answers
+  UNAVAILABLE, nothing sold, instead of "outcome unknown"
+  (`reliability::database_stopped_and_started_again` failed with no ping at all), while
+  under load, where a connection is back within moments, a group no longer pays a second
+  round trip: on the hot product a lane's cycle was two round trips to PostgreSQL (see the
+  next item for the figures).
+- **A PostgreSQL group's statement and its pings** (a `perf` profile and the gateway's
+  `/metrics` during PostgreSQL 1000 products grouped, 64 clients: 8 sales a group on
+  average, 11-19% of the machine idle, the gateway's samples mostly h2, waking threads and
+  `malloc`; `EXPLAIN ANALYZE` of the group statement's cached plan): the statement found
+  its rows with `IN (SELECT …)`, and PostgreSQL's cached plan scanned all 1,000 products
+  twice per group, joining them by hash (about a fifth of the statement's time); with
+  `sku = ANY(ARRAY(…))` it looks each product up in the primary key's index. Together with
+  the ping only after 250 ms idle (above), alternated runs of the three builds (two each,
+  64 clients, 6 s a point, release build, 2026-12-04; before → ping only → both): 1,000
+  products grouped ÷ pgbench 0.60 and 0.65 → 0.55 and 0.55 → 0.72 and 0.80 (8,175 and
+  8,317 → 9,819 and 6,375 → 13,361 and 10,631 sales/s, pgbench 11,607-18,538/s); hot
+  product grouped 10,620 and 13,365 → 17,254 and 8,947 → 19,344 and 18,548 sales/s;
+  1,000 products ungrouped 3,553 and 4,121 → 4,286 and 3,144 → 5,979 and 5,882/s. The
+  machine's speed moved by half between runs (the no-op ran 45,600-73,500/s), so the
+  ratios within a run are what to compare.
 - **SQLite's page size** (`restock_inventory::store::SQLITE_PAGE_SIZE`: 1 KiB, with a WAL
   checkpoint every 4,096 pages, the 4 MiB of SQLite's defaults): a commit writes each page
   it touched to the WAL whole, and the keys of 64 clients land on as many leaf pages of the
