@@ -675,7 +675,7 @@ const METHOD: &str = r#"## Method
   whole group one job on the sale thread, below); on PostgreSQL all of it one statement that commits itself (data-modifying
   CTEs locking the group's rows in sku order), one round trip a group — and each still
   gets its exact outcome. A queue is SQLite's one writer, or on PostgreSQL one of
-  `RESTOCK_PURCHASE_LANES` (4) lanes of products. On a hot row the
+  `RESTOCK_PURCHASE_LANES` (2) lanes of products. On a hot row the
   ceiling pays one commit (a WAL flush) per sale while the row stays locked; grouping pays
   one per group, which is how it beats the ceiling.
 - **The keyed sale reads nothing first**: the idempotency key's unique index decides inside
@@ -688,9 +688,14 @@ const METHOD: &str = r#"## Method
   in the group, so a lane's transaction grew with its group. Since one `UPDATE` takes every
   product's total (grouped ÷ pgbench at 64 / 256 clients, one quick run each, 2 × AMD EPYC):
   8 lanes 0.48 / 0.92 (0.43 at 64 before the change), 4 lanes 0.72 / 1.27, 2 lanes
-  0.78 / 0.82, 1 lane 0.64 / 0.43. 4 is the default: fewer lanes make bigger groups, one
-  commit each, more lanes more commits at once, and a PostgreSQL commit waits for its WAL
-  flush (`synchronous_commit = on`), which is what bounds a lane.
+  0.78 / 0.82, 1 lane 0.64 / 0.43. Fewer lanes make bigger groups, one commit each, more
+  lanes more commits at once, and a PostgreSQL commit waits for its WAL flush
+  (`synchronous_commit = on`), which is what bounds a lane. Since the group statement looks
+  its rows up by index and a connection is no longer pinged before each group (below),
+  alternated runs (release build, 2026-12-04, 5 s a point; grouped ÷ pgbench, grouped ÷
+  the no-op): at 64 clients 2 lanes 0.72 and 0.92, 0.22 and 0.27; 4 lanes 0.47 and 0.64,
+  0.16 and 0.19; 8 lanes 0.45 and 0.58, 0.13 and 0.16; at 256 clients (one run each) 2
+  lanes 1.32, 0.28; 4 lanes 0.95, 0.25. 2 is the default.
 - **One statement a group** (PostgreSQL) **and one `UPDATE` for every product's total**
   (SQLite, until the sale thread replaced it), against the transaction of several statements before them: four quick runs
   each, alternated, 64 clients, grouped sales ÷ the same run's no-op, mean (range).

@@ -68,11 +68,11 @@ pub const MAX_GROUP: usize = 256;
 /// behind the one in flight; more would wait longer than a caller usually does.
 pub const MAX_WAITING: usize = MAX_GROUP * 4;
 
-/// Default for [`crate::StoreOptions::purchase_lanes`]: a quarter of the default pool, so the
-/// lanes' transactions leave connections for reads and sales that sell alone. Fewer lanes make
-/// bigger groups (one commit each), more lanes more commits at once; on PostgreSQL with 1,000
-/// products 4 did best overall (BENCHMARKS.md, *Method*).
-pub const DEFAULT_LANES: usize = 4;
+/// Default for [`crate::StoreOptions::purchase_lanes`]: far fewer than the default pool, so
+/// the lanes' transactions leave connections for reads and sales that sell alone. Fewer lanes
+/// make bigger groups (one commit each), more lanes more commits at once; on PostgreSQL with
+/// 1,000 products 2 did best at 64 and 256 clients (BENCHMARKS.md, *Method*).
+pub const DEFAULT_LANES: usize = 2;
 
 /// A sale waiting for its product's next transaction.
 struct Waiting {
