@@ -791,6 +791,20 @@ const METHOD: &str = r#"## Method
   1,000 products ungrouped 3,553 and 4,121 → 4,286 and 3,144 → 5,979 and 5,882/s. The
   machine's speed moved by half between runs (the no-op ran 45,600-73,500/s), so the
   ratios within a run are what to compare.
+- **Nagle's algorithm on PostgreSQL's connections** (PostgreSQL hot product, 256 clients,
+  grouped: 7,000-8,000 sales/s with three quarters of the machine idle and p50 48 ms).
+  `strace -f -tt -e trace=sendto,recvfrom` on the gateway showed why: its connections to
+  PostgreSQL are TLS (sqlx's default `sslmode=prefer`, and the server offers it), a group
+  of 256 sales is a statement of about 20 KiB, TLS cuts it into two records of at most
+  16 KiB, written by two `sendto`s, and sqlx 0.9.0 had stopped setting `TCP_NODELAY` on
+  its sockets (sqlx issue 4335), so the kernel held the second record until the server's
+  delayed ACK: each such statement answered about 46 ms after it was sent, against about
+  8 ms in one record. sqlx 0.9.1 sets `TCP_NODELAY` again (`Cargo.lock`). Alternated runs
+  (two each, release build, 2026-12-04; sqlx 0.9.0 → 0.9.1): hot product grouped at 256
+  clients 7,946 and 6,920 → 27,417 and 27,289 sales/s, p50 48.3 and 49.7 → 9.1 and
+  9.1 ms, idle CPU 74 and 78% → 14 and 14%; at 64 clients, where a group stays under one
+  record, nothing moved beyond the noise (hot product grouped 18,985 and 18,548 → 17,870
+  and 17,068; 1,000 products grouped 14,409 and 15,119 → 14,486 and 14,178).
 - **SQLite's page size** (`restock_inventory::store::SQLITE_PAGE_SIZE`: 1 KiB, with a WAL
   checkpoint every 4,096 pages, the 4 MiB of SQLite's defaults): a commit writes each page
   it touched to the WAL whole, and the keys of 64 clients land on as many leaf pages of the
