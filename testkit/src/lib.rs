@@ -345,6 +345,19 @@ pub fn url_addr(url: &str) -> SocketAddr {
         .unwrap()
 }
 
+/// Waits until every pooled database connection has been idle long enough to be pinged
+/// before its next use ([`restock_inventory::store::PING_IF_IDLE_FOR`], plus a margin): a
+/// test that has just cut the database then sees its next sale find the dead connection
+/// before anything is sent (UNAVAILABLE). Within the window that sale may be sent on the
+/// dead connection and be answered "outcome unknown", as README's unreachable-database
+/// paragraph says.
+pub async fn wait_out_ping_window() {
+    tokio::time::sleep(
+        restock_inventory::store::PING_IF_IDLE_FOR + std::time::Duration::from_millis(50),
+    )
+    .await;
+}
+
 /// `value` as a [`restock_inventory::Sku`]; panics when it breaks the sku rule (a test's
 /// own constant).
 pub fn sku(value: &str) -> restock_inventory::Sku {

@@ -388,12 +388,7 @@ async fn database_unreachable_gives_unavailable(backend: Backend) {
     assert_eq!(http_status(&health).await, 200);
 
     proxy.take_down();
-    // A connection idle this long is pinged before a sale uses it: the dropped connection is
-    // found before anything is sent (within it, the answer may be "outcome unknown").
-    tokio::time::sleep(
-        restock_inventory::store::PING_IF_IDLE_FOR + std::time::Duration::from_millis(50),
-    )
-    .await;
+    restock_testkit::wait_out_ping_window().await;
     let before = restock_testkit::store_snapshot(&direct).await;
     for _ in 0..3 {
         let err = client.purchase(buy(sku, 1, "")).await.unwrap_err();

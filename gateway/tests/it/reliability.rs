@@ -329,10 +329,7 @@ async fn database_stopped_and_started_again() {
     );
 
     pg.stop();
-    // A connection idle this long is pinged before a sale uses it: the stopped server is
-    // found before anything is sent (within it, the answer may be "outcome unknown").
-    tokio::time::sleep(restock_inventory::store::PING_IF_IDLE_FOR + Duration::from_millis(50))
-        .await;
+    restock_testkit::wait_out_ping_window().await;
     for _ in 0..3 {
         let err = sales.purchase(buy()).await.unwrap_err();
         assert_eq!(err.code(), Code::Unavailable, "{err:?}");

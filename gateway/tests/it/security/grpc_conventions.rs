@@ -209,9 +209,7 @@ async fn health_follows_the_database() {
     assert_eq!(sold.outcome(), Outcome::Sold);
     proxy.take_down();
     wait_for_all(&mut health, ServingStatus::NotServing).await;
-    // Past the ping window: the sale's connection is checked before anything is sent.
-    tokio::time::sleep(restock_inventory::store::PING_IF_IDLE_FOR + Duration::from_millis(50))
-        .await;
+    restock_testkit::wait_out_ping_window().await;
     let err = sales.purchase(buy).await.unwrap_err();
     assert_eq!(err.code(), Code::Unavailable, "{err:?}");
     assert_eq!(
