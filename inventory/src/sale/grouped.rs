@@ -71,7 +71,8 @@ pub const MAX_WAITING: usize = MAX_GROUP * 4;
 /// Default for [`crate::StoreOptions::purchase_lanes`]: far fewer than the default pool, so
 /// the lanes' transactions leave connections for reads and sales that sell alone. Fewer lanes
 /// make bigger groups (one commit each), more lanes more commits at once; on PostgreSQL with
-/// 1,000 products 2 did best at 64 and 256 clients (BENCHMARKS.md, *Method*).
+/// 1,000 products 2 beat 4 and 8 at 64 and 256 clients (BENCHMARKS.md, *Method*), and 1 was
+/// level with 2 within the noise while serialising every sale on one connection.
 pub const DEFAULT_LANES: usize = 2;
 
 /// A sale waiting for its product's next transaction.
