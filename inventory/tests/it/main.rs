@@ -2,8 +2,10 @@
 //!
 //! - [`migrations`]: the schema, applied twice.
 //! - [`receipts`]: the exactly-once writes of replenishment.
+//! - [`sales`]: grouped sales waiting for a row another transaction holds.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod migrations;
 mod receipts;
+mod sales;
