@@ -137,12 +137,17 @@ impl TestDb {
 
     /// [`TestDb::store`] with purchase grouping on or off.
     pub async fn store_with(&self, group_purchases: bool) -> Store {
-        let options = StoreOptions {
+        self.store_with_options(&StoreOptions {
             max_connections: 16,
             group_purchases,
             ..StoreOptions::default()
-        };
-        let store = Store::connect(&self.url, &options).await.unwrap();
+        })
+        .await
+    }
+
+    /// Connects with `options`, migrates and loads the demo catalogue.
+    pub async fn store_with_options(&self, options: &StoreOptions) -> Store {
+        let store = Store::connect(&self.url, options).await.unwrap();
         store.migrate().await.unwrap();
         restock_inventory::demo::load(&store).await.unwrap();
         store

@@ -2,7 +2,7 @@
 //! row: the group waits for it and sells from the stock that transaction left, never from the
 //! stock it saw when it began (a lost update would add the other transaction's units back).
 
-use restock_inventory::{PurchaseOutcome, PurchaseRequest, Store, StoreOptions};
+use restock_inventory::{PurchaseOutcome, PurchaseRequest, StoreOptions};
 use restock_testkit::{Backend, TestDb};
 use sea_orm::{ConnectionTrait, Database, TransactionTrait};
 use std::time::Duration;
@@ -28,13 +28,12 @@ async fn a_group_waiting_for_a_row_sells_from_its_newest_stock(backend: Backend)
     };
     // One lane: both products' purchases wait in the same queue, so the sales of HELD that
     // arrive while FREE's sale is in flight become one group.
-    let options = StoreOptions {
-        purchase_lanes: 1,
-        ..StoreOptions::default()
-    };
-    let store = Store::connect(&db.url, &options).await.unwrap();
-    store.migrate().await.unwrap();
-    restock_inventory::demo::load(&store).await.unwrap();
+    let store = db
+        .store_with_options(&StoreOptions {
+            purchase_lanes: 1,
+            ..StoreOptions::default()
+        })
+        .await;
     for sku in [HELD, FREE] {
         store
             .upsert_product(&restock_testkit::product(sku, 100, 0, 10))
