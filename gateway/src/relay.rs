@@ -234,6 +234,7 @@ async fn hand_over(
         settings: settings.workflow.clone(),
         carried: None,
         request_id: intent.request_id.clone(),
+        previous_run: None,
     };
     match client::request_replenishment(client, link.task_queue(), input).await {
         Ok(run_id) => {

@@ -424,6 +424,18 @@ impl Store {
             .await?)
     }
 
+    /// One replenishment run of a product, by its order id.
+    pub async fn replenishment_by_order(
+        &self,
+        sku: &Sku,
+        order_id: &str,
+    ) -> Result<Option<ReplenishmentRecord>, StoreError> {
+        Ok(replenishment::Entity::find_by_id(order_id)
+            .filter(replenishment::Column::Sku.eq(sku))
+            .one(self.reader())
+            .await?)
+    }
+
     /// The newest replenishment of a product, if it ever had one.
     pub async fn latest_replenishment(
         &self,

@@ -135,6 +135,10 @@ pub struct ReplenishInput {
     /// sale that sold out), so one sale can be followed to its factory order.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_id: Option<String>,
+    /// The run this one checks again after (requests came while it ran), as it ended: it
+    /// stays answerable (`GetReplenishment` by its order id) once this run has replaced it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_run: Option<Box<ReplenishStatus>>,
 }
 
 /// An order a run hands to its continuation (see [`MAX_REQUESTS_PER_RUN`]).
@@ -225,6 +229,10 @@ pub struct ReplenishStatus {
     /// The request id of the call that asked for it (see [`ReplenishInput::request_id`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_id: Option<String>,
+    /// The run before this one, as it ended, when this run checks again after it (see
+    /// [`ReplenishInput::previous_run`]); its own `previous_run` is dropped, so one is kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_run: Option<Box<ReplenishStatus>>,
 }
 
 impl ReplenishStatus {

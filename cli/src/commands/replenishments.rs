@@ -130,6 +130,10 @@ pub(crate) async fn list(args: ListArgs) -> anyhow::Result<()> {
 pub(crate) struct ShowArgs {
     /// The product, e.g. CP-502101.
     sku: String,
+    /// One run by its order id (as an earlier answer showed it), also after a newer run
+    /// replaced it. Default: the product's latest run.
+    #[arg(long)]
+    order: Option<String>,
     #[command(flatten)]
     server: ServerArgs,
 }
@@ -189,7 +193,10 @@ fn print_detail(r: &Replenishment) -> anyhow::Result<()> {
 
 /// Shows one product's replenishment (live state and history).
 pub(crate) async fn show(args: ShowArgs) -> anyhow::Result<()> {
-    let request = GetReplenishmentRequest { sku: args.sku };
+    let request = GetReplenishmentRequest {
+        sku: args.sku,
+        factory_order_id: args.order.unwrap_or_default(),
+    };
     let mut api = client(&args.server).await?;
     let r = answer(api.get_replenishment(request).await)?;
     print_replenishment(&args.server, &r, print_detail)
@@ -261,7 +268,9 @@ pub(crate) async fn cancel(args: CancelArgs) -> anyhow::Result<()> {
 
 /// Follows the product's replenishment until it ends or `timeout` passes, and returns its
 /// end; prints each new state unless the output is JSON (then the caller prints the end).
-/// A finished run that started before we asked is an older one: keep waiting for ours.
+/// A finished run that started before we asked is an older one: keep waiting for ours. Once
+/// one is found it is followed by its order, so a newer run that replaces it (a check again
+/// for requests that came while it ran) neither hides its end nor is taken for it.
 pub(crate) async fn follow(
     server: &ServerArgs,
     sku: &str,
@@ -270,30 +279,40 @@ pub(crate) async fn follow(
     let mut api = client(server).await?;
     let asked_at = chrono::Utc::now() - chrono::Duration::seconds(5);
     let deadline = tokio::time::Instant::now() + timeout;
+    let mut followed = String::new();
     let mut printed = 0usize;
     loop {
-        match api
-            .get_replenishment(GetReplenishmentRequest {
-                sku: sku.to_owned(),
-            })
-            .await
-        {
+        let request = GetReplenishmentRequest {
+            sku: sku.to_owned(),
+            factory_order_id: followed.clone(),
+        };
+        match api.get_replenishment(request).await {
             Ok(reply) => {
                 let r = reply.into_inner();
                 let terminal = RestockState::parse(&r.state)
                     .is_some_and(restock_workflows::RestockState::is_terminal);
                 let started_before =
                     chrono::DateTime::parse_from_rfc3339(&r.started_at).is_ok_and(|t| t < asked_at);
-                if !(terminal && started_before) {
+                // Before one is followed, a run that ended before we asked is not ours.
+                let older = followed.is_empty() && terminal && started_before;
+                if !older {
+                    if followed.is_empty() {
+                        followed.clone_from(&r.factory_order_id);
+                    }
                     if !server.json() {
                         for h in r.history.iter().skip(printed) {
                             outln!("  -> {:<20} {}", h.state, h.at)?;
+                        }
+                        // The database copy has no history: its end is still a state entered.
+                        if terminal && r.history.is_empty() {
+                            outln!("  -> {:<20} {}", r.state, r.updated_at)?;
                         }
                     }
                     printed = printed.max(r.history.len());
                     if terminal {
                         if !server.json() {
                             outln!("replenishment {} ended: {}", r.id, r.state)?;
+                            print_newer_run(&mut api, &r).await?;
                         }
                         return Ok(r);
                     }
@@ -310,4 +329,31 @@ pub(crate) async fn follow(
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
+}
+
+/// Says so when a newer run of the product replaced `ended` (requests came while it ran):
+/// otherwise `restock replenishment` would show a run the follower never mentioned.
+async fn print_newer_run(
+    api: &mut ReplenishmentServiceClient<Gateway>,
+    ended: &Replenishment,
+) -> anyhow::Result<()> {
+    let request = GetReplenishmentRequest {
+        sku: ended.sku.clone(),
+        factory_order_id: String::new(),
+    };
+    // Only a remark: a failure here changes nothing about the run that ended.
+    if let Ok(latest) = api
+        .get_replenishment(request)
+        .await
+        .map(tonic::Response::into_inner)
+        && latest.factory_order_id != ended.factory_order_id
+    {
+        outln!(
+            "a newer run of {} checks the stock again for the sales since that one started: {} (`restock replenishment {}`)",
+            ended.sku,
+            latest.state,
+            ended.sku
+        )?;
+    }
+    Ok(())
 }

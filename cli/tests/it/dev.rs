@@ -56,7 +56,7 @@ async fn start_dev(dir: &Path, ports: &Ports, log_name: &str) -> Dev {
         .args([
             "dev",
             "--production-secs",
-            "1",
+            "15",
             "--factory-drop-callback-every",
             "2",
         ])
@@ -212,12 +212,47 @@ async fn restock_dev_from_sell_out_to_restock_and_clean_shutdown() {
     let ports = Ports::free();
     let dev = start_dev(dir.path(), &ports, "dev-1.out").await;
 
-    // The demo product (stock 3) sells out; the factory's callback restocks it.
-    for _ in 0..3 {
-        assert_eq!(client(&ports, &["buy", "CP-502101"])["outcome"], "SOLD");
+    // The README's Quickstart: the demo product (stock 3) sells out, and `buy --wait` follows
+    // the replenishment until the factory's callback restocked it. That sale's request comes
+    // while the run works, so a newer run checks the stock again once it ends: the follower
+    // still reports the run it followed, then names the newer one.
+    assert_eq!(client(&ports, &["buy", "CP-502101"])["outcome"], "SOLD");
+    assert_eq!(
+        client(&ports, &["buy", "CP-502101", "-q", "2"])["outcome"],
+        "SOLD"
+    );
+    // As a person types the next command: once the run waits for the factory. The factory
+    // takes 15 s, longer than the relay's rest between two hand-overs for one product (10 s),
+    // so this sale's request reaches the run while it waits.
+    wait_for(
+        "CP-502101 awaiting the factory",
+        Duration::from_secs(60),
+        || async {
+            try_client(&ports, &["replenishment", "CP-502101"])
+                .is_some_and(|r| r["state"] == "AwaitingFactory")
+        },
+    )
+    .await;
+    let followed = restock()
+        .args(["buy", "CP-502101", "--wait", "--wait-timeout-secs", "60"])
+        .args(["--server", &format!("127.0.0.1:{}", ports.grpc)])
+        .output()
+        .unwrap();
+    let printed = String::from_utf8_lossy(&followed.stdout);
+    assert_eq!(
+        followed.status.code(),
+        Some(3),
+        "out of stock: {printed}{}",
+        String::from_utf8_lossy(&followed.stderr)
+    );
+    for line in [
+        "OUT OF STOCK",
+        "-> AwaitingFactory",
+        "-> Completed",
+        "replenishment replenish-CP-502101 ended: Completed",
+    ] {
+        assert!(printed.contains(line), "{line:?} not in:\n{printed}");
     }
-    let out = client(&ports, &["buy", "CP-502101"]);
-    assert_eq!(out["outcome"], "OUT_OF_STOCK");
     wait_for(
         "CP-502101 restocked by the callback",
         Duration::from_secs(60),

@@ -24,6 +24,8 @@ use crate::temporal::TemporalLink;
 pub const DEFAULT_PAGE_SIZE: u32 = 50;
 /// Most replenishments per page.
 pub const MAX_PAGE_SIZE: u32 = 500;
+/// Longer than any order id (`replenish-<sku>-<uuid>`, the sku at most 64 bytes).
+const MAX_ORDER_ID_BYTES: usize = 128;
 /// How long a live query may take before the read model answers instead.
 const QUERY_TIMEOUT: Duration = Duration::from_secs(3);
 
@@ -49,31 +51,55 @@ impl ReplenishmentApi {
         })
     }
 
-    /// The live state, or the read model's when the workflow cannot answer in time.
-    async fn current(&self, sku: &str) -> Result<Replenishment, Status> {
+    /// The live state, or the read model's when the workflow cannot answer in time. With
+    /// `order`, that run: the live one or the one it checks again after (both from the
+    /// workflow, with their history), else the read model's row for that order.
+    async fn current(&self, sku: &str, order: Option<&str>) -> Result<Replenishment, Status> {
         let sku = &Sku::parse(sku).map_err(from_store)?;
-        if let Some(client) = self.temporal.client() {
-            match tokio::time::timeout(QUERY_TIMEOUT, client::query_status(client, sku)).await {
-                Ok(Ok(Some(status))) => return Ok(from_status(&status)),
-                Ok(Ok(None)) => {}
-                Ok(Err(err)) => {
-                    tracing::warn!(%sku, error = %err, "status query failed; answering from the read model")
-                }
-                Err(_) => {
-                    tracing::warn!(%sku, "status query timed out (no worker?); answering from the read model")
+        if let Some(status) = self.live(sku).await {
+            match order {
+                None => return Ok(from_status(&status)),
+                Some(order) if status.factory_order_id == order => return Ok(from_status(&status)),
+                Some(order) => {
+                    if let Some(previous) = status
+                        .previous_run
+                        .as_deref()
+                        .filter(|p| p.factory_order_id == order)
+                    {
+                        return Ok(from_status(previous));
+                    }
                 }
             }
         }
-        match self
-            .store
-            .latest_replenishment(sku)
-            .await
-            .map_err(from_store)?
-        {
-            Some(record) => Ok(from_record(&record)),
-            None => Err(status::not_found(format!(
+        let record = match order {
+            None => self.store.latest_replenishment(sku).await,
+            Some(order) => self.store.replenishment_by_order(sku, order).await,
+        }
+        .map_err(from_store)?;
+        match (record, order) {
+            (Some(record), _) => Ok(from_record(&record)),
+            (None, None) => Err(status::not_found(format!(
                 "{sku} has no replenishment (one starts when it sells out)"
             ))),
+            (None, Some(order)) => Err(status::not_found(format!(
+                "{sku} has no replenishment with order {order:?} (`restock replenishment {sku}` shows its latest)"
+            ))),
+        }
+    }
+
+    /// The status query's answer, or `None` (no run, or no answer in time: logged).
+    async fn live(&self, sku: &Sku) -> Option<ReplenishStatus> {
+        let client = self.temporal.client()?;
+        match tokio::time::timeout(QUERY_TIMEOUT, client::query_status(client, sku)).await {
+            Ok(Ok(status)) => status,
+            Ok(Err(err)) => {
+                tracing::warn!(%sku, error = %err, "status query failed; answering from the read model");
+                None
+            }
+            Err(_) => {
+                tracing::warn!(%sku, "status query timed out (no worker?); answering from the read model");
+                None
+            }
         }
     }
 }
@@ -156,8 +182,20 @@ impl ReplenishmentService for ReplenishmentApi {
         &self,
         request: Request<GetReplenishmentRequest>,
     ) -> Result<Response<Replenishment>, Status> {
-        let sku = request.into_inner().sku;
-        Ok(Response::new(self.current(&sku).await?))
+        let r = request.into_inner();
+        let order = match r.factory_order_id.as_str() {
+            "" => None,
+            order if order.len() > MAX_ORDER_ID_BYTES => {
+                return Err(status::invalid_field(
+                    "factory_order_id",
+                    format!(
+                        "factory_order_id is longer than any order id ({MAX_ORDER_ID_BYTES} bytes)"
+                    ),
+                ));
+            }
+            order => Some(order),
+        };
+        Ok(Response::new(self.current(&r.sku, order).await?))
     }
 
     async fn list_replenishments(
@@ -229,10 +267,12 @@ impl ReplenishmentService for ReplenishmentApi {
                 ),
             ));
         }
-        if !r.factory_order_id.is_empty() && r.factory_order_id.len() > 128 {
+        if r.factory_order_id.len() > MAX_ORDER_ID_BYTES {
             return Err(status::invalid_field(
                 "factory_order_id",
-                "factory_order_id is longer than any order id (128 bytes)",
+                format!(
+                    "factory_order_id is longer than any order id ({MAX_ORDER_ID_BYTES} bytes)"
+                ),
             ));
         }
         let client = self.client()?;

@@ -522,11 +522,12 @@ restock_testkit::on_three_databases! {
 
 /// ListReplenishments pages by keyset: replenishments that start or change between two page
 /// reads neither repeat nor push a row out of the pages (an offset would do both), and a
-/// made-up token is refused.
+/// made-up token is refused. GetReplenishment finds a run by its order, only for its product.
 async fn replenishment_pages_on(backend: Backend) {
     use restock_inventory::ReplenishmentRecord;
     use restock_proto::v1::{
-        ListReplenishmentsRequest, replenishment_service_client::ReplenishmentServiceClient,
+        GetReplenishmentRequest, ListReplenishmentsRequest,
+        replenishment_service_client::ReplenishmentServiceClient,
     };
     let Some(app) = spawn_app(backend).await else {
         return;
@@ -590,6 +591,30 @@ async fn replenishment_pages_on(backend: Backend) {
         .await
         .unwrap_err();
     assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+
+    // One run by its order (no Temporal here: the read model answers), only for its product.
+    let by_order = |sku: &str, order: &str| GetReplenishmentRequest {
+        sku: sku.to_owned(),
+        factory_order_id: order.to_owned(),
+    };
+    let one = api
+        .get_replenishment(by_order("PAGE-1", "ord-page-1"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        (
+            one.factory_order_id.as_str(),
+            one.state.as_str(),
+            one.source.as_str()
+        ),
+        ("ord-page-1", "Completed", "read_model")
+    );
+    let other = api
+        .get_replenishment(by_order("PAGE-2", "ord-page-1"))
+        .await
+        .unwrap_err();
+    assert_eq!(other.code(), Code::NotFound, "{other:?}");
     app.stop().await;
 }
 

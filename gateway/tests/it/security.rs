@@ -119,7 +119,10 @@ async fn call(channel: &Channel, rpc: &str, token: Option<&str>) -> Code {
             reason: "stock-take".into(),
         })),
         "GetReplenishment" => {
-            code!(replenishments.get_replenishment(GetReplenishmentRequest { sku }))
+            code!(replenishments.get_replenishment(GetReplenishmentRequest {
+                sku,
+                ..Default::default()
+            }))
         }
         "ListReplenishments" => {
             code!(replenishments.list_replenishments(ListReplenishmentsRequest::default()))

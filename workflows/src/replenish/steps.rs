@@ -20,9 +20,9 @@ use temporalio_sdk::{
 
 use super::{
     CancelRequest, CarriedOrder, FactoryCompleted, MAX_REQUESTS_PER_RUN, RESTOCK_SKU,
-    RESTOCK_STATE, ReplenishInput, ReplenishOutcome, ReplenishSettings, ReplenishStock,
-    activity_options, local_notification_options, local_options, millis, notification_options,
-    require_valid_sku,
+    RESTOCK_STATE, ReplenishInput, ReplenishOutcome, ReplenishSettings, ReplenishStatus,
+    ReplenishStock, activity_options, local_notification_options, local_options, millis,
+    notification_options, require_valid_sku,
 };
 use crate::state::{self, Event, RestockState};
 
@@ -151,6 +151,7 @@ impl ReplenishStock {
             s.status.sku = input.sku.clone();
             s.status.factory_order_id = order_id;
             s.status.request_id = input.request_id.clone();
+            s.status.previous_run = input.previous_run.clone();
             s.status.started_at = started;
             s.status.updated_at = started;
             s.status
@@ -348,9 +349,14 @@ impl ReplenishStock {
         input: ReplenishInput,
         reason: &str,
     ) -> WorkflowResult<ReplenishOutcome> {
+        let ended = ctx.state(|s| ReplenishStatus {
+            previous_run: None,
+            ..s.status.clone()
+        });
         let next = ReplenishInput {
             reason: reason.to_owned(),
             carried: None,
+            previous_run: Some(Box::new(ended)),
             ..input
         };
         match ctx.continue_as_new(next, ContinueAsNewOptions::default()) {
@@ -372,6 +378,8 @@ impl ReplenishStock {
                 status,
                 sla_deadline,
             }),
+            // The carried status holds it already.
+            previous_run: None,
             ..input
         };
         match ctx.continue_as_new(next, ContinueAsNewOptions::default()) {

@@ -9,7 +9,9 @@ use restock_factory::SimulatorConfig;
 use restock_factory::callback::CallbackSigner;
 use restock_inventory::entity::{factory_delivery, product};
 use restock_proto::v1::replenishment_service_client::ReplenishmentServiceClient;
-use restock_proto::v1::{CancelReplenishmentRequest, CompleteFactoryOrderRequest};
+use restock_proto::v1::{
+    CancelReplenishmentRequest, CompleteFactoryOrderRequest, GetReplenishmentRequest,
+};
 use restock_testkit::smtp::SmtpServer;
 use restock_testkit::stack::{Stack, StackOptions, spawn_stack};
 use restock_testkit::{Backend, TEST_CALLBACK_SECRET};
@@ -995,7 +997,8 @@ async fn a_run_started_by_hand_under_another_id_orders_nothing() {
 }
 
 /// A run that waits long while sales keep asking continues as new with its order, so its
-/// history stays bounded; the order completes once, in the new run.
+/// history stays bounded; the order completes once, in the new run. Each run stays
+/// answerable by its order after a newer one replaced it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_long_wait_continues_as_new_with_its_order() {
     let sku = "LONG-1";
@@ -1018,6 +1021,66 @@ async fn a_long_wait_continues_as_new_with_its_order() {
     assert_ne!(last.factory_order_id, waiting.factory_order_id);
     assert_eq!(stack.factory_stats().total, 1);
     assert_eq!(receipts(&stack, sku).await, 1);
+
+    // The completed run stays answerable by its order, with its history, from the workflow
+    // (`restock buy --wait` follows a run so and sees its end, not the newer run's).
+    let mut api = ReplenishmentServiceClient::new(stack.app.channel().await);
+    let by_order = |order: &str| GetReplenishmentRequest {
+        sku: sku.to_owned(),
+        factory_order_id: order.to_owned(),
+    };
+    let ended = api
+        .get_replenishment(by_order(&waiting.factory_order_id))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        (ended.state.as_str(), ended.source.as_str()),
+        ("Completed", "workflow"),
+        "{ended:?}"
+    );
+    assert_eq!(ended.received_quantity, 10);
+    let states: Vec<&str> = ended.history.iter().map(|h| h.state.as_str()).collect();
+    assert!(
+        states.ends_with(&["AwaitingFactory", "Restocking", "Completed"]),
+        "{states:?}"
+    );
+    let latest = api
+        .get_replenishment(by_order(""))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        (latest.state.as_str(), latest.factory_order_id.as_str()),
+        ("NotNeeded", last.factory_order_id.as_str())
+    );
+    // A later sell-out starts a fresh run: the first order is the read model's answer now.
+    adjust(&stack, sku, -10, "stock-take").await;
+    stack.app.sales().await.purchase(buy(sku)).await.unwrap();
+    stack
+        .wait_for_status(sku, WAIT, |s| {
+            s.factory_order_id != last.factory_order_id && s.state == RestockState::AwaitingFactory
+        })
+        .await;
+    let ended = api
+        .get_replenishment(by_order(&waiting.factory_order_id))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        (ended.state.as_str(), ended.source.as_str()),
+        ("Completed", "read_model"),
+        "{ended:?}"
+    );
+    let unknown = api
+        .get_replenishment(by_order("replenish-LONG-1-not-an-order"))
+        .await
+        .unwrap_err();
+    assert_eq!(unknown.code(), tonic::Code::NotFound, "{unknown:?}");
+    assert!(
+        unknown.message().contains("no replenishment with order"),
+        "{unknown:?}"
+    );
     stack.stop().await;
 }
 

@@ -342,7 +342,8 @@ async fn errors_carry_machine_readable_details() {
 
 /// A sku is checked once, where it enters: every call that names one refuses a bad one with
 /// INVALID_ARGUMENT naming the field (the ListProducts page token too), and so does a
-/// correctly signed factory callback; nothing changes.
+/// correctly signed factory callback (and an order id longer than any, where one is asked
+/// for); nothing changes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bad_sku_is_refused_where_it_enters_and_changes_nothing() {
     use restock_proto::v1::replenishment_service_client::ReplenishmentServiceClient;
@@ -404,10 +405,24 @@ async fn a_bad_sku_is_refused_where_it_enters_and_changes_nothing() {
         (
             "GetReplenishment",
             replenishments
-                .get_replenishment(GetReplenishmentRequest { sku: bad.into() })
+                .get_replenishment(GetReplenishmentRequest {
+                    sku: bad.into(),
+                    ..Default::default()
+                })
                 .await
                 .unwrap_err(),
             "sku",
+        ),
+        (
+            "GetReplenishment (order)",
+            replenishments
+                .get_replenishment(GetReplenishmentRequest {
+                    sku: restock_inventory::demo::DEMO_SKU.into(),
+                    factory_order_id: "x".repeat(129),
+                })
+                .await
+                .unwrap_err(),
+            "factory_order_id",
         ),
         (
             "CompleteFactoryOrder",
