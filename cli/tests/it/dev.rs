@@ -164,6 +164,20 @@ fn client(ports: &Ports, args: &[&str]) -> Value {
     serde_json::from_slice(&output.stdout).unwrap()
 }
 
+/// Waits until the product's replenishment waits for the factory. The sale's answer comes
+/// before the relay starts the run: NotFound until then.
+async fn awaiting_factory(ports: &Ports, sku: &str) {
+    wait_for(
+        &format!("{sku} awaiting the factory"),
+        Duration::from_secs(60),
+        || async {
+            try_client(ports, &["replenishment", sku])
+                .is_some_and(|r| r["state"] == "AwaitingFactory")
+        },
+    )
+    .await;
+}
+
 fn stock(ports: &Ports, sku: &str) -> i64 {
     client(ports, &["stock", sku])[0]["stock"].as_i64().unwrap()
 }
@@ -224,15 +238,7 @@ async fn restock_dev_from_sell_out_to_restock_and_clean_shutdown() {
     // As a person types the next command: once the run waits for the factory. The factory
     // takes 15 s, longer than the relay's rest between two hand-overs for one product (10 s),
     // so this sale's request reaches the run while it waits.
-    wait_for(
-        "CP-502101 awaiting the factory",
-        Duration::from_secs(60),
-        || async {
-            try_client(&ports, &["replenishment", "CP-502101"])
-                .is_some_and(|r| r["state"] == "AwaitingFactory")
-        },
-    )
-    .await;
+    awaiting_factory(&ports, "CP-502101").await;
     let followed = restock()
         .args(["buy", "CP-502101", "--wait", "--wait-timeout-secs", "60"])
         .args(["--server", &format!("127.0.0.1:{}", ports.grpc)])
@@ -265,16 +271,7 @@ async fn restock_dev_from_sell_out_to_restock_and_clean_shutdown() {
         client(&ports, &["buy", "CP-502102", "-q", "5"])["outcome"],
         "SOLD"
     );
-    wait_for(
-        "CP-502102 awaiting the factory",
-        Duration::from_secs(60),
-        || async {
-            // The sale's answer comes before the relay starts the run: NotFound until then.
-            try_client(&ports, &["replenishment", "CP-502102"])
-                .is_some_and(|r| r["state"] == "AwaitingFactory")
-        },
-    )
-    .await;
+    awaiting_factory(&ports, "CP-502102").await;
     // As the README says: the signal names the order `restock replenishment` shows.
     let order = client(&ports, &["replenishment", "CP-502102"])["factory_order_id"]
         .as_str()

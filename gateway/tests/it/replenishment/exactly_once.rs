@@ -1025,31 +1025,20 @@ async fn a_long_wait_continues_as_new_with_its_order() {
     // The completed run stays answerable by its order, with its history, from the workflow
     // (`restock buy --wait` follows a run so and sees its end, not the newer run's).
     let mut api = ReplenishmentServiceClient::new(stack.app.channel().await);
-    let by_order = |order: &str| GetReplenishmentRequest {
-        sku: sku.to_owned(),
-        factory_order_id: order.to_owned(),
-    };
-    let ended = api
-        .get_replenishment(by_order(&waiting.factory_order_id))
-        .await
-        .unwrap()
-        .into_inner();
-    assert_eq!(
-        (ended.state.as_str(), ended.source.as_str()),
+    let ended = answered(
+        &mut api,
+        sku,
+        &waiting.factory_order_id,
         ("Completed", "workflow"),
-        "{ended:?}"
-    );
+    )
+    .await;
     assert_eq!(ended.received_quantity, 10);
     let states: Vec<&str> = ended.history.iter().map(|h| h.state.as_str()).collect();
     assert!(
         states.ends_with(&["AwaitingFactory", "Restocking", "Completed"]),
         "{states:?}"
     );
-    let latest = api
-        .get_replenishment(by_order(""))
-        .await
-        .unwrap()
-        .into_inner();
+    let latest = run_by_order(&mut api, sku, "").await.unwrap();
     assert_eq!(
         (latest.state.as_str(), latest.factory_order_id.as_str()),
         ("NotNeeded", last.factory_order_id.as_str())
@@ -1062,18 +1051,14 @@ async fn a_long_wait_continues_as_new_with_its_order() {
             s.factory_order_id != last.factory_order_id && s.state == RestockState::AwaitingFactory
         })
         .await;
-    let ended = api
-        .get_replenishment(by_order(&waiting.factory_order_id))
-        .await
-        .unwrap()
-        .into_inner();
-    assert_eq!(
-        (ended.state.as_str(), ended.source.as_str()),
+    answered(
+        &mut api,
+        sku,
+        &waiting.factory_order_id,
         ("Completed", "read_model"),
-        "{ended:?}"
-    );
-    let unknown = api
-        .get_replenishment(by_order("replenish-LONG-1-not-an-order"))
+    )
+    .await;
+    let unknown = run_by_order(&mut api, sku, "replenish-LONG-1-not-an-order")
         .await
         .unwrap_err();
     assert_eq!(unknown.code(), tonic::Code::NotFound, "{unknown:?}");
@@ -1082,6 +1067,36 @@ async fn a_long_wait_continues_as_new_with_its_order() {
         "{unknown:?}"
     );
     stack.stop().await;
+}
+
+/// `GetReplenishment` of the product's run with `order` (its latest with "").
+async fn run_by_order(
+    api: &mut ReplenishmentServiceClient<tonic::transport::Channel>,
+    sku: &str,
+    order: &str,
+) -> Result<restock_proto::v1::Replenishment, tonic::Status> {
+    api.get_replenishment(GetReplenishmentRequest {
+        sku: sku.to_owned(),
+        factory_order_id: order.to_owned(),
+    })
+    .await
+    .map(tonic::Response::into_inner)
+}
+
+/// [`run_by_order`]'s answer, asserted to be in `state`, answered by `source`.
+async fn answered(
+    api: &mut ReplenishmentServiceClient<tonic::transport::Channel>,
+    sku: &str,
+    order: &str,
+    (state, source): (&str, &str),
+) -> restock_proto::v1::Replenishment {
+    let r = run_by_order(api, sku, order).await.unwrap();
+    assert_eq!(
+        (r.state.as_str(), r.source.as_str()),
+        (state, source),
+        "{r:?}"
+    );
+    r
 }
 
 /// A small deterministic generator (xorshift64*), so a failing run can be replayed with its
