@@ -313,6 +313,25 @@ async fn restock_dev_from_sell_out_to_restock_and_clean_shutdown() {
         },
     )
     .await;
+    // `--order` shows one run also after a newer one replaced it: CP-502101's completed
+    // order, now that a newer run checked its stock again.
+    let completed = client(&ports, &["replenishments", "--state", "Completed"]);
+    let order = completed
+        .as_array()
+        .and_then(|l| l.iter().find(|r| r["sku"] == "CP-502101"))
+        .map(|r| r["factory_order_id"].as_str().unwrap().to_owned())
+        .unwrap_or_else(|| panic!("{completed}"));
+    assert_ne!(
+        client(&ports, &["replenishment", "CP-502101"])["factory_order_id"],
+        order.as_str(),
+        "a newer run is the latest"
+    );
+    let shown = client(&ports, &["replenishment", "CP-502101", "--order", &order]);
+    assert_eq!(
+        (shown["state"].as_str(), shown["factory_order_id"].as_str()),
+        (Some("Completed"), Some(order.as_str())),
+        "{shown}"
+    );
     interrupt_and_check(dev, &ports).await;
 
     // The processes' log files hold text, not a terminal's colour codes.
