@@ -108,7 +108,11 @@ impl ServerArgs {
 /// Turns a gRPC error status into a message a person can act on, and the exit code for it.
 pub(crate) fn explain(status: tonic::Status) -> anyhow::Error {
     let hint = match status.code() {
-        tonic::Code::NotFound => " (list products with `restock stock`)",
+        // Only for an unknown product: other answers (no replenishment yet, no such order)
+        // say themselves what to look at.
+        tonic::Code::NotFound if status.message().starts_with("no product") => {
+            " (list products with `restock stock`)"
+        }
         tonic::Code::Unavailable => " (the gateway or its database is down; try again shortly)",
         tonic::Code::Unauthenticated => " (set RESTOCK_API_TOKEN to a token the gateway knows)",
         tonic::Code::PermissionDenied => " (this needs an admin token)",

@@ -89,6 +89,13 @@ async fn exit_codes_and_json_output() {
     // Failures: each has its documented code.
     let (rc, stderr) = code(&app, &["buy", "NOPE-1"]).await;
     assert_eq!(rc, 4, "not found: {stderr}");
+    assert!(stderr.contains("restock stock"), "{stderr}");
+    let (rc, stderr) = code(&app, &["replenishment", "CLI-1", "--order", "nope"]).await;
+    assert_eq!(rc, 4, "not found: {stderr}");
+    assert!(
+        stderr.contains("no replenishment with order") && !stderr.contains("list products"),
+        "{stderr}"
+    );
     let (rc, stderr) = code(&app, &["buy", "CP 1"]).await;
     assert_eq!(rc, 2, "refused as invalid by the gateway: {stderr}");
     assert!(stderr.contains("sku"), "{stderr}");
