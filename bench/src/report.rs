@@ -842,6 +842,23 @@ const METHOD: &str = r#"## Method
   three workflow tasks instead of two, the delivery's status query and signal, the SLA
   timer started and cancelled, and the state search attribute on each of its 6 transitions
   (each a visibility write), 36 history events against 11.
+- **Where PostgreSQL 1000 products' CPU goes** (64 clients; each process's CPU time from
+  `/proc` over 8 s of the point, release build, 2026-12-05; four runs' grouped ÷ pgbench
+  0.79, 0.86, 0.78 and 0.81): in the last run the grouped sale ran at 13,105/s with
+  PostgreSQL taking 77 ticks a second, the gateway 56, the load generator 37, and 14% of the
+  machine idle: per sale about 59 µs of PostgreSQL, 43 µs of the gateway and 28 µs of the
+  generator, 130 µs in all. pgbench ran at 16,083/s with PostgreSQL taking 159 ticks a
+  second and pgbench 30: per transaction about 99 µs of PostgreSQL and 19 µs of its client
+  (its per-transaction log, written for the latencies, kept the kernel's writeback busy
+  besides). So grouping already costs PostgreSQL less per sale than pgbench's bare `UPDATE`
+  (one commit per group of about 8); what a sale adds is the gRPC round trip, 71 µs on the
+  gateway and the generator together, and the idle share. The idle fits the lanes' commits
+  (not measured directly): `pg_test_fsync` put one `fdatasync` at 1.2-1.6 ms here, a lane
+  sells one group per commit and waits for it, and while both lanes wait little else can
+  run. The gateway's own profile (`perf record --call-graph dwarf`, 5 s) is flat: tonic,
+  hyper and h2 handling the calls about 35% of its samples, the kernel's TCP sends 11%, `malloc`/`free` 14%, the sea-orm and
+  sqlx query 10%, the lanes' grouping 8%. One tokio worker thread for the gateway and the
+  generator (`TOKIO_WORKER_THREADS=1`) did not help: 0.76, idle 20%.
 - **Hot row, PostgreSQL**: pgbench's rate on one row falls as clients rise (every waiter
   queues on the row lock and re-checks it); the gateway never puts more than its pool of 16
   connections on the row, and an ungrouped sale that sells is one statement (data-modifying
