@@ -8,8 +8,8 @@ use anyhow::{Context, anyhow};
 use temporalio_client::errors::{WorkflowInteractionError, WorkflowQueryError, WorkflowStartError};
 use temporalio_client::{
     Client, ClientOptions, ClientTlsOptions, Connection, ConnectionOptions, TlsOptions, Url,
-    WorkflowIdConflictPolicy, WorkflowIdReusePolicy, WorkflowQueryOptions, WorkflowSignalOptions,
-    WorkflowStartOptions,
+    WorkflowDescribeOptions, WorkflowExecutionStatus, WorkflowIdConflictPolicy,
+    WorkflowIdReusePolicy, WorkflowQueryOptions, WorkflowSignalOptions, WorkflowStartOptions,
 };
 use temporalio_common::{HasWorkflowDefinition, SignalDefinition};
 
@@ -391,6 +391,28 @@ pub async fn query_status(client: &Client, sku: &str) -> anyhow::Result<Option<R
         Err(WorkflowQueryError::NotFound(_)) => Ok(None),
         Err(err) => Err(anyhow!("querying the workflow failed: {err}")),
     }
+}
+
+/// How Temporal closed the product's latest run when that run did not end on its own: the
+/// UI's Terminate (`temporal workflow terminate`) or a run timeout. Such a run never records its
+/// end, so its status query (answered from its history) and the read model keep the last state
+/// it entered; this is how callers tell that it is over. `None` while it runs, and for a run
+/// that completed, failed, was cancelled or continued as new: those record their own end.
+pub async fn closed_by_temporal(
+    client: &Client,
+    sku: &str,
+) -> anyhow::Result<Option<&'static str>> {
+    let handle = client.get_workflow_handle::<ReplenishStock>(workflow_id(sku));
+    let described = match handle.describe(WorkflowDescribeOptions::default()).await {
+        Ok(described) => described,
+        Err(WorkflowInteractionError::NotFound(_)) => return Ok(None),
+        Err(err) => return Err(anyhow!("describing the workflow failed: {err}")),
+    };
+    Ok(match described.status() {
+        WorkflowExecutionStatus::Terminated => Some("Terminated"),
+        WorkflowExecutionStatus::TimedOut => Some("TimedOut"),
+        _ => None,
+    })
 }
 
 /// Creates the Temporal Schedule `restock-planner` (a `plan-replenishments` run on

@@ -43,6 +43,7 @@ pub(crate) fn to_json(r: &Replenishment) -> serde_json::Value {
         "factory_confirmed": r.factory_confirmed, "received_quantity": r.received_quantity,
         "order_attempts": r.order_attempts, "overdue": r.overdue, "reason": r.reason,
         "started_at": r.started_at, "updated_at": r.updated_at, "source": r.source,
+        "closed_by_temporal": r.closed_by_temporal,
         "history": r.history.iter().map(|h| json!({"state": h.state, "at": h.at})).collect::<Vec<_>>(),
     })
 }
@@ -145,6 +146,9 @@ fn print_detail(r: &Replenishment) -> anyhow::Result<()> {
         r.state,
         if r.overdue { "OVERDUE" } else { "on time" }
     )?;
+    if !r.closed_by_temporal.is_empty() {
+        outln!("  closed       {}", closed_by_temporal(r))?;
+    }
     outln!(
         "  ordered      {} units, order {}",
         r.quantity,
@@ -270,7 +274,8 @@ pub(crate) async fn cancel(args: CancelArgs) -> anyhow::Result<()> {
 /// end; prints each new state unless the output is JSON (then the caller prints the end).
 /// A finished run that started before we asked is an older one: keep waiting for ours. Once
 /// one is found it is followed by its order, so a newer run that replaces it (a check again
-/// for requests that came while it ran) neither hides its end nor is taken for it.
+/// for requests that came while it ran) neither hides its end nor is taken for it. A run
+/// that Temporal closed before it recorded its end (Terminate) ends the follow too, said so.
 pub(crate) async fn follow(
     server: &ServerArgs,
     sku: &str,
@@ -289,8 +294,10 @@ pub(crate) async fn follow(
         match api.get_replenishment(request).await {
             Ok(reply) => {
                 let r = reply.into_inner();
-                let terminal = RestockState::parse(&r.state)
-                    .is_some_and(restock_workflows::RestockState::is_terminal);
+                let closed = !r.closed_by_temporal.is_empty();
+                let terminal = closed
+                    || RestockState::parse(&r.state)
+                        .is_some_and(restock_workflows::RestockState::is_terminal);
                 let started_before =
                     chrono::DateTime::parse_from_rfc3339(&r.started_at).is_ok_and(|t| t < asked_at);
                 // Before one is followed, a run that ended before we asked is not ours.
@@ -304,14 +311,19 @@ pub(crate) async fn follow(
                             outln!("  -> {:<20} {}", h.state, h.at)?;
                         }
                         // The database copy has no history: its end is still a state entered.
-                        if terminal && r.history.is_empty() {
+                        if terminal && !closed && r.history.is_empty() {
                             outln!("  -> {:<20} {}", r.state, r.updated_at)?;
                         }
                     }
                     printed = printed.max(r.history.len());
                     if terminal {
                         if !server.json() {
-                            outln!("replenishment {} ended: {}", r.id, r.state)?;
+                            if closed {
+                                outln!("  -> {:<20} (by Temporal)", r.closed_by_temporal)?;
+                                outln!("replenishment {} ended: {}", r.id, closed_by_temporal(&r))?;
+                            } else {
+                                outln!("replenishment {} ended: {}", r.id, r.state)?;
+                            }
                             print_newer_run(&mut api, &r).await?;
                         }
                         return Ok(r);
@@ -329,6 +341,19 @@ pub(crate) async fn follow(
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
+}
+
+/// What a run that Temporal closed before it recorded its end left behind: its last state is
+/// not where it ended, and the README's Terminate paragraph says what still happens.
+fn closed_by_temporal(r: &Replenishment) -> String {
+    let how = match r.closed_by_temporal.as_str() {
+        "Closed" => "closed in Temporal (a newer run replaced it)".to_owned(),
+        how => format!("{how} in Temporal"),
+    };
+    format!(
+        "{how} while {}, without recording its end: an order it placed is still counted once when it is delivered, and the next sale starts a new run",
+        r.state
+    )
 }
 
 /// Says so when a newer run of the product replaced `ended` (requests came while it ran):

@@ -178,6 +178,89 @@ async fn awaiting_factory(ports: &Ports, sku: &str) {
     .await;
 }
 
+/// Temporal's Terminate (README, Operations) on the run `buy --wait` follows: the follower
+/// says how the run ended and stops, instead of waiting for an end the run never records, and
+/// the order's delivery is still counted once.
+async fn terminate_the_followed_run(ports: &Ports) {
+    // CP-502103: stock 10, reorder point 2, 15 a factory order.
+    let sku = "CP-502103";
+    assert_eq!(client(ports, &["buy", sku, "-q", "8"])["outcome"], "SOLD");
+    awaiting_factory(ports, sku).await;
+    let order = client(ports, &["replenishment", sku])["factory_order_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mut follower = restock()
+        .args(["buy", sku, "--wait", "--wait-timeout-secs", "60"])
+        .args(["--server", &format!("127.0.0.1:{}", ports.grpc)])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (lines, printed) = std::sync::mpsc::channel();
+    let stdout = follower.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if lines.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut text = String::new();
+    while !text.contains("-> AwaitingFactory") {
+        match printed.recv_timeout(Duration::from_secs(30)) {
+            Ok(line) => text += &(line + "\n"),
+            Err(err) => panic!("no AwaitingFactory from the follower ({err}):\n{text}"),
+        }
+    }
+    let temporal = restock_testkit::temporal::temporal_binary();
+    let terminate = Command::new(&temporal)
+        .args([
+            "workflow",
+            "terminate",
+            "--workflow-id",
+            &format!("replenish-{sku}"),
+        ])
+        .args(["--reason", "operator pressed Terminate"])
+        .args(["--address", &format!("127.0.0.1:{}", ports.temporal)])
+        .output()
+        .unwrap();
+    assert!(
+        terminate.status.success(),
+        "{}",
+        String::from_utf8_lossy(&terminate.stderr)
+    );
+    // Within its 60 s timeout: it would print "still waiting" and fail after it.
+    let exit = follower.wait().unwrap();
+    reader.join().unwrap();
+    text.extend(printed.try_iter().map(|l| l + "\n"));
+    assert!(exit.success(), "SOLD, so 0: {exit:?}\n{text}");
+    // Terminated, as the follower sees it at once; "closed" if the relay had already started
+    // a newer run for this sale's request (then only the database copy is left to tell).
+    assert!(
+        [
+            "ended: Terminated in Temporal while AwaitingFactory",
+            "ended: closed in Temporal (a newer run replaced it) while AwaitingFactory",
+        ]
+        .iter()
+        .any(|line| text.contains(line)),
+        "{text}"
+    );
+    let shown = client(ports, &["replenishment", sku, "--order", &order]);
+    assert!(
+        ["Terminated", "Closed"].contains(&shown["closed_by_temporal"].as_str().unwrap()),
+        "{shown}"
+    );
+    // 10 - 8 - 1 + the terminated run's 15, counted once by the gateway itself.
+    wait_for(
+        "the terminated run's delivery counted",
+        Duration::from_secs(60),
+        || async { stock(ports, sku) == 16 },
+    )
+    .await;
+}
+
 fn stock(ports: &Ports, sku: &str) -> i64 {
     client(ports, &["stock", sku])[0]["stock"].as_i64().unwrap()
 }
@@ -332,6 +415,7 @@ async fn restock_dev_from_sell_out_to_restock_and_clean_shutdown() {
         (Some("Completed"), Some(order.as_str())),
         "{shown}"
     );
+    terminate_the_followed_run(&ports).await;
     interrupt_and_check(dev, &ports).await;
 
     // The processes' log files hold text, not a terminal's colour codes.

@@ -53,14 +53,14 @@ impl ReplenishmentApi {
 
     /// The live state, or the read model's when the workflow cannot answer in time. With
     /// `order`, that run: the live one or the one it checks again after (both from the
-    /// workflow, with their history), else the read model's row for that order.
+    /// workflow, with their history), else the read model's row for that order. A run that
+    /// Temporal closed before it recorded its end (Terminate) says so in `closed_by_temporal`.
     async fn current(&self, sku: &str, order: Option<&str>) -> Result<Replenishment, Status> {
         let sku = &Sku::parse(sku).map_err(from_store)?;
-        if let Some(status) = self.live(sku).await {
+        let live = self.live(sku).await;
+        if let Some(status) = &live {
             match order {
-                None => return Ok(from_status(&status)),
-                Some(order) if status.factory_order_id == order => return Ok(from_status(&status)),
-                Some(order) => {
+                Some(order) if status.factory_order_id != order => {
                     if let Some(previous) = status
                         .previous_run
                         .as_deref()
@@ -68,6 +68,13 @@ impl ReplenishmentApi {
                     {
                         return Ok(from_status(previous));
                     }
+                }
+                _ => {
+                    let mut reply = from_status(status);
+                    if !status.state.is_terminal() {
+                        reply.closed_by_temporal = self.closed_by_temporal(sku).await;
+                    }
+                    return Ok(reply);
                 }
             }
         }
@@ -77,13 +84,39 @@ impl ReplenishmentApi {
         }
         .map_err(from_store)?;
         match (record, order) {
-            (Some(record), _) => Ok(from_record(&record)),
+            (Some(record), _) => {
+                let mut reply = from_record(&record);
+                // Only one run of a product is open, the latest: a run that another one
+                // replaced and whose copy still reads open never recorded its end.
+                if live.is_some_and(|l| l.factory_order_id != record.order_id)
+                    && !record.state.is_terminal()
+                {
+                    "Closed".clone_into(&mut reply.closed_by_temporal);
+                }
+                Ok(reply)
+            }
             (None, None) => Err(status::not_found(format!(
                 "{sku} has no replenishment (one starts when it sells out)"
             ))),
             (None, Some(order)) => Err(status::not_found(format!(
                 "{sku} has no replenishment with order {order:?} (`restock replenishment {sku}` shows its latest)"
             ))),
+        }
+    }
+
+    /// How Temporal closed the latest run if it did not end on its own, else empty (also when
+    /// Temporal does not say in time: the answer is only a remark on the state).
+    async fn closed_by_temporal(&self, sku: &Sku) -> String {
+        let Some(client) = self.temporal.client() else {
+            return String::new();
+        };
+        match tokio::time::timeout(QUERY_TIMEOUT, client::closed_by_temporal(client, sku)).await {
+            Ok(Ok(closed)) => closed.unwrap_or_default().to_owned(),
+            Ok(Err(err)) => {
+                tracing::warn!(%sku, error = %err, "describing the run failed");
+                String::new()
+            }
+            Err(_) => String::new(),
         }
     }
 
@@ -135,6 +168,7 @@ pub fn from_status(s: &ReplenishStatus) -> Replenishment {
         order_attempts: s.order_attempts,
         reason: s.reason.clone().unwrap_or_default(),
         source: "workflow".to_owned(),
+        closed_by_temporal: String::new(),
     }
 }
 

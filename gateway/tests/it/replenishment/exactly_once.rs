@@ -661,18 +661,37 @@ async fn terminated_run_still_gets_its_delivery_counted_once() {
         "operator pressed Terminate",
     ]);
     wait_for_run_status(&stack, sku, WorkflowExecutionStatus::Terminated).await;
-    delivered_once_though_called_back_twice(&stack, sku, &waiting.factory_order_id).await;
+    // Its history and the database copy both still read AwaitingFactory: the answer says that
+    // Temporal closed it, so a follower (`restock buy --wait`) does not wait for it forever.
+    let mut api = stack.replenishments().await;
+    let order = &waiting.factory_order_id;
+    for asked in ["", order.as_str()] {
+        let terminated = answered(&mut api, sku, asked, ("AwaitingFactory", "workflow")).await;
+        assert_eq!(
+            (
+                terminated.closed_by_temporal.as_str(),
+                &terminated.factory_order_id
+            ),
+            ("Terminated", order),
+            "asked for {asked:?}"
+        );
+    }
+    delivered_once_though_called_back_twice(&stack, sku, order).await;
     // Sold out again: a new run, a new order.
     adjust(&stack, sku, -10, "sold in the shop").await;
     stack.app.sales().await.purchase(buy(sku)).await.unwrap();
     let next = stack
         .wait_for_status(sku, WAIT, |s| {
-            s.state == RestockState::AwaitingFactory
-                && s.factory_order_id != waiting.factory_order_id
+            s.state == RestockState::AwaitingFactory && &s.factory_order_id != order
         })
         .await;
     assert_eq!(stack.factory_stats().orders_for(&next.factory_order_id), 1);
     assert_eq!(stack.factory_stats().total, 2);
+    // The new run is open; the terminated one, now only in the database, is still closed.
+    let latest = answered(&mut api, sku, "", ("AwaitingFactory", "workflow")).await;
+    assert_eq!(latest.closed_by_temporal, "", "{latest:?}");
+    let replaced = answered(&mut api, sku, order, ("AwaitingFactory", "read_model")).await;
+    assert_eq!(replaced.closed_by_temporal, "Closed", "{replaced:?}");
     stack.stop().await;
 }
 
