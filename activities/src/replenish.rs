@@ -339,6 +339,7 @@ impl ReplenishActivities {
                 overdue: snapshot.overdue,
                 started_at: snapshot.started_at,
                 updated_at: snapshot.updated_at,
+                closed_by_temporal: None,
             })
             .await
             .map_err(from_store)

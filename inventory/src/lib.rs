@@ -45,7 +45,7 @@ pub use entity::replenishment::RestockState;
 pub use error::StoreError;
 pub use planning::{PlanSummary, PlannerSettings, PolicyChange};
 pub use policy::{AdaptiveSettings, PolicyKind};
-pub use replenishment::{Received, ReplenishmentRecord, SendDecision};
+pub use replenishment::{CLOSED_BY_NEWER_RUN, Received, ReplenishmentRecord, SendDecision};
 pub use sale::grouped::{GroupingCounts, QueueDepth};
 pub use sale::{PurchaseOutcome, PurchaseRequest};
 pub use sea_orm::DbErr;

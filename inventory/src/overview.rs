@@ -10,13 +10,15 @@ use crate::entity::replenishment;
 use crate::{ReplenishmentRecord, RestockState, Store, StoreError};
 
 impl Store {
-    /// Up to `limit` replenishments not yet ended, oldest first (the longest waiting on top).
+    /// Up to `limit` replenishments not yet ended, oldest first (the longest waiting on top);
+    /// not those Temporal closed before they recorded their end (Terminate).
     pub async fn open_replenishments(
         &self,
         limit: u64,
     ) -> Result<Vec<ReplenishmentRecord>, StoreError> {
         Ok(replenishment::Entity::find()
             .filter(replenishment::Column::State.is_not_in(RestockState::ENDED))
+            .filter(replenishment::Column::ClosedByTemporal.is_null())
             .order_by_asc(replenishment::Column::StartedAt)
             .order_by_asc(replenishment::Column::OrderId)
             .limit(limit)
@@ -25,7 +27,8 @@ impl Store {
     }
 
     /// How many replenishments are in each state: every open one, and those that ended at or
-    /// after `ended_since` (unix ms; "today" for the console).
+    /// after `ended_since` (unix ms; "today" for the console). Runs Temporal closed before
+    /// they recorded their end are in neither.
     pub async fn replenishment_counts(
         &self,
         ended_since: i64,
@@ -39,6 +42,7 @@ impl Store {
                     .add(replenishment::Column::State.is_not_in(RestockState::ENDED))
                     .add(replenishment::Column::UpdatedAt.gte(ended_since)),
             )
+            .filter(replenishment::Column::ClosedByTemporal.is_null())
             .group_by(replenishment::Column::State)
             .into_tuple::<(RestockState, i64)>()
             .all(self.reader())

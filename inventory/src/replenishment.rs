@@ -14,6 +14,10 @@ use crate::error::{DbErrKind, classify};
 use crate::store::{now_ms, retry_transient};
 use crate::{RestockState, Sku, Store, StoreError, validate};
 
+/// `replenishments.closed_by_temporal` of a row whose run a newer run of its product
+/// replaced while the row still read open: Temporal closed it, how is no longer known.
+pub const CLOSED_BY_NEWER_RUN: &str = "Closed";
+
 /// What [`Store::receive_stock`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Received {
@@ -356,11 +360,49 @@ impl Store {
             )
             .exec_without_returning(self.writer())
             .await?;
+        // Only the latest run of a product is open: an older row that still reads open is
+        // a run Temporal closed before it recorded its end (Terminate, a reset). The column
+        // is left alone above, so a terminated run's late write does not reopen its row.
+        replenishment::Entity::update_many()
+            .col_expr(
+                replenishment::Column::ClosedByTemporal,
+                Expr::value(CLOSED_BY_NEWER_RUN),
+            )
+            .filter(replenishment::Column::Sku.eq(r.sku.as_str()))
+            .filter(replenishment::Column::OrderId.ne(r.order_id.as_str()))
+            .filter(replenishment::Column::StartedAt.lt(r.started_at))
+            .filter(replenishment::Column::State.is_not_in(RestockState::ENDED))
+            .filter(replenishment::Column::ClosedByTemporal.is_null())
+            .exec(self.writer())
+            .await?;
         Ok(())
     }
 
-    /// Replenishments newest first (by start, then order id), optionally in one state; `after`
-    /// is the previous page's last `(started_at, order_id)`.
+    /// Records that Temporal closed `order_id`'s run before it recorded its end, and how
+    /// (`"Terminated"`, `"TimedOut"`): seen by the gateway; a row that ended on its own, or
+    /// already says how it closed, is left as it is. Whether a row changed.
+    pub async fn record_closed_by_temporal(
+        &self,
+        order_id: &str,
+        how: &str,
+    ) -> Result<bool, StoreError> {
+        let changed = replenishment::Entity::update_many()
+            .col_expr(replenishment::Column::ClosedByTemporal, Expr::value(how))
+            .filter(replenishment::Column::OrderId.eq(order_id))
+            .filter(replenishment::Column::State.is_not_in(RestockState::ENDED))
+            .filter(
+                Condition::any()
+                    .add(replenishment::Column::ClosedByTemporal.is_null())
+                    .add(replenishment::Column::ClosedByTemporal.eq(CLOSED_BY_NEWER_RUN)),
+            )
+            .exec(self.writer())
+            .await?;
+        Ok(changed.rows_affected > 0)
+    }
+
+    /// Replenishments newest first (by start, then order id), optionally in one state (then
+    /// not those Temporal closed before they recorded their end); `after` is the previous
+    /// page's last `(started_at, order_id)`.
     pub async fn list_replenishments(
         &self,
         state: Option<RestockState>,
@@ -370,8 +412,11 @@ impl Store {
         let mut query = replenishment::Entity::find()
             .order_by_desc(replenishment::Column::StartedAt)
             .order_by_desc(replenishment::Column::OrderId);
+        // A run Temporal closed before it recorded its end is not in its last state any more.
         if let Some(state) = state {
-            query = query.filter(replenishment::Column::State.eq(state));
+            query = query
+                .filter(replenishment::Column::State.eq(state))
+                .filter(replenishment::Column::ClosedByTemporal.is_null());
         }
         // Keyset: strictly after the previous page's last row in this order, so rows that
         // start or change meanwhile never shift the pages (an offset would skip or repeat).
@@ -389,9 +434,11 @@ impl Store {
         Ok(query.limit(limit).all(self.reader()).await?)
     }
 
-    /// How many replenishments are in each state (read model).
+    /// How many replenishments are in each state (read model); runs Temporal closed before
+    /// they recorded their end are left out (their state is not where they are).
     pub async fn replenishments_by_state(&self) -> Result<Vec<(RestockState, i64)>, StoreError> {
         Ok(replenishment::Entity::find()
+            .filter(replenishment::Column::ClosedByTemporal.is_null())
             .select_only()
             .column(replenishment::Column::State)
             .column_as(replenishment::Column::OrderId.count(), "n")

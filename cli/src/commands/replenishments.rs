@@ -116,7 +116,12 @@ pub(crate) async fn list(args: ListArgs) -> anyhow::Result<()> {
         outln!(
             "{:<14} {:<20} {:>5}  {:>9}  {:<8} {}",
             r.sku,
-            r.state,
+            // Closed by Temporal (Terminate): its last state is not where it is.
+            if r.closed_by_temporal.is_empty() {
+                &r.state
+            } else {
+                &r.closed_by_temporal
+            },
             r.quantity,
             age(&r.started_at),
             if r.overdue { "yes" } else { "-" },

@@ -57,8 +57,7 @@ impl ReplenishmentApi {
     /// Temporal closed before it recorded its end (Terminate) says so in `closed_by_temporal`.
     async fn current(&self, sku: &str, order: Option<&str>) -> Result<Replenishment, Status> {
         let sku = &Sku::parse(sku).map_err(from_store)?;
-        let live = self.live(sku).await;
-        if let Some(status) = &live {
+        if let Some(status) = &self.live(sku).await {
             match order {
                 Some(order) if status.factory_order_id != order => {
                     if let Some(previous) = status
@@ -72,7 +71,7 @@ impl ReplenishmentApi {
                 _ => {
                     let mut reply = from_status(status);
                     if !status.state.is_terminal() {
-                        reply.closed_by_temporal = self.closed_by_temporal(sku).await;
+                        reply.closed_by_temporal = self.closed_by_temporal(sku, status).await;
                     }
                     return Ok(reply);
                 }
@@ -84,17 +83,9 @@ impl ReplenishmentApi {
         }
         .map_err(from_store)?;
         match (record, order) {
-            (Some(record), _) => {
-                let mut reply = from_record(&record);
-                // Only one run of a product is open, the latest: a run that another one
-                // replaced and whose copy still reads open never recorded its end.
-                if live.is_some_and(|l| l.factory_order_id != record.order_id)
-                    && !record.state.is_terminal()
-                {
-                    "Closed".clone_into(&mut reply.closed_by_temporal);
-                }
-                Ok(reply)
-            }
+            // A run a newer one replaced while its copy still read open says so
+            // (`closed_by_temporal`): the newer run marked it when it recorded itself.
+            (Some(record), _) => Ok(from_record(&record)),
             (None, None) => Err(status::not_found(format!(
                 "{sku} has no replenishment (one starts when it sells out)"
             ))),
@@ -104,20 +95,38 @@ impl ReplenishmentApi {
         }
     }
 
-    /// How Temporal closed the latest run if it did not end on its own, else empty (also when
-    /// Temporal does not say in time: the answer is only a remark on the state).
-    async fn closed_by_temporal(&self, sku: &Sku) -> String {
+    /// How Temporal closed the latest run (`live`, not ended) if it did not end on its own,
+    /// else empty (also when Temporal does not say in time: the answer is only a remark on
+    /// the state). Seen closed, the read model learns it too, so the run leaves the console's
+    /// open list and the state metrics.
+    async fn closed_by_temporal(&self, sku: &Sku, live: &ReplenishStatus) -> String {
         let Some(client) = self.temporal.client() else {
             return String::new();
         };
-        match tokio::time::timeout(QUERY_TIMEOUT, client::closed_by_temporal(client, sku)).await {
-            Ok(Ok(closed)) => closed.unwrap_or_default().to_owned(),
+        let how = match tokio::time::timeout(QUERY_TIMEOUT, client::closed_by_temporal(client, sku))
+            .await
+        {
+            Ok(Ok(Some(how))) => how,
+            Ok(Ok(None)) | Err(_) => return String::new(),
             Ok(Err(err)) => {
                 tracing::warn!(%sku, error = %err, "describing the run failed");
-                String::new()
+                return String::new();
             }
-            Err(_) => String::new(),
+        };
+        match self
+            .store
+            .record_closed_by_temporal(&live.factory_order_id, how)
+            .await
+        {
+            Ok(true) => {
+                tracing::info!(%sku, order_id = %live.factory_order_id, how, "run closed by Temporal before it recorded its end; read model marked");
+            }
+            Ok(false) => {}
+            Err(err) => {
+                tracing::warn!(%sku, error = %err, "cannot mark the closed run in the read model");
+            }
         }
+        how.to_owned()
     }
 
     /// The status query's answer, or `None` (no run, or no answer in time: logged).
@@ -184,6 +193,7 @@ pub fn from_record(r: &ReplenishmentRecord) -> Replenishment {
         updated_at: rfc3339(r.updated_at),
         overdue: r.overdue,
         source: "read_model".to_owned(),
+        closed_by_temporal: r.closed_by_temporal.clone().unwrap_or_default(),
         ..Replenishment::default()
     }
 }

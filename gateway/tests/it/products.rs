@@ -541,6 +541,7 @@ async fn replenishment_pages_on(backend: Backend) {
         overdue: false,
         started_at,
         updated_at: started_at,
+        closed_by_temporal: None,
     };
     // Two rows share a start time: the order id breaks the tie.
     let starts = [1_000, 2_000, 3_000, 3_000, 4_000, 5_000];
@@ -649,6 +650,7 @@ async fn monitoring_files_name_only_metrics_the_gateway_serves() {
             overdue: true,
             started_at: 0,
             updated_at: 0,
+            closed_by_temporal: None,
         })
         .await
         .unwrap();
@@ -715,6 +717,7 @@ async fn console_reads_on(backend: Backend) {
         overdue,
         started_at: at,
         updated_at: at,
+        closed_by_temporal: None,
     };
     for r in [
         record("OPEN-LATE", RestockState::Overdue, true, now - 60_000),
@@ -735,6 +738,64 @@ async fn console_reads_on(backend: Backend) {
     ] {
         app.store.record_replenishment(&r).await.unwrap();
     }
+    // A run Temporal closed before it recorded its end (Terminate), still Overdue in its row,
+    // then a newer run of the product: the old row is marked, neither open nor counted, and
+    // its late write (an activity in flight at the Terminate) does not reopen it.
+    let closed = ReplenishmentRecord {
+        order_id: "ord-GHOST-1".into(),
+        ..record("GHOST", RestockState::Overdue, true, now - 120_000)
+    };
+    let newer = ReplenishmentRecord {
+        order_id: "ord-GHOST-2".into(),
+        ..record("GHOST", RestockState::CheckingStock, false, now - 500)
+    };
+    for r in [&closed, &newer, &closed] {
+        app.store.record_replenishment(r).await.unwrap();
+    }
+    let marked = |order: &'static str| {
+        let store = app.store.clone();
+        async move {
+            store
+                .replenishment_by_order(&restock_inventory::Sku::parse("GHOST").unwrap(), order)
+                .await
+                .unwrap()
+                .unwrap()
+                .closed_by_temporal
+        }
+    };
+    assert_eq!(marked("ord-GHOST-1").await.as_deref(), Some("Closed"));
+    assert_eq!(marked("ord-GHOST-2").await, None, "the newer run is open");
+    // The gateway saw how it closed: that replaces "Closed", once; an ended row is not marked.
+    for (order, changed) in [
+        ("ord-GHOST-1", true),
+        ("ord-GHOST-1", false),
+        ("ord-DONE-TODAY", false),
+    ] {
+        assert_eq!(
+            app.store
+                .record_closed_by_temporal(order, "Terminated")
+                .await
+                .unwrap(),
+            changed,
+            "{order}"
+        );
+    }
+    assert_eq!(marked("ord-GHOST-1").await.as_deref(), Some("Terminated"));
+    let overdue = app
+        .store
+        .list_replenishments(Some(RestockState::Overdue), None, 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        overdue.iter().map(|r| r.sku.as_str()).collect::<Vec<_>>(),
+        ["OPEN-LATE"],
+        "a closed run is not listed in its last state"
+    );
+    let by_state = app.store.replenishments_by_state().await.unwrap();
+    assert!(
+        by_state.contains(&(RestockState::Overdue, 1)),
+        "the metric counts the closed run in no state: {by_state:?}"
+    );
     let mut sales = app.sales().await;
     for quantity in [2, 3] {
         sales
@@ -773,7 +834,11 @@ async fn console_reads_on(backend: Backend) {
         .iter()
         .map(|r| r["sku"].as_str().unwrap())
         .collect();
-    assert_eq!(open, ["OPEN-LATE", "OPEN-NEW"], "open ones, oldest first");
+    assert_eq!(
+        open,
+        ["OPEN-LATE", "OPEN-NEW", "GHOST"],
+        "open ones, oldest first; not the closed run"
+    );
     assert_eq!(snapshot["open"][0]["overdue"], true);
     let count = |state: &str| {
         snapshot["pipeline"]
@@ -785,8 +850,9 @@ async fn console_reads_on(backend: Backend) {
             .as_i64()
             .unwrap()
     };
-    assert_eq!(count("Overdue"), 1);
+    assert_eq!(count("Overdue"), 1, "not the closed run");
     assert_eq!(count("AwaitingFactory"), 1);
+    assert_eq!(count("CheckingStock"), 1);
     assert_eq!(count("Completed"), 1, "only today's completion counts");
 
     let history = get("/api/console/history").await;

@@ -26,6 +26,11 @@ pub struct Model {
     pub started_at: i64,
     /// Unix ms of the last state change.
     pub updated_at: i64,
+    /// Set when Temporal closed the run before it recorded its end, so `state` is only the
+    /// last state it entered: "Terminated" (or "TimedOut") once the gateway saw it so, or
+    /// "Closed" once a newer run of the product recorded itself (only the latest run is open).
+    /// Such a row is no longer counted or listed as open. Never cleared.
+    pub closed_by_temporal: Option<String>,
 }
 
 /// Relations of `replenishments`.

@@ -11,6 +11,7 @@ mod m0005_factory_deliveries;
 mod m0006_replenishment_policy;
 mod m0007_outbox_request_id;
 mod m0008_sales_by_time;
+mod m0009_replenishment_closed;
 
 /// All migrations, oldest first.
 pub struct Migrator;
@@ -27,6 +28,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0006_replenishment_policy::Migration),
             Box::new(m0007_outbox_request_id::Migration),
             Box::new(m0008_sales_by_time::Migration),
+            Box::new(m0009_replenishment_closed::Migration),
         ]
     }
 }
