@@ -350,19 +350,23 @@ impl Store {
         replenishment::Entity::insert(replenishment::ActiveModel::from(r.clone()))
             .on_conflict(
                 OnConflict::column(replenishment::Column::OrderId)
+                    // A run that writes its row is running (again: the UI's Reset of a
+                    // terminated run), so a mark that Temporal closed it goes. (A write that
+                    // was in flight at a Terminate would clear it too; the next look at the
+                    // run, or the product's next run, marks it again.)
                     .update_columns([
                         replenishment::Column::State,
                         replenishment::Column::Quantity,
                         replenishment::Column::Overdue,
                         replenishment::Column::UpdatedAt,
+                        replenishment::Column::ClosedByTemporal,
                     ])
                     .to_owned(),
             )
             .exec_without_returning(self.writer())
             .await?;
         // Only the latest run of a product is open: an older row that still reads open is
-        // a run Temporal closed before it recorded its end (Terminate, a reset). The column
-        // is left alone above, so a terminated run's late write does not reopen its row.
+        // a run Temporal closed before it recorded its end (Terminate, a reset).
         replenishment::Entity::update_many()
             .col_expr(
                 replenishment::Column::ClosedByTemporal,
@@ -378,23 +382,28 @@ impl Store {
         Ok(())
     }
 
-    /// Records that Temporal closed `order_id`'s run before it recorded its end, and how
-    /// (`"Terminated"`, `"TimedOut"`): seen by the gateway; a row that ended on its own, or
-    /// already says how it closed, is left as it is. Whether a row changed.
+    /// Records what Temporal says of `order_id`'s run, seen by the gateway while the run's
+    /// last state is not an end: `Some(how)` (`"Terminated"`, `"TimedOut"`) when Temporal
+    /// closed it, replacing the unknown `"Closed"`; `None` when it runs (again: the UI's Reset
+    /// of a terminated run), clearing a mark. A row that ended on its own is left as it is.
+    /// Whether a row changed.
     pub async fn record_closed_by_temporal(
         &self,
         order_id: &str,
-        how: &str,
+        how: Option<&str>,
     ) -> Result<bool, StoreError> {
+        let column = replenishment::Column::ClosedByTemporal;
+        let unless = match how {
+            Some(_) => Condition::any()
+                .add(column.is_null())
+                .add(column.eq(CLOSED_BY_NEWER_RUN)),
+            None => Condition::all().add(column.is_not_null()),
+        };
         let changed = replenishment::Entity::update_many()
-            .col_expr(replenishment::Column::ClosedByTemporal, Expr::value(how))
+            .col_expr(column, Expr::value(how.map(str::to_owned)))
             .filter(replenishment::Column::OrderId.eq(order_id))
             .filter(replenishment::Column::State.is_not_in(RestockState::ENDED))
-            .filter(
-                Condition::any()
-                    .add(replenishment::Column::ClosedByTemporal.is_null())
-                    .add(replenishment::Column::ClosedByTemporal.eq(CLOSED_BY_NEWER_RUN)),
-            )
+            .filter(unless)
             .exec(self.writer())
             .await?;
         Ok(changed.rows_affected > 0)

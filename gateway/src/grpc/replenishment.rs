@@ -97,8 +97,8 @@ impl ReplenishmentApi {
 
     /// How Temporal closed the latest run (`live`, not ended) if it did not end on its own,
     /// else empty (also when Temporal does not say in time: the answer is only a remark on
-    /// the state). Seen closed, the read model learns it too, so the run leaves the console's
-    /// open list and the state metrics.
+    /// the state). The read model learns it too: a closed run leaves the console's open list
+    /// and the state metrics, and a run that runs again (Reset) comes back.
     async fn closed_by_temporal(&self, sku: &Sku, live: &ReplenishStatus) -> String {
         let Some(client) = self.temporal.client() else {
             return String::new();
@@ -106,27 +106,24 @@ impl ReplenishmentApi {
         let how = match tokio::time::timeout(QUERY_TIMEOUT, client::closed_by_temporal(client, sku))
             .await
         {
-            Ok(Ok(Some(how))) => how,
-            Ok(Ok(None)) | Err(_) => return String::new(),
+            Ok(Ok(how)) => how,
             Ok(Err(err)) => {
                 tracing::warn!(%sku, error = %err, "describing the run failed");
                 return String::new();
             }
+            Err(_) => return String::new(),
         };
-        match self
-            .store
-            .record_closed_by_temporal(&live.factory_order_id, how)
-            .await
-        {
+        let order_id = &live.factory_order_id;
+        match self.store.record_closed_by_temporal(order_id, how).await {
             Ok(true) => {
-                tracing::info!(%sku, order_id = %live.factory_order_id, how, "run closed by Temporal before it recorded its end; read model marked");
+                tracing::info!(%sku, %order_id, closed_by_temporal = how.unwrap_or("no: running"), "read model updated with what Temporal says of the run");
             }
             Ok(false) => {}
             Err(err) => {
-                tracing::warn!(%sku, error = %err, "cannot mark the closed run in the read model");
+                tracing::warn!(%sku, error = %err, "cannot mark the run in the read model");
             }
         }
-        how.to_owned()
+        how.unwrap_or_default().to_owned()
     }
 
     /// The status query's answer, or `None` (no run, or no answer in time: logged).

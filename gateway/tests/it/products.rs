@@ -739,8 +739,7 @@ async fn console_reads_on(backend: Backend) {
         app.store.record_replenishment(&r).await.unwrap();
     }
     // A run Temporal closed before it recorded its end (Terminate), still Overdue in its row,
-    // then a newer run of the product: the old row is marked, neither open nor counted, and
-    // its late write (an activity in flight at the Terminate) does not reopen it.
+    // then a newer run of the product: the old row is marked, neither open nor counted.
     let closed = ReplenishmentRecord {
         order_id: "ord-GHOST-1".into(),
         ..record("GHOST", RestockState::Overdue, true, now - 120_000)
@@ -749,7 +748,7 @@ async fn console_reads_on(backend: Backend) {
         order_id: "ord-GHOST-2".into(),
         ..record("GHOST", RestockState::CheckingStock, false, now - 500)
     };
-    for r in [&closed, &newer, &closed] {
+    for r in [&closed, &newer] {
         app.store.record_replenishment(r).await.unwrap();
     }
     let marked = |order: &'static str| {
@@ -773,7 +772,7 @@ async fn console_reads_on(backend: Backend) {
     ] {
         assert_eq!(
             app.store
-                .record_closed_by_temporal(order, "Terminated")
+                .record_closed_by_temporal(order, Some("Terminated"))
                 .await
                 .unwrap(),
             changed,
@@ -906,6 +905,20 @@ async fn console_reads_on(backend: Backend) {
         before,
         "bad input changed something"
     );
+    // It runs again (the UI's Reset of the terminated run): seen so by the gateway, or when
+    // it writes its row, it is open again.
+    assert!(
+        app.store
+            .record_closed_by_temporal("ord-GHOST-1", None)
+            .await
+            .unwrap()
+    );
+    assert_eq!(marked("ord-GHOST-1").await, None);
+    // The newer run's next write marks it again; the old run's own write clears it.
+    app.store.record_replenishment(&newer).await.unwrap();
+    assert_eq!(marked("ord-GHOST-1").await.as_deref(), Some("Closed"));
+    app.store.record_replenishment(&closed).await.unwrap();
+    assert_eq!(marked("ord-GHOST-1").await, None);
     app.stop().await;
 }
 

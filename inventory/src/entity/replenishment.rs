@@ -29,7 +29,8 @@ pub struct Model {
     /// Set when Temporal closed the run before it recorded its end, so `state` is only the
     /// last state it entered: "Terminated" (or "TimedOut") once the gateway saw it so, or
     /// "Closed" once a newer run of the product recorded itself (only the latest run is open).
-    /// Such a row is no longer counted or listed as open. Never cleared.
+    /// Such a row is no longer counted or listed as open. Cleared when the run writes its row
+    /// again (the UI's Reset of a terminated run runs it again).
     pub closed_by_temporal: Option<String>,
 }
 

@@ -699,6 +699,56 @@ async fn terminated_run_still_gets_its_delivery_counted_once() {
     stack.stop().await;
 }
 
+/// The UI's Reset of a terminated run (an operator's undo): it runs again, waiting for the
+/// same order; the answer and the read model show it open again, and the factory's callback
+/// completes it, once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_terminated_run_reset_runs_again() {
+    let sku = "TERM-RESET";
+    let (stack, waiting) = waiting_run(sku).await;
+    let workflow_id = format!("replenish-{sku}");
+    stack.temporal.temporal_cli_ok(&[
+        "workflow",
+        "terminate",
+        "--workflow-id",
+        &workflow_id,
+        "--reason",
+        "operator pressed Terminate",
+    ]);
+    wait_for_run_status(&stack, sku, WorkflowExecutionStatus::Terminated).await;
+    let mut api = stack.replenishments().await;
+    let order = &waiting.factory_order_id;
+    let seen = answered(&mut api, sku, order, ("AwaitingFactory", "workflow")).await;
+    assert_eq!(seen.closed_by_temporal, "Terminated", "{seen:?}");
+    let open = |stack: &Stack| {
+        let store = stack.app.store.clone();
+        async move { store.open_replenishments(100).await.unwrap() }
+    };
+    assert!(open(&stack).await.iter().all(|r| &r.order_id != order));
+
+    stack.temporal.temporal_cli_ok(&[
+        "workflow",
+        "reset",
+        "--workflow-id",
+        &workflow_id,
+        "--type",
+        "LastWorkflowTask",
+        "--reason",
+        "test: undo the Terminate",
+        "--yes",
+    ]);
+    wait_for_run_status(&stack, sku, WorkflowExecutionStatus::Running).await;
+    let again = answered(&mut api, sku, order, ("AwaitingFactory", "workflow")).await;
+    assert_eq!(again.closed_by_temporal, "", "{again:?}");
+    let listed = open(&stack).await;
+    assert!(listed.iter().any(|r| &r.order_id == order), "{listed:?}");
+    deliver_ten(&stack, sku, order).await;
+    completed_with(&stack, sku, 10).await;
+    assert_eq!(receipts(&stack, sku).await, 1);
+    assert_eq!(stack.factory_stats().total, 1);
+    stack.stop().await;
+}
+
 /// A cancel that arrives before the order is placed stops the order, and a cancel is
 /// refused with its reason once the delivery is being counted.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
