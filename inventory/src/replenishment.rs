@@ -397,7 +397,18 @@ impl Store {
             Some(_) => Condition::any()
                 .add(column.is_null())
                 .add(column.eq(CLOSED_BY_NEWER_RUN)),
-            None => Condition::all().add(column.is_not_null()),
+            None => {
+                // Asked at every look at a running run: a read, unless there is a mark to
+                // clear (a write would queue behind the sales on SQLite's one writer).
+                let marked = replenishment::Entity::find_by_id(order_id)
+                    .filter(column.is_not_null())
+                    .count(self.reader())
+                    .await?;
+                if marked == 0 {
+                    return Ok(false);
+                }
+                Condition::all().add(column.is_not_null())
+            }
         };
         let changed = replenishment::Entity::update_many()
             .col_expr(column, Expr::value(how.map(str::to_owned)))
