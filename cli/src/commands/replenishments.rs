@@ -145,13 +145,15 @@ pub(crate) struct ShowArgs {
 }
 
 fn print_detail(r: &Replenishment) -> anyhow::Result<()> {
-    outln!(
-        "{}  {}  ({})",
-        r.id,
-        r.state,
-        if r.overdue { "OVERDUE" } else { "on time" }
-    )?;
-    if !r.closed_by_temporal.is_empty() {
+    if r.closed_by_temporal.is_empty() {
+        outln!(
+            "{}  {}  ({})",
+            r.id,
+            r.state,
+            if r.overdue { "OVERDUE" } else { "on time" }
+        )?;
+    } else {
+        outln!("{}  {}", r.id, r.closed_by_temporal)?;
         outln!("  closed       {}", closed_by_temporal(r))?;
     }
     outln!(
@@ -356,7 +358,7 @@ fn closed_by_temporal(r: &Replenishment) -> String {
         how => format!("{how} in Temporal"),
     };
     format!(
-        "{how} while {}, without recording its end: an order it placed is still counted once when it is delivered, and the next sale starts a new run",
+        "{how} while {}, without recording its end: an order it placed is still counted once when it is delivered, and the product's next request (a sale at its reorder point) starts a new run",
         r.state
     )
 }

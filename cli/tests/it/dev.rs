@@ -252,6 +252,22 @@ async fn terminate_the_followed_run(ports: &Ports) {
         ["Terminated", "Closed"].contains(&shown["closed_by_temporal"].as_str().unwrap()),
         "{shown}"
     );
+    // As a person reads it: how it closed first, then its last state in the `closed` line.
+    let detail = restock()
+        .args(["replenishment", sku, "--order", &order])
+        .args(["--server", &format!("127.0.0.1:{}", ports.grpc)])
+        .output()
+        .unwrap();
+    let detail = String::from_utf8_lossy(&detail.stdout);
+    let first = detail.lines().next().unwrap_or_default();
+    assert!(
+        first.ends_with("Terminated") || first.ends_with("Closed"),
+        "{detail}"
+    );
+    assert!(
+        detail.contains("in Temporal while AwaitingFactory, without recording its end"),
+        "{detail}"
+    );
     // 10 - 8 - 1 + the terminated run's 15, counted once by the gateway itself.
     wait_for(
         "the terminated run's delivery counted",
