@@ -214,22 +214,18 @@ async fn terminate_the_followed_run(ports: &Ports) {
             Err(err) => panic!("no AwaitingFactory from the follower ({err}):\n{text}"),
         }
     }
-    let temporal = restock_testkit::temporal::temporal_binary();
-    let terminate = Command::new(&temporal)
-        .args([
+    let workflow_id = format!("replenish-{sku}");
+    let why = "operator pressed Terminate";
+    temporal_cli(
+        ports,
+        &[
             "workflow",
             "terminate",
             "--workflow-id",
-            &format!("replenish-{sku}"),
-        ])
-        .args(["--reason", "operator pressed Terminate"])
-        .args(["--address", &format!("127.0.0.1:{}", ports.temporal)])
-        .output()
-        .unwrap();
-    assert!(
-        terminate.status.success(),
-        "{}",
-        String::from_utf8_lossy(&terminate.stderr)
+            &workflow_id,
+            "--reason",
+            why,
+        ],
     );
     // Within its 60 s timeout: it would print "still waiting" and fail after it.
     let exit = follower.wait().unwrap();
@@ -275,6 +271,20 @@ async fn terminate_the_followed_run(ports: &Ports) {
         || async { stock(ports, sku) == 16 },
     )
     .await;
+}
+
+/// The `temporal` CLI against the stack's Temporal, as an operator types it; it must succeed.
+fn temporal_cli(ports: &Ports, args: &[&str]) {
+    let done = Command::new(restock_testkit::temporal::temporal_binary())
+        .args(args)
+        .args(["--address", &format!("127.0.0.1:{}", ports.temporal)])
+        .output()
+        .unwrap();
+    assert!(
+        done.status.success(),
+        "temporal {args:?}: {}",
+        String::from_utf8_lossy(&done.stderr)
+    );
 }
 
 fn stock(ports: &Ports, sku: &str) -> i64 {
@@ -376,24 +386,20 @@ async fn restock_dev_from_sell_out_to_restock_and_clean_shutdown() {
         .as_str()
         .unwrap()
         .to_owned();
-    let temporal = restock_testkit::temporal::temporal_binary();
     let input = format!(r#"{{"factory_order_id":"{order}"}}"#);
-    let signal = Command::new(&temporal)
-        .args([
+    temporal_cli(
+        &ports,
+        &[
             "workflow",
             "update",
             "execute",
             "--workflow-id",
             "replenish-CP-502102",
-        ])
-        .args(["--name", "complete", "--input", &input])
-        .args(["--address", &format!("127.0.0.1:{}", ports.temporal)])
-        .output()
-        .unwrap();
-    assert!(
-        signal.status.success(),
-        "{}",
-        String::from_utf8_lossy(&signal.stderr)
+            "--name",
+            "complete",
+            "--input",
+            &input,
+        ],
     );
     wait_for(
         "CP-502102 restocked by the operator",

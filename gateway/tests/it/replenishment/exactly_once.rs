@@ -126,6 +126,19 @@ async fn wait_for_run_status(stack: &Stack, sku: &str, status: WorkflowExecution
         .await;
 }
 
+/// Temporal's Terminate (the UI's button) on the product's run, and waits until it took.
+async fn terminate(stack: &Stack, sku: &str) {
+    stack.temporal.temporal_cli_ok(&[
+        "workflow",
+        "terminate",
+        "--workflow-id",
+        &restock_workflows::client::workflow_id(sku),
+        "--reason",
+        "operator pressed Terminate",
+    ]);
+    wait_for_run_status(stack, sku, WorkflowExecutionStatus::Terminated).await;
+}
+
 /// Waits until the run ends Canceled in Temporal, and checks the read model says Cancelled.
 async fn wait_until_cancelled(stack: &Stack, sku: &str) {
     wait_for_run_status(stack, sku, WorkflowExecutionStatus::Canceled).await;
@@ -652,15 +665,7 @@ async fn a_request_after_a_temporal_cancel(backend: Backend) {
 async fn terminated_run_still_gets_its_delivery_counted_once() {
     let sku = "TERM-1";
     let (stack, waiting) = waiting_run(sku).await;
-    stack.temporal.temporal_cli_ok(&[
-        "workflow",
-        "terminate",
-        "--workflow-id",
-        &format!("replenish-{sku}"),
-        "--reason",
-        "operator pressed Terminate",
-    ]);
-    wait_for_run_status(&stack, sku, WorkflowExecutionStatus::Terminated).await;
+    terminate(&stack, sku).await;
     // Its history and the database copy both still read AwaitingFactory: the answer says that
     // Temporal closed it, so a follower (`restock buy --wait`) does not wait for it forever.
     let mut api = stack.replenishments().await;
@@ -706,16 +711,7 @@ async fn terminated_run_still_gets_its_delivery_counted_once() {
 async fn a_terminated_run_reset_runs_again() {
     let sku = "TERM-RESET";
     let (stack, waiting) = waiting_run(sku).await;
-    let workflow_id = format!("replenish-{sku}");
-    stack.temporal.temporal_cli_ok(&[
-        "workflow",
-        "terminate",
-        "--workflow-id",
-        &workflow_id,
-        "--reason",
-        "operator pressed Terminate",
-    ]);
-    wait_for_run_status(&stack, sku, WorkflowExecutionStatus::Terminated).await;
+    terminate(&stack, sku).await;
     let mut api = stack.replenishments().await;
     let order = &waiting.factory_order_id;
     let seen = answered(&mut api, sku, order, ("AwaitingFactory", "workflow")).await;
@@ -730,7 +726,7 @@ async fn a_terminated_run_reset_runs_again() {
         "workflow",
         "reset",
         "--workflow-id",
-        &workflow_id,
+        &format!("replenish-{sku}"),
         "--type",
         "LastWorkflowTask",
         "--reason",
