@@ -433,6 +433,32 @@ impl ReplenishActivities {
         Ok(delivered)
     }
 
+    /// Resumes the ads that runs Temporal closed before they ended (Terminate) left paused,
+    /// once their products are in stock again (see [`Store::orphaned_paused_ads`]), and tells
+    /// each manager once, with the email and key the run's own resume would have used.
+    /// Returns how many were resumed. The worker calls this every few seconds.
+    pub async fn resume_orphaned_ads(&self) -> Result<usize, restock_inventory::StoreError> {
+        let mut resumed = 0;
+        for (sku, order_id) in self.store.orphaned_paused_ads().await? {
+            if !self.store.claim_ad_resume(&sku).await? {
+                continue;
+            }
+            resumed += 1;
+            tracing::info!(%sku, %order_id, "ad left paused by a run Temporal closed resumed: the product is in stock");
+            let change = AdChange {
+                replenishment_id: restock_inventory::replenishment_id(sku.as_str()),
+                sku: sku.as_str().to_owned(),
+                order_id,
+            };
+            // As a last attempt: the ad runs already, so a failing mail is given up (it
+            // stays pending in `notifications` with its error), not retried.
+            if let Err(err) = self.change_ad(change, true, MAIL_ATTEMPTS).await {
+                tracing::warn!(%sku, error = ?err, "cannot tell the ad manager that the ad runs again");
+            }
+        }
+        Ok(resumed)
+    }
+
     /// Sets the ad's state, then delivers the manager's email unless an earlier attempt did.
     /// A mail that still fails on attempt [`MAIL_ATTEMPTS`] is given up (it stays `pending` in
     /// `notifications` with its error) and the change is reported done: the ad did change,

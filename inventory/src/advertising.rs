@@ -3,12 +3,12 @@
 //! `notifications` so a retried activity never mails twice.
 
 use sea_orm::sea_query::{Expr, ExprTrait, OnConflict};
-use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter};
+use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
 
-use crate::entity::advertisement;
 use crate::entity::notification::{self, NotificationStatus};
+use crate::entity::{advertisement, product, replenishment};
 use crate::store::now_ms;
-use crate::{Sku, Store, StoreError};
+use crate::{RestockState, Sku, Store, StoreError};
 
 /// Whether a notification still has to be delivered.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,6 +36,53 @@ impl Store {
         Ok(advertisement::Entity::find_by_id(sku)
             .one(self.writer())
             .await?)
+    }
+
+    /// Products whose ad is paused although none of their replenishments is open and they are
+    /// in stock again, each with its latest run's order id. Only runs pause ads, and a run
+    /// that ends on its own resumes the ad it paused: these were left by a run that Temporal
+    /// closed first (Terminate), whose delivery the gateway then counted itself.
+    pub async fn orphaned_paused_ads(&self) -> Result<Vec<(Sku, String)>, StoreError> {
+        let paused = advertisement::Entity::find()
+            .filter(advertisement::Column::Active.eq(false))
+            .all(self.reader())
+            .await?;
+        let mut orphaned = Vec::new();
+        for ad in paused {
+            let Ok(sku) = Sku::parse(&ad.sku) else {
+                continue;
+            };
+            let open = replenishment::Entity::find()
+                .filter(replenishment::Column::Sku.eq(sku.as_str()))
+                .filter(replenishment::Column::State.is_not_in(RestockState::ENDED))
+                .filter(replenishment::Column::ClosedByTemporal.is_null())
+                .count(self.reader())
+                .await?;
+            let in_stock = product::Entity::find_by_id(sku.as_str())
+                .one(self.reader())
+                .await?
+                .is_some_and(|p| p.stock > 0);
+            if open > 0 || !in_stock {
+                continue;
+            }
+            if let Some(latest) = self.latest_replenishment(&sku).await? {
+                orphaned.push((sku, latest.order_id));
+            }
+        }
+        Ok(orphaned)
+    }
+
+    /// Sets a paused ad running; true for the one caller that changed it (two workers that
+    /// both found it orphaned send one email).
+    pub async fn claim_ad_resume(&self, sku: &Sku) -> Result<bool, StoreError> {
+        let changed = advertisement::Entity::update_many()
+            .col_expr(advertisement::Column::Active, Expr::value(true))
+            .col_expr(advertisement::Column::UpdatedAt, Expr::value(now_ms()))
+            .filter(advertisement::Column::Sku.eq(sku.as_str()))
+            .filter(advertisement::Column::Active.eq(false))
+            .exec(self.writer())
+            .await?;
+        Ok(changed.rows_affected == 1)
     }
 
     /// Records that `key` is owed to `recipient` (if not already) and says whether it still

@@ -165,7 +165,8 @@ pub async fn run(
 /// How often the worker looks for overdue emails owed.
 const NOTICE_POLL: Duration = Duration::from_secs(2);
 
-/// Sends the overdue emails the runs owe (recorded by `record-replenishment`), until
+/// Sends the overdue emails the runs owe (recorded by `record-replenishment`), and resumes
+/// the ads that terminated runs left paused once their products are in stock, until
 /// shutdown: outside any workflow task, so mail never holds up a run.
 async fn deliver_overdue_notices(
     activities: ReplenishActivities,
@@ -175,6 +176,9 @@ async fn deliver_overdue_notices(
     loop {
         if let Err(err) = activities.deliver_overdue_notices().await {
             tracing::warn!(error = %err, "cannot read the overdue emails owed; retrying");
+        }
+        if let Err(err) = activities.resume_orphaned_ads().await {
+            tracing::warn!(error = %err, "cannot look for ads left paused; retrying");
         }
         tokio::select! {
             () = tokio::time::sleep(NOTICE_POLL) => {}

@@ -919,6 +919,32 @@ async fn console_reads_on(backend: Backend) {
     assert_eq!(marked("ord-GHOST-1").await.as_deref(), Some("Closed"));
     app.store.record_replenishment(&closed).await.unwrap();
     assert_eq!(marked("ord-GHOST-1").await, None);
+
+    // An ad that a run paused and that Temporal closed before the run resumed it: orphaned
+    // only once no run of the product is open (and it is in stock: 5 here), resumed by one
+    // claimer only.
+    let sku = restock_inventory::Sku::parse("CP-502103").unwrap();
+    app.store.set_ad_active(&sku, false).await.unwrap();
+    let waiting = ReplenishmentRecord {
+        order_id: "ord-HOTTEOK-1".into(),
+        ..record("CP-502103", RestockState::AwaitingFactory, false, now)
+    };
+    app.store.record_replenishment(&waiting).await.unwrap();
+    assert_eq!(app.store.orphaned_paused_ads().await.unwrap(), []);
+    app.store
+        .record_closed_by_temporal("ord-HOTTEOK-1", Some("Terminated"))
+        .await
+        .unwrap();
+    assert_eq!(
+        app.store.orphaned_paused_ads().await.unwrap(),
+        [(sku.clone(), "ord-HOTTEOK-1".to_owned())]
+    );
+    assert!(app.store.claim_ad_resume(&sku).await.unwrap());
+    assert!(
+        !app.store.claim_ad_resume(&sku).await.unwrap(),
+        "claimed twice"
+    );
+    assert_eq!(app.store.orphaned_paused_ads().await.unwrap(), []);
     app.stop().await;
 }
 

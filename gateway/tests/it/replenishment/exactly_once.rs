@@ -684,7 +684,21 @@ async fn terminated_run_still_gets_its_delivery_counted_once() {
     // Seen so, the read model learns it: the run leaves the console's open list.
     let open = stack.app.store.open_replenishments(100).await.unwrap();
     assert!(open.iter().all(|r| &r.order_id != order), "{open:?}");
+    // It paused the ad when it ordered and cannot resume it: sold out, it stays paused.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(!ad_active(&stack, sku).await);
     delivered_once_though_called_back_twice(&stack, sku, order).await;
+    // In stock again with no run open: the worker resumes it, and tells the manager once,
+    // as the run would have (keyed by its order).
+    stack
+        .wait_until("the ad runs again", WAIT, || async {
+            ad_active(&stack, sku).await
+        })
+        .await;
+    let notes = stack.app.store.notifications(sku).await.unwrap();
+    let resumed: Vec<_> = notes.iter().filter(|n| n.kind == "ad_resumed").collect();
+    assert_eq!(resumed.len(), 1, "{notes:?}");
+    assert_eq!(resumed[0].key, format!("{order}:ad_resumed"));
     // Sold out again: a new run, a new order.
     adjust(&stack, sku, -10, "sold in the shop").await;
     stack.app.sales().await.purchase(buy(sku)).await.unwrap();
