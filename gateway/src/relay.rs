@@ -373,6 +373,7 @@ async fn deliver_one(
                 // Closed since the query (or terminated: its last state still reads
                 // waiting): nobody will count it but us.
                 Ok(client::Delivery::NotRunning) => {
+                    mark_closed(store, client, &sku, &order_id).await;
                     if let Some(outcome) =
                         add_directly(store, &delivery, "its replenishment is not running").await
                     {
@@ -407,6 +408,27 @@ async fn deliver_one(
         }
     }
     None
+}
+
+/// The read model learns that `order_id`'s run, which still read waiting, is closed
+/// (Terminate): so it leaves the console's open list, and an ad it paused can be resumed once
+/// the delivery is in stock. A row that recorded its own end is left as it is.
+async fn mark_closed(store: &Store, client: &temporalio_client::Client, sku: &str, order_id: &str) {
+    let how =
+        match tokio::time::timeout(QUERY_TIMEOUT, client::closed_by_temporal(client, sku)).await {
+            Ok(Ok(Some(how))) => how,
+            // Replaced by a newer run already, or Temporal does not say: closed, how unknown.
+            _ => restock_inventory::CLOSED_BY_NEWER_RUN,
+        };
+    match store.record_closed_by_temporal(order_id, Some(how)).await {
+        Ok(true) => {
+            tracing::info!(%sku, %order_id, closed_by_temporal = how, "run closed by Temporal before it recorded its end; read model marked");
+        }
+        Ok(false) => {}
+        Err(err) => {
+            tracing::warn!(%sku, %order_id, error = %err, "cannot mark the closed run in the read model");
+        }
+    }
 }
 
 /// Marks a delivery settled.

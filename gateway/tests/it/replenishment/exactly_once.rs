@@ -699,6 +699,23 @@ async fn terminated_run_still_gets_its_delivery_counted_once() {
     let resumed: Vec<_> = notes.iter().filter(|n| n.kind == "ad_resumed").collect();
     assert_eq!(resumed.len(), 1, "{notes:?}");
     assert_eq!(resumed[0].key, format!("{order}:ad_resumed"));
+    // Terminated and left alone (nobody looks at it): the delivery's hand-over finds it
+    // closed, so the read model learns it from there, and the ad runs again all the same.
+    let alone = "TERM-2";
+    let left = sold_out_and_waiting(&stack, alone).await;
+    terminate(&stack, alone).await;
+    deliver_ten(&stack, alone, &left.factory_order_id).await;
+    stack
+        .wait_until("the ad of the run left alone runs again", WAIT, || async {
+            ad_active(&stack, alone).await
+        })
+        .await;
+    let row = latest_replenishment(&stack, alone).await;
+    assert_eq!(
+        row.closed_by_temporal.as_deref(),
+        Some("Terminated"),
+        "{row:?}"
+    );
     // Sold out again: a new run, a new order.
     adjust(&stack, sku, -10, "sold in the shop").await;
     stack.app.sales().await.purchase(buy(sku)).await.unwrap();
@@ -708,7 +725,7 @@ async fn terminated_run_still_gets_its_delivery_counted_once() {
         })
         .await;
     assert_eq!(stack.factory_stats().orders_for(&next.factory_order_id), 1);
-    assert_eq!(stack.factory_stats().total, 2);
+    assert_eq!(stack.factory_stats().total, 3, "TERM-1's two and TERM-2's one");
     // The new run is open; the terminated one, now only in the database, still says how it
     // closed.
     let latest = answered(&mut api, sku, "", ("AwaitingFactory", "workflow")).await;
