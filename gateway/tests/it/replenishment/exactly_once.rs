@@ -725,7 +725,11 @@ async fn terminated_run_still_gets_its_delivery_counted_once() {
         })
         .await;
     assert_eq!(stack.factory_stats().orders_for(&next.factory_order_id), 1);
-    assert_eq!(stack.factory_stats().total, 3, "TERM-1's two and TERM-2's one");
+    assert_eq!(
+        stack.factory_stats().total,
+        3,
+        "TERM-1's two and TERM-2's one"
+    );
     // The new run is open; the terminated one, now only in the database, still says how it
     // closed.
     let latest = answered(&mut api, sku, "", ("AwaitingFactory", "workflow")).await;
