@@ -3,7 +3,10 @@
 //! `notifications` so a retried activity never mails twice.
 
 use sea_orm::sea_query::{Expr, ExprTrait, OnConflict};
-use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QuerySelect,
+    QueryTrait,
+};
 
 use crate::entity::notification::{self, NotificationStatus};
 use crate::entity::{advertisement, product, replenishment};
@@ -43,8 +46,16 @@ impl Store {
     /// that ends on its own resumes the ad it paused: these were left by a run that Temporal
     /// closed first (Terminate), whose delivery the gateway then counted itself.
     pub async fn orphaned_paused_ads(&self) -> Result<Vec<(Sku, String)>, StoreError> {
+        // Asked every few seconds: one query finds the few candidates (paused while sold out
+        // is the normal case, and those are not in stock).
+        let in_stock = product::Entity::find()
+            .select_only()
+            .column(product::Column::Sku)
+            .filter(product::Column::Stock.gt(0))
+            .into_query();
         let paused = advertisement::Entity::find()
             .filter(advertisement::Column::Active.eq(false))
+            .filter(advertisement::Column::Sku.in_subquery(in_stock))
             .all(self.reader())
             .await?;
         let mut orphaned = Vec::new();
@@ -58,11 +69,7 @@ impl Store {
                 .filter(replenishment::Column::ClosedByTemporal.is_null())
                 .count(self.reader())
                 .await?;
-            let in_stock = product::Entity::find_by_id(sku.as_str())
-                .one(self.reader())
-                .await?
-                .is_some_and(|p| p.stock > 0);
-            if open > 0 || !in_stock {
+            if open > 0 {
                 continue;
             }
             if let Some(latest) = self.latest_replenishment(&sku).await? {

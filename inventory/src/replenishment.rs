@@ -365,8 +365,12 @@ impl Store {
             )
             .exec_without_returning(self.writer())
             .await?;
-        // Only the latest run of a product is open: an older row that still reads open is
-        // a run Temporal closed before it recorded its end (Terminate, a reset).
+        // Only the latest run of a product is open: when a run records its first state, an
+        // older row that still reads open is a run Temporal closed before it recorded its
+        // end (Terminate, a reset). Only then: the run's later writes need not ask again.
+        if r.state != RestockState::CheckingStock {
+            return Ok(());
+        }
         replenishment::Entity::update_many()
             .col_expr(
                 replenishment::Column::ClosedByTemporal,

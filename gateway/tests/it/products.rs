@@ -935,6 +935,24 @@ async fn console_reads_on(backend: Backend) {
         .record_closed_by_temporal("ord-HOTTEOK-1", Some("Terminated"))
         .await
         .unwrap();
+    // Sold out, it stays paused; in stock again, it is orphaned.
+    for (delta, orphaned) in [(-5, false), (5, true)] {
+        app.store
+            .adjust_stock(&restock_inventory::AdjustStock {
+                sku: sku.clone(),
+                delta,
+                reason: "test".into(),
+                actor: "test".into(),
+            })
+            .await
+            .unwrap();
+        let found = app.store.orphaned_paused_ads().await.unwrap();
+        assert_eq!(
+            !found.is_empty(),
+            orphaned,
+            "stock moved by {delta}: {found:?}"
+        );
+    }
     assert_eq!(
         app.store.orphaned_paused_ads().await.unwrap(),
         [(sku.clone(), "ord-HOTTEOK-1".to_owned())]
