@@ -354,7 +354,9 @@ pub(crate) async fn follow(
 /// not where it ended, and the README's Terminate paragraph says what still happens.
 fn closed_by_temporal(r: &Replenishment) -> String {
     let how = match r.closed_by_temporal.as_str() {
-        "Closed" => "closed in Temporal (a newer run replaced it)".to_owned(),
+        restock_inventory::CLOSED_BY_NEWER_RUN => {
+            "closed in Temporal (a newer run replaced it)".to_owned()
+        }
         how => format!("{how} in Temporal"),
     };
     format!(
