@@ -397,22 +397,27 @@ impl Store {
         how: Option<&str>,
     ) -> Result<bool, StoreError> {
         let column = replenishment::Column::ClosedByTemporal;
+        // Asked at every look at the run: a read, unless there is something to change (a
+        // write would queue behind the sales on SQLite's one writer).
+        let Some(row) = replenishment::Entity::find_by_id(order_id)
+            .one(self.reader())
+            .await?
+        else {
+            return Ok(false);
+        };
+        let now = row.closed_by_temporal.as_deref();
+        let changes = match how {
+            Some(_) => now.is_none() || now == Some(CLOSED_BY_NEWER_RUN),
+            None => now.is_some(),
+        };
+        if !changes || row.state.is_terminal() {
+            return Ok(false);
+        }
         let unless = match how {
             Some(_) => Condition::any()
                 .add(column.is_null())
                 .add(column.eq(CLOSED_BY_NEWER_RUN)),
-            None => {
-                // Asked at every look at a running run: a read, unless there is a mark to
-                // clear (a write would queue behind the sales on SQLite's one writer).
-                let marked = replenishment::Entity::find_by_id(order_id)
-                    .filter(column.is_not_null())
-                    .count(self.reader())
-                    .await?;
-                if marked == 0 {
-                    return Ok(false);
-                }
-                Condition::all().add(column.is_not_null())
-            }
+            None => Condition::all().add(column.is_not_null()),
         };
         let changed = replenishment::Entity::update_many()
             .col_expr(column, Expr::value(how.map(str::to_owned)))
