@@ -665,6 +665,8 @@ async fn a_request_after_a_temporal_cancel(backend: Backend) {
 async fn terminated_run_still_gets_its_delivery_counted_once() {
     let sku = "TERM-1";
     let (stack, waiting) = waiting_run(sku).await;
+    // The ad is paused just after the order: terminated after that.
+    stack.wait_for_status(sku, WAIT, |s| s.ad_paused).await;
     terminate(&stack, sku).await;
     // Its history and the database copy both still read AwaitingFactory: the answer says that
     // Temporal closed it, so a follower (`restock buy --wait`) does not wait for it forever.
@@ -703,7 +705,9 @@ async fn terminated_run_still_gets_its_delivery_counted_once() {
     // closed, so the read model learns it from there, and the ad runs again all the same.
     let alone = "TERM-2";
     let left = sold_out_and_waiting(&stack, alone).await;
+    stack.wait_for_status(alone, WAIT, |s| s.ad_paused).await;
     terminate(&stack, alone).await;
+    assert!(!ad_active(&stack, alone).await);
     deliver_ten(&stack, alone, &left.factory_order_id).await;
     stack
         .wait_until("the ad of the run left alone runs again", WAIT, || async {
