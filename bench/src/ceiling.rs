@@ -20,6 +20,7 @@ use anyhow::Context;
 use sea_orm::{ConnectionTrait, Statement};
 use std::time::Instant;
 
+use crate::cpu::{CpuPerOp, Reading, Watch};
 use crate::load::{HOT_SKU, SkuPicker, histogram, quantile_ms};
 use crate::plan::{Plan, Shape};
 use crate::system::{Backend, Database};
@@ -37,13 +38,34 @@ pub struct Ceiling {
     pub p50_ms: f64,
     /// 99th percentile latency, ms.
     pub p99_ms: f64,
+    /// The whole machine's CPU per statement (its idle share, its busy time): the
+    /// processes' split is not kept, pgbench's backends come and go with it.
+    pub cpu: CpuPerOp,
 }
 
 impl Ceiling {
+    /// The ceiling with the machine's CPU per statement from `from` until now (its warm-up
+    /// and set-up included: a slight overestimate).
+    fn with_cpu(mut self, from: &Reading) -> Ceiling {
+        let cpu = CpuPerOp::between(from, &Reading::now(Watch::default()), self.per_second);
+        self.cpu = CpuPerOp {
+            idle: cpu.idle,
+            machine_us: cpu.machine_us,
+            ..CpuPerOp::default()
+        };
+        self
+    }
+
     /// One line for the console.
     pub fn describe(&self) -> String {
+        let cpu = match (self.cpu.machine_us, self.cpu.idle) {
+            (Some(us), Some(idle)) => {
+                format!(", CPU per statement {us:.0} µs, idle {:.0}%", idle * 100.0)
+            }
+            _ => String::new(),
+        };
         format!(
-            "{:.0}/s p50 {:.2} ms p99 {:.2} ms ({}, {} clients)",
+            "{:.0}/s p50 {:.2} ms p99 {:.2} ms ({}, {} clients{cpu})",
             self.per_second, self.p50_ms, self.p99_ms, self.tool, self.clients
         )
     }
@@ -56,10 +78,12 @@ pub async fn measure(
     concurrency: usize,
     plan: &Plan,
 ) -> anyhow::Result<Ceiling> {
-    match db.backend {
+    let from = Reading::now(Watch::default());
+    let ceiling = match db.backend {
         Backend::Sqlite => sqlite_loop(db, shape, plan, SqliteWork::Statement).await,
         Backend::Postgres => pgbench(db, shape, concurrency, plan).await,
-    }
+    }?;
+    Ok(ceiling.with_cpu(&from))
 }
 
 /// SQLite only: the whole keyed sale's transaction through the C library.
@@ -68,7 +92,9 @@ pub async fn sqlite_keyed_sale(
     shape: Shape,
     plan: &Plan,
 ) -> anyhow::Result<Ceiling> {
-    sqlite_loop(db, shape, plan, SqliteWork::KeyedSale).await
+    let from = Reading::now(Watch::default());
+    let ceiling = sqlite_loop(db, shape, plan, SqliteWork::KeyedSale).await?;
+    Ok(ceiling.with_cpu(&from))
 }
 
 /// Makes each SQLite loop's sale ids and keys unique.
@@ -175,6 +201,7 @@ fn sqlite_loop_blocking(
         per_second: done as f64 / plan.measure.as_secs_f64(),
         p50_ms: quantile_ms(&latencies, 0.5),
         p99_ms: quantile_ms(&latencies, 0.99),
+        cpu: CpuPerOp::default(),
     })
 }
 
@@ -252,6 +279,7 @@ async fn pgbench(
         per_second: tps,
         p50_ms: quantile_ms(&latencies, 0.5),
         p99_ms: quantile_ms(&latencies, 0.99),
+        cpu: CpuPerOp::default(),
     })
 }
 

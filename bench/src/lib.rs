@@ -8,6 +8,8 @@
 //!   Temporal dev server) and their resident memory.
 //! - [`load`]: the load generator (tonic clients, hdrhistogram): purchases, and the gRPC
 //!   no-op that measures the generator's and the transport's own limit.
+//! - [`cpu`]: where a measured window's CPU time went, per operation (the machine, the
+//!   generator, the gateway, PostgreSQL).
 //! - [`ceiling`]: the databases' own rate for the sale's conditional `UPDATE` (pgbench for
 //!   PostgreSQL, the C library for SQLite), and SQLite's for the whole keyed sale.
 //! - [`replenish`]: out-of-stock sale → factory order latency, and replenishments per second.
@@ -19,6 +21,7 @@
 
 pub mod ceiling;
 pub mod chart;
+pub mod cpu;
 pub mod load;
 pub mod machine;
 pub mod plan;
@@ -72,16 +75,17 @@ pub async fn run(plan: Plan) -> anyhow::Result<Report> {
             if grouped {
                 // The transport's limit: the same generator calling a method with no work.
                 for &concurrency in &plan.concurrency {
-                    let noop = load::closed_loop(&gateway, load::Call::Noop, concurrency, &plan)
-                        .await
-                        .with_context(|| format!("no-op at {concurrency}"))?;
+                    let noop =
+                        load::closed_loop(&gateway, backend, load::Call::Noop, concurrency, &plan)
+                            .await
+                            .with_context(|| format!("no-op at {concurrency}"))?;
                     eprintln!("bench: {} no-op c={concurrency}: {noop}", backend.name());
                     report.noops.push((backend, concurrency, noop));
                 }
             }
             for shape in plan.shapes() {
                 for &concurrency in &plan.concurrency {
-                    let measured = load::purchases(&gateway, shape, concurrency, &plan)
+                    let measured = load::purchases(&gateway, backend, shape, concurrency, &plan)
                         .await
                         .with_context(|| {
                             format!("{} {shape:?} at {concurrency}", backend.name())

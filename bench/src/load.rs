@@ -15,8 +15,9 @@ use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 
+use crate::cpu::{CpuPerOp, Reading, Watch};
 use crate::plan::{Plan, Shape};
-use crate::system::Proc;
+use crate::system::{Backend, Proc};
 
 /// Stock of every benchmark product: never runs out, so every sale sells.
 pub const BENCH_STOCK: i64 = 1_000_000_000;
@@ -82,10 +83,10 @@ pub struct Measured {
     pub p50_ms: f64,
     /// 99th percentile latency, ms.
     pub p99_ms: f64,
-    /// Share of the whole machine's CPU time that was idle in the measured window (0 to 1;
-    /// `None` where `/proc/stat` cannot be read). Well above 0, the point was waiting on
-    /// something other than the CPU: hand-offs between threads, commits, locks.
-    pub idle_cpu: Option<f64>,
+    /// Where the measured window's CPU time went, per operation; its idle share well above 0
+    /// means the point was waiting on something other than the CPU: hand-offs between
+    /// threads, commits, locks.
+    pub cpu: CpuPerOp,
 }
 
 impl std::fmt::Display for Measured {
@@ -96,36 +97,19 @@ impl std::fmt::Display for Measured {
             "{:.0}/s p50 {:.2} ms p99 {:.2} ms",
             self.per_second, self.p50_ms, self.p99_ms
         )?;
-        match self.idle_cpu {
-            Some(idle) => write!(f, ", idle CPU {:.0}%", idle * 100.0),
-            None => Ok(()),
+        if let Some(idle) = self.cpu.idle {
+            write!(f, ", idle CPU {:.0}%", idle * 100.0)?;
         }
+        let us = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{v:.0}"));
+        write!(
+            f,
+            ", CPU per call {} µs (generator {}, gateway {}, database {})",
+            us(self.cpu.machine_us),
+            us(self.cpu.generator_us),
+            us(self.cpu.gateway_us),
+            us(self.cpu.database_us)
+        )
     }
-}
-
-/// The machine's idle and total CPU time so far (`/proc/stat`'s first line, in ticks; idle
-/// counts I/O wait too).
-fn cpu_ticks() -> Option<(u64, u64)> {
-    let stat = std::fs::read_to_string("/proc/stat").ok()?;
-    let ticks: Vec<u64> = stat
-        .lines()
-        .next()?
-        .strip_prefix("cpu ")?
-        .split_whitespace()
-        .map(str::parse)
-        .collect::<Result<_, _>>()
-        .ok()?;
-    // user nice system idle iowait irq softirq steal (guest time is inside user already)
-    let idle = ticks.get(3)? + ticks.get(4).copied().unwrap_or(0);
-    let total = ticks.iter().take(8).sum();
-    Some((idle, total))
-}
-
-/// The idle share of the CPU time between two [`cpu_ticks`] readings.
-fn idle_share(from: Option<(u64, u64)>, to: Option<(u64, u64)>) -> Option<f64> {
-    let ((idle0, total0), (idle1, total1)) = (from?, to?);
-    let total = total1.checked_sub(total0).filter(|t| *t > 0)?;
-    Some(idle1.saturating_sub(idle0) as f64 / total as f64)
 }
 
 /// A latency histogram in microseconds, up to a minute.
@@ -188,11 +172,12 @@ pub enum Call {
 /// and measurement windows; only purchases sent inside the measurement window count.
 pub async fn purchases(
     gateway: &Proc,
+    backend: Backend,
     shape: Shape,
     concurrency: usize,
     plan: &Plan,
 ) -> anyhow::Result<Measured> {
-    closed_loop(gateway, Call::Purchase(shape), concurrency, plan).await
+    closed_loop(gateway, backend, Call::Purchase(shape), concurrency, plan).await
 }
 
 /// Runs `call` from `concurrency` closed-loop clients over at most [`MAX_CONNECTIONS`]
@@ -200,6 +185,7 @@ pub async fn purchases(
 /// counts when SOLD, a no-op when SERVING.
 pub async fn closed_loop(
     gateway: &Proc,
+    backend: Backend,
     call: Call,
     concurrency: usize,
     plan: &Plan,
@@ -212,11 +198,15 @@ pub async fn closed_loop(
     let started = Instant::now();
     let measure_from = started + plan.warmup;
     let end = measure_from + plan.measure;
-    let idle_cpu = tokio::spawn(async move {
+    let watch = Watch {
+        gateway: Some(gateway.pid()),
+        postgres: backend == Backend::Postgres,
+    };
+    let readings = tokio::spawn(async move {
         tokio::time::sleep_until(measure_from).await;
-        let from = cpu_ticks();
+        let from = Reading::now(watch);
         tokio::time::sleep_until(end).await;
-        idle_share(from, cpu_ticks())
+        (from, Reading::now(watch))
     });
     let mut tasks = Vec::with_capacity(concurrency);
     for client_no in 0..concurrency {
@@ -295,27 +285,9 @@ pub async fn closed_loop(
     total.per_second = total.sold as f64 / plan.measure.as_secs_f64();
     total.p50_ms = quantile_ms(&latencies, 0.50);
     total.p99_ms = quantile_ms(&latencies, 0.99);
-    total.idle_cpu = idle_cpu.await.context("the CPU sampler panicked")?;
+    let (from, to) = readings.await.context("the CPU sampler panicked")?;
+    total.cpu = CpuPerOp::between(&from, &to, total.per_second);
     // Let the last answers' transactions settle before the next point starts.
     tokio::time::sleep(Duration::from_millis(200)).await;
     Ok(total)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn idle_share_is_the_idle_part_of_the_ticks_between_readings() {
-        assert_eq!(idle_share(Some((100, 1000)), Some((150, 1200))), Some(0.25));
-        // No time passed, or a reading is missing: no figure rather than a made-up one.
-        assert_eq!(idle_share(Some((100, 1000)), Some((100, 1000))), None);
-        assert_eq!(idle_share(None, Some((100, 1000))), None);
-    }
-
-    #[test]
-    fn this_machine_reports_its_cpu_ticks() {
-        let (idle, total) = cpu_ticks().expect("/proc/stat has a cpu line");
-        assert!(total > 0 && idle <= total, "idle {idle} of {total}");
-    }
 }

@@ -120,6 +120,12 @@ impl Goal {
     }
 }
 
+/// Operations a second `cpus` CPUs can run at most when each costs `us_per_op` µs of CPU and
+/// none is idle (`None` for a cost of nothing).
+fn most_per_second(cpus: usize, us_per_op: f64) -> Option<f64> {
+    (us_per_op > 0.0).then(|| cpus.max(1) as f64 * 1_000_000.0 / us_per_op)
+}
+
 fn mib(kib: Option<u64>) -> String {
     kib.map(|k| format!("{:.0} MiB", k as f64 / 1024.0))
         .unwrap_or_else(|| "n/a".to_owned())
@@ -420,7 +426,8 @@ impl Report {
                     let figure = |m: Option<&Measured>| {
                         m.map(|m| {
                             let idle = m
-                                .idle_cpu
+                                .cpu
+                                .idle
                                 .map(|i| format!("; {:.0}%", i * 100.0))
                                 .unwrap_or_default();
                             format!(
@@ -460,6 +467,7 @@ impl Report {
                         ratio(g, noop.map(|n| n.per_second)),
                     );
                 }
+                self.cpu_table(out, backend, shape);
                 if let Some(sale) = self.sale_ceiling(backend, shape) {
                     let _ = writeln!(
                         out,
@@ -495,6 +503,103 @@ impl Report {
             }
             out.push('\n');
         }
+    }
+
+    /// Where the CPU went per operation at the goals' concurrency (64, else the highest run),
+    /// and on PostgreSQL the most the grouped sale could reach against pgbench on this
+    /// machine if the gateway cost nothing beyond the no-op.
+    fn cpu_table(&self, out: &mut String, backend: Backend, shape: Shape) {
+        let Some(c) = self
+            .plan
+            .concurrency
+            .iter()
+            .copied()
+            .find(|&c| c == 64)
+            .or_else(|| self.plan.concurrency.iter().copied().max())
+        else {
+            return;
+        };
+        let ungrouped = self.purchase(backend, shape, c, false);
+        let grouped = self.purchase(backend, shape, c, true);
+        let noop = self.noop(backend, c);
+        let ceiling = self.ceiling(backend, shape, c);
+        let us = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |v| format!("{v:.0}"));
+        let idle =
+            |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |v| format!("{:.0}%", v * 100.0));
+        let database = match backend {
+            Backend::Sqlite => "SQLite: inside the gateway",
+            Backend::Postgres => "PostgreSQL",
+        };
+        let _ = writeln!(
+            out,
+            "\nWhere the CPU went at {c} clients, µs per call or statement (each process's CPU time in the measured window ÷ the calls answered; *Method*, *CPU per operation*):\n\n| | whole machine, busy | load generator | gateway | {database} | idle |\n|---|---:|---:|---:|---:|---:|"
+        );
+        for (what, m) in [
+            ("ungrouped sale", ungrouped),
+            ("grouped sale", grouped),
+            ("gRPC no-op", noop),
+        ] {
+            if let Some(m) = m {
+                let cpu = &m.cpu;
+                let _ = writeln!(
+                    out,
+                    "| {what} | {} | {} | {} | {} | {} |",
+                    us(cpu.machine_us),
+                    us(cpu.generator_us),
+                    us(cpu.gateway_us),
+                    if backend == Backend::Sqlite {
+                        "-".to_owned()
+                    } else {
+                        us(cpu.database_us)
+                    },
+                    idle(cpu.idle)
+                );
+            }
+        }
+        if let Some(x) = ceiling {
+            let _ = writeln!(
+                out,
+                "| statement ceiling ({}) | {} | | | | {} |",
+                x.tool,
+                us(x.cpu.machine_us),
+                idle(x.cpu.idle)
+            );
+        }
+        if let Some(best) = self.best_grouped_against_ceiling(backend, shape, c) {
+            let _ = writeln!(out, "\n{best}");
+        }
+    }
+
+    /// PostgreSQL: the most the grouped sale could sell at `c` clients if a sale cost the
+    /// machine only what a no-op call does plus what PostgreSQL spent per grouped sale in
+    /// this run, with nothing idle — and that against pgbench.
+    fn best_grouped_against_ceiling(
+        &self,
+        backend: Backend,
+        shape: Shape,
+        c: usize,
+    ) -> Option<String> {
+        if backend != Backend::Postgres {
+            return None;
+        }
+        let transport = self.noop(backend, c)?.cpu.machine_us?;
+        let grouped = self.purchase(backend, shape, c, true)?;
+        let database = grouped.cpu.database_us?;
+        let ceiling = self.ceiling(backend, shape, c)?;
+        let best = most_per_second(self.machine.cpus, transport + database)?;
+        if ceiling.per_second <= 0.0 {
+            return None;
+        }
+        Some(format!(
+            "Had a grouped sale cost the machine only what a no-op call costs ({transport:.0} µs: the load generator and the gRPC transport) plus what PostgreSQL spent per grouped sale here ({database:.0} µs), with nothing idle, {} CPUs could sell at most {best:.0}/s: {:.2} × pgbench's rate. The grouped sale measured {} µs at {:.0}/s.",
+            self.machine.cpus,
+            best / ceiling.per_second,
+            grouped
+                .cpu
+                .machine_us
+                .map_or_else(|| "-".to_owned(), |v| format!("{v:.0}")),
+            grouped.per_second
+        ))
     }
 
     fn replenishment_section(&self, out: &mut String) {
@@ -859,6 +964,31 @@ const METHOD: &str = r#"## Method
   hyper and h2 handling the calls about 35% of its samples, the kernel's TCP sends 11%, `malloc`/`free` 14%, the sea-orm and
   sqlx query 10%, the lanes' grouping 8%. One tokio worker thread for the gateway and the
   generator (`TOKIO_WORKER_THREADS=1`) did not help: 0.76, idle 20%.
+- **CPU per operation** (the tables under each shape in section 1; `bench/src/cpu.rs`): at
+  the start and the end of each measured window the benchmark reads the machine's CPU time
+  (`/proc/stat`) and that of the load generator (itself), the gateway and every PostgreSQL
+  process (`/proc/<pid>/stat`; a process must live through the window to count, which the
+  gateway's pooled connections do). Each share of the window's CPU time, times the CPUs, ÷
+  the calls answered per second, is the µs per call. On SQLite the database runs inside the
+  gateway (the sale thread), so its figure is the gateway's. The statement ceilings show
+  the whole machine only: pgbench's backends start and end with it, and its window includes
+  its connecting and its log (a slight overestimate). Below PostgreSQL's tables, the most
+  the grouped sale could reach on this machine if the gateway did nothing a no-op call does
+  not: the no-op's CPU per call (the generator and the transport) plus PostgreSQL's per
+  grouped sale, with nothing idle. The first runs with it (2026-12-05, 64 clients) put that
+  at 0.85-1.1 × pgbench on 1,000 products, against 0.53-0.65 measured: a grouped sale cost
+  the generator 25-46 µs and the gateway 38-67 µs where a no-op call cost each 15-26 µs,
+  the generator doing the same work per call either way. A saturated no-op keeps every
+  thread busy; a sale waits on its lane's commit (11-18% idle), and each wait parks and
+  wakes threads. `perf stat` on the no-op: the gateway made 1.05 `writev`s per call, the
+  generator 1.3 — one write per response even at saturation.
+- **The generator's own HTTP/2 connections, tried and not kept**: tonic's `Channel` puts a
+  buffer task between each call and its connection. The closed loop calling
+  `hyper::client::conn::http2` connections directly instead (two alternated runs each,
+  64 clients, release build, 2026-12-05): the generator's CPU per no-op call 15.2-16.3 →
+  14.7-15.8 µs, per grouped PostgreSQL sale 32-35 → 25 µs in the quieter run and 38 in the
+  noisier one; the rates moved within the noise (1,000 products grouped 11,882 and 11,202
+  → 15,075 and 10,007/s).
 - **Hot row, PostgreSQL**: pgbench's rate on one row falls as clients rise (every waiter
   queues on the row lock and re-checks it); the gateway never puts more than its pool of 16
   connections on the row, and an ungrouped sale that sells is one statement (data-modifying
@@ -892,3 +1022,15 @@ const METHOD: &str = r#"## Method
   product at 256 clients from about 4,000 to 13,400 sales/s (a new group size no longer
   meant a new prepared statement on the server).
 "#;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn two_cpus_at_100_us_an_operation_run_20_000_a_second_at_most() {
+        assert_eq!(most_per_second(2, 100.0), Some(20_000.0));
+        assert_eq!(most_per_second(0, 100.0), Some(10_000.0));
+        assert_eq!(most_per_second(2, 0.0), None);
+    }
+}

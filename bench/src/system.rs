@@ -59,6 +59,11 @@ pub struct Proc {
 }
 
 impl Proc {
+    /// Its process id.
+    pub fn pid(&self) -> u32 {
+        self.process.pid()
+    }
+
     /// Resident memory now (VmRSS), KiB.
     pub fn rss_kib(&self) -> Option<u64> {
         self.process.status_kib("VmRSS:")
