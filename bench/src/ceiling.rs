@@ -47,7 +47,7 @@ impl Ceiling {
     /// The ceiling with the machine's CPU per statement from `from` until now (its warm-up
     /// and set-up included: a slight overestimate).
     fn with_cpu(mut self, from: &Reading) -> Ceiling {
-        let cpu = CpuPerOp::between(from, &Reading::now(Watch::default()), self.per_second);
+        let cpu = CpuPerOp::between(from, &Reading::now(&Watch::default()), self.per_second);
         self.cpu = CpuPerOp {
             idle: cpu.idle,
             machine_us: cpu.machine_us,
@@ -78,7 +78,7 @@ pub async fn measure(
     concurrency: usize,
     plan: &Plan,
 ) -> anyhow::Result<Ceiling> {
-    let from = Reading::now(Watch::default());
+    let from = Reading::now(&Watch::default());
     let ceiling = match db.backend {
         Backend::Sqlite => sqlite_loop(db, shape, plan, SqliteWork::Statement).await,
         Backend::Postgres => pgbench(db, shape, concurrency, plan).await,
@@ -92,7 +92,7 @@ pub async fn sqlite_keyed_sale(
     shape: Shape,
     plan: &Plan,
 ) -> anyhow::Result<Ceiling> {
-    let from = Reading::now(Watch::default());
+    let from = Reading::now(&Watch::default());
     let ceiling = sqlite_loop(db, shape, plan, SqliteWork::KeyedSale).await?;
     Ok(ceiling.with_cpu(&from))
 }

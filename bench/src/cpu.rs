@@ -1,6 +1,7 @@
 //! Where a measured window's CPU time went, per operation: the whole machine's busy time
 //! (`/proc/stat`) and that of the run's own processes (`/proc/<pid>/stat`): the load
-//! generator (this process), the gateway, and PostgreSQL's processes. Beside a rate it shows
+//! generator (this process), the gateway, PostgreSQL's processes, the Temporal server and
+//! restock's other processes. Beside a rate it shows
 //! what each operation cost, so the report can tell a ratio the code could still gain from
 //! one this machine's two cores cannot reach (BENCHMARKS.md, *Method*).
 //!
@@ -10,12 +11,16 @@
 use std::collections::HashMap;
 
 /// The processes whose CPU time a window counts besides the whole machine's.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct Watch {
     /// The gateway under test.
     pub gateway: Option<u32>,
     /// Whether to count PostgreSQL's processes (the server and its backends).
     pub postgres: bool,
+    /// The Temporal server.
+    pub temporal: Option<u32>,
+    /// restock's other processes (worker, factory simulator), counted together.
+    pub others: Vec<u32>,
 }
 
 /// The CPU counters at one instant.
@@ -31,11 +36,15 @@ pub struct Reading {
     gateway: Option<u64>,
     /// PostgreSQL's processes by pid, when watched.
     postgres: Option<HashMap<u32, u64>>,
+    /// The Temporal server.
+    temporal: Option<u64>,
+    /// The other processes, summed (`None` when none is watched or one cannot be read).
+    others: Option<u64>,
 }
 
 impl Reading {
     /// Reads the machine's counters and those of `watch`.
-    pub fn now(watch: Watch) -> Reading {
+    pub fn now(watch: &Watch) -> Reading {
         let (machine, cores) = machine_ticks().unzip();
         Reading {
             machine,
@@ -48,6 +57,10 @@ impl Reading {
                     .filter_map(|pid| Some((pid, process_ticks(pid)?)))
                     .collect()
             }),
+            temporal: watch.temporal.and_then(process_ticks),
+            others: (!watch.others.is_empty())
+                .then(|| watch.others.iter().map(|&pid| process_ticks(pid)).sum())
+                .flatten(),
         }
     }
 }
@@ -65,6 +78,10 @@ pub struct CpuPerOp {
     pub gateway_us: Option<f64>,
     /// PostgreSQL's processes' (those alive through the whole window).
     pub database_us: Option<f64>,
+    /// The Temporal server's.
+    pub temporal_us: Option<f64>,
+    /// restock's other processes' (worker, factory simulator).
+    pub others_us: Option<f64>,
 }
 
 impl CpuPerOp {
@@ -102,6 +119,8 @@ impl CpuPerOp {
             generator_us: delta(from.generator, to.generator).and_then(per_op),
             gateway_us: delta(from.gateway, to.gateway).and_then(per_op),
             database_us: database.and_then(per_op),
+            temporal_us: delta(from.temporal, to.temporal).and_then(per_op),
+            others_us: delta(from.others, to.others).and_then(per_op),
         }
     }
 }
@@ -169,6 +188,8 @@ mod tests {
             generator: Some(generator),
             gateway: None,
             postgres: Some(pg.iter().copied().collect()),
+            temporal: Some(generator * 2),
+            others: None,
         }
     }
 
@@ -184,7 +205,9 @@ mod tests {
         assert_eq!(cpu.machine_us, Some(150.0));
         assert_eq!(cpu.generator_us, Some(40.0));
         assert_eq!(cpu.database_us, Some(60.0));
+        assert_eq!(cpu.temporal_us, Some(80.0));
         assert_eq!(cpu.gateway_us, None);
+        assert_eq!(cpu.others_us, None);
     }
 
     #[test]
@@ -207,7 +230,7 @@ mod tests {
 
     #[test]
     fn this_machine_reports_its_own_and_this_process_cpu() {
-        let r = Reading::now(Watch::default());
+        let r = Reading::now(&Watch::default());
         let ((idle, total), cores) = machine_ticks().expect("/proc/stat has a cpu line");
         assert!(total > 0 && idle <= total, "idle {idle} of {total}");
         assert!(cores >= 1 && r.cores == cores);

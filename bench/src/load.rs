@@ -201,12 +201,13 @@ pub async fn closed_loop(
     let watch = Watch {
         gateway: Some(gateway.pid()),
         postgres: backend == Backend::Postgres,
+        ..Watch::default()
     };
     let readings = tokio::spawn(async move {
         tokio::time::sleep_until(measure_from).await;
-        let from = Reading::now(watch);
+        let from = Reading::now(&watch);
         tokio::time::sleep_until(end).await;
-        (from, Reading::now(watch))
+        (from, Reading::now(&watch))
     });
     let mut tasks = Vec::with_capacity(concurrency);
     for client_no in 0..concurrency {

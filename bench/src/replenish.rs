@@ -13,6 +13,7 @@ use restock_proto::v1::{Outcome, PurchaseRequest};
 use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
 use tokio::time::Instant;
 
+use crate::cpu::{CpuPerOp, Reading, Watch};
 use crate::load::{channels, histogram, quantile_ms};
 use crate::plan::Plan;
 use crate::system::ReplenishmentStack;
@@ -48,6 +49,10 @@ pub struct Throughput {
     /// Workflow tasks and history events of one run (medians over [`SHAPE_SAMPLES`] runs),
     /// when their histories could be read.
     pub shape: Option<HistoryShape>,
+    /// Where the CPU went per workflow, from the first start to the last completion: the
+    /// Temporal server, and the workflow's own processes (the load generator, which also
+    /// hosts the trivial workflow's worker; restock's gateway, worker and factory).
+    pub cpu: CpuPerOp,
 }
 
 /// What one run costs the server: its workflow tasks and history events.
@@ -330,6 +335,13 @@ pub async fn throughput(
     let skus = out_of_stock_products(stack, "burst", plan.burst).await?;
     let gateway = stack.gateway.grpc.context("gateway without gRPC")?;
     let channels = channels(gateway, 4).await?;
+    let watch = Watch {
+        gateway: Some(stack.gateway.pid()),
+        temporal: Some(temporal.pid()),
+        others: vec![stack.worker.pid(), stack.factory.pid()],
+        ..Watch::default()
+    };
+    let cpu_from = Reading::now(&watch);
     let started = Instant::now();
     let results: Vec<anyhow::Result<()>> = futures::stream::iter(skus.iter().enumerate())
         .map(|(i, sku)| {
@@ -368,6 +380,11 @@ pub async fn throughput(
     )
     .await;
     let elapsed = started.elapsed();
+    let cpu = CpuPerOp::between(
+        &cpu_from,
+        &Reading::now(&watch),
+        skus.len() as f64 / elapsed.as_secs_f64().max(1e-9),
+    );
     if let Err(err) = waited {
         anyhow::bail!("{err}: {} of {expected} completed", completed().await);
     }
@@ -379,5 +396,6 @@ pub async fn throughput(
         completed: skus.len(),
         elapsed,
         shape: history_shape(temporal, &ids).await,
+        cpu,
     })
 }

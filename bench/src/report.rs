@@ -120,6 +120,30 @@ impl Goal {
     }
 }
 
+/// Scenario 3's CPU per workflow: the Temporal server's for each kind, the workflows' own
+/// processes', and the ratio the server alone leaves room for.
+fn workflow_cpu(r: &Throughput, t: &Throughput) -> Option<String> {
+    let ms = |us: f64| us / 1000.0;
+    let server_r = r.cpu.temporal_us?;
+    let server_t = t.cpu.temporal_us?;
+    let restock = r.cpu.gateway_us? + r.cpu.others_us? + r.cpu.generator_us?;
+    let trivial_worker = t.cpu.generator_us?;
+    (server_r > 0.0).then(|| {
+        format!(
+            "Where the CPU went, per workflow (each process's CPU time from the first start to the last completion ÷ the workflows): the Temporal server {:.1} ms per replenishment and {:.1} ms per trivial workflow; restock's gateway, worker and factory simulator with the load generator {:.1} ms per replenishment; the trivial workflow's worker and starter (the load generator) {:.1} ms; the whole machine busy {} and {} ms, idle {} and {}. Had restock's own processes cost nothing, the server's share alone would allow a ratio of at most {:.2}.",
+            ms(server_r),
+            ms(server_t),
+            ms(restock),
+            ms(trivial_worker),
+            r.cpu.machine_us.map_or_else(|| "-".to_owned(), |v| format!("{:.1}", ms(v))),
+            t.cpu.machine_us.map_or_else(|| "-".to_owned(), |v| format!("{:.1}", ms(v))),
+            r.cpu.idle.map_or_else(|| "-".to_owned(), |v| format!("{:.0}%", v * 100.0)),
+            t.cpu.idle.map_or_else(|| "-".to_owned(), |v| format!("{:.0}%", v * 100.0)),
+            (server_t + trivial_worker) / server_r
+        )
+    })
+}
+
 /// Operations a second `cpus` CPUs can run at most when each costs `us_per_op` µs of CPU and
 /// none is idle (`None` for a cost of nothing).
 fn most_per_second(cpus: usize, us_per_op: f64) -> Option<f64> {
@@ -664,6 +688,9 @@ impl Report {
                     shape(r),
                     shape(t)
                 );
+                if let Some(cpu) = workflow_cpu(r, t) {
+                    let _ = writeln!(out, "{cpu}\n");
+                }
             }
             _ => {
                 out.push_str("Not measured in this run.\n\n");
@@ -981,7 +1008,13 @@ const METHOD: &str = r#"## Method
   the generator doing the same work per call either way. A saturated no-op keeps every
   thread busy; a sale waits on its lane's commit (11-18% idle), and each wait parks and
   wakes threads. `perf stat` on the no-op: the gateway made 1.05 `writev`s per call, the
-  generator 1.3 — one write per response even at saturation.
+  generator 1.3 — one write per response even at saturation. Scenario 3 counts the same
+  way per workflow, from the first start to the last completion: the Temporal server;
+  restock's gateway, worker and factory simulator with the load generator that starts the
+  runs; for the trivial workflow the load generator, which hosts its worker. With both runs
+  keeping the machine busy, replenishments could run at most (the trivial workflow's server
+  and worker CPU ÷ a replenishment's server CPU) times the trivial rate if restock's own
+  processes cost nothing.
 - **The generator's own HTTP/2 connections, tried and not kept**: tonic's `Channel` puts a
   buffer task between each call and its connection. The closed loop calling
   `hyper::client::conn::http2` connections directly instead (two alternated runs each,

@@ -22,6 +22,7 @@ use temporalio_sdk::{
 };
 use tokio::time::Instant;
 
+use crate::cpu::{CpuPerOp, Reading, Watch};
 use crate::plan::Plan;
 use crate::replenish::Throughput;
 use crate::system::System;
@@ -152,6 +153,11 @@ pub async fn throughput(system: &System, plan: &Plan) -> anyhow::Result<Throughp
         .context("warming up the trivial worker")?;
     // Like the replenishment burst: everything is started at once (32 requests in flight),
     // then the clock runs until the last one completes.
+    let watch = Watch {
+        temporal: Some(system.temporal.pid()),
+        ..Watch::default()
+    };
+    let cpu_from = Reading::now(&watch);
     let started = Instant::now();
     let handles: Vec<anyhow::Result<_>> = futures::stream::iter(0..plan.burst as u64)
         .map(start)
@@ -165,6 +171,11 @@ pub async fn throughput(system: &System, plan: &Plan) -> anyhow::Result<Throughp
         .collect()
         .await;
     let elapsed = started.elapsed();
+    let cpu = CpuPerOp::between(
+        &cpu_from,
+        &Reading::now(&watch),
+        plan.burst as f64 / elapsed.as_secs_f64().max(1e-9),
+    );
     let _ = stop.send(());
     let joined = tokio::task::spawn_blocking(move || worker.join()).await;
     for r in results {
@@ -181,5 +192,6 @@ pub async fn throughput(system: &System, plan: &Plan) -> anyhow::Result<Throughp
         completed: plan.burst,
         elapsed,
         shape: crate::replenish::history_shape(&system.temporal, &ids).await,
+        cpu,
     })
 }
